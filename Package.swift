@@ -1,0 +1,44 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "masq",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "masq", targets: ["masq"]),
+        .library(name: "MasqCore", targets: ["MasqCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries, each behind a system-library target with its own module map.
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        .systemLibrary(
+            name: "CNetfilterQueue",
+            pkgConfig: "libnetfilter_queue",
+            providers: [.apt(["libnetfilter-queue-dev", "libmnl-dev"])]
+        ),
+
+        // The engine: pure Swift, no I/O.
+        .target(name: "MasqCore"),
+
+        // Capture files in and out (libpcap), feeding the engine the same way NFQUEUE does.
+        .target(name: "MasqCapture", dependencies: ["CPcap", "MasqCore"]),
+
+        .executableTarget(
+            name: "masq",
+            dependencies: [
+                "MasqCore", "MasqCapture", "CNetfilterQueue",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "masq-bench", dependencies: ["MasqCore"]),
+
+        .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
+    ]
+)

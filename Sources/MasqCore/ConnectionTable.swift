@@ -1,0 +1,275 @@
+/// The 5-tuple a packet is looked up by: its own source, destination, ports and protocol.
+///
+/// A NAT connection is entered twice, once per direction: client → VIP (inbound) and
+/// real server → client (outbound), so one lookup with the packet's own tuple finds either.
+public struct FlowKey: Hashable, Sendable {
+    public var source: UInt32
+    public var destination: UInt32
+    public var ports: UInt32  // source port << 16 | destination port
+    public var proto: UInt8
+
+    public init(source: IPv4Address, destination: IPv4Address, sourcePort: UInt16,
+                           destinationPort: UInt16, proto: IPProtocol) {
+        self.source = source.rawValue
+        self.destination = destination.rawValue
+        self.ports = UInt32(sourcePort) << 16 | UInt32(destinationPort)
+        self.proto = proto.rawValue
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(UInt64(source) << 32 | UInt64(destination))
+        hasher.combine(UInt64(ports) << 8 | UInt64(proto))
+    }
+}
+
+/// One entry of the table: a NAT connection, or a persistence template (IPVS `struct ip_vs_conn`).
+public struct Connection: Sendable {
+    public var proto: IPProtocol
+    public var state: ConnectionState
+    /// A persistence template: client (masked, port 0) → service, remembering the real server.
+    public var isTemplate: Bool
+    /// Counted in the destination's ActiveConn (else InActConn); mirrors IPVS's IP_VS_CONN_F_INACTIVE.
+    public var countedActive: Bool
+    public var client: IPv4Address
+    public var clientPort: UInt16
+    public var virtualAddress: IPv4Address
+    public var virtualPort: UInt16
+    public var server: IPv4Address
+    public var serverPort: UInt16
+    public var serviceID: UInt32
+    public var destinationID: UInt32
+    /// The template this connection was scheduled by, or `ConnectionTable.noSlot`.
+    public var controller: UInt32
+    /// For a template: how many live connections it controls (it outlives its timeout while any do).
+    public var controlled: UInt32
+    /// Idle timeout in seconds for the current state.
+    public var timeout: UInt32
+    /// When the connection expires, on the engine's clock (nanoseconds).
+    public var expires: Int64
+    public var packetsIn: UInt64
+    public var packetsOut: UInt64
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+    var wheelNext: UInt32
+    var wheelPrev: UInt32
+    var wheelBucket: UInt32
+    var live: Bool
+
+    /// The key packets from the client to the virtual service carry.
+    public var inboundKey: FlowKey {
+        FlowKey(source: client, destination: virtualAddress, sourcePort: clientPort,
+                destinationPort: virtualPort, proto: proto)
+    }
+
+    /// The key replies from the real server to the client carry.
+    public var outboundKey: FlowKey {
+        FlowKey(source: server, destination: client, sourcePort: serverPort,
+                destinationPort: clientPort, proto: proto)
+    }
+
+    /// A template's key: protocol, masked client address (port 0), virtual address and port.
+    public var templateKey: FlowKey { inboundKey }
+}
+
+/// The connection table: a slab of connections, an index from each direction's 5-tuple to its slot,
+/// persistence templates by their own key, and a timing wheel that expires idle entries.
+///
+/// Expiry is driven by the caller's clock (capture timestamps in replay, a monotonic clock in the daemon),
+/// so replay is deterministic. The wheel re-arms lazily: a packet only moves `expires`; an entry found in
+/// a due bucket with a later `expires` is moved to its new bucket then, so the packet path never relinks.
+public struct ConnectionTable {
+    public static let noSlot = UInt32.max
+    static let wheelSize = 1024
+    public static let nanosPerTick: Int64 = 1_000_000_000
+    static let templateRecheck: Int64 = 60
+
+    public private(set) var slots: [Connection] = []
+    private var freeSlots: [UInt32] = []
+    /// Slot << 1 | direction.
+    private var index: [FlowKey: UInt32] = [:]
+    private var templates: [FlowKey: UInt32] = [:]
+    private var wheel: [UInt32] = Array(repeating: noSlot, count: wheelSize)
+    private var lastTick: Int64?
+    /// The most connections (templates included) the table holds; a new flow beyond it is refused.
+    public let capacity: Int
+    public private(set) var connectionCount = 0
+    public private(set) var templateCount = 0
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        let initial = min(capacity, 1 << 16)
+        slots.reserveCapacity(initial)
+        index.reserveCapacity(initial * 2)
+    }
+
+    public var isFull: Bool { connectionCount + templateCount >= capacity }
+
+    // MARK: Lookup
+
+    /// The slot and direction of the connection a packet with this tuple belongs to.
+    public func lookup(_ key: FlowKey) -> (slot: UInt32, direction: FlowDirection)? {
+        guard let value = indexValue(key) else { return nil }
+        return (value >> 1, FlowDirection(rawValue: UInt8(value & 1))!)
+    }
+
+    func indexValue(_ key: FlowKey) -> UInt32? { index[key] }
+
+    public func template(for key: FlowKey) -> UInt32? { templates[key] }
+
+    public subscript(slot: UInt32) -> Connection {
+        get { slots[Int(slot)] }
+        _modify { yield &slots[Int(slot)] }
+    }
+
+    // MARK: Insert and remove
+
+    /// Adds a connection (or template) and arms its expiry; nil when the table is full or a key is taken.
+    public mutating func insert(_ connection: Connection) -> UInt32? {
+        guard !isFull else { return nil }
+        if connection.isTemplate {
+            guard templates[connection.templateKey] == nil else { return nil }
+        } else {
+            guard index[connection.inboundKey] == nil, index[connection.outboundKey] == nil else { return nil }
+        }
+        var entry = connection
+        entry.live = true
+        let slot: UInt32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+            slots[Int(slot)] = entry
+        } else {
+            slot = UInt32(slots.count)
+            slots.append(entry)
+        }
+        if entry.isTemplate {
+            templates[entry.templateKey] = slot << 1
+            templateCount += 1
+        } else {
+            index[entry.inboundKey] = slot << 1 | UInt32(FlowDirection.inbound.rawValue)
+            index[entry.outboundKey] = slot << 1 | UInt32(FlowDirection.outbound.rawValue)
+            connectionCount += 1
+            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled += 1 }
+        }
+        link(slot)
+        return slot
+    }
+
+    /// Removes an entry now, whatever its expiry. A template that still controls connections stays.
+    public mutating func remove(_ slot: UInt32) {
+        let entry = slots[Int(slot)]
+        guard entry.live else { return }
+        unlink(slot)
+        if entry.isTemplate {
+            templates[entry.templateKey] = nil
+            templateCount -= 1
+        } else {
+            index[entry.inboundKey] = nil
+            index[entry.outboundKey] = nil
+            connectionCount -= 1
+            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled -= 1 }
+        }
+        slots[Int(slot)].live = false
+        freeSlots.append(slot)
+    }
+
+    // MARK: Expiry
+
+    static func tick(_ time: Int64) -> Int64 { time >= 0 ? time / nanosPerTick : (time - nanosPerTick + 1) / nanosPerTick }
+
+    /// Bucket due strictly after the entry's expiry second, so everything in a due bucket has expired
+    /// unless a packet has moved its `expires` since.
+    private func bucket(for expires: Int64) -> Int {
+        Int(truncatingIfNeeded: (Self.tick(expires) + 1) & Int64(Self.wheelSize - 1))
+    }
+
+    private mutating func link(_ slot: UInt32) {
+        let b = bucket(for: slots[Int(slot)].expires)
+        let head = wheel[b]
+        slots[Int(slot)].wheelBucket = UInt32(b)
+        slots[Int(slot)].wheelPrev = Self.noSlot
+        slots[Int(slot)].wheelNext = head
+        if head != Self.noSlot { slots[Int(head)].wheelPrev = slot }
+        wheel[b] = slot
+    }
+
+    private mutating func unlink(_ slot: UInt32) {
+        let entry = slots[Int(slot)]
+        if entry.wheelPrev != Self.noSlot {
+            slots[Int(entry.wheelPrev)].wheelNext = entry.wheelNext
+        } else {
+            wheel[Int(entry.wheelBucket)] = entry.wheelNext
+        }
+        if entry.wheelNext != Self.noSlot { slots[Int(entry.wheelNext)].wheelPrev = entry.wheelPrev }
+    }
+
+    /// Whether `now` has entered a second the wheel has not processed yet: the packet path checks this
+    /// (cheap) before calling `expire`.
+    public func needsExpiry(at now: Int64) -> Bool {
+        guard let last = lastTickValue else { return true }
+        return Self.tick(now) > last
+    }
+
+    var lastTickValue: Int64? { lastTick }
+
+    /// Expires every entry whose time has come by `now`, handing each removed one to `removed` first.
+    /// A template that still controls connections is re-armed for another timeout (IPVS does the same).
+    public mutating func expire(now: Int64, _ removed: (Connection) -> Void) {
+        let nowTick = Self.tick(now)
+        guard let last = lastTick else {
+            lastTick = nowTick
+            return
+        }
+        guard nowTick > last else { return }
+        lastTick = nowTick
+        let steps = min(nowTick - last, Int64(Self.wheelSize))
+        for step in 1...steps {
+            let b = Int(truncatingIfNeeded: (last + step) & Int64(Self.wheelSize - 1))
+            var slot = wheel[b]
+            wheel[b] = Self.noSlot
+            while slot != Self.noSlot {
+                let next = slots[Int(slot)].wheelNext
+                expireOrRearm(slot, now: now, removed)
+                slot = next
+            }
+        }
+    }
+
+    private mutating func expireOrRearm(_ slot: UInt32, now: Int64, _ removed: (Connection) -> Void) {
+        let entry = slots[Int(slot)]
+        if entry.expires > now {
+            link(slot)
+        } else if entry.isTemplate && entry.controlled > 0 {
+            // IPVS `ip_vs_conn_expire`: a template still in use comes back in 60 s, again and again.
+            slots[Int(slot)].expires = now + Self.templateRecheck * Self.nanosPerTick
+            link(slot)
+        } else {
+            // Already unlinked from the wheel (the bucket was detached); mark so remove skips unlink.
+            slots[Int(slot)].wheelPrev = Self.noSlot
+            slots[Int(slot)].wheelBucket = UInt32(Self.wheelSize)  // sentinel: not in any bucket
+            removed(entry)
+            removeDetached(slot)
+        }
+    }
+
+    private mutating func removeDetached(_ slot: UInt32) {
+        let entry = slots[Int(slot)]
+        if entry.isTemplate {
+            templates[entry.templateKey] = nil
+            templateCount -= 1
+        } else {
+            index[entry.inboundKey] = nil
+            index[entry.outboundKey] = nil
+            connectionCount -= 1
+            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled -= 1 }
+        }
+        slots[Int(slot)].live = false
+        freeSlots.append(slot)
+    }
+
+    /// Live entries in slot order (deterministic), for dumps.
+    public var liveEntries: [Connection] { slots.filter(\.live) }
+
+    public func forEachLive(_ body: (UInt32, Connection) -> Void) {
+        for i in slots.indices where slots[i].live { body(UInt32(i), slots[i]) }
+    }
+}

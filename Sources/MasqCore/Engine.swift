@@ -1,0 +1,435 @@
+/// The LVS-NAT packet path: every packet, from NFQUEUE or from a capture file, goes through `process`.
+///
+/// Inbound (client → VIP:port): find or schedule a connection, rewrite the destination to the real
+/// server. Outbound (real server → client): rewrite the source back to VIP:port. ICMP errors about a
+/// connection are translated both ways. Anything else is accepted untouched. No I/O, no clock of its
+/// own: the caller passes the time, so a replay is deterministic.
+public final class Engine {
+    public private(set) var table: ConnectionTable
+    public private(set) var counters = EngineCounters()
+    public private(set) var timeouts: Timeouts
+    /// Services in configuration order.
+    public private(set) var services: [VirtualService] = []
+    private var serviceByKey: [ServiceKey: VirtualService] = [:]
+    /// `proto << 32 | address` of every VIP, for fragments and malformed packets that have no ports.
+    private var virtualAddresses: Set<UInt64> = []
+    private var realAddresses: Set<UInt32> = []
+    /// Destinations by id; a removed one stays until its last connection ends.
+    public private(set) var destinations: [Destination?] = []
+    private var destinationOwner: [UInt32] = []
+    public private(set) var destinationStats: [TrafficCounters] = []
+    public private(set) var serviceStats: [TrafficCounters] = []
+    private var nextServiceID: UInt32 = 0
+    /// The latest time seen, nanoseconds on the caller's clock.
+    public private(set) var now: Int64 = 0
+
+    public static let defaultCapacity = 1 << 20
+
+    public init(configuration: Configuration, capacity: Int = Engine.defaultCapacity) {
+        table = ConnectionTable(capacity: capacity)
+        timeouts = configuration.timeouts
+        apply(configuration)
+    }
+
+    // MARK: Configuration
+
+    /// Takes a new configuration (already validated). Services and real servers that stay keep their
+    /// identity, counters and scheduler state; established connections are never dropped, even to a
+    /// real server that is gone (IPVS's default: they live out their timeouts).
+    public func apply(_ configuration: Configuration) {
+        timeouts = configuration.timeouts
+        var kept: [ServiceKey: VirtualService] = [:]
+        var ordered: [VirtualService] = []
+        var stillUsed = Set<UInt32>()
+        for spec in configuration.services {
+            let existing = serviceByKey[spec.key]
+            let serviceID = existing?.id ?? newServiceID()
+            var dests: [Destination] = []
+            for rs in spec.realServers {
+                let found = existing?.destinations.first { $0.address == rs.address && $0.port == rs.port }
+                let d = found ?? newDestination(rs, serviceID: serviceID)
+                d.setWeight(rs.weight)
+                dests.append(d)
+                stillUsed.insert(d.id)
+            }
+            let service: VirtualService
+            if let existing {
+                existing.update(spec: spec, destinations: dests)
+                service = existing
+            } else {
+                service = VirtualService(id: serviceID, spec: spec, destinations: dests)
+            }
+            kept[spec.key] = service
+            ordered.append(service)
+        }
+        for old in services {
+            for d in old.destinations where !stillUsed.contains(d.id) {
+                d.setWeight(0)
+                releaseIfUnused(d)
+            }
+        }
+        services = ordered
+        serviceByKey = kept
+        virtualAddresses = Set(ordered.map { UInt64($0.key.proto.rawValue) << 32 | UInt64($0.key.address.rawValue) })
+        realAddresses = Set(ordered.flatMap { $0.destinations.map(\.address.rawValue) })
+    }
+
+    private func newServiceID() -> UInt32 {
+        defer { nextServiceID += 1 }
+        serviceStats.append(TrafficCounters())
+        return nextServiceID
+    }
+
+    private func newDestination(_ rs: RealServerSpec, serviceID: UInt32) -> Destination {
+        let d = Destination(id: UInt32(destinations.count), address: rs.address, port: rs.port, weight: rs.weight)
+        destinations.append(d)
+        destinationOwner.append(serviceID)
+        destinationStats.append(TrafficCounters())
+        return d
+    }
+
+    private func isInService(_ d: Destination) -> Bool {
+        guard let service = services.first(where: { $0.id == destinationOwner[Int(d.id)] }) else { return false }
+        return service.destinations.contains { $0 === d }
+    }
+
+    private func releaseIfUnused(_ d: Destination) {
+        if d.activeConnections == 0 && d.inactiveConnections == 0 && d.persistentConnections == 0
+            && !isInService(d) {
+            destinations[Int(d.id)] = nil
+        }
+    }
+
+    public func service(_ key: ServiceKey) -> VirtualService? { serviceByKey[key] }
+
+    // MARK: The packet path
+
+    /// Runs one IPv4 packet through NAT, rewriting `bytes` in place, at time `now` (nanoseconds).
+    public func process(_ bytes: PacketBytes, meta: PacketMeta = PacketMeta(), now: Int64) -> Verdict {
+        counters.packets &+= 1
+        advanceClock(to: now)
+        let verdict = meta.truncated ? truncatedPacket() : route(bytes, meta: meta)
+        switch verdict {
+        case .accept: counters.untouched &+= 1
+        case .rewritten(.inbound): counters.rewrittenInbound &+= 1
+        case .rewritten(.outbound): counters.rewrittenOutbound &+= 1
+        case .drop(let reason): counters.dropped[reason.rawValue] &+= 1
+        }
+        return verdict
+    }
+
+    /// Moves the clock on and expires what is due; the daemon also calls this on a timer.
+    public func advanceClock(to time: Int64) {
+        if time > now { now = time }
+        if table.needsExpiry(at: now) {
+            table.expire(now: now) { release($0) }
+        }
+    }
+
+    private func truncatedPacket() -> Verdict {
+        counters.truncated &+= 1
+        return .accept
+    }
+
+    @inline(__always)
+    private func route(_ bytes: PacketBytes, meta: PacketMeta) -> Verdict {
+        guard bytes.count >= 20 else { return .drop(.malformedIP) }
+        let ip = IPv4Header(bytes)
+        guard ip.version == 4 else { return ip.version == 6 ? .accept : .drop(.malformedIP) }
+        guard ip.ihl >= 5, ip.headerLength <= ip.totalLength, ip.totalLength <= bytes.count else {
+            return .drop(.malformedIP)
+        }
+        guard ip.isChecksumValid else { return .drop(.badIPChecksum) }
+        switch ip.proto {
+        case .tcp, .udp: return transport(ip, meta: meta)
+        case .icmp: return icmp(ip)
+        default: return .accept
+        }
+    }
+
+    /// Whether a packet without usable ports could belong to masq: to a VIP, or from a real server.
+    private func concernsMasq(_ ip: IPv4Header) -> Bool {
+        virtualAddresses.contains(UInt64(ip.proto.rawValue) << 32 | UInt64(ip.destination.rawValue))
+            || realAddresses.contains(ip.source.rawValue)
+    }
+
+    private func transport(_ ip: IPv4Header, meta: PacketMeta) -> Verdict {
+        let proto = ip.proto
+        if ip.isFragment { return concernsMasq(ip) ? .drop(.fragment) : .accept }
+        var segment = ip.payload
+        guard segment.count >= TransportHeader.minimumLength(proto) else {
+            return concernsMasq(ip) ? .drop(.malformedL4) : .accept
+        }
+        if proto == .tcp {
+            let dataOffset = Int(segment.u8(12) >> 4) &* 4
+            guard dataOffset >= 20, dataOffset <= segment.count else {
+                return concernsMasq(ip) ? .drop(.malformedL4) : .accept
+            }
+        } else {
+            let length = Int(segment.u16(4))
+            guard length >= 8, length <= segment.count else {
+                return concernsMasq(ip) ? .drop(.malformedL4) : .accept
+            }
+            segment = segment.slice(from: 0, count: length)
+        }
+        let th = TransportHeader(segment, proto: proto)
+        let key = FlowKey(source: ip.source, destination: ip.destination, sourcePort: th.sourcePort,
+                          destinationPort: th.destinationPort, proto: proto)
+        if let (slot, direction) = table.lookup(key) {
+            if table[slot].expires > now {
+                return established(slot, direction, ip, th, meta: meta)
+            }
+            expireNow(slot)
+        }
+        guard let service = findService(proto, ip.destination, th.destinationPort) else { return .accept }
+        if proto == .tcp && !TCPProtocol.startsConnection(th.tcpFlags) { return .accept }
+        return newConnection(service, ip, th, meta: meta)
+    }
+
+    private func findService(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> VirtualService? {
+        if let s = serviceByKey[ServiceKey(proto: proto, address: address, port: port)] { return s }
+        // A persistent service on port 0 takes every port of its address (ipvsadm `-t VIP:0 -p`).
+        return serviceByKey[ServiceKey(proto: proto, address: address, port: 0)]
+    }
+
+    // MARK: Established connections
+
+    private func established(_ slot: UInt32, _ direction: FlowDirection, _ ip: IPv4Header,
+                             _ th: TransportHeader, meta: PacketMeta) -> Verdict {
+        let length = UInt64(ip.totalLength)
+        if ip.proto == .tcp {
+            let state = table[slot].state
+            let next = TCPProtocol.transition(from: state, direction: direction, flags: th.tcpFlags)
+            if next != state { setState(slot, next) }
+        }
+        let timeout = table[slot].timeout
+        table[slot].expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
+        let c = table[slot]
+        if direction == .inbound {
+            table[slot].packetsIn &+= 1
+            table[slot].bytesIn &+= length
+            serviceStats[Int(c.serviceID)].packetsIn &+= 1
+            serviceStats[Int(c.serviceID)].bytesIn &+= length
+            destinationStats[Int(c.destinationID)].packetsIn &+= 1
+            destinationStats[Int(c.destinationID)].bytesIn &+= length
+            rewriteInbound(ip, th, to: c.server, port: c.serverPort, partial: meta.partialChecksum)
+        } else {
+            table[slot].packetsOut &+= 1
+            table[slot].bytesOut &+= length
+            serviceStats[Int(c.serviceID)].packetsOut &+= 1
+            serviceStats[Int(c.serviceID)].bytesOut &+= length
+            destinationStats[Int(c.destinationID)].packetsOut &+= 1
+            destinationStats[Int(c.destinationID)].bytesOut &+= length
+            rewriteOutbound(ip, th, from: c.virtualAddress, port: c.virtualPort, partial: meta.partialChecksum)
+        }
+        return .rewritten(direction)
+    }
+
+    /// Moves a TCP connection to `state`, with its timeout and its real server's Active/InAct counts
+    /// (IPVS `set_tcp_state`: only ESTABLISHED counts as active).
+    private func setState(_ slot: UInt32, _ state: ConnectionState) {
+        table[slot].state = state
+        table[slot].timeout = timeouts[state]
+        let active = state == .established
+        guard table[slot].countedActive != active,
+              let d = destinations[Int(table[slot].destinationID)] else { return }
+        table[slot].countedActive = active
+        if active {
+            d.activeConnections += 1
+            d.inactiveConnections -= 1
+        } else {
+            d.activeConnections -= 1
+            d.inactiveConnections += 1
+        }
+    }
+
+    @inline(__always)
+    private func rewriteInbound(_ ip: IPv4Header, _ th: TransportHeader, to server: IPv4Address, port: UInt16,
+                                partial: Bool) {
+        let vip = ip.destination
+        ip.setDestination(server)
+        if partial {
+            th.setDestinationPort(port, adjustChecksum: false)
+            th.finishChecksum(source: ip.source, destination: server, proto: ip.proto)
+        } else {
+            th.addressChanged(from: vip, to: server)
+            th.setDestinationPort(port)
+        }
+    }
+
+    @inline(__always)
+    private func rewriteOutbound(_ ip: IPv4Header, _ th: TransportHeader, from vip: IPv4Address, port: UInt16,
+                                 partial: Bool) {
+        let server = ip.source
+        ip.setSource(vip)
+        if partial {
+            th.setSourcePort(port, adjustChecksum: false)
+            th.finishChecksum(source: vip, destination: ip.destination, proto: ip.proto)
+        } else {
+            th.addressChanged(from: server, to: vip)
+            th.setSourcePort(port)
+        }
+    }
+
+    // MARK: New connections
+
+    private func newConnection(_ service: VirtualService, _ ip: IPv4Header, _ th: TransportHeader,
+                               meta: PacketMeta) -> Verdict {
+        let input = SchedulingInput(client: ip.source, clientPort: th.sourcePort,
+                                    virtualAddress: ip.destination, virtualPort: th.destinationPort)
+        guard !table.isFull else { return .drop(.tableFull) }
+        var controller = ConnectionTable.noSlot
+        let chosen: Destination
+        if let persistence = service.spec.persistence {
+            guard let (d, template) = persistentDestination(service, input, timeout: persistence) else {
+                return .drop(table.isFull ? .tableFull : .noRealServer)
+            }
+            chosen = d
+            controller = template
+        } else {
+            guard let d = service.scheduler.select(from: service.destinations, for: input) else {
+                return .drop(.noRealServer)
+            }
+            chosen = d
+        }
+        let proto = ip.proto
+        let state: ConnectionState = proto == .tcp
+            ? TCPProtocol.transition(from: .none, direction: .inbound, flags: th.tcpFlags) : .udp
+        let timeout = timeouts[state]
+        let length = UInt64(ip.totalLength)
+        let connection = Connection(
+            proto: proto, state: state, isTemplate: false, countedActive: state == .established,
+            client: input.client, clientPort: input.clientPort,
+            virtualAddress: input.virtualAddress, virtualPort: input.virtualPort,
+            server: chosen.address, serverPort: chosen.port == 0 ? input.virtualPort : chosen.port,
+            serviceID: service.id, destinationID: chosen.id, controller: controller, controlled: 0,
+            timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
+            packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0,
+            wheelNext: 0, wheelPrev: 0, wheelBucket: 0, live: true)
+        guard table.insert(connection) != nil else {
+            return .drop(table.isFull ? .tableFull : .tupleConflict)
+        }
+        if connection.countedActive { chosen.activeConnections += 1 } else { chosen.inactiveConnections += 1 }
+        counters.connectionsCreated &+= 1
+        bump(&serviceStats[Int(service.id)], length: length)
+        bump(&destinationStats[Int(chosen.id)], length: length)
+        rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, partial: meta.partialChecksum)
+        return .rewritten(.inbound)
+    }
+
+    private func bump(_ stats: inout TrafficCounters, length: UInt64) {
+        stats.connections &+= 1
+        stats.packetsIn &+= 1
+        stats.bytesIn &+= length
+    }
+
+    /// IPVS `ip_vs_sched_persist`: a client (under the netmask) keeps its real server while its template
+    /// lives; each new connection re-arms the template. A quiesced (weight 0) server keeps its persistent
+    /// clients (expire_quiescent_template off, the default); a removed one loses them.
+    private func persistentDestination(_ service: VirtualService, _ input: SchedulingInput,
+                                       timeout: UInt32) -> (Destination, UInt32)? {
+        let masked = IPv4Address(rawValue: input.client.rawValue & service.spec.netmask.rawValue)
+        let templateKey = FlowKey(source: masked, destination: input.virtualAddress, sourcePort: 0,
+                                  destinationPort: service.key.port, proto: service.key.proto)
+        let expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
+        if let slot = table.template(for: templateKey) {
+            let t = table[slot]
+            if (t.expires > now || t.controlled > 0), let d = destinations[Int(t.destinationID)],
+               service.destinations.contains(where: { $0 === d }) {
+                table[slot].expires = expires
+                return (d, slot)
+            }
+            expireNow(slot)
+        }
+        guard let d = service.scheduler.select(from: service.destinations, for: input) else { return nil }
+        let template = Connection(
+            proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
+            client: masked, clientPort: 0, virtualAddress: input.virtualAddress, virtualPort: service.key.port,
+            server: d.address, serverPort: d.port, serviceID: service.id, destinationID: d.id,
+            controller: ConnectionTable.noSlot, controlled: 0, timeout: timeout, expires: expires,
+            packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0,
+            wheelNext: 0, wheelPrev: 0, wheelBucket: 0, live: true)
+        guard let slot = table.insert(template) else { return nil }
+        d.persistentConnections += 1
+        counters.templatesCreated &+= 1
+        return (d, slot)
+    }
+
+    // MARK: Expiry
+
+    private func expireNow(_ slot: UInt32) {
+        let entry = table[slot]
+        if entry.isTemplate && entry.controlled > 0 { return }
+        release(entry)
+        table.remove(slot)
+    }
+
+    /// Gives back what a connection held on its real server.
+    private func release(_ entry: Connection) {
+        counters.expired &+= 1
+        guard let d = destinations[Int(entry.destinationID)] else { return }
+        if entry.isTemplate {
+            d.persistentConnections -= 1
+        } else if entry.countedActive {
+            d.activeConnections -= 1
+        } else {
+            d.inactiveConnections -= 1
+        }
+        if d.weight == 0 { releaseIfUnused(d) }
+    }
+
+    // MARK: ICMP
+
+    /// ICMP errors quoting a NATed datagram are translated as IPVS `ip_vs_nat_icmp` does: the outer
+    /// address, the quoted addresses and ports, the quoted IP checksum and the whole ICMP checksum. masq
+    /// also folds the change into the quoted L4 checksum when it is present, so captures stay valid.
+    /// Everything else ICMP (echo to a VIP included) is accepted untouched, as with IPVS.
+    private func icmp(_ ip: IPv4Header) -> Verdict {
+        if ip.isFragment { return .accept }
+        let message = ip.payload
+        guard message.count >= 8 else { return .accept }
+        let icmp = ICMPHeader(message)
+        guard icmp.type.quotesDatagram else { return .accept }
+        let quoted = icmp.quoted
+        guard quoted.count >= 20 else { return .accept }
+        let inner = IPv4Header(quoted)
+        let innerProto = inner.proto
+        guard inner.version == 4, inner.ihl >= 5, quoted.count >= inner.headerLength &+ 8,
+              innerProto == .tcp || innerProto == .udp else { return .accept }
+        let ports = quoted.slice(from: inner.headerLength)
+        // The quoted datagram travelled the other way: its reverse is this connection's key.
+        let key = FlowKey(source: inner.destination, destination: inner.source, sourcePort: ports.u16(2),
+                          destinationPort: ports.u16(0), proto: innerProto)
+        guard let (slot, direction) = table.lookup(key), table[slot].expires > now else { return .accept }
+        guard icmp.isChecksumValid else { return .drop(.badICMPChecksum) }
+        let c = table[slot]
+        let th = TransportHeader(ports, proto: innerProto)
+        let checksumPresent = ports.count >= th.checksumOffset &+ 2
+        if direction == .outbound {
+            // From the real servers' side, about a datagram client → real server.
+            ip.setSource(c.virtualAddress)
+            if checksumPresent { th.addressChanged(from: inner.destination, to: c.virtualAddress) }
+            quoted.setU32(c.virtualAddress.rawValue, 16)
+            th.setDestinationPort(c.virtualPort, adjustChecksum: checksumPresent)
+        } else {
+            // From the client's side, about a datagram VIP → client.
+            ip.setDestination(c.server)
+            if checksumPresent { th.addressChanged(from: inner.source, to: c.server) }
+            quoted.setU32(c.server.rawValue, 12)
+            th.setSourcePort(c.serverPort, adjustChecksum: checksumPresent)
+        }
+        inner.recomputeChecksum()
+        icmp.recomputeChecksum()
+        return .rewritten(direction)
+    }
+
+    // MARK: Dumps
+
+    /// The table as records (slot order, deterministic), templates included.
+    public func flowRecords() -> [FlowRecord] {
+        var records: [FlowRecord] = []
+        records.reserveCapacity(table.connectionCount + table.templateCount)
+        table.forEachLive { _, c in records.append(FlowRecord(c, now: now)) }
+        return records
+    }
+}

@@ -1,0 +1,66 @@
+/// What a rules file says: the virtual services and their real servers (ipvsadm's model), as values.
+public struct Configuration: Equatable, Sendable {
+    public var services: [ServiceSpec] = []
+    public var timeouts = Timeouts()
+
+    public init(services: [ServiceSpec] = [], timeouts: Timeouts = Timeouts()) {
+        self.services = services
+        self.timeouts = timeouts
+    }
+
+    public func serviceIndex(_ key: ServiceKey) -> Int? { services.firstIndex { $0.key == key } }
+}
+
+/// A virtual service's identity: protocol, address and port (`-t 198.18.0.1:80`).
+public struct ServiceKey: Hashable, Sendable, CustomStringConvertible {
+    public var proto: IPProtocol
+    public var address: IPv4Address
+    public var port: UInt16
+
+    public init(proto: IPProtocol, address: IPv4Address, port: UInt16) {
+        self.proto = proto
+        self.address = address
+        self.port = port
+    }
+
+    public var description: String { "\(proto) \(address):\(port)" }
+}
+
+/// A virtual service (`-A`).
+public struct ServiceSpec: Equatable, Sendable {
+    public var key: ServiceKey
+    public var scheduler: String = Schedulers.defaultName
+    public var schedulerFlags: SchedulerFlags = []
+    /// Persistence timeout in seconds (`-p`), nil when not persistent.
+    public var persistence: UInt32?
+    /// Persistence granularity (`-M`): clients whose addresses agree under this mask share a server.
+    public var netmask = IPv4Address(rawValue: 0xffff_ffff)
+    public var realServers: [RealServerSpec] = []
+
+    public init(key: ServiceKey, scheduler: String = Schedulers.defaultName, schedulerFlags: SchedulerFlags = [],
+                persistence: UInt32? = nil, netmask: IPv4Address = IPv4Address(rawValue: 0xffff_ffff),
+                realServers: [RealServerSpec] = []) {
+        self.key = key
+        self.scheduler = scheduler
+        self.schedulerFlags = schedulerFlags
+        self.persistence = persistence
+        self.netmask = netmask
+        self.realServers = realServers
+    }
+
+    /// ipvsadm's default persistence timeout when `-p` has no value (`IPVS_SVC_PERSISTENT_TIMEOUT`, 6 min).
+    public static let defaultPersistence: UInt32 = 360
+}
+
+/// A real server of a service (`-a ... -r 198.19.0.201:80 -m -w 1`).
+public struct RealServerSpec: Equatable, Sendable {
+    public var address: IPv4Address
+    public var port: UInt16
+    public var weight: Int32
+
+    public init(address: IPv4Address, port: UInt16, weight: Int32 = 1) {
+        self.address = address
+        self.port = port
+        self.weight = weight
+    }
+}

@@ -1,0 +1,74 @@
+/// A scheduling algorithm of a virtual service, as ipvsadm's `-s NAME` chooses it.
+///
+/// One instance per service; it may keep state between picks (rr's position, wrr's current weight, a
+/// hash table) and rebuilds it in `destinationsChanged`, as IPVS's `update_service` hooks do.
+public protocol Scheduler: AnyObject {
+    /// The name ipvsadm uses: `rr`, `wlc`, `mh`, …
+    static var name: String { get }
+    init(flags: SchedulerFlags)
+    /// Called when destinations are added, removed or reweighted.
+    func destinationsChanged(_ destinations: [Destination])
+    /// The destination for a new connection, or nil when none may take it.
+    func select(from destinations: [Destination], for input: SchedulingInput) -> Destination?
+}
+
+extension Scheduler {
+    public func destinationsChanged(_ destinations: [Destination]) {}
+}
+
+/// ipvsadm's `-b` scheduler flags: `sh-fallback`/`mh-fallback` (flag-1), `sh-port`/`mh-port` (flag-2).
+public struct SchedulerFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// When the hashed server is unavailable, probe on for another (instead of refusing).
+    public static let fallback = SchedulerFlags(rawValue: 1)
+    /// Hash the client's port together with its address.
+    public static let port = SchedulerFlags(rawValue: 2)
+}
+
+/// The schedulers masq has, by ipvsadm name.
+public enum Schedulers {
+    public static var all: [any Scheduler.Type] { [
+        RoundRobinScheduler.self, WeightedRoundRobinScheduler.self, LeastConnectionScheduler.self,
+        WeightedLeastConnectionScheduler.self, ShortestExpectedDelayScheduler.self,
+        NeverQueueScheduler.self, SourceHashingScheduler.self, DestinationHashingScheduler.self,
+        MaglevHashingScheduler.self,
+    ] }
+
+    /// ipvsadm's default scheduler.
+    public static let defaultName = "wlc"
+
+    public static func type(named name: String) -> (any Scheduler.Type)? {
+        all.first { $0.name == name }
+    }
+
+    public static func make(_ name: String, flags: SchedulerFlags = []) -> (any Scheduler)? {
+        type(named: name).map { $0.init(flags: flags) }
+    }
+}
+
+/// IPVS `ip_vs_dest_conn_overhead`: active connections weigh 256 times an inactive one.
+@inlinable func connectionOverhead(_ d: Destination) -> Int64 {
+    Int64(d.activeConnections) << 8 + Int64(d.inactiveConnections)
+}
+
+/// Picks the available destination minimising `overhead / weight`, the first one winning ties, by
+/// cross-multiplying as IPVS does (no division). Shared by wlc, sed and nq.
+@inlinable func leastWeightedOverhead(_ destinations: [Destination],
+                                      overhead: (Destination) -> Int64) -> Destination? {
+    var least: Destination?
+    var leastOverhead: Int64 = 0
+    for d in destinations where d.isAvailable {
+        let o = overhead(d)
+        if let l = least {
+            if leastOverhead * Int64(d.weight) > o * Int64(l.weight) {
+                least = d
+                leastOverhead = o
+            }
+        } else {
+            least = d
+            leastOverhead = o
+        }
+    }
+    return least
+}
