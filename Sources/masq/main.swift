@@ -1,1 +1,103 @@
-print("masq")
+import ArgumentParser
+import Foundation
+import MasqCapture
+import MasqCore
+
+@main
+struct Masq: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "masq",
+        abstract: "An LVS-NAT director in userspace: IPVS's NAT over NFQUEUE, and offline over captures.",
+        subcommands: [Replay.self, Check.self]
+    )
+}
+
+/// An error for the user: one sentence, no usage text.
+struct MasqError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Reads and parses a rules file, or exits with the file:line error.
+func loadRules(_ path: String) throws -> Configuration {
+    let text: String
+    do {
+        text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+        throw MasqError("\(path): cannot read: \(error.localizedDescription)")
+    }
+    do {
+        return try RulesFile.parse(text, file: path)
+    } catch {
+        throw MasqError(error.description)
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a rules file (ipvsadm-save format) and print it back as masq understood it.")
+
+    @Argument(help: "The rules file, as `ipvsadm-save -n` writes it.")
+    var rules: String
+
+    @Flag(name: .shortAndLong, help: "Print nothing when the file is good.")
+    var quiet = false
+
+    func run() throws {
+        let configuration = try loadRules(rules)
+        guard !quiet else { return }
+        let servers = configuration.services.reduce(0) { $0 + $1.realServers.count }
+        print("\(rules): OK, \(configuration.services.count) virtual services, \(servers) real servers")
+        print(RulesFile.format(configuration), terminator: "")
+    }
+}
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a pcap or pcapng capture through the engine and write what it lets through.",
+        discussion: """
+            Capture timestamps drive the clock, so a replay is deterministic. Accepted packets (rewritten \
+            or untouched) are written with their original timestamps; dropped ones are left out.
+            """)
+
+    @Option(help: "The rules file (ipvsadm-save format).")
+    var rules: String
+
+    @Option(name: .customLong("in"), help: "The capture to read (pcap or pcapng; Ethernet, Linux SLL/SLL2 or raw IP).")
+    var input: String
+
+    @Option(name: .customLong("out"), help: "The pcap file to write.")
+    var output: String
+
+    @Option(help: "Write the final connection table here, one JSON object per line.")
+    var flows: String?
+
+    @Option(help: "The most connections the table holds; new flows beyond it are dropped and counted.")
+    var maxFlows = Engine.defaultCapacity
+
+    func validate() throws {
+        guard maxFlows > 0 else { throw ValidationError("--max-flows must be positive") }
+    }
+
+    func run() throws {
+        let configuration = try loadRules(rules)
+        let engine = Engine(configuration: configuration, capacity: maxFlows)
+        let summary: ReplaySummary
+        do {
+            summary = try replay(engine, input: input, output: output)
+        } catch {
+            throw MasqError(error.description)
+        }
+        print(summary.text)
+        if let flows {
+            let lines = engine.flowRecords().map(\.jsonLine)
+            let text = lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
+            do {
+                try text.write(toFile: flows, atomically: true, encoding: .utf8)
+            } catch {
+                throw MasqError("\(flows): cannot write: \(error.localizedDescription)")
+            }
+            print("flows written:".padding(toLength: 21, withPad: " ", startingAt: 0) + "\(lines.count)")
+        }
+    }
+}

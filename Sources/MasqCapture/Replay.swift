@@ -1,0 +1,73 @@
+import MasqCore
+
+/// What a replay did, for its summary.
+public struct ReplaySummary: Sendable {
+    public var records: UInt64 = 0
+    public var written: UInt64 = 0
+    /// Frames that carry no IPv4 (ARP, IPv6, …): written untouched without entering the engine.
+    public var notIPv4: UInt64 = 0
+    public var engine = EngineCounters()
+    /// The verdict of each record in input order (`nil` for frames that carry no IPv4).
+    public var verdicts: [Verdict?] = []
+
+    public init() {}
+
+    /// The summary `masq replay` prints.
+    public var text: String {
+        func row(_ label: String, _ value: UInt64, _ note: String = "") -> String {
+            (label + ":").padding(toLength: 21) + "\(value)" + note
+        }
+        let untouchedNote = notIPv4 > 0 || engine.truncated > 0
+            ? " (\(notIPv4) not IPv4, \(engine.truncated) truncated by the capture)" : ""
+        var lines = [
+            row("packets in", records),
+            row("rewritten inbound", engine.rewrittenInbound),
+            row("rewritten outbound", engine.rewrittenOutbound),
+            row("untouched", engine.untouched + notIPv4, untouchedNote),
+            row("dropped", engine.droppedTotal),
+        ]
+        for reason in DropReason.allCases where engine[reason] > 0 {
+            lines.append(row("  " + reason.description, engine[reason]))
+        }
+        let templates = engine.templatesCreated > 0 ? " (+\(engine.templatesCreated) persistence templates)" : ""
+        lines.append(row("flows created", engine.connectionsCreated, templates))
+        lines.append(row("packets written", written))
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    func padding(toLength length: Int) -> String {
+        count >= length ? self : self + String(repeating: " ", count: length - count)
+    }
+}
+
+/// Runs every record of a capture through the engine in order, with capture timestamps as the clock,
+/// and writes each accepted one (rewritten or not) to `output` with its original timestamp.
+public func replay(_ engine: Engine, input: String, output: String?, recordVerdicts: Bool = false)
+    throws(CaptureError) -> ReplaySummary {
+    var reader = try CaptureReader(path: input)
+    let writer: CaptureWriter? = try output.map { (path: String) throws(CaptureError) -> CaptureWriter in
+        try CaptureWriter(path: path, linkType: reader.linkType)
+    }
+    var summary = ReplaySummary()
+    while let record = try reader.next() {
+        summary.records += 1
+        var verdict: Verdict?
+        if let offset = reader.linkType.ipv4Offset(record.bytes) {
+            let meta = PacketMeta(truncated: record.wireLength > record.bytes.count)
+            verdict = engine.process(record.bytes.slice(from: offset), meta: meta, now: record.timestamp)
+        } else {
+            summary.notIPv4 += 1
+            engine.advanceClock(to: record.timestamp)
+        }
+        if recordVerdicts { summary.verdicts.append(verdict) }
+        if verdict?.accepts ?? true {
+            writer?.write(record.bytes, wireLength: record.wireLength, timestamp: record.timestamp)
+            summary.written += 1
+        }
+    }
+    try writer?.flush()
+    summary.engine = engine.counters
+    return summary
+}

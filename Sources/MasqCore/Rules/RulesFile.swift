@@ -1,0 +1,107 @@
+/// The daemon's configuration file: what `ipvsadm-save -n` prints (and the seed keeps in
+/// /etc/sysconfig/ipvsadm). One command per line; `#` starts a comment; blank lines are ignored.
+public enum RulesFile {
+    /// Parses and applies every line in order to an empty configuration. Either the whole file is good
+    /// and a configuration comes back, or the first error comes back naming file:line and the token.
+    public static func parse(_ text: String, file: String = "<rules>") throws(RulesError) -> Configuration {
+        var configuration = Configuration()
+        var lineNumber = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let tokens = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+            if tokens.isEmpty { continue }
+            do {
+                let command = try IPVSCommandParser.parse(tokens)
+                try configuration.apply(command)
+            } catch {
+                var located = error
+                located.file = file
+                located.line = lineNumber
+                throw located
+            }
+        }
+        return configuration
+    }
+
+    /// Prints a configuration as `ipvsadm-save -n` would, so `-S` output and rules files round-trip.
+    public static func format(_ configuration: Configuration) -> String {
+        var out = ""
+        for s in configuration.services {
+            let flag = s.key.proto == .udp ? "-u" : "-t"
+            let service = "\(flag) \(s.key.address):\(s.key.port)"
+            out += "-A \(service) -s \(s.scheduler)"
+            if let p = s.persistence {
+                out += " -p \(p)"
+                if s.netmask.rawValue != 0xffff_ffff { out += " -M \(s.netmask)" }
+            }
+            if !s.schedulerFlags.isEmpty {
+                var names: [String] = []
+                let prefix = s.scheduler == "mh" ? "mh" : s.scheduler == "sh" ? "sh" : ""
+                if s.schedulerFlags.contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
+                if s.schedulerFlags.contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
+                out += " -b \(names.joined(separator: ","))"
+            }
+            out += "\n"
+            for r in s.realServers {
+                out += "-a \(service) -r \(r.address):\(r.port) -m -w \(r.weight)\n"
+            }
+        }
+        return out
+    }
+}
+
+extension Configuration {
+    /// Applies one command as ipvsadm would to the kernel's table, with ipvsadm's error words.
+    public mutating func apply(_ c: IPVSCommand) throws(RulesError) {
+        switch c.kind {
+        case .clear:
+            services.removeAll()
+        case .addService:
+            let key = c.service!
+            guard serviceIndex(key) == nil else {
+                throw RulesError(token: "\(key.address):\(key.port)", message: "Service already exists")
+            }
+            services.append(ServiceSpec(
+                key: key, scheduler: c.scheduler ?? Schedulers.defaultName, schedulerFlags: c.schedulerFlags ?? [],
+                persistence: c.persistence, netmask: c.netmask ?? IPv4Address(rawValue: 0xffff_ffff)))
+        case .editService:
+            let key = c.service!
+            guard let i = serviceIndex(key) else {
+                throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
+            }
+            // ipvsadm -E sets the service afresh from its options, with the defaults for those not given.
+            services[i].scheduler = c.scheduler ?? Schedulers.defaultName
+            services[i].schedulerFlags = c.schedulerFlags ?? []
+            services[i].persistence = c.persistence
+            services[i].netmask = c.netmask ?? IPv4Address(rawValue: 0xffff_ffff)
+        case .deleteService:
+            let key = c.service!
+            guard let i = serviceIndex(key) else {
+                throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
+            }
+            services.remove(at: i)
+        case .addServer, .editServer, .deleteServer:
+            let key = c.service!
+            guard let i = serviceIndex(key) else {
+                throw RulesError(token: "\(key.address):\(key.port)", message: "Service not defined")
+            }
+            let rs = c.realServer!
+            // ipvsadm: an omitted real-server port is the virtual port.
+            let port = rs.port ?? key.port
+            let existing = services[i].realServers.firstIndex { $0.address == rs.address && $0.port == port }
+            let token = "\(rs.address):\(port)"
+            switch c.kind {
+            case .addServer:
+                guard existing == nil else { throw RulesError(token: token, message: "Destination already exists") }
+                services[i].realServers.append(RealServerSpec(address: rs.address, port: port, weight: c.weight ?? 1))
+            case .editServer:
+                guard let j = existing else { throw RulesError(token: token, message: "No such destination") }
+                services[i].realServers[j].weight = c.weight ?? 1
+            default:
+                guard let j = existing else { throw RulesError(token: token, message: "No such destination") }
+                services[i].realServers.remove(at: j)
+            }
+        }
+    }
+}
