@@ -1,0 +1,89 @@
+import Testing
+@testable import MasqCore
+
+@Suite struct RulesParserTests {
+    @Test func seedRulesParse() throws {
+        let c = try RulesFile.parse("""
+            # /etc/sysconfig/ipvsadm as ipvsadm-save -n writes it
+            -A -t 12.0.0.1:80 -s rr
+            -a -t 12.0.0.1:80 -r 192.168.100.101:80 -m -w 1
+
+            -a -t 12.0.0.1:80 -r 192.168.100.102:80 -m -w 1   # trailing comment
+            """, file: "seed")
+        #expect(c.services.count == 1)
+        #expect(c.services[0].scheduler == "rr")
+        #expect(c.services[0].realServers.map(\.address.description) == ["192.168.100.101", "192.168.100.102"])
+    }
+
+    @Test func longOptionsAndDefaults() throws {
+        let c = try RulesFile.parse("""
+            --add-service --udp-service 198.18.0.1:53 --persistent --netmask 255.255.255.0
+            --add-server --udp-service=198.18.0.1:53 --real-server 198.19.0.201 --masquerading
+            -A -t 198.18.0.1:0 -p 600 -s mh -b mh-port,mh-fallback
+            """)
+        let s = c.services[0]
+        #expect(s.key.proto == .udp && s.scheduler == "wlc" && s.persistence == 360)
+        #expect(s.netmask.description == "255.255.255.0")
+        #expect(s.realServers == [RealServerSpec(address: addr("198.19.0.201"), port: 53, weight: 1)])
+        #expect(c.services[1].schedulerFlags == [.port, .fallback] && c.services[1].persistence == 600)
+    }
+
+    @Test func saveFormatRoundTrips() throws {
+        let text = """
+            -A -t 198.18.0.1:80 -s wrr -p 120 -M 255.255.255.0
+            -a -t 198.18.0.1:80 -r 198.19.0.201:80 -m -w 3
+            -a -t 198.18.0.1:80 -r 198.19.0.202:80 -m -w 1
+            -A -u 198.18.0.1:53 -s sh -b sh-port
+            -a -u 198.18.0.1:53 -r 198.19.0.201:5353 -m -w 1
+
+            """
+        let c = try RulesFile.parse(text)
+        #expect(RulesFile.format(c) == text)
+        #expect(try RulesFile.parse(RulesFile.format(c)) == c)
+    }
+
+    static let errors: [(String, Int, String, String)] = [
+        ("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -g", 2, "-g", "NAT mode only"),
+        ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -i -w 1", 2, "-i", "NAT mode only"),
+        ("-A -t 198.18.0.1:80 -s fastest", 1, "fastest", "Scheduler or persistence engine not found"),
+        ("-A -t 198.18.0.1:80\n\n-A -t 198.18.0.1:80", 3, "198.18.0.1:80", "Service already exists"),
+        ("-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m", 1, "198.18.0.1:80", "Service not defined"),
+        ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m -w 70000", 2, "70000", "illegal weight specified"),
+        ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m -w -1", 2, "-w", "requires a value"),
+        ("-A -t 198.18.0.300:80", 1, "198.18.0.300:80", "illegal virtual server address"),
+        ("-A -t 198.18.0.1:0", 1, "198.18.0.1:0", "Zero port specified for non-persistent service"),
+        ("-A -t 198.18.0.1:80 --frobnicate", 1, "--frobnicate", "unknown option"),
+        ("-A -t 198.18.0.1:80 extra", 1, "extra", "unexpected argument"),
+        ("-t 198.18.0.1:80", 1, "-t", "no command"),
+        ("-A -a -t 198.18.0.1:80", 1, "-a", "multiple commands specified"),
+        ("-A -f 1", 1, "-f", "firewall-mark"),
+        ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -w 1", 2, "-a", "no forwarding method"),
+        ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m", 3, "198.19.0.201:80", "Destination already exists"),
+        ("-A -t 198.18.0.1:80 -p 0", 1, "0", "invalid timeout value"),
+        ("-A -t 198.18.0.1:80 -s rr -s wlc", 1, "-s", "multiple 'scheduler' options"),
+        ("-A -t 198.18.0.1:80 -r 198.19.0.201:80", 1, "real-server", "Illegal 'real-server' option"),
+    ]
+
+    @Test(arguments: errors) func errorsNameFileLineAndToken(_ text: String, _ line: Int, _ token: String, _ words: String) {
+        #expect {
+            _ = try RulesFile.parse(text, file: "rules.conf")
+        } throws: { error in
+            guard let e = error as? RulesError else { return false }
+            return e.file == "rules.conf" && e.line == line && e.token == token && e.message.contains(words)
+                && e.description.hasPrefix("rules.conf:\(line): ")
+        }
+    }
+
+    @Test func editAndDeleteCommandsApplyInOrder() throws {
+        let c = try RulesFile.parse("""
+            -A -t 198.18.0.1:80 -s rr
+            -a -t 198.18.0.1:80 -r 198.19.0.201:80 -m
+            -a -t 198.18.0.1:80 -r 198.19.0.202:80 -m
+            -e -t 198.18.0.1:80 -r 198.19.0.201:80 -m -w 5
+            -d -t 198.18.0.1:80 -r 198.19.0.202:80
+            -E -t 198.18.0.1:80 -s wrr
+            """)
+        #expect(c.services[0].scheduler == "wrr")
+        #expect(c.services[0].realServers == [RealServerSpec(address: addr("198.19.0.201"), port: 80, weight: 5)])
+    }
+}
