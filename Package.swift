@@ -37,7 +37,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "masq-bench", dependencies: ["MasqCore"]),
+        // Counts heap allocations for the benchmark (interposes malloc & co.).
+        .target(name: "CMallocCounter"),
+        .executableTarget(
+            name: "masq-bench", dependencies: ["MasqCore", "CMallocCounter"],
+            swiftSettings: [.swiftLanguageMode(.v5)]  // top-level benchmark script
+        ),
 
         .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
     ]

@@ -1,1 +1,182 @@
-print("bench")
+// The in-process engine benchmark: runs the packet path over a synthetic flow mix on one core and
+// prints ns/packet, packets/s and heap allocations per packet. Not a test: figures, not assertions,
+// except `--check-allocations`, which fails when the established path allocates at all.
+import CMallocCounter
+import MasqCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var flows = 100_000
+    var packets = 10_000_000
+    var newFlows = 1_000_000
+    var checkAllocations = false
+
+    init(_ args: [String]) {
+        var i = 1
+        while i < args.count {
+            let next = i + 1 < args.count ? Int(args[i + 1]) : nil
+            switch args[i] {
+            case "--flows": flows = next ?? flows; i += 1
+            case "--packets": packets = next ?? packets; i += 1
+            case "--new-flows": newFlows = next ?? newFlows; i += 1
+            case "--quick": flows = 10_000; packets = 1_000_000; newFlows = 100_000
+            case "--check-allocations": checkAllocations = true
+            default:
+                print("usage: masq-bench [--flows N] [--packets N] [--new-flows N] [--quick] [--check-allocations]")
+                exit(2)
+            }
+            i += 1
+        }
+    }
+}
+
+func nanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Writes a TCP/IPv4 packet with valid checksums into `p` (40 bytes + payload).
+func writeTCP(_ p: PacketBytes, src: UInt32, dst: UInt32, sport: UInt16, dport: UInt16, flags: UInt8, payload: Int) {
+    let total = 40 + payload
+    for i in 0..<total { p.setU8(UInt8(truncatingIfNeeded: i &* 31), i) }
+    p.setU8(0x45, 0); p.setU8(0, 1); p.setU16(UInt16(total), 2); p.setU16(1, 4); p.setU16(0x4000, 6)
+    p.setU8(64, 8); p.setU8(6, 9); p.setU16(0, 10); p.setU32(src, 12); p.setU32(dst, 16)
+    p.setU16(InternetChecksum.compute(p.slice(from: 0, count: 20)), 10)
+    let t = p.slice(from: 20, count: 20 + payload)
+    t.setU16(sport, 0); t.setU16(dport, 2); t.setU32(1, 4); t.setU32(1, 8); t.setU8(0x50, 12); t.setU8(flags, 13)
+    t.setU16(65535, 14); t.setU16(0, 16); t.setU16(0, 18)
+    let pseudo = InternetChecksum.pseudoHeader(source: src, destination: dst, protocol: .tcp, length: t.count)
+    t.setU16(InternetChecksum.compute(t, initial: pseudo), 16)
+}
+
+let options = Options(CommandLine.arguments)
+
+// The counter must see Swift's own allocations, or every "0 allocations" below would mean nothing.
+let probeBefore = masq_allocation_count()
+let probe = [Int](repeating: 1, count: Int(CommandLine.arguments.count) + 1000)
+guard masq_allocation_count() > probeBefore, probe.count > 0 else {
+    print("FAIL: the allocation counter does not see Swift's allocations")
+    exit(1)
+}
+let stride = 128
+let payload = 64
+let vip: UInt32 = 0xC612_0001       // 198.18.0.1
+let rules = """
+    -A -t 198.18.0.1:80 -s rr
+    -a -t 198.18.0.1:80 -r 198.19.0.201:80 -m
+    -a -t 198.18.0.1:80 -r 198.19.0.202:80 -m
+    -a -t 198.18.0.1:80 -r 198.19.0.203:80 -m
+    -a -t 198.18.0.1:80 -r 198.19.0.204:80 -m
+    """
+let configuration = try! RulesFile.parse(rules)
+
+func clientAddress(_ i: Int) -> UInt32 { 0xC612_0100 &+ UInt32(i >> 14) }   // 198.18.1.0 upwards
+func clientPort(_ i: Int) -> UInt16 { UInt16(1024 + (i & 0x3fff)) }
+
+// MARK: Established flows
+
+let engine = Engine(configuration: configuration, capacity: options.flows + options.newFlows + 16)
+let templates = UnsafeMutableRawPointer.allocate(byteCount: options.flows * 2 * stride, alignment: 64)
+let work = UnsafeMutableRawPointer.allocate(byteCount: stride, alignment: 64)
+var now: Int64 = 1_000_000_000
+for i in 0..<options.flows {
+    let syn = PacketBytes(base: templates + (2 * i) * stride, count: 40)
+    writeTCP(syn, src: clientAddress(i), dst: vip, sport: clientPort(i), dport: 80, flags: 0x02, payload: 0)
+    _ = engine.process(syn, now: now)
+    let server = syn.u32(16)
+    // Replace the SYN with the flow's steady traffic: client data in, server data out.
+    let inbound = PacketBytes(base: templates + (2 * i) * stride, count: 40 + payload)
+    writeTCP(inbound, src: clientAddress(i), dst: vip, sport: clientPort(i), dport: 80, flags: 0x10, payload: payload)
+    let outbound = PacketBytes(base: templates + (2 * i + 1) * stride, count: 40 + payload)
+    writeTCP(outbound, src: server, dst: clientAddress(i), sport: 80, dport: clientPort(i), flags: 0x10, payload: payload)
+}
+
+// A fixed pseudo-random walk over the flows, both directions, so the table is hit like real traffic.
+var order = [Int32](repeating: 0, count: 1 << 20)
+var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+for k in order.indices {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17
+    order[k] = Int32(truncatingIfNeeded: x % UInt64(options.flows * 2))
+}
+
+func runEstablished(process: Bool) -> (ns: Double, allocations: UInt64, rewritten: Int) {
+    var rewritten = 0
+    let mask = order.count - 1
+    let allocationsBefore = masq_allocation_count()
+    let start = nanoseconds()
+    order.withUnsafeBufferPointer { walk in
+        for n in 0..<options.packets {
+            let t = Int(walk[n & mask])
+            work.copyMemory(from: templates + t * stride, byteCount: 40 + payload)
+            if process {
+                if case .rewritten = engine.process(PacketBytes(base: work, count: 40 + payload), now: now) {
+                    rewritten &+= 1
+                }
+            } else {
+                rewritten &+= Int(work.load(fromByteOffset: 9, as: UInt8.self))
+            }
+        }
+    }
+    let elapsed = nanoseconds() - start
+    return (Double(elapsed) / Double(options.packets), masq_allocation_count() - allocationsBefore, rewritten)
+}
+
+_ = runEstablished(process: true)  // warm up
+let baseline = runEstablished(process: false)
+let established = runEstablished(process: true)
+
+// MARK: New flows
+
+let synBuffer = PacketBytes(base: work, count: 40)
+func runNewFlows() -> (ns: Double, allocations: UInt64, created: UInt64) {
+    let createdBefore = engine.counters.connectionsCreated
+    let allocationsBefore = masq_allocation_count()
+    let start = nanoseconds()
+    for i in 0..<options.newFlows {
+        // Distinct clients beyond those of the established set.
+        writeTCP(synBuffer, src: 0xC613_0000 &+ UInt32(i >> 14), dst: vip, sport: clientPort(i), dport: 80,
+                 flags: 0x02, payload: 0)
+        _ = engine.process(synBuffer, now: now)
+    }
+    let elapsed = nanoseconds() - start
+    return (Double(elapsed) / Double(options.newFlows), masq_allocation_count() - allocationsBefore,
+            engine.counters.connectionsCreated - createdBefore)
+}
+// The SYN is written inside the timed loop; time the writing alone to subtract it.
+let writeStart = nanoseconds()
+for i in 0..<options.newFlows {
+    writeTCP(synBuffer, src: 0xC614_0000 &+ UInt32(i >> 14), dst: vip, sport: clientPort(i), dport: 80, flags: 0x02, payload: 0)
+}
+let writeNs = Double(nanoseconds() - writeStart) / Double(options.newFlows)
+let newFlows = runNewFlows()
+
+func format(_ v: Double, _ digits: Int = 1) -> String {
+    var s = String(Int((v * pow(10, Double(digits))).rounded()))
+    while s.count <= digits { s = "0" + s }
+    if digits > 0 { s.insert(".", at: s.index(s.endIndex, offsetBy: -digits)) }
+    return s
+}
+
+let establishedNet = established.ns - baseline.ns
+let newNet = newFlows.ns - writeNs
+print("masq-bench: in-process engine, one core, \(options.flows) established flows, \(options.packets) packets of \(40 + payload) bytes")
+print("established: \(format(established.ns)) ns/packet incl. \(format(baseline.ns)) ns copy = \(format(establishedNet)) ns net; "
+      + "\(format(1000 / max(establishedNet, 0.001), 2)) M packets/s; "
+      + "allocations/packet \(format(Double(established.allocations) / Double(options.packets), 4)) "
+      + "(\(established.rewritten) rewritten)")
+print("new flows:   \(format(newFlows.ns)) ns/flow incl. \(format(writeNs)) ns building the SYN = \(format(newNet)) ns net; "
+      + "\(format(1000 / max(newNet, 0.001), 2)) M flows/s; "
+      + "allocations/flow \(format(Double(newFlows.allocations) / Double(options.newFlows), 4)) "
+      + "(\(newFlows.created) created, table \(engine.table.connectionCount))")
+
+if options.checkAllocations {
+    guard established.allocations == 0, established.rewritten == options.packets else {
+        print("FAIL: the established path allocated \(established.allocations) times or missed packets")
+        exit(1)
+    }
+    print("ok: no heap allocation on the established path")
+}
