@@ -77,7 +77,7 @@ public struct Connection: Sendable {
 /// Expiry is driven by the caller's clock (capture timestamps in replay, a monotonic clock in the daemon),
 /// so replay is deterministic. The wheel re-arms lazily: a packet only moves `expires`; an entry found in
 /// a due bucket with a later `expires` is moved to its new bucket then, so the packet path never relinks.
-public struct ConnectionTable {
+public final class ConnectionTable {
     public static let noSlot = UInt32.max
     static let wheelSize = 1024
     public static let nanosPerTick: Int64 = 1_000_000_000
@@ -86,7 +86,7 @@ public struct ConnectionTable {
     public private(set) var slots: [Connection] = []
     private var freeSlots: [UInt32] = []
     /// Slot << 1 | direction.
-    private var index: [FlowKey: UInt32] = [:]
+    private var index: FlowIndex
     private var templates: [FlowKey: UInt32] = [:]
     private var wheel: [UInt32] = Array(repeating: noSlot, count: wheelSize)
     private var lastTick: Int64?
@@ -99,8 +99,10 @@ public struct ConnectionTable {
         self.capacity = capacity
         let initial = min(capacity, 1 << 16)
         slots.reserveCapacity(initial)
-        index.reserveCapacity(initial * 2)
+        index = FlowIndex(minimumCapacity: initial * 2)
     }
+
+    deinit { index.deallocate() }
 
     public var isFull: Bool { connectionCount + templateCount >= capacity }
 
@@ -124,12 +126,13 @@ public struct ConnectionTable {
     // MARK: Insert and remove
 
     /// Adds a connection (or template) and arms its expiry; nil when the table is full or a key is taken.
-    public mutating func insert(_ connection: Connection) -> UInt32? {
+    public func insert(_ connection: Connection) -> UInt32? {
         guard !isFull else { return nil }
         if connection.isTemplate {
             guard templates[connection.templateKey] == nil else { return nil }
         } else {
-            guard index[connection.inboundKey] == nil, index[connection.outboundKey] == nil else { return nil }
+            guard index[connection.inboundKey] == nil, index[connection.outboundKey] == nil,
+                  connection.inboundKey != connection.outboundKey else { return nil }
         }
         var entry = connection
         entry.live = true
@@ -145,8 +148,8 @@ public struct ConnectionTable {
             templates[entry.templateKey] = slot << 1
             templateCount += 1
         } else {
-            index[entry.inboundKey] = slot << 1 | UInt32(FlowDirection.inbound.rawValue)
-            index[entry.outboundKey] = slot << 1 | UInt32(FlowDirection.outbound.rawValue)
+            index.set(entry.inboundKey, slot << 1 | UInt32(FlowDirection.inbound.rawValue))
+            index.set(entry.outboundKey, slot << 1 | UInt32(FlowDirection.outbound.rawValue))
             connectionCount += 1
             if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled += 1 }
         }
@@ -155,7 +158,7 @@ public struct ConnectionTable {
     }
 
     /// Removes an entry now, whatever its expiry. A template that still controls connections stays.
-    public mutating func remove(_ slot: UInt32) {
+    public func remove(_ slot: UInt32) {
         let entry = slots[Int(slot)]
         guard entry.live else { return }
         unlink(slot)
@@ -163,8 +166,8 @@ public struct ConnectionTable {
             templates[entry.templateKey] = nil
             templateCount -= 1
         } else {
-            index[entry.inboundKey] = nil
-            index[entry.outboundKey] = nil
+            index.remove(entry.inboundKey)
+            index.remove(entry.outboundKey)
             connectionCount -= 1
             if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled -= 1 }
         }
@@ -182,7 +185,7 @@ public struct ConnectionTable {
         Int(truncatingIfNeeded: (Self.tick(expires) + 1) & Int64(Self.wheelSize - 1))
     }
 
-    private mutating func link(_ slot: UInt32) {
+    private func link(_ slot: UInt32) {
         let b = bucket(for: slots[Int(slot)].expires)
         let head = wheel[b]
         slots[Int(slot)].wheelBucket = UInt32(b)
@@ -192,7 +195,7 @@ public struct ConnectionTable {
         wheel[b] = slot
     }
 
-    private mutating func unlink(_ slot: UInt32) {
+    private func unlink(_ slot: UInt32) {
         let entry = slots[Int(slot)]
         if entry.wheelPrev != Self.noSlot {
             slots[Int(entry.wheelPrev)].wheelNext = entry.wheelNext
@@ -213,7 +216,7 @@ public struct ConnectionTable {
 
     /// Expires every entry whose time has come by `now`, handing each removed one to `removed` first.
     /// A template that still controls connections is re-armed for another timeout (IPVS does the same).
-    public mutating func expire(now: Int64, _ removed: (Connection) -> Void) {
+    public func expire(now: Int64, _ removed: (Connection) -> Void) {
         let nowTick = Self.tick(now)
         guard let last = lastTick else {
             lastTick = nowTick
@@ -234,7 +237,7 @@ public struct ConnectionTable {
         }
     }
 
-    private mutating func expireOrRearm(_ slot: UInt32, now: Int64, _ removed: (Connection) -> Void) {
+    private func expireOrRearm(_ slot: UInt32, now: Int64, _ removed: (Connection) -> Void) {
         let entry = slots[Int(slot)]
         if entry.expires > now {
             link(slot)
@@ -251,14 +254,14 @@ public struct ConnectionTable {
         }
     }
 
-    private mutating func removeDetached(_ slot: UInt32) {
+    private func removeDetached(_ slot: UInt32) {
         let entry = slots[Int(slot)]
         if entry.isTemplate {
             templates[entry.templateKey] = nil
             templateCount -= 1
         } else {
-            index[entry.inboundKey] = nil
-            index[entry.outboundKey] = nil
+            index.remove(entry.inboundKey)
+            index.remove(entry.outboundKey)
             connectionCount -= 1
             if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled -= 1 }
         }

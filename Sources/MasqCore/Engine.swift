@@ -5,7 +5,7 @@
 /// connection are translated both ways. Anything else is accepted untouched. No I/O, no clock of its
 /// own: the caller passes the time, so a replay is deterministic.
 public final class Engine {
-    public private(set) var table: ConnectionTable
+    public let table: ConnectionTable
     public private(set) var counters = EngineCounters()
     public private(set) var timeouts: Timeouts
     /// Services in configuration order.
