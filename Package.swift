@@ -31,13 +31,16 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
 
+        // NFQUEUE over libmnl + libnetfilter_queue: bind, receive in batches, send verdicts in batches.
+        .target(name: "MasqNFQueue", dependencies: ["CNetfilterQueue", "MasqCore"]),
+
         // Capture files in and out (libpcap), feeding the engine the same way NFQUEUE does.
         .target(name: "MasqCapture", dependencies: ["CPcap", "MasqCore"]),
 
         .executableTarget(
             name: "masq",
             dependencies: [
-                "MasqCore", "MasqCapture", "CNetfilterQueue",
+                "MasqCore", "MasqCapture", "MasqNFQueue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
