@@ -1,15 +1,17 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 import PackageDescription
 
 let package = Package(
     name: "masq",
-    platforms: [.macOS(.v15)],
+    platforms: [.macOS(.v15)],  // Linux is the target; this only satisfies dependencies' minimums
     products: [
         .executable(name: "masq", targets: ["masq"]),
         .library(name: "MasqCore", targets: ["MasqCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries, each behind a system-library target with its own module map.
@@ -34,13 +36,25 @@ let package = Package(
         // NFQUEUE over libmnl + libnetfilter_queue: bind, receive in batches, send verdicts in batches.
         .target(name: "MasqNFQueue", dependencies: ["CNetfilterQueue", "MasqCore"]),
 
+        // The daemon: the packet thread, iptables rules, signals and reloads.
+        .target(
+            name: "MasqDaemon",
+            dependencies: [
+                "MasqCore", "MasqNFQueue",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // Capture files in and out (libpcap), feeding the engine the same way NFQUEUE does.
         .target(name: "MasqCapture", dependencies: ["CPcap", "MasqCore"]),
 
         .executableTarget(
             name: "masq",
             dependencies: [
-                "MasqCore", "MasqCapture", "MasqNFQueue",
+                "MasqCore", "MasqCapture", "MasqNFQueue", "MasqDaemon",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -51,6 +65,6 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5)]  // top-level benchmark script
         ),
 
-        .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
+        .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture", "MasqDaemon"]),
     ]
 )

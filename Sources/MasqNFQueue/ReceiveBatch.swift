@@ -51,6 +51,8 @@ public struct ReceiveBatch: ~Copyable {
         iovecs = .allocate(capacity: capacity)
         headers = .allocate(capacity: capacity)
         attributes = .allocate(capacity: Int(__NFQA_MAX.rawValue))
+        packetCapacity = capacity * 4
+        packets = .allocate(capacity: packetCapacity)
         for i in 0..<capacity {
             iovecs[i] = iovec(iov_base: buffers + i * bufferSize, iov_len: bufferSize)
             headers[i] = masq_mmsghdr()
@@ -64,10 +66,23 @@ public struct ReceiveBatch: ~Copyable {
         iovecs.deallocate()
         headers.deallocate()
         attributes.deallocate()
+        packets.deallocate()
     }
 
-    /// Calls `body` for each queued packet of the last receive, in order.
-    public mutating func forEachPacket(_ body: (QueuedPacket) -> Void) {
+    /// The queued packets of the last receive, in order, parsed by `parse()`.
+    public private(set) var packetCount = 0
+    private let packets: UnsafeMutablePointer<QueuedPacket>
+    private let packetCapacity: Int
+    /// Packets beyond `packetCapacity` in one receive (never expected: one packet per datagram); the
+    /// highest such id, which the caller must accept with a batch verdict so none goes unanswered.
+    public private(set) var overflowID: UInt32?
+
+    public func packet(_ index: Int) -> QueuedPacket { packets[index] }
+
+    /// Walks the datagrams of the last receive: queued packets into `packet(_:)`, errors counted.
+    public mutating func parse() {
+        packetCount = 0
+        overflowID = nil
         let packetType = UInt16(NFNL_SUBSYS_QUEUE) << 8 | UInt16(NFQNL_MSG_PACKET.rawValue)
         for i in 0..<count {
             var remaining = Int32(headers[i].msg_len)
@@ -75,7 +90,14 @@ public struct ReceiveBatch: ~Copyable {
             while mnl_nlmsg_ok(nlh, remaining) {
                 let type = nlh.pointee.nlmsg_type
                 if type == packetType {
-                    if let packet = parse(nlh) { body(packet) }
+                    if let packet = parse(nlh) {
+                        if packetCount < packetCapacity {
+                            packets[packetCount] = packet
+                            packetCount += 1
+                        } else {
+                            overflowID = packet.id
+                        }
+                    }
                 } else if type == UInt16(NLMSG_ERROR) {
                     let error = mnl_nlmsg_get_payload(nlh).assumingMemoryBound(to: nlmsgerr.self).pointee.error
                     if error != 0 {

@@ -4,11 +4,11 @@ import MasqCapture
 import MasqCore
 
 @main
-struct Masq: ParsableCommand {
+struct Masq: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "masq",
         abstract: "An LVS-NAT director in userspace: IPVS's NAT over NFQUEUE, and offline over captures.",
-        subcommands: [Replay.self, Check.self]
+        subcommands: [Run.self, Iptables.self, Replay.self, Check.self]
     )
 }
 

@@ -1,0 +1,235 @@
+import Foundation
+import Logging
+import MasqCore
+import MasqNFQueue
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// How `masq run` was asked to run.
+public struct DaemonOptions: Sendable {
+    public var rulesPath: String
+    public var queue: QueueSelection = .single(0)
+    public var installIptables = false
+    public var iptablesBinary = "iptables"
+    public var chain = "MASQ"
+    public var maxFlows = Engine.defaultCapacity
+    public var queueOptions = NFQueueOptions()
+    public var logPackets = false
+    public var pidFile: String?
+    public var dumpDirectory = "/run/masq"
+
+    public init(rulesPath: String) { self.rulesPath = rulesPath }
+}
+
+/// A user-facing failure: one sentence.
+public struct DaemonError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Reads and parses a rules file; errors name file:line and the token.
+public func loadRules(_ path: String) throws(DaemonError) -> Configuration {
+    let text: String
+    do {
+        text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+        throw DaemonError("\(path): cannot read: \(error.localizedDescription)")
+    }
+    do {
+        return try RulesFile.parse(text, file: path)
+    } catch {
+        throw DaemonError(error.description)
+    }
+}
+
+/// The NFQUEUE handle in a box the packet thread can take along.
+final class QueueBox: @unchecked Sendable {
+    let queue: NFQueue
+    init(_ queue: consuming NFQueue) { self.queue = queue }
+}
+
+/// Everything the packet thread touches; only it touches the engine.
+final class PacketThreadContext: @unchecked Sendable {
+    let box: QueueBox
+    let engine: Engine
+    let control: LoopControl
+    let loop: PacketLoop
+
+    init(box: QueueBox, engine: Engine, control: LoopControl, loop: PacketLoop) {
+        self.box = box
+        self.engine = engine
+        self.control = control
+        self.loop = loop
+    }
+}
+
+/// The packet path as a service: a dedicated thread (receives block; they must not sit on the
+/// concurrency pool's few threads). Graceful shutdown removes the iptables rules first, so no new
+/// packets are queued, then lets the loop drain what is queued and stop.
+struct PacketService: Service {
+    let context: PacketThreadContext
+    let onShutdown: @Sendable () -> Void
+    let logger: Logger
+
+    func run() async throws {
+        let context = self.context
+        let logger = self.logger
+        try await withGracefulShutdownHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let thread = Thread {
+                    do {
+                        let counters = try context.loop.run(queue: context.box.queue, engine: context.engine,
+                                                            control: context.control)
+                        let c = context.engine.counters
+                        logger.info("packet loop stopped", metadata: [
+                            "packets": "\(counters.packets)", "receives": "\(counters.receives)",
+                            "sendmsg": "\(counters.sendCalls)", "verdict_messages": "\(counters.verdictMessages)",
+                            "rewritten_in": "\(c.rewrittenInbound)", "rewritten_out": "\(c.rewrittenOutbound)",
+                            "dropped": "\(c.droppedTotal)", "enobufs": "\(counters.enobufs)"])
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: DaemonError("\(error)"))
+                    }
+                }
+                thread.name = "masq-queue-\(context.box.queue.queue)"
+                thread.start()
+            }
+        } onGracefulShutdown: {
+            onShutdown()
+            context.control.requestStop()
+        }
+    }
+}
+
+/// SIGHUP: re-read the rules file; a good one replaces the running configuration atomically (and the
+/// iptables rules when masq installed them), a bad one is logged with file:line and changes nothing.
+/// SIGUSR1: write the connection table to a new file in the dump directory, named in the log.
+struct SignalService: Service {
+    let options: DaemonOptions
+    let control: LoopControl
+    let iptables: InstalledIptables?
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
+        var dumps = 0
+        for await signal in signals.cancelOnGracefulShutdown() {
+            if signal == .sigusr1 {
+                dumps += 1
+                let stamp = Int(Date().timeIntervalSince1970)
+                try? FileManager.default.createDirectory(atPath: options.dumpDirectory, withIntermediateDirectories: true)
+                control.requestDump(to: "\(options.dumpDirectory)/flows-\(stamp)-\(getpid())-\(dumps).jsonl")
+                continue
+            }
+            logger.info("SIGHUP: reloading", metadata: ["rules": "\(options.rulesPath)"])
+            let configuration: Configuration
+            do {
+                configuration = try loadRules(options.rulesPath)
+            } catch {
+                logger.error("reload rejected, the running configuration stays: \(error.description)")
+                continue
+            }
+            control.post(configuration)
+            if let iptables {
+                let plan = IptablesPlan(configuration, queue: options.queue, chain: options.chain)
+                do {
+                    try iptables.runner.refill(plan)
+                    iptables.plan.withLock { $0 = plan }
+                } catch {
+                    logger.error("reload: updating iptables failed: \(error)")
+                }
+            }
+            logger.info("reload accepted", metadata: [
+                "services": "\(configuration.services.count)",
+                "real_servers": "\(configuration.services.reduce(0) { $0 + $1.realServers.count })"])
+        }
+    }
+}
+
+/// The rules masq installed, and the plan they follow now (reloads change it).
+final class InstalledIptables: Sendable {
+    let runner: IptablesRunner
+    let plan: Mutex<IptablesPlan>
+
+    init(runner: IptablesRunner, plan: IptablesPlan) {
+        self.runner = runner
+        self.plan = Mutex(plan)
+    }
+}
+
+/// `masq run`: load the rules, bind the queue, install iptables if asked, serve until SIGTERM/SIGINT.
+public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
+    let configuration = try loadRules(options.rulesPath)
+    let engine = Engine(configuration: configuration, capacity: options.maxFlows)
+    let queue: NFQueue
+    do {
+        queue = try NFQueue(queue: options.queue.first, options: options.queueOptions)
+    } catch {
+        throw DaemonError(error.description)
+    }
+    let box = QueueBox(queue)
+    logger.info("queue bound", metadata: [
+        "queue": "\(options.queue.first)", "gso": "\(options.queueOptions.gso)",
+        "fail_open": "\(options.queueOptions.failOpen)", "max_length": "\(options.queueOptions.maxLength)"])
+
+    var iptables: InstalledIptables?
+    if options.installIptables {
+        let plan = IptablesPlan(configuration, queue: options.queue, chain: options.chain)
+        let runner = IptablesRunner(binary: options.iptablesBinary)
+        do {
+            if let note = try runner.install(plan) { logger.warning("\(note)") }
+        } catch {
+            throw DaemonError("installing iptables rules failed: \(error)")
+        }
+        logger.info("iptables rules installed", metadata: [
+            "binary": "\(runner.binary)", "chain": "raw/\(plan.chain)", "rules": "\(plan.preRouting.count + plan.output.count)"])
+        iptables = InstalledIptables(runner: runner, plan: plan)
+    }
+    let installed = iptables
+    let removeRules: @Sendable () -> Void = {
+        guard let installed else { return }
+        let plan = installed.plan.withLock { $0 }
+        installed.runner.remove(plan)
+        logger.info("iptables rules removed", metadata: ["chain": "raw/\(plan.chain)"])
+    }
+
+    let control = LoopControl()
+    let context = PacketThreadContext(box: box, engine: engine, control: control,
+                                      loop: PacketLoop(logger: logger, logPackets: options.logPackets))
+    let removedOnce = Mutex(false)
+    let removeOnce: @Sendable () -> Void = {
+        let first = removedOnce.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if first { removeRules() }
+    }
+    let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+        services: [
+            .init(service: PacketService(context: context, onShutdown: removeOnce, logger: logger),
+                  successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: SignalService(options: options, control: control, iptables: installed, logger: logger)),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    if let pidFile = options.pidFile {
+        do {
+            try "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        } catch {
+            removeOnce()
+            throw DaemonError("\(pidFile): cannot write the pid file: \(error.localizedDescription)")
+        }
+    }
+    defer { if let pidFile = options.pidFile { try? FileManager.default.removeItem(atPath: pidFile) } }
+    logger.info("serving", metadata: [
+        "services": "\(configuration.services.count)", "rules": "\(options.rulesPath)", "pid": "\(getpid())"])
+    do {
+        try await group.run()
+    } catch {
+        removeOnce()
+        throw error
+    }
+    removeOnce()
+}

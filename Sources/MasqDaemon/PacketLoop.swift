@@ -1,0 +1,175 @@
+import Logging
+import MasqCore
+import MasqNFQueue
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The monotonic clock the daemon's engine runs on, in nanoseconds.
+public func monotonicNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+/// What the control side (signals, reloads) tells the packet thread, which owns the engine.
+public final class LoopControl: Sendable {
+    private let stop = Atomic<Bool>(false)
+    private let hasPending = Atomic<Bool>(false)
+    private let pending = Mutex<Configuration?>(nil)
+    private let hasDump = Atomic<Bool>(false)
+    private let dumpPath = Mutex<String?>(nil)
+
+    public init() {}
+
+    /// Asks the packet thread to write the connection table to `path` (JSON lines) between batches.
+    public func requestDump(to path: String) {
+        dumpPath.withLock { $0 = path }
+        hasDump.store(true, ordering: .releasing)
+    }
+
+    func takeDumpRequest() -> String? {
+        guard hasDump.load(ordering: .acquiring) else { return nil }
+        hasDump.store(false, ordering: .relaxed)
+        return dumpPath.withLock { value in
+            defer { value = nil }
+            return value
+        }
+    }
+
+    public func requestStop() { stop.store(true, ordering: .releasing) }
+    public var stopRequested: Bool { stop.load(ordering: .acquiring) }
+
+    /// Hands a validated configuration to the packet thread, which applies it between two batches.
+    public func post(_ configuration: Configuration) {
+        pending.withLock { $0 = configuration }
+        hasPending.store(true, ordering: .releasing)
+    }
+
+    func takeConfiguration() -> Configuration? {
+        guard hasPending.load(ordering: .acquiring) else { return nil }
+        hasPending.store(false, ordering: .relaxed)
+        return pending.withLock { value in
+            defer { value = nil }
+            return value
+        }
+    }
+}
+
+/// Counters of the queue side, for logs (and later metrics).
+public struct LoopCounters: Sendable {
+    public var receives: UInt64 = 0
+    public var packets: UInt64 = 0
+    public var enobufs: UInt64 = 0
+    public var netlinkErrors: UInt64 = 0
+    public var sendCalls: UInt64 = 0
+    public var verdictMessages: UInt64 = 0
+    public var batchVerdicts: UInt64 = 0
+}
+
+/// The connection table as JSON lines (the `masq replay --flows` schema).
+func writeDump(_ engine: Engine, to path: String, logger: Logger? = nil) -> Result<Int, DaemonError> {
+    let records = engine.flowRecords()
+    var text = ""
+    text.reserveCapacity(records.count * 220)
+    for r in records {
+        text += r.jsonLine
+        text += "\n"
+    }
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    guard fd >= 0 else { return .failure(DaemonError("\(path): \(String(cString: strerror(errno)))")) }
+    defer { close(fd) }
+    let ok = text.utf8CString.withUnsafeBufferPointer { chars in
+        var offset = 0
+        let total = chars.count - 1
+        while offset < total {
+            let n = write(fd, chars.baseAddress! + offset, total - offset)
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+    return ok ? .success(records.count) : .failure(DaemonError("\(path): \(String(cString: strerror(errno)))"))
+}
+
+/// The packet loop: receive a batch, run each packet through the engine, send all verdicts in one
+/// `sendmsg`. Every queued packet gets exactly one verdict. Idle, it wakes every 100 ms to expire
+/// connections. Asked to stop, it drains what is still queued and returns.
+public struct PacketLoop {
+    public var logPackets = false
+    let logger: Logger
+
+    public init(logger: Logger, logPackets: Bool = false) {
+        self.logger = logger
+        self.logPackets = logPackets
+    }
+
+    public func run(queue: borrowing NFQueue, engine: Engine, control: LoopControl) throws(NFQError) -> LoopCounters {
+        var batch = ReceiveBatch()
+        var verdicts = VerdictBatch()
+        var counters = LoopCounters()
+        var lastENOBUFSLog: Int64 = 0
+        var drainingSince: Int64?
+        let queueNumber = queue.queue
+        while true {
+            if let configuration = control.takeConfiguration() {
+                engine.apply(configuration)
+                logger.info("configuration applied", metadata: ["services": "\(configuration.services.count)"])
+            }
+            if let path = control.takeDumpRequest() {
+                switch writeDump(engine, to: path) {
+                case .success(let count):
+                    logger.notice("connection table written", metadata: ["file": "\(path)", "entries": "\(count)"])
+                case .failure(let error):
+                    logger.error("connection table dump failed: \(error)")
+                }
+            }
+            if drainingSince == nil && control.stopRequested { drainingSince = monotonicNanoseconds() }
+            if let since = drainingSince, monotonicNanoseconds() - since > 500_000_000 { break }
+            guard queue.wait(timeoutMilliseconds: drainingSince == nil ? 100 : 20) else {
+                engine.advanceClock(to: monotonicNanoseconds())
+                if drainingSince != nil { break }  // nothing left queued
+                continue
+            }
+            guard try queue.receive(into: &batch) > 0 else { continue }
+            counters.receives &+= 1
+            batch.parse()
+            let now = monotonicNanoseconds()
+            for i in 0..<batch.packetCount {
+                let packet = batch.packet(i)
+                let verdict = engine.process(packet.payload, meta: packet.meta, now: now)
+                switch verdict {
+                case .accept: verdicts.accept(packet.id)
+                case .rewritten: verdicts.acceptModified(packet.id, payload: packet.payload, queue: queueNumber)
+                case .drop: verdicts.drop(packet.id, queue: queueNumber)
+                }
+                if logPackets {
+                    logger.debug("packet", metadata: ["id": "\(packet.id)", "length": "\(packet.payload.count)",
+                                                      "gso": "\(packet.isGSO)", "verdict": "\(verdict)"])
+                }
+                if verdicts.isNearlyFull { try queue.send(&verdicts) }
+            }
+            counters.packets &+= UInt64(batch.packetCount)
+            if let id = batch.overflowID { verdicts.accept(id) }
+            try queue.send(&verdicts)
+            if batch.enobufs != counters.enobufs {
+                counters.enobufs = batch.enobufs
+                if now - lastENOBUFSLog > 10_000_000_000 {
+                    lastENOBUFSLog = now
+                    logger.warning("the kernel dropped queued packets: masq fell behind (ENOBUFS)",
+                                   metadata: ["enobufs_total": "\(counters.enobufs)"])
+                }
+            }
+            if batch.netlinkErrors != counters.netlinkErrors {
+                counters.netlinkErrors = batch.netlinkErrors
+                logger.warning("the kernel refused a verdict", metadata: [
+                    "errno": "\(batch.lastNetlinkError)", "errors_total": "\(counters.netlinkErrors)"])
+            }
+        }
+        counters.sendCalls = verdicts.sendCalls
+        counters.verdictMessages = verdicts.verdictMessages
+        counters.batchVerdicts = verdicts.batchVerdicts
+        return counters
+    }
+}
