@@ -65,6 +65,7 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5)]  // top-level benchmark script
         ),
 
-        .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture", "MasqDaemon"]),
+        .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
+        .testTarget(name: "MasqDaemonTests", dependencies: ["MasqCore", "MasqNFQueue", "MasqDaemon", "CNetfilterQueue"]),
     ]
 )

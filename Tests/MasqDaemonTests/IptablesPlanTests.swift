@@ -1,0 +1,51 @@
+import Testing
+@testable import MasqCore
+@testable import MasqDaemon
+
+@Suite struct IptablesPlanTests {
+    @Test func seedServiceQueuesBothDirectionsInRawWithNotrack() throws {
+        let configuration = try RulesFile.parse("""
+            -A -t 12.0.0.1:80 -s rr
+            -a -t 12.0.0.1:80 -r 192.168.100.101:80 -m -w 1
+            -a -t 12.0.0.1:80 -r 192.168.100.102:80 -m -w 1
+            """)
+        let plan = IptablesPlan(configuration, queue: .single(0))
+        let q = "-j NFQUEUE --queue-num 0 --queue-bypass"
+        #expect(plan.script() == """
+            iptables -t raw -N MASQ
+            iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 -j CT --notrack
+            iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 \(q)
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -j CT --notrack
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 \(q)
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -j CT --notrack
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 \(q)
+            iptables -t raw -A MASQ -p icmp -d 12.0.0.1/32 \(q)
+            iptables -t raw -A MASQ -p icmp --icmp-type destination-unreachable \(q)
+            iptables -t raw -A MASQ -p icmp --icmp-type source-quench \(q)
+            iptables -t raw -A MASQ -p icmp --icmp-type time-exceeded \(q)
+            iptables -t raw -A MASQ -p icmp --icmp-type parameter-problem \(q)
+            iptables -t raw -I PREROUTING 1 -j MASQ
+            iptables -t raw -N MASQ-OUTPUT
+            iptables -t raw -A MASQ-OUTPUT -p icmp --icmp-type fragmentation-needed \(q)
+            iptables -t raw -I OUTPUT 1 -j MASQ-OUTPUT
+
+            """)
+    }
+
+    @Test func sharedRealServersAndPortZeroAndBalance() throws {
+        let configuration = try RulesFile.parse("""
+            -A -u 198.18.0.1:53 -s rr
+            -a -u 198.18.0.1:53 -r 198.19.0.201:53 -m
+            -A -u 198.18.0.2:53 -s rr
+            -a -u 198.18.0.2:53 -r 198.19.0.201:53 -m
+            -A -t 198.18.0.3:0 -p 60
+            -a -t 198.18.0.3:0 -r 198.19.0.202 -m
+            """)
+        let plan = IptablesPlan(configuration, queue: .balance(0, 1), chain: "LB")
+        let rules = plan.preRouting.map { $0.joined(separator: " ") }
+        #expect(rules.filter { $0.contains("-s 198.19.0.201/32") }.count == 2)  // once, notrack + queue
+        #expect(rules.contains("-p tcp -d 198.18.0.3/32 -j NFQUEUE --queue-balance 0:1 --queue-bypass"))
+        #expect(rules.contains("-p tcp -s 198.19.0.202/32 -j CT --notrack"))
+        #expect(plan.removeCommands.first == ["-t", "raw", "-D", "PREROUTING", "-j", "LB"])
+    }
+}
