@@ -49,23 +49,23 @@ final class QueueBox: @unchecked Sendable {
     init(_ queue: consuming NFQueue) { self.queue = queue }
 }
 
-/// Everything the packet thread touches; only it touches the engine.
+/// Everything the packet threads touch: one queue each, one shared engine.
 final class PacketThreadContext: @unchecked Sendable {
-    let box: QueueBox
-    let engine: Engine
+    let boxes: [QueueBox]
+    let shared: SharedEngine
     let control: LoopControl
     let loop: PacketLoop
 
-    init(box: QueueBox, engine: Engine, control: LoopControl, loop: PacketLoop) {
-        self.box = box
-        self.engine = engine
+    init(boxes: [QueueBox], shared: SharedEngine, control: LoopControl, loop: PacketLoop) {
+        self.boxes = boxes
+        self.shared = shared
         self.control = control
         self.loop = loop
     }
 }
 
-/// The packet path as a service: a dedicated thread (receives block; they must not sit on the
-/// concurrency pool's few threads). Graceful shutdown removes the iptables rules first, so no new
+/// The packet path as a service: a dedicated thread per queue (receives block; they must not sit on
+/// the concurrency pool's few threads). Graceful shutdown removes the iptables rules first, so no new
 /// packets are queued, then lets the loop drain what is queued and stop.
 struct PacketService: Service {
     let context: PacketThreadContext
@@ -76,24 +76,40 @@ struct PacketService: Service {
         let context = self.context
         let logger = self.logger
         try await withGracefulShutdownHandler {
+            let results = Mutex<(counters: LoopCounters, error: String?, finished: Int)>((LoopCounters(), nil, 0))
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let thread = Thread {
-                    do {
-                        let counters = try context.loop.run(queue: context.box.queue, engine: context.engine,
-                                                            control: context.control)
-                        let c = context.engine.counters
+                for box in context.boxes {
+                    let thread = Thread {
+                        var outcome: (LoopCounters, String?) = (LoopCounters(), nil)
+                        do {
+                            outcome.0 = try context.loop.run(queue: box.queue, shared: context.shared,
+                                                             control: context.control)
+                        } catch {
+                            outcome.1 = "\(error)"
+                            context.control.requestStop()  // one queue failing stops them all
+                        }
+                        let done = results.withLock { r -> (LoopCounters, String?)? in
+                            r.counters = r.counters + outcome.0
+                            if r.error == nil { r.error = outcome.1 }
+                            r.finished += 1
+                            return r.finished == context.boxes.count ? (r.counters, r.error) : nil
+                        }
+                        guard let (counters, error) = done else { return }
+                        if let error {
+                            continuation.resume(throwing: DaemonError(error))
+                            return
+                        }
+                        let c = context.shared.withLock { $0.counters }
                         logger.info("packet loop stopped", metadata: [
                             "packets": "\(counters.packets)", "receives": "\(counters.receives)",
                             "sendmsg": "\(counters.sendCalls)", "verdict_messages": "\(counters.verdictMessages)",
                             "rewritten_in": "\(c.rewrittenInbound)", "rewritten_out": "\(c.rewrittenOutbound)",
                             "dropped": "\(c.droppedTotal)", "enobufs": "\(counters.enobufs)"])
                         continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: DaemonError("\(error)"))
                     }
+                    thread.name = "masq-queue-\(box.queue.queue)"
+                    thread.start()
                 }
-                thread.name = "masq-queue-\(context.box.queue.queue)"
-                thread.start()
             }
         } onGracefulShutdown: {
             onShutdown()
@@ -162,15 +178,16 @@ final class InstalledIptables: Sendable {
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let configuration = try loadRules(options.rulesPath)
     let engine = Engine(configuration: configuration, capacity: options.maxFlows)
-    let queue: NFQueue
-    do {
-        queue = try NFQueue(queue: options.queue.first, options: options.queueOptions)
-    } catch {
-        throw DaemonError(error.description)
+    var boxes: [QueueBox] = []
+    for number in options.queue.numbers {
+        do {
+            boxes.append(QueueBox(try NFQueue(queue: number, options: options.queueOptions)))
+        } catch {
+            throw DaemonError(error.description)
+        }
     }
-    let box = QueueBox(queue)
-    logger.info("queue bound", metadata: [
-        "queue": "\(options.queue.first)", "gso": "\(options.queueOptions.gso)",
+    logger.info(boxes.count == 1 ? "queue bound" : "queues bound", metadata: [
+        "queue": "\(options.queue)", "gso": "\(options.queueOptions.gso)",
         "fail_open": "\(options.queueOptions.failOpen)", "max_length": "\(options.queueOptions.maxLength)"])
 
     var iptables: InstalledIptables?
@@ -195,7 +212,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     }
 
     let control = LoopControl()
-    let context = PacketThreadContext(box: box, engine: engine, control: control,
+    let context = PacketThreadContext(boxes: boxes, shared: SharedEngine(engine), control: control,
                                       loop: PacketLoop(logger: logger, logPackets: options.logPackets))
     let removedOnce = Mutex(false)
     let removeOnce: @Sendable () -> Void = {

@@ -6,6 +6,14 @@ public enum QueueSelection: Equatable, Sendable, CustomStringConvertible {
     case single(UInt16)
     case balance(UInt16, UInt16)
 
+    /// Every queue number selected.
+    public var numbers: [UInt16] {
+        switch self {
+        case .single(let q): [q]
+        case .balance(let a, let b): Array(a...b)
+        }
+    }
+
     public var first: UInt16 {
         switch self {
         case .single(let q): q

@@ -57,8 +57,44 @@ public final class LoopControl: Sendable {
     }
 }
 
+/// The engine, shared by the packet threads of several queues: both directions of one NAT flow can
+/// land on different queues (`--queue-balance` hashes the address pair), so there is one table.
+/// Each thread holds the lock for one receive batch.
+public final class SharedEngine: @unchecked Sendable {
+    public let engine: Engine
+    private var mutex = pthread_mutex_t()
+
+    public init(_ engine: Engine) {
+        self.engine = engine
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    @inline(__always) public func lock() { pthread_mutex_lock(&mutex) }
+    @inline(__always) public func unlock() { pthread_mutex_unlock(&mutex) }
+
+    public func withLock<T>(_ body: (Engine) throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body(engine)
+    }
+}
+
 /// Counters of the queue side, for logs (and later metrics).
 public struct LoopCounters: Sendable {
+    public static func + (a: LoopCounters, b: LoopCounters) -> LoopCounters {
+        var c = a
+        c.receives &+= b.receives
+        c.packets &+= b.packets
+        c.enobufs &+= b.enobufs
+        c.netlinkErrors &+= b.netlinkErrors
+        c.sendCalls &+= b.sendCalls
+        c.verdictMessages &+= b.verdictMessages
+        c.batchVerdicts &+= b.batchVerdicts
+        return c
+    }
+
     public var receives: UInt64 = 0
     public var packets: UInt64 = 0
     public var enobufs: UInt64 = 0
@@ -105,7 +141,8 @@ public struct PacketLoop {
         self.logPackets = logPackets
     }
 
-    public func run(queue: borrowing NFQueue, engine: Engine, control: LoopControl) throws(NFQError) -> LoopCounters {
+    public func run(queue: borrowing NFQueue, shared: SharedEngine, control: LoopControl) throws(NFQError) -> LoopCounters {
+        let engine = shared.engine
         var batch = ReceiveBatch()
         var verdicts = VerdictBatch()
         var counters = LoopCounters()
@@ -114,11 +151,11 @@ public struct PacketLoop {
         let queueNumber = queue.queue
         while true {
             if let configuration = control.takeConfiguration() {
-                engine.apply(configuration)
+                shared.withLock { $0.apply(configuration) }
                 logger.info("configuration applied", metadata: ["services": "\(configuration.services.count)"])
             }
             if let path = control.takeDumpRequest() {
-                switch writeDump(engine, to: path) {
+                switch shared.withLock({ writeDump($0, to: path) }) {
                 case .success(let count):
                     logger.notice("connection table written", metadata: ["file": "\(path)", "entries": "\(count)"])
                 case .failure(let error):
@@ -128,13 +165,14 @@ public struct PacketLoop {
             if drainingSince == nil && control.stopRequested { drainingSince = monotonicNanoseconds() }
             if let since = drainingSince, monotonicNanoseconds() - since > 500_000_000 { break }
             guard queue.wait(timeoutMilliseconds: drainingSince == nil ? 100 : 20) else {
-                engine.advanceClock(to: monotonicNanoseconds())
+                shared.withLock { $0.advanceClock(to: monotonicNanoseconds()) }
                 if drainingSince != nil { break }  // nothing left queued
                 continue
             }
             guard try queue.receive(into: &batch) > 0 else { continue }
             counters.receives &+= 1
             batch.parse()
+            shared.lock()
             let now = monotonicNanoseconds()
             for i in 0..<batch.packetCount {
                 let packet = batch.packet(i)
@@ -148,8 +186,16 @@ public struct PacketLoop {
                     logger.debug("packet", metadata: ["id": "\(packet.id)", "length": "\(packet.payload.count)",
                                                       "gso": "\(packet.isGSO)", "verdict": "\(verdict)"])
                 }
-                if verdicts.isNearlyFull { try queue.send(&verdicts) }
+                if verdicts.isNearlyFull {
+                    do throws(NFQError) {
+                        try queue.send(&verdicts)
+                    } catch {
+                        shared.unlock()
+                        throw error
+                    }
+                }
             }
+            shared.unlock()
             counters.packets &+= UInt64(batch.packetCount)
             if let id = batch.overflowID { verdicts.accept(id) }
             try queue.send(&verdicts)

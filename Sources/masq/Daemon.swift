@@ -20,7 +20,7 @@ struct QueueOptions: ParsableArguments {
     @Option(help: "The NFQUEUE number.")
     var queue: UInt16 = 0
 
-    @Option(help: ArgumentHelp("Several queues, balanced by the kernel (--queue-balance A:B).", valueName: "A:B"))
+    @Option(help: ArgumentHelp("Queues A to B, balanced by the kernel (--queue-balance A:B); a thread per queue, one connection table.", valueName: "A:B"))
     var queues: QueueSelection?
 
     var selection: QueueSelection { queues ?? .single(queue) }
@@ -69,8 +69,8 @@ struct Run: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
-        if case .balance = queueOptions.selection {
-            throw ValidationError("--queues: one queue per daemon for now (multi-queue arrives with the performance work); use --queue")
+        if case .balance(let a, let b) = queueOptions.selection, b - a >= 64 {
+            throw ValidationError("--queues: at most 64 queues")
         }
     }
 
