@@ -47,6 +47,9 @@ let package = Package(
             ]
         ),
 
+        // masqadm's front end: ipvsadm's command line and output layouts over the daemon's state.
+        .target(name: "MasqAdmin", dependencies: ["MasqCore"]),
+
         // Capture files in and out (libpcap), feeding the engine the same way NFQUEUE does.
         .target(name: "MasqCapture", dependencies: ["CPcap", "MasqCore"]),
 
@@ -66,6 +69,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
+        .testTarget(name: "MasqAdminTests", dependencies: ["MasqAdmin", "MasqCore"]),
         .testTarget(name: "MasqDaemonTests", dependencies: ["MasqCore", "MasqNFQueue", "MasqDaemon", "CNetfilterQueue"]),
     ]
 )

@@ -1,0 +1,159 @@
+import MasqCore
+
+/// What the running daemon reports of itself over the control socket (`show state`), and what
+/// `masqadm` renders in ipvsadm's layouts. Plain Codable values: the wire format is JSON.
+public struct AdminState: Codable, Equatable, Sendable {
+    /// The IPVS version masq imitates in ipvsadm's first line (`IP Virtual Server version 1.2.1 (size=4096)`).
+    public var version: String = "1.2.1"
+    /// The connection-table size shown in that line (IPVS's hash-table size; masq prints 4096 like
+    /// a default kernel, the real capacity is `capacity`).
+    public var size: Int = 4096
+    public var capacity: Int
+    public var connections: Int
+    public var timeouts: TimeoutState
+    public var services: [ServiceState]
+
+    public init(capacity: Int, connections: Int, timeouts: TimeoutState, services: [ServiceState]) {
+        self.capacity = capacity
+        self.connections = connections
+        self.timeouts = timeouts
+        self.services = services
+    }
+}
+
+/// `ipvsadm --set tcp tcpfin udp` / `-L --timeout`, in seconds.
+public struct TimeoutState: Codable, Equatable, Sendable {
+    public var tcp: UInt32
+    public var tcpFin: UInt32
+    public var udp: UInt32
+
+    public init(tcp: UInt32, tcpFin: UInt32, udp: UInt32) {
+        self.tcp = tcp
+        self.tcpFin = tcpFin
+        self.udp = udp
+    }
+}
+
+/// Cumulative counters (`--stats`).
+public struct StatsState: Codable, Equatable, Sendable {
+    public var connections: UInt64 = 0
+    public var packetsIn: UInt64 = 0
+    public var packetsOut: UInt64 = 0
+    public var bytesIn: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+
+    public init(connections: UInt64 = 0, packetsIn: UInt64 = 0, packetsOut: UInt64 = 0, bytesIn: UInt64 = 0,
+                bytesOut: UInt64 = 0) {
+        self.connections = connections
+        self.packetsIn = packetsIn
+        self.packetsOut = packetsOut
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+    }
+}
+
+/// Per-second rates (`--rate`), estimated as IPVS does (2 s samples, smoothed).
+public struct RateState: Codable, Equatable, Sendable {
+    public var connectionsPerSecond: UInt64 = 0
+    public var packetsInPerSecond: UInt64 = 0
+    public var packetsOutPerSecond: UInt64 = 0
+    public var bytesInPerSecond: UInt64 = 0
+    public var bytesOutPerSecond: UInt64 = 0
+
+    public init(connectionsPerSecond: UInt64 = 0, packetsInPerSecond: UInt64 = 0, packetsOutPerSecond: UInt64 = 0,
+                bytesInPerSecond: UInt64 = 0, bytesOutPerSecond: UInt64 = 0) {
+        self.connectionsPerSecond = connectionsPerSecond
+        self.packetsInPerSecond = packetsInPerSecond
+        self.packetsOutPerSecond = packetsOutPerSecond
+        self.bytesInPerSecond = bytesInPerSecond
+        self.bytesOutPerSecond = bytesOutPerSecond
+    }
+}
+
+public struct ServiceState: Codable, Equatable, Sendable {
+    /// "TCP" or "UDP".
+    public var proto: String
+    public var address: String
+    public var port: UInt16
+    public var scheduler: String
+    /// ipvsadm's flag names: "sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2".
+    public var schedulerFlags: [String]
+    /// Persistence timeout in seconds, nil when not persistent.
+    public var persistence: UInt32?
+    /// Dotted netmask ("255.255.255.255" when not set).
+    public var netmask: String
+    public var stats: StatsState
+    public var rates: RateState
+    public var destinations: [DestinationState]
+
+    public init(proto: String, address: String, port: UInt16, scheduler: String, schedulerFlags: [String] = [],
+                persistence: UInt32? = nil, netmask: String = "255.255.255.255", stats: StatsState = StatsState(),
+                rates: RateState = RateState(), destinations: [DestinationState] = []) {
+        self.proto = proto
+        self.address = address
+        self.port = port
+        self.scheduler = scheduler
+        self.schedulerFlags = schedulerFlags
+        self.persistence = persistence
+        self.netmask = netmask
+        self.stats = stats
+        self.rates = rates
+        self.destinations = destinations
+    }
+}
+
+public struct DestinationState: Codable, Equatable, Sendable {
+    public var address: String
+    public var port: UInt16
+    /// Always "Masq": masq forwards in NAT mode only.
+    public var forward: String
+    public var weight: Int32
+    public var activeConnections: Int32
+    public var inactiveConnections: Int32
+    public var persistentConnections: Int32
+    public var stats: StatsState
+    public var rates: RateState
+
+    public init(address: String, port: UInt16, forward: String = "Masq", weight: Int32, activeConnections: Int32 = 0,
+                inactiveConnections: Int32 = 0, persistentConnections: Int32 = 0, stats: StatsState = StatsState(),
+                rates: RateState = RateState()) {
+        self.address = address
+        self.port = port
+        self.forward = forward
+        self.weight = weight
+        self.activeConnections = activeConnections
+        self.inactiveConnections = inactiveConnections
+        self.persistentConnections = persistentConnections
+        self.stats = stats
+        self.rates = rates
+    }
+}
+
+/// One row of `ipvsadm -L -c` (a connection or persistence template), from the daemon's table.
+public struct ConnectionState: Codable, Equatable, Sendable {
+    /// "TCP" or "UDP".
+    public var proto: String
+    /// Whole seconds left.
+    public var expires: Int64
+    /// "ESTABLISHED", "TIME_WAIT", … ("NONE" for templates).
+    public var state: String
+    public var client: String
+    public var clientPort: UInt16
+    public var virtualAddress: String
+    public var virtualPort: UInt16
+    public var server: String
+    public var serverPort: UInt16
+
+    public init(proto: String, expires: Int64, state: String, client: String, clientPort: UInt16,
+                virtualAddress: String, virtualPort: UInt16, server: String, serverPort: UInt16) {
+        self.proto = proto
+        self.expires = expires
+        self.state = state
+        self.client = client
+        self.clientPort = clientPort
+        self.virtualAddress = virtualAddress
+        self.virtualPort = virtualPort
+        self.server = server
+        self.serverPort = serverPort
+    }
+}
