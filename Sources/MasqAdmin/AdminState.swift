@@ -130,7 +130,7 @@ public struct DestinationState: Codable, Equatable, Sendable {
 }
 
 /// One row of `ipvsadm -L -c` (a connection or persistence template), from the daemon's table.
-public struct ConnectionState: Codable, Equatable, Sendable {
+public struct ConnectionEntry: Codable, Equatable, Sendable {
     /// "TCP" or "UDP".
     public var proto: String
     /// Whole seconds left.
