@@ -22,6 +22,11 @@ public final class Engine {
     private var nextServiceID: UInt32 = 0
     /// The latest time seen, nanoseconds on the caller's clock.
     public private(set) var now: Int64 = 0
+    /// IPVS's `expire_nodest_conn`: a packet of a connection whose real server was removed is dropped
+    /// and its connection expired, instead of the default (the flow lives out its timeout).
+    public var expireNodestConnections = false
+    /// Destinations by id that are still in their service (false once removed by a reload or `-d`).
+    private var destinationInService: [Bool] = []
 
     public static let defaultCapacity = 1 << 20
 
@@ -65,10 +70,11 @@ public final class Engine {
         for old in services {
             for d in old.destinations where !stillUsed.contains(d.id) {
                 d.setWeight(0)
-                releaseIfUnused(d)
+                destinationInService[Int(d.id)] = false
             }
         }
         services = ordered
+        for old in destinations.compactMap({ $0 }) where !stillUsed.contains(old.id) { releaseIfUnused(old) }
         serviceByKey = kept
         virtualAddresses = Set(ordered.map { UInt64($0.key.proto.rawValue) << 32 | UInt64($0.key.address.rawValue) })
         realAddresses = Set(ordered.flatMap { $0.destinations.map(\.address.rawValue) })
@@ -85,13 +91,26 @@ public final class Engine {
         destinations.append(d)
         destinationOwner.append(serviceID)
         destinationStats.append(TrafficCounters())
+        destinationInService.append(true)
         return d
     }
 
-    private func isInService(_ d: Destination) -> Bool {
-        guard let service = services.first(where: { $0.id == destinationOwner[Int(d.id)] }) else { return false }
-        return service.destinations.contains { $0 === d }
+    private func isInService(_ d: Destination) -> Bool { destinationInService[Int(d.id)] }
+
+    /// The service a destination belongs (or belonged) to.
+    public func serviceID(ofDestination id: UInt32) -> UInt32 { destinationOwner[Int(id)] }
+
+    /// ipvsadm `-Z`: zero the packet, byte and connection counters of one service (and its real
+    /// servers), or of all.
+    public func zeroCounters(_ key: ServiceKey? = nil) {
+        for service in services where key == nil || service.key == key {
+            serviceStats[Int(service.id)] = TrafficCounters()
+            for d in service.destinations { destinationStats[Int(d.id)] = TrafficCounters() }
+        }
     }
+
+    /// ipvsadm `--set tcp tcpfin udp`; applies to states entered from now on, as in IPVS.
+    public func setTimeouts(_ newTimeouts: Timeouts) { timeouts = newTimeouts }
 
     private func releaseIfUnused(_ d: Destination) {
         if d.activeConnections == 0 && d.inactiveConnections == 0 && d.persistentConnections == 0
@@ -177,6 +196,10 @@ public final class Engine {
                           destinationPort: th.destinationPort, proto: proto)
         if let (slot, direction) = table.lookup(key) {
             if table[slot].expires > now {
+                if expireNodestConnections && !destinationInService[Int(table[slot].destinationID)] {
+                    expireNow(slot)
+                    return .drop(.realServerRemoved)
+                }
                 return established(slot, direction, ip, th, meta: meta)
             }
             expireNow(slot)

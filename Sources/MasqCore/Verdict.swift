@@ -31,6 +31,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case tupleConflict
     /// An ICMP error about a NATed flow failed its checksum (IPVS verifies before translating).
     case badICMPChecksum
+    /// A packet of a connection whose real server was removed, with `expire_nodest_conn` on.
+    case realServerRemoved
 
     public var description: String {
         switch self {
@@ -42,6 +44,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .tableFull: "table-full"
         case .tupleConflict: "tuple-conflict"
         case .badICMPChecksum: "bad-icmp-checksum"
+        case .realServerRemoved: "real-server-removed"
         }
     }
 }

@@ -7,7 +7,7 @@ import Synchronization
 import UnixSignals
 
 /// How `masq run` was asked to run.
-public struct DaemonOptions: Sendable {
+public struct DaemonOptions: @unchecked Sendable {
     public var rulesPath: String
     public var queue: QueueSelection = .single(0)
     public var installIptables = false
@@ -18,6 +18,12 @@ public struct DaemonOptions: Sendable {
     public var logPackets = false
     public var pidFile: String?
     public var dumpDirectory = "/run/masq"
+    /// The runtime control socket (nil: none).
+    public var controlSocket: String? = "/run/masq/masq.sock"
+    /// `--metrics HOST:PORT` (nil: off).
+    public var metricsAddress: (String, Int)?
+    /// IPVS's expire_nodest_conn: drop the flows of a removed real server instead of letting them finish.
+    public var expireNodestConnections = false
 
     public init(rulesPath: String) { self.rulesPath = rulesPath }
 }
@@ -122,12 +128,12 @@ struct PacketService: Service {
 /// iptables rules when masq installed them), a bad one is logged with file:line and changes nothing.
 /// SIGUSR1: write the connection table to a new file in the dump directory, named in the log.
 struct SignalService: Service {
-    let options: DaemonOptions
+    let core: DaemonCore
     let control: LoopControl
-    let iptables: InstalledIptables?
     let logger: Logger
 
     func run() async throws {
+        let options = core.options
         let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
         var dumps = 0
         for await signal in signals.cancelOnGracefulShutdown() {
@@ -139,26 +145,24 @@ struct SignalService: Service {
                 continue
             }
             logger.info("SIGHUP: reloading", metadata: ["rules": "\(options.rulesPath)"])
-            let configuration: Configuration
             do {
-                configuration = try loadRules(options.rulesPath)
+                try core.reload(from: options.rulesPath)
+                logger.info("reload accepted")
             } catch {
                 logger.error("reload rejected, the running configuration stays: \(error.description)")
-                continue
             }
-            control.post(configuration)
-            if let iptables {
-                let plan = IptablesPlan(configuration, queue: options.queue, chain: options.chain)
-                do {
-                    try iptables.runner.refill(plan)
-                    iptables.plan.withLock { $0 = plan }
-                } catch {
-                    logger.error("reload: updating iptables failed: \(error)")
-                }
-            }
-            logger.info("reload accepted", metadata: [
-                "services": "\(configuration.services.count)",
-                "real_servers": "\(configuration.services.reduce(0) { $0 + $1.realServers.count })"])
+        }
+    }
+}
+
+/// Every 2 s, the rates behind `masqadm --rate`.
+struct RateService: Service {
+    let core: DaemonCore
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            core.sampleRates()
+            try? await Task.sleep(for: .seconds(2))
         }
     }
 }
@@ -174,10 +178,12 @@ final class InstalledIptables: Sendable {
     }
 }
 
-/// `masq run`: load the rules, bind the queue, install iptables if asked, serve until SIGTERM/SIGINT.
+/// `masq run`: load the rules, bind the queue(s), install iptables if asked, serve until SIGTERM/SIGINT.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
+    traceLogger = logger
     let configuration = try loadRules(options.rulesPath)
     let engine = Engine(configuration: configuration, capacity: options.maxFlows)
+    engine.expireNodestConnections = options.expireNodestConnections
     var boxes: [QueueBox] = []
     for number in options.queue.numbers {
         do {
@@ -204,38 +210,46 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         iptables = InstalledIptables(runner: runner, plan: plan)
     }
     let installed = iptables
+    let removedOnce = Mutex(false)
     let removeRules: @Sendable () -> Void = {
-        guard let installed else { return }
+        guard let installed, removedOnce.withLock({ done in defer { done = true }; return !done }) else { return }
         let plan = installed.plan.withLock { $0 }
         installed.runner.remove(plan)
         logger.info("iptables rules removed", metadata: ["chain": "raw/\(plan.chain)"])
     }
 
+    let shared = SharedEngine(engine)
+    let core = DaemonCore(options: options, shared: shared, configuration: configuration, iptables: installed,
+                          logger: logger)
     let control = LoopControl()
-    let context = PacketThreadContext(boxes: boxes, shared: SharedEngine(engine), control: control,
-                                      loop: PacketLoop(logger: logger, logPackets: options.logPackets))
-    let removedOnce = Mutex(false)
-    let removeOnce: @Sendable () -> Void = {
-        let first = removedOnce.withLock { done in
-            defer { done = true }
-            return !done
-        }
-        if first { removeRules() }
+    var loop = PacketLoop(logger: logger, logPackets: options.logPackets)
+    loop.recordBatchSizes = options.metricsAddress != nil
+    let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
+
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        .init(service: PacketService(context: context, onShutdown: removeRules, logger: logger),
+              successTerminationBehavior: .gracefullyShutdownGroup,
+              failureTerminationBehavior: .gracefullyShutdownGroup),
+        .init(service: SignalService(core: core, control: control, logger: logger)),
+        .init(service: RateService(core: core)),
+    ]
+    if let socket = options.controlSocket {
+        services.append(.init(service: ControlService(core: core, path: socket, logger: logger),
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+    }
+    if let (host, port) = options.metricsAddress {
+        let publisher = MetricsPublisher(core: core)
+        services.append(.init(service: makeMetricsServer(publisher, host: host, port: port, logger: logger),
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        logger.info("metrics", metadata: ["url": "http://\(host):\(port)/metrics"])
     }
     let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-        services: [
-            .init(service: PacketService(context: context, onShutdown: removeOnce, logger: logger),
-                  successTerminationBehavior: .gracefullyShutdownGroup,
-                  failureTerminationBehavior: .gracefullyShutdownGroup),
-            .init(service: SignalService(options: options, control: control, iptables: installed, logger: logger)),
-        ],
-        gracefulShutdownSignals: [.sigterm, .sigint],
-        logger: logger))
+        services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     if let pidFile = options.pidFile {
         do {
             try "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
         } catch {
-            removeOnce()
+            removeRules()
             throw DaemonError("\(pidFile): cannot write the pid file: \(error.localizedDescription)")
         }
     }
@@ -245,8 +259,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     do {
         try await group.run()
     } catch {
-        removeOnce()
+        removeRules()
         throw error
     }
-    removeOnce()
+    removeRules()
 }

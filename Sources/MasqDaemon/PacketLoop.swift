@@ -1,5 +1,6 @@
 import Logging
 import MasqCore
+import Metrics
 import MasqNFQueue
 import Synchronization
 #if canImport(Glibc)
@@ -16,8 +17,6 @@ public func monotonicNanoseconds() -> Int64 {
 /// What the control side (signals, reloads) tells the packet thread, which owns the engine.
 public final class LoopControl: Sendable {
     private let stop = Atomic<Bool>(false)
-    private let hasPending = Atomic<Bool>(false)
-    private let pending = Mutex<Configuration?>(nil)
     private let hasDump = Atomic<Bool>(false)
     private let dumpPath = Mutex<String?>(nil)
 
@@ -41,20 +40,6 @@ public final class LoopControl: Sendable {
     public func requestStop() { stop.store(true, ordering: .releasing) }
     public var stopRequested: Bool { stop.load(ordering: .acquiring) }
 
-    /// Hands a validated configuration to the packet thread, which applies it between two batches.
-    public func post(_ configuration: Configuration) {
-        pending.withLock { $0 = configuration }
-        hasPending.store(true, ordering: .releasing)
-    }
-
-    func takeConfiguration() -> Configuration? {
-        guard hasPending.load(ordering: .acquiring) else { return nil }
-        hasPending.store(false, ordering: .relaxed)
-        return pending.withLock { value in
-            defer { value = nil }
-            return value
-        }
-    }
 }
 
 /// The engine, shared by the packet threads of several queues: both directions of one NAT flow can
@@ -63,6 +48,10 @@ public final class LoopControl: Sendable {
 public final class SharedEngine: @unchecked Sendable {
     public let engine: Engine
     private var mutex = pthread_mutex_t()
+    /// The packet trace in progress, if any (under the lock).
+    public var trace: PacketTrace?
+    /// Each queue's loop counters, refreshed after every batch (under the lock).
+    public var queueCounters: [UInt16: LoopCounters] = [:]
 
     public init(_ engine: Engine) {
         self.engine = engine
@@ -129,11 +118,24 @@ func writeDump(_ engine: Engine, to path: String, logger: Logger? = nil) -> Resu
     return ok ? .success(records.count) : .failure(DaemonError("\(path): \(String(cString: strerror(errno)))"))
 }
 
+/// Closes the trace in progress (under the engine lock) and says so.
+func finishTrace(_ shared: SharedEngine) {
+    guard let trace = shared.trace else { return }
+    trace.flush()
+    shared.trace = nil
+    traceLogger?.notice("packet trace finished", metadata: [
+        "file": "\(trace.path)", "records": "\(trace.written)", "filter": "\(trace.filter)"])
+}
+
+nonisolated(unsafe) var traceLogger: Logger?
+
 /// The packet loop: receive a batch, run each packet through the engine, send all verdicts in one
 /// `sendmsg`. Every queued packet gets exactly one verdict. Idle, it wakes every 100 ms to expire
 /// connections. Asked to stop, it drains what is still queued and returns.
 public struct PacketLoop {
     public var logPackets = false
+    /// Records each receive batch's size in the `masq_verdict_batch_size` histogram.
+    public var recordBatchSizes = false
     let logger: Logger
 
     public init(logger: Logger, logPackets: Bool = false) {
@@ -149,11 +151,9 @@ public struct PacketLoop {
         var lastENOBUFSLog: Int64 = 0
         var drainingSince: Int64?
         let queueNumber = queue.queue
+        let batchSizes = recordBatchSizes
+            ? Recorder(label: "masq_verdict_batch_size", dimensions: [("queue", "\(queueNumber)")], aggregate: true) : nil
         while true {
-            if let configuration = control.takeConfiguration() {
-                shared.withLock { $0.apply(configuration) }
-                logger.info("configuration applied", metadata: ["services": "\(configuration.services.count)"])
-            }
             if let path = control.takeDumpRequest() {
                 switch shared.withLock({ writeDump($0, to: path) }) {
                 case .success(let count):
@@ -165,7 +165,11 @@ public struct PacketLoop {
             if drainingSince == nil && control.stopRequested { drainingSince = monotonicNanoseconds() }
             if let since = drainingSince, monotonicNanoseconds() - since > 500_000_000 { break }
             guard queue.wait(timeoutMilliseconds: drainingSince == nil ? 100 : 20) else {
-                shared.withLock { $0.advanceClock(to: monotonicNanoseconds()) }
+                shared.withLock { engine in
+                    let now = monotonicNanoseconds()
+                    engine.advanceClock(to: now)
+                    if let trace = shared.trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }
+                }
                 if drainingSince != nil { break }  // nothing left queued
                 continue
             }
@@ -174,9 +178,16 @@ public struct PacketLoop {
             batch.parse()
             shared.lock()
             let now = monotonicNanoseconds()
+            let trace = shared.trace
             for i in 0..<batch.packetCount {
                 let packet = batch.packet(i)
+                let traced = trace.map { !$0.isFinished && $0.selects(packet.payload) } ?? false
+                if traced { trace!.record(packet.payload, at: now) }
                 let verdict = engine.process(packet.payload, meta: packet.meta, now: now)
+                if traced {
+                    if verdict.accepts { trace!.record(packet.payload, at: now) }
+                    trace!.countPacket()
+                }
                 switch verdict {
                 case .accept: verdicts.accept(packet.id)
                 case .rewritten: verdicts.acceptModified(packet.id, payload: packet.payload, queue: queueNumber)
@@ -195,10 +206,12 @@ public struct PacketLoop {
                     }
                 }
             }
-            shared.unlock()
             counters.packets &+= UInt64(batch.packetCount)
+            if let trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }
+            shared.unlock()
             if let id = batch.overflowID { verdicts.accept(id) }
             try queue.send(&verdicts)
+            batchSizes?.record(batch.packetCount)
             if batch.enobufs != counters.enobufs {
                 counters.enobufs = batch.enobufs
                 if now - lastENOBUFSLog > 10_000_000_000 {
@@ -212,6 +225,10 @@ public struct PacketLoop {
                 logger.warning("the kernel refused a verdict", metadata: [
                     "errno": "\(batch.lastNetlinkError)", "errors_total": "\(counters.netlinkErrors)"])
             }
+            counters.sendCalls = verdicts.sendCalls
+            counters.verdictMessages = verdicts.verdictMessages
+            counters.batchVerdicts = verdicts.batchVerdicts
+            shared.withLock { _ in shared.queueCounters[queueNumber] = counters }
         }
         counters.sendCalls = verdicts.sendCalls
         counters.verdictMessages = verdicts.verdictMessages

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Logging
+import Foundation
+import MasqAdmin
 import MasqCore
 import MasqDaemon
 
@@ -65,10 +67,31 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where SIGUSR1 writes connection-table dumps (JSON lines, one file per signal).")
     var dumpDirectory = "/run/masq"
 
+    @Option(help: "The runtime control socket masqadm and `masq flows` talk to (mode 0600, root only).")
+    var controlSocket = ControlClient.defaultSocket
+
+    @Flag(help: "No control socket.")
+    var noControlSocket = false
+
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).", valueName: "HOST:PORT"))
+    var metrics: String?
+
+    @Flag(help: "Like IPVS's expire_nodest_conn: when a real server is removed, drop its flows' packets and expire them (default: they live out their timeouts).")
+    var expireNodestConn = false
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    var metricsAddress: (String, Int)? {
+        guard let metrics, let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]),
+              (1...65535).contains(port) else { return nil }
+        return (String(metrics[..<colon]), port)
+    }
+
     func validate() throws {
+        if metrics != nil && metricsAddress == nil {
+            throw ValidationError("--metrics takes HOST:PORT, e.g. 127.0.0.1:9469")
+        }
         if case .balance(let a, let b) = queueOptions.selection, b - a >= 64 {
             throw ValidationError("--queues: at most 64 queues")
         }
@@ -94,6 +117,9 @@ struct Run: AsyncParsableCommand {
         options.logPackets = debugPackets
         options.pidFile = pidFile
         options.dumpDirectory = dumpDirectory
+        options.controlSocket = noControlSocket ? nil : controlSocket
+        options.metricsAddress = metricsAddress
+        options.expireNodestConnections = expireNodestConn
         do {
             try await runDaemon(options, logger: logger)
         } catch let error as DaemonError {
@@ -156,5 +182,99 @@ struct Iptables: ParsableCommand {
             runner.remove(plan)
             Swift.print("removed raw/\(plan.chain) and raw/\(plan.outputChain)")
         }
+    }
+}
+
+/// Talks to the running daemon; an unreachable daemon or an error answer becomes a user error.
+func askDaemon(_ request: String, socket: String) throws -> String {
+    let reply: ControlClient.Reply
+    do {
+        reply = try ControlClient.request(request, socket: socket)
+    } catch {
+        throw MasqError("\(error.description) (is `masq run` running?)")
+    }
+    guard reply.ok else { throw MasqError(reply.message) }
+    return reply.body
+}
+
+struct Flows: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Dump the running daemon's connection table.",
+        discussion: """
+            FILTER terms, all of which must match: proto=tcp|udp client=ADDR[:PORT] vip=ADDR[:PORT] \
+            rs=ADDR[:PORT] state=STATE (e.g. ESTABLISHED), separated by spaces or commas.
+            """)
+
+    @Flag(help: "JSON lines, the schema of `masq replay --flows`.")
+    var json = false
+
+    @Option(help: "Only the flows that match, e.g. 'vip=198.18.0.1:80 state=ESTABLISHED'.")
+    var filter = ""
+
+    @Option(help: "The daemon's control socket.")
+    var socket = ControlClient.defaultSocket
+
+    func run() throws {
+        if !filter.isEmpty {
+            do { _ = try FlowFilter(filter) } catch { throw MasqError(error.description) }
+        }
+        let body = try askDaemon("flows \(filter)", socket: socket)
+        if json {
+            print(body, terminator: "")
+            return
+        }
+        print("pro  state        client                 virtual                real server            expire  pkts in/out      bytes in/out")
+        let decoder = JSONDecoder()
+        for line in body.split(separator: "\n") {
+            guard let f = try? decoder.decode(FlowLine.self, from: Data(line.utf8)) else { continue }
+            let e = f.expires
+            print(pad(f.proto.uppercased() + (f.template ? "*" : ""), 4), pad(f.state, 12), pad(f.client, 22), pad(f.vip, 22),
+                  pad(f.real_server, 22), pad(String(format: "%02d:%02d", e / 60, e % 60), 7),
+                  pad("\(f.packets_in)/\(f.packets_out)", 16), "\(f.bytes_in)/\(f.bytes_out)")
+        }
+    }
+
+    struct FlowLine: Decodable {
+        var proto, client, vip, real_server, state: String
+        var expires: Int
+        var template: Bool
+        var packets_in, packets_out, bytes_in, bytes_out: UInt64
+    }
+
+    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+}
+
+struct Trace: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask the running daemon to record the packets of matching flows to a pcap file.",
+        discussion: """
+            Each matching packet is written as it arrived and again as masq sent it (unless dropped), \
+            raw IPv4 link type; the trace ends after --packets packets or --seconds seconds, and the \
+            daemon logs when it has. Open the file with Wireshark or tshark.
+            """)
+
+    @Option(help: "Which flows (see `masq flows --help`); empty traces every queued packet.")
+    var filter = ""
+
+    @Option(help: "Stop after this many packets.")
+    var packets = 100
+
+    @Option(help: "Stop after this many seconds.")
+    var seconds = 60
+
+    @Option(help: "The pcap file the daemon writes.")
+    var out: String
+
+    @Option(help: "The daemon's control socket.")
+    var socket = ControlClient.defaultSocket
+
+    func run() throws {
+        if !filter.isEmpty {
+            do { _ = try FlowFilter(filter) } catch { throw MasqError(error.description) }
+        }
+        guard packets > 0, seconds > 0 else { throw ValidationError("--packets and --seconds must be positive") }
+        let path = out.hasPrefix("/") ? out : FileManager.default.currentDirectoryPath + "/" + out
+        print(try askDaemon("trace \(filter) packets=\(packets) seconds=\(seconds) file=\(path)", socket: socket),
+              terminator: "")
     }
 }

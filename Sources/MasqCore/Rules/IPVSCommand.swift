@@ -226,7 +226,7 @@ public enum IPVSCommandParser {
     }
 
     /// `A.B.C.D[:PORT]`, numeric only (what `ipvsadm-save -n` prints).
-    static func parseEndpoint(_ text: String) -> (IPv4Address, UInt16?)? {
+    public static func parseEndpoint(_ text: String) -> (IPv4Address, UInt16?)? {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count <= 2, let address = IPv4Address(parts[0]) else { return nil }
         guard parts.count == 2 else { return (address, nil) }

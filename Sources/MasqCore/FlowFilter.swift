@@ -1,0 +1,111 @@
+/// Which flows a dump or a packet trace is about: `proto=tcp client=198.18.0.12 vip=198.18.0.1:80
+/// rs=198.19.0.201 state=ESTABLISHED` — every term must match (AND); terms are separated by spaces or
+/// commas; an address term may carry a port (`ADDR:PORT`) or not (any port).
+public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
+    public struct Endpoint: Equatable, Sendable {
+        public var address: IPv4Address
+        public var port: UInt16?
+
+        func matches(_ a: IPv4Address, _ p: UInt16?) -> Bool {
+            a == address && (port == nil || p == nil || port == p)
+        }
+    }
+
+    public var proto: IPProtocol?
+    public var client: Endpoint?
+    public var virtual: Endpoint?
+    public var server: Endpoint?
+    public var state: String?
+
+    public init() {}
+
+    public struct ParseError: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    public init(_ text: String) throws(ParseError) {
+        for term in text.split(whereSeparator: { $0 == " " || $0 == "," }) {
+            let parts = term.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else {
+                throw ParseError(description: "filter term '\(term)' is not KEY=VALUE (keys: proto, client, vip, rs, state)")
+            }
+            let value = String(parts[1])
+            func endpoint() throws(ParseError) -> Endpoint {
+                let pieces = value.split(separator: ":", omittingEmptySubsequences: false)
+                guard pieces.count <= 2, let address = IPv4Address(pieces[0]) else {
+                    throw ParseError(description: "filter term '\(term)': '\(value)' is not an IPv4 address[:port]")
+                }
+                guard pieces.count == 2 else { return Endpoint(address: address, port: nil) }
+                guard let port = UInt16(pieces[1]) else {
+                    throw ParseError(description: "filter term '\(term)': '\(pieces[1])' is not a port")
+                }
+                return Endpoint(address: address, port: port)
+            }
+            switch parts[0].lowercased() {
+            case "proto", "protocol":
+                switch value.lowercased() {
+                case "tcp": proto = .tcp
+                case "udp": proto = .udp
+                default: throw ParseError(description: "filter term '\(term)': proto is tcp or udp")
+                }
+            case "client", "source", "src": client = try endpoint()
+            case "vip", "virtual", "service": virtual = try endpoint()
+            case "rs", "real_server", "realserver", "server", "destination", "dst": server = try endpoint()
+            case "state": state = value.uppercased()
+            default:
+                throw ParseError(description: "filter term '\(term)': unknown key '\(parts[0])' (keys: proto, client, vip, rs, state)")
+            }
+        }
+    }
+
+    public var isEmpty: Bool { self == FlowFilter() }
+
+    public func matches(_ c: Connection) -> Bool {
+        if let proto, c.proto != proto { return false }
+        if let client, !client.matches(c.client, c.clientPort) { return false }
+        if let virtual, !virtual.matches(c.virtualAddress, c.virtualPort) { return false }
+        if let server, !server.matches(c.server, c.serverPort) { return false }
+        if let state, c.state.description != state { return false }
+        return true
+    }
+
+    /// Whether a packet (by its own 5-tuple) could belong to a flow this filter selects, before the
+    /// engine has looked it up: inbound packets carry client → VIP, outbound real server → client.
+    /// Ports are nil for packets without them (ICMP), which then match on addresses alone.
+    public func mayMatchPacket(source: IPv4Address, sourcePort: UInt16?, destination: IPv4Address,
+                               destinationPort: UInt16?, proto packetProto: IPProtocol) -> Bool {
+        if let proto, packetProto != proto && packetProto != .icmp { return false }
+        let inbound = (client?.matches(source, sourcePort) ?? true)
+            && (virtual?.matches(destination, destinationPort) ?? true)
+            && (server == nil || virtual == nil)
+        let outbound = (server?.matches(source, sourcePort) ?? true)
+            && (client?.matches(destination, destinationPort) ?? true)
+            && (virtual == nil || server == nil)
+        let toServer = (client?.matches(source, sourcePort) ?? true) && (server?.matches(destination, destinationPort) ?? true)
+        let fromVIP = (virtual?.matches(source, sourcePort) ?? true) && (client?.matches(destination, destinationPort) ?? true)
+        return inbound || outbound || toServer || fromVIP
+    }
+
+    public var description: String {
+        var terms: [String] = []
+        if let proto { terms.append("proto=\(proto == .tcp ? "tcp" : "udp")") }
+        func show(_ e: Endpoint) -> String { e.port.map { "\(e.address):\($0)" } ?? "\(e.address)" }
+        if let client { terms.append("client=\(show(client))") }
+        if let virtual { terms.append("vip=\(show(virtual))") }
+        if let server { terms.append("rs=\(show(server))") }
+        if let state { terms.append("state=\(state)") }
+        return terms.joined(separator: " ")
+    }
+}
+
+extension Engine {
+    /// The table as records (slot order), only those the filter selects.
+    public func flowRecords(matching filter: FlowFilter) -> [FlowRecord] {
+        if filter.isEmpty { return flowRecords() }
+        var records: [FlowRecord] = []
+        table.forEachLive { _, c in
+            if filter.matches(c) { records.append(FlowRecord(c, now: now)) }
+        }
+        return records
+    }
+}

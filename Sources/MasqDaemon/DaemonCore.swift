@@ -1,0 +1,230 @@
+import Foundation
+import Logging
+import MasqAdmin
+import MasqCapture
+import MasqCore
+import Synchronization
+
+/// The daemon's control plane: the running configuration (the source of truth for `-S`), changes to it
+/// (SIGHUP, masqadm), and what the admin tools read (state, flows, rates, traces). Every change is
+/// validated whole and applied to the engine under its lock, between two packet batches, so it is
+/// atomic for the packet path; established flows are never dropped by a change.
+public final class DaemonCore: Sendable {
+    public let options: DaemonOptions
+    public let shared: SharedEngine
+    let logger: Logger
+    let iptables: InstalledIptables?
+    private let configuration: Mutex<Configuration>
+    private let rates = Mutex<RateEstimator>(RateEstimator())
+
+    init(options: DaemonOptions, shared: SharedEngine, configuration: Configuration, iptables: InstalledIptables?,
+         logger: Logger) {
+        self.options = options
+        self.shared = shared
+        self.configuration = Mutex(configuration)
+        self.iptables = iptables
+        self.logger = logger
+    }
+
+    public var currentConfiguration: Configuration { configuration.withLock { $0 } }
+
+    // MARK: Changes
+
+    /// Replaces the whole configuration (SIGHUP, restore, any edit): engine first, then iptables.
+    func replace(_ new: Configuration, reason: String) {
+        configuration.withLock { $0 = new }
+        shared.withLock { $0.apply(new) }
+        if let iptables {
+            let plan = IptablesPlan(new, queue: options.queue, chain: options.chain)
+            if plan != iptables.plan.withLock({ $0 }) {
+                do {
+                    try iptables.runner.refill(plan)
+                    iptables.plan.withLock { $0 = plan }
+                } catch {
+                    logger.error("updating iptables failed: \(error)")
+                }
+            }
+        }
+        logger.info("configuration applied", metadata: [
+            "by": "\(reason)", "services": "\(new.services.count)",
+            "real_servers": "\(new.services.reduce(0) { $0 + $1.realServers.count })"])
+    }
+
+    /// Serialises read-modify-write changes so two admins cannot lose each other's edit.
+    private let changeLock = Mutex(())
+
+    /// One ipvsadm editing command (-A -E -D -C -a -e -d), with ipvsadm's errors; nothing changes on error.
+    public func edit(_ command: IPVSCommand) throws(RulesError) {
+        try changeLock.withLock { _ throws(RulesError) in
+            var next = currentConfiguration
+            try next.apply(command)
+            replace(next, reason: "masqadm \(command.kind.rawValue)")
+        }
+    }
+
+    /// `ipvsadm -R`: every command of `text` applied in order to the running configuration, all or none.
+    public func restore(_ text: String) throws(RulesError) {
+        try changeLock.withLock { _ throws(RulesError) in
+            var next = currentConfiguration
+            var lineNumber = 0
+            for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                lineNumber += 1
+                let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                let tokens = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+                if tokens.isEmpty { continue }
+                do throws(RulesError) {
+                    try next.apply(try IPVSCommandParser.parse(tokens))
+                } catch {
+                    var located = error
+                    located.file = "<stdin>"
+                    located.line = lineNumber
+                    throw located
+                }
+            }
+            replace(next, reason: "masqadm -R")
+        }
+    }
+
+    /// SIGHUP: the rules file replaces the services; timeouts set with `--set` stay.
+    public func reload(from path: String) throws(DaemonError) {
+        var loaded = try loadRules(path)
+        changeLock.withLock { _ in
+            loaded.timeouts = currentConfiguration.timeouts
+            replace(loaded, reason: "SIGHUP")
+        }
+    }
+
+    public func setTimeouts(tcp: UInt32, tcpFin: UInt32, udp: UInt32) {
+        changeLock.withLock { _ in
+            var next = currentConfiguration
+            next.timeouts.set(tcp: tcp, tcpFin: tcpFin, udp: udp)
+            configuration.withLock { $0 = next }
+            shared.withLock { $0.setTimeouts(next.timeouts) }
+        }
+    }
+
+    public func zero(_ key: ServiceKey?) throws(RulesError) {
+        if let key, currentConfiguration.serviceIndex(key) == nil {
+            throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
+        }
+        shared.withLock { $0.zeroCounters(key) }
+        rates.withLock { $0 = RateEstimator() }
+    }
+
+    // MARK: Reading
+
+    /// What masqadm renders: services, real servers, counts, counters and rates.
+    public func state() -> AdminState {
+        let rateSnapshot = rates.withLock { $0 }
+        return shared.withLock { engine in
+            let services = engine.services.map { service -> ServiceState in
+                let spec = service.spec
+                return ServiceState(
+                    proto: spec.key.proto.description, address: spec.key.address.description, port: spec.key.port,
+                    scheduler: spec.scheduler, schedulerFlags: Self.flagNames(spec),
+                    persistence: spec.persistence, netmask: spec.netmask.description,
+                    stats: StatsState(engine.serviceStats[Int(service.id)]),
+                    rates: rateSnapshot.services[service.id] ?? RateState(),
+                    destinations: service.destinations.map { d in
+                        DestinationState(
+                            address: d.address.description, port: d.port, weight: d.weight,
+                            activeConnections: d.activeConnections, inactiveConnections: d.inactiveConnections,
+                            persistentConnections: d.persistentConnections,
+                            stats: StatsState(engine.destinationStats[Int(d.id)]),
+                            rates: rateSnapshot.destinations[d.id] ?? RateState())
+                    })
+            }
+            let t = engine.timeouts
+            return AdminState(capacity: engine.table.capacity,
+                              connections: engine.table.connectionCount + engine.table.templateCount,
+                              timeouts: TimeoutState(tcp: t[.established], tcpFin: t[.finWait], udp: t[.udp]),
+                              services: services)
+        }
+    }
+
+    static func flagNames(_ spec: ServiceSpec) -> [String] {
+        let prefix = spec.scheduler == "sh" || spec.scheduler == "mh" ? spec.scheduler : ""
+        var names: [String] = []
+        if spec.schedulerFlags.contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
+        if spec.schedulerFlags.contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
+        return names
+    }
+
+    public func flows(_ filter: FlowFilter) -> [FlowRecord] {
+        shared.withLock { $0.flowRecords(matching: filter) }
+    }
+
+    /// Every 2 s: the rates ipvsadm `--rate` shows, estimated as IPVS does.
+    func sampleRates() {
+        let sample = shared.withLock { engine in
+            (engine.services.map { ($0.id, engine.serviceStats[Int($0.id)]) },
+             engine.services.flatMap { $0.destinations.map { ($0.id, engine.destinationStats[Int($0.id)]) } })
+        }
+        rates.withLock { $0.sample(services: sample.0, destinations: sample.1, at: monotonicNanoseconds()) }
+    }
+
+    // MARK: Packet traces
+
+    public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(DaemonError) {
+        shared.lock()
+        defer { shared.unlock() }
+        if let running = shared.trace {
+            throw DaemonError("a trace is already running (to \(running.path)); wait for it to finish")
+        }
+        do throws(CaptureError) {
+            shared.trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds,
+                                           now: monotonicNanoseconds())
+        } catch {
+            throw DaemonError(error.description)
+        }
+        logger.notice("packet trace started", metadata: [
+            "file": "\(path)", "filter": "\(filter)", "packets": "\(packets)", "seconds": "\(seconds)"])
+    }
+}
+
+extension StatsState {
+    init(_ c: TrafficCounters) {
+        self.init(connections: c.connections, packetsIn: c.packetsIn, packetsOut: c.packetsOut,
+                  bytesIn: c.bytesIn, bytesOut: c.bytesOut)
+    }
+}
+
+/// IPVS's rate estimator (ip_vs_est.c): every 2 s the counters' increase is turned into a per-second
+/// rate and smoothed, `avg += (rate - avg) / 4`.
+struct RateEstimator {
+    struct Entry {
+        var last: TrafficCounters
+        var cps = 0.0, inpps = 0.0, outpps = 0.0, inbps = 0.0, outbps = 0.0
+    }
+
+    private var serviceEntries: [UInt32: Entry] = [:]
+    private var destinationEntries: [UInt32: Entry] = [:]
+    private var lastSample: Int64?
+    private(set) var services: [UInt32: RateState] = [:]
+    private(set) var destinations: [UInt32: RateState] = [:]
+
+    mutating func sample(services s: [(UInt32, TrafficCounters)], destinations d: [(UInt32, TrafficCounters)], at now: Int64) {
+        let seconds = lastSample.map { Double(now - $0) / 1e9 } ?? 0
+        lastSample = now
+        func update(_ entries: inout [UInt32: Entry], _ id: UInt32, _ c: TrafficCounters) -> RateState {
+            var e = entries[id] ?? Entry(last: c)
+            if seconds > 0 {
+                func step(_ avg: inout Double, _ delta: UInt64) { avg += (Double(delta) / seconds - avg) / 4 }
+                // Counters zeroed since the last sample: start over from here.
+                if c.packetsIn < e.last.packetsIn || c.packetsOut < e.last.packetsOut { e = Entry(last: c) }
+                step(&e.cps, c.connections &- e.last.connections)
+                step(&e.inpps, c.packetsIn &- e.last.packetsIn)
+                step(&e.outpps, c.packetsOut &- e.last.packetsOut)
+                step(&e.inbps, c.bytesIn &- e.last.bytesIn)
+                step(&e.outbps, c.bytesOut &- e.last.bytesOut)
+            }
+            e.last = c
+            entries[id] = e
+            return RateState(connectionsPerSecond: UInt64(e.cps.rounded()), packetsInPerSecond: UInt64(e.inpps.rounded()),
+                             packetsOutPerSecond: UInt64(e.outpps.rounded()), bytesInPerSecond: UInt64(e.inbps.rounded()),
+                             bytesOutPerSecond: UInt64(e.outbps.rounded()))
+        }
+        services = Dictionary(uniqueKeysWithValues: s.map { ($0.0, update(&serviceEntries, $0.0, $0.1)) })
+        destinations = Dictionary(uniqueKeysWithValues: d.map { ($0.0, update(&destinationEntries, $0.0, $0.1)) })
+    }
+}
