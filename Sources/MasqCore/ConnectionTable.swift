@@ -118,6 +118,23 @@ public final class ConnectionTable {
 
     public func template(for key: FlowKey) -> UInt32? { templates[key] }
 
+    /// IPVS `ip_vs_check_template` failing: the template no longer answers lookups (a fresh one can be
+    /// made for the same client), but stays until the connections it controls are gone.
+    public func invalidateTemplate(_ slot: UInt32) {
+        let key = slots[Int(slot)].templateKey
+        if templates[key] == slot { templates[key] = nil }
+    }
+
+    /// A packet moved an entry's expiry earlier than the wheel bucket it sits in (ESTABLISHED → CLOSE):
+    /// move it, or it would outlive its new timeout by up to the old one.
+    public func expiryShortened(_ slot: UInt32) {
+        let entry = slots[Int(slot)]
+        guard entry.live, Int(entry.wheelBucket) < Self.wheelSize,
+              bucket(for: entry.expires) != Int(entry.wheelBucket) else { return }
+        unlink(slot)
+        link(slot)
+    }
+
     public subscript(slot: UInt32) -> Connection {
         get { slots[Int(slot)] }
         _modify { yield &slots[Int(slot)] }
@@ -145,7 +162,7 @@ public final class ConnectionTable {
             slots.append(entry)
         }
         if entry.isTemplate {
-            templates[entry.templateKey] = slot << 1
+            templates[entry.templateKey] = slot
             templateCount += 1
         } else {
             index.set(entry.inboundKey, slot << 1 | UInt32(FlowDirection.inbound.rawValue))
@@ -163,7 +180,7 @@ public final class ConnectionTable {
         guard entry.live else { return }
         unlink(slot)
         if entry.isTemplate {
-            templates[entry.templateKey] = nil
+            if templates[entry.templateKey] == slot { templates[entry.templateKey] = nil }
             templateCount -= 1
         } else {
             index.remove(entry.inboundKey)
@@ -257,7 +274,7 @@ public final class ConnectionTable {
     private func removeDetached(_ slot: UInt32) {
         let entry = slots[Int(slot)]
         if entry.isTemplate {
-            templates[entry.templateKey] = nil
+            if templates[entry.templateKey] == slot { templates[entry.templateKey] = nil }
             templateCount -= 1
         } else {
             index.remove(entry.inboundKey)

@@ -195,14 +195,21 @@ public final class Engine {
         let key = FlowKey(source: ip.source, destination: ip.destination, sourcePort: th.sourcePort,
                           destinationPort: th.destinationPort, proto: proto)
         if let (slot, direction) = table.lookup(key) {
-            if table[slot].expires > now {
+            // IPVS conn_reuse_mode 1: a new SYN on a closed, unpersisted connection starts a new one.
+            if proto == .tcp && direction == .inbound && TCPProtocol.startsConnection(th.tcpFlags)
+                && !th.tcpFlags.contains(.ack)
+                && (table[slot].state == .timeWait || table[slot].state == .close)
+                && table[slot].controller == ConnectionTable.noSlot {
+                expireNow(slot)
+            } else if table[slot].expires > now {
                 if expireNodestConnections && !destinationInService[Int(table[slot].destinationID)] {
                     expireNow(slot)
                     return .drop(.realServerRemoved)
                 }
                 return established(slot, direction, ip, th, meta: meta)
+            } else {
+                expireNow(slot)
             }
-            expireNow(slot)
         }
         guard let service = findService(proto, ip.destination, th.destinationPort) else { return .accept }
         if proto == .tcp && !TCPProtocol.startsConnection(th.tcpFlags) { return .accept }
@@ -251,8 +258,13 @@ public final class Engine {
     /// Moves a TCP connection to `state`, with its timeout and its real server's Active/InAct counts
     /// (IPVS `set_tcp_state`: only ESTABLISHED counts as active).
     private func setState(_ slot: UInt32, _ state: ConnectionState) {
+        let longer = timeouts[state] >= table[slot].timeout
         table[slot].state = state
         table[slot].timeout = timeouts[state]
+        if !longer {
+            table[slot].expires = now &+ Int64(timeouts[state]) &* ConnectionTable.nanosPerTick
+            table.expiryShortened(slot)
+        }
         let active = state == .established
         guard table[slot].countedActive != active,
               let d = destinations[Int(table[slot].destinationID)] else { return }
@@ -324,7 +336,10 @@ public final class Engine {
             proto: proto, state: state, isTemplate: false, countedActive: state == .established,
             client: input.client, clientPort: input.clientPort,
             virtualAddress: input.virtualAddress, virtualPort: input.virtualPort,
-            server: chosen.address, serverPort: chosen.port == 0 ? input.virtualPort : chosen.port,
+            // IPVS: the real server's port applies when the packet is for the service's own port; a port-0
+            // (any port) service keeps the port the client asked for.
+            server: chosen.address,
+            serverPort: input.virtualPort == service.key.port && chosen.port != 0 ? chosen.port : input.virtualPort,
             serviceID: service.id, destinationID: chosen.id, controller: controller, controlled: 0,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0,
@@ -362,7 +377,9 @@ public final class Engine {
                 table[slot].expires = expires
                 return (d, slot)
             }
-            expireNow(slot)
+            // Its real server is gone (or it expired): a new template takes its key; the old one lives
+            // on unseen until its connections end.
+            if t.controlled > 0 { table.invalidateTemplate(slot) } else { expireNow(slot) }
         }
         guard let d = service.scheduler.select(from: service.destinations, for: input) else { return nil }
         let template = Connection(

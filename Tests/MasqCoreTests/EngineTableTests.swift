@@ -188,4 +188,64 @@ let packetCases: [PacketCase] = [
         #expect(engine.table.templateCount == 0)
         #expect(engine.table.connectionCount == 0)
     }
+
+    /// Review finding: a template not in slot 0 was looked up at twice its slot.
+    @Test func persistenceWithManyClientsAndConnections() throws {
+        let engine = Engine(configuration: try RulesFile.parse("""
+            -A -t 198.18.0.1:80 -s rr -p 60
+            -a -t 198.18.0.1:80 -r 198.19.0.201:80 -m
+            -a -t 198.18.0.1:80 -r 198.19.0.202:80 -m
+            """))
+        var first: [UInt32: UInt8] = [:]
+        for round in 0..<3 {
+            for c in 0..<8 {
+                let b = PacketBuilder(source: IPv4Address(rawValue: 0xC612_0100 + UInt32(c)), destination: vip)
+                let (v, out) = run(engine, b.tcp(UInt16(1000 + round * 10 + c), 80, flags: .syn), at: Double(round))
+                #expect(v == .rewritten(.inbound))
+                if round == 0 { first[UInt32(c)] = out[19] } else { #expect(out[19] == first[UInt32(c)]) }
+            }
+        }
+        #expect(engine.table.templateCount == 8)
+    }
+
+    /// Review finding: removing and re-adding a persistent client's server locked the client out.
+    @Test func persistentClientSurvivesServerFlap() throws {
+        let both = """
+            -A -t 198.18.0.1:80 -s rr -p 60
+            -a -t 198.18.0.1:80 -r 198.19.0.201:80 -m
+            -a -t 198.18.0.1:80 -r 198.19.0.202:80 -m
+            """
+        let engine = Engine(configuration: try RulesFile.parse(both))
+        #expect(run(engine, c2v.tcp(1, 80, flags: .syn), at: 0).0 == .rewritten(.inbound))  // web1, live
+        engine.apply(try RulesFile.parse("""
+            -A -t 198.18.0.1:80 -s rr -p 60
+            -a -t 198.18.0.1:80 -r 198.19.0.202:80 -m
+            """))
+        let (v, out) = run(engine, c2v.tcp(2, 80, flags: .syn), at: 1)
+        #expect(v == .rewritten(.inbound) && out[19] == 202)
+        engine.apply(try RulesFile.parse(both))
+        #expect(run(engine, c2v.tcp(3, 80, flags: .syn), at: 2).0 == .rewritten(.inbound))
+    }
+
+    /// Review finding: ESTABLISHED (900 s) → CLOSE (10 s) must expire after 10 s, not 900.
+    @Test func shortenedTimeoutExpiresOnTime() throws {
+        let engine = Engine(configuration: try RulesFile.parse(tableRules))
+        _ = run(engine, syn, at: 0)
+        _ = run(engine, c2v.tcp(40000, 80, flags: .ack), at: 1)
+        _ = run(engine, c2v.tcp(40000, 80, flags: .rst), at: 100)
+        engine.advanceClock(to: 112 * 1_000_000_000)
+        #expect(engine.table.connectionCount == 0)
+    }
+
+    /// IPVS conn_reuse_mode: a new SYN on a TIME_WAIT connection is scheduled afresh.
+    @Test func newSynOnTimeWaitIsRescheduled() throws {
+        let engine = Engine(configuration: try RulesFile.parse(tableRules))
+        let flows: [(FlowDirection, TCPFlags)] = [(.inbound, .syn), (.outbound, [.syn, .ack]), (.inbound, .ack),
+                                                  (.inbound, [.fin, .ack]), (.outbound, [.fin, .ack]), (.inbound, .ack)]
+        for (i, (d, f)) in flows.enumerated() {
+            _ = run(engine, d == .inbound ? c2v.tcp(40000, 80, flags: f) : w1c.tcp(8080, 40000, flags: f), at: Double(i))
+        }
+        let (v, out) = run(engine, syn, at: 10)
+        #expect(v == .rewritten(.inbound) && out[19] == 202)  // rr moved on to web2
+    }
 }

@@ -121,4 +121,10 @@ func picks(_ name: String, _ d: [Destination], count: Int, flags: SchedulerFlags
         let servers = Set((0..<64).map { s.select(from: d, for: input(1, port: UInt16(40000 + $0)))!.id })
         #expect(servers.count == 3)
     }
+
+    /// Review finding: IPVS shifts large weights down; 5000:4999 must split about evenly.
+    @Test func mhLargeCoprimeWeightsBothGetClients() {
+        let p = picks("mh", dests([5000, 4999]), count: 2000)
+        #expect(p.filter { $0 == 1 }.count > 600)
+    }
 }

@@ -33,7 +33,11 @@ public final class MaglevHashingScheduler: Scheduler {
         let skip = destinations.map { d -> Int in
             Int(Self.hash(d.address.rawValue, UInt32(d.port), seed: 2_654_435_801) % UInt64(size - 1)) + 1
         }
-        let turns = weights.map { $0 / divisor }
+        // IPVS `ip_vs_mh_shift_weight`: scale large weights down so one server cannot take every slot
+        // in its first round (weights 5000:4999 would otherwise give the second nothing).
+        let maxTurns = (weights.max() ?? 0) / divisor
+        let shift = max(0, (Int.bitWidth - maxTurns.leadingZeroBitCount) - 6)
+        let turns = weights.map { w in w == 0 ? 0 : max(1, (w / divisor) >> shift) }
         var filled = 0
         while true {
             for (i, d) in destinations.enumerated() where turns[i] > 0 {
