@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],  // Linux is the target; this only satisfies dependencies' minimums
     products: [
         .executable(name: "masq", targets: ["masq"]),
+        .executable(name: "masqadm", targets: ["masqadm"]),
         .library(name: "MasqCore", targets: ["MasqCore"]),
     ],
     dependencies: [
@@ -72,6 +73,7 @@ let package = Package(
         ),
         // Counts heap allocations for the benchmark (interposes malloc & co.).
         .target(name: "CMallocCounter"),
+        .executableTarget(name: "masqadm", dependencies: ["MasqAdmin", "MasqCore"]),
         .executableTarget(
             name: "masq-bench", dependencies: ["MasqCore", "CMallocCounter"],
             swiftSettings: [.swiftLanguageMode(.v5)]  // top-level benchmark script

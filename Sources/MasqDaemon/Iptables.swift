@@ -73,6 +73,9 @@ public struct IptablesPlan: Equatable, Sendable {
                 let port = rs.port == 0 ? service.key.port : rs.port
                 var outbound = ["-p", proto, "-s", "\(rs.address)/32"]
                 if port != 0 { outbound += ["--sport", "\(port)"] }
+                // Not the real server's answers to the director itself (health checks, admin sessions):
+                // those keep conntrack, or stateful INPUT rules would drop them.
+                outbound += ["-m", "addrtype", "!", "--dst-type", "LOCAL"]
                 add(outbound)
             }
         }
@@ -107,10 +110,16 @@ public struct IptablesPlan: Equatable, Sendable {
         ]
     }
 
-    /// Refills the chains in place (reload): the jumps stay, the rules are replaced.
-    public var refillCommands: [[String]] {
-        [["-t", "raw", "-F", chain]] + preRouting.map { ["-t", "raw", "-A", chain] + $0 }
-            + [["-t", "raw", "-F", outputChain]] + output.map { ["-t", "raw", "-A", outputChain] + $0 }
+    /// The chains' new contents as one `iptables-restore --noflush` transaction (reload): declaring a
+    /// chain empties it, and the kernel swaps the whole table at COMMIT, so no packet ever sees the
+    /// chains half filled.
+    public var restoreInput: String {
+        var lines = ["*raw", ":\(chain) - [0:0]", ":\(outputChain) - [0:0]"]
+        // iptables-restore splits on blanks and takes no shell quoting; no token here has a blank.
+        lines += preRouting.map { (["-A", chain] + $0).joined(separator: " ") }
+        lines += output.map { (["-A", outputChain] + $0).joined(separator: " ") }
+        lines.append("COMMIT")
+        return lines.joined(separator: "\n") + "\n"
     }
 
     /// The plan as shell commands, one per line.
@@ -153,17 +162,23 @@ public final class IptablesRunner: @unchecked Sendable {
     public init(binary: String = "iptables") { self.binary = binary }
 
     @discardableResult
-    static func run(_ binary: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    static func run(_ binary: String, _ arguments: [String], input: String? = nil) -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [binary] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
+        let stdin = Pipe()
+        if input != nil { process.standardInput = stdin }
         do {
             try process.run()
         } catch {
             return (127, "\(error)")
+        }
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try? stdin.fileHandleForWriting.close()
         }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -186,10 +201,15 @@ public final class IptablesRunner: @unchecked Sendable {
         }
     }
 
+    /// Replaces the chains' rules in one transaction (reload); on failure the old rules stay.
     public func refill(_ plan: IptablesPlan) throws {
         lock.lock()
         defer { lock.unlock() }
-        try apply(plan.refillCommands, binary: binary, rollback: [])
+        let restore = binary + "-restore"
+        let (status, output) = Self.run(restore, ["--noflush"], input: plan.restoreInput)
+        if status != 0 {
+            throw IptablesError(command: [restore, "--noflush"], output: output, status: status)
+        }
     }
 
     /// Removes the plan's chains; never fails on what is already gone.

@@ -94,8 +94,7 @@ public struct LoopCounters: Sendable {
 }
 
 /// The connection table as JSON lines (the `masq replay --flows` schema).
-func writeDump(_ engine: Engine, to path: String, logger: Logger? = nil) -> Result<Int, DaemonError> {
-    let records = engine.flowRecords()
+func writeDump(_ records: [FlowRecord], to path: String) -> Result<Int, DaemonError> {
     var text = ""
     text.reserveCapacity(records.count * 220)
     for r in records {
@@ -155,7 +154,8 @@ public struct PacketLoop {
             ? Recorder(label: "masq_verdict_batch_size", dimensions: [("queue", "\(queueNumber)")], aggregate: true) : nil
         while true {
             if let path = control.takeDumpRequest() {
-                switch shared.withLock({ writeDump($0, to: path) }) {
+                // Copy under the lock, format and write outside it: the queues keep flowing.
+                switch writeDump(shared.withLock { $0.flowRecords() }, to: path) {
                 case .success(let count):
                     logger.notice("connection table written", metadata: ["file": "\(path)", "entries": "\(count)"])
                 case .failure(let error):

@@ -15,10 +15,10 @@ import Testing
             iptables -t raw -N MASQ
             iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 -j CT --notrack
             iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 \(q)
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -j CT --notrack
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 \(q)
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -j CT --notrack
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 \(q)
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -m addrtype '!' --dst-type LOCAL -j CT --notrack
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -m addrtype '!' --dst-type LOCAL \(q)
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -m addrtype '!' --dst-type LOCAL -j CT --notrack
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -m addrtype '!' --dst-type LOCAL \(q)
             iptables -t raw -A MASQ -p icmp -d 12.0.0.1/32 \(q)
             iptables -t raw -A MASQ -p icmp --icmp-type destination-unreachable \(q)
             iptables -t raw -A MASQ -p icmp --icmp-type source-quench \(q)
@@ -45,7 +45,9 @@ import Testing
         let rules = plan.preRouting.map { $0.joined(separator: " ") }
         #expect(rules.filter { $0.contains("-s 198.19.0.201/32") }.count == 2)  // once, notrack + queue
         #expect(rules.contains("-p tcp -d 198.18.0.3/32 -j NFQUEUE --queue-balance 0:1 --queue-bypass"))
-        #expect(rules.contains("-p tcp -s 198.19.0.202/32 -j CT --notrack"))
+        #expect(rules.contains("-p tcp -s 198.19.0.202/32 -m addrtype ! --dst-type LOCAL -j CT --notrack"))
+        #expect(plan.restoreInput.hasPrefix("*raw\n:LB - [0:0]\n:LB-OUTPUT - [0:0]\n-A LB -p udp"))
+        #expect(plan.restoreInput.hasSuffix("COMMIT\n"))
         #expect(plan.removeCommands.first == ["-t", "raw", "-D", "PREROUTING", "-j", "LB"])
     }
 }

@@ -1,0 +1,110 @@
+// masqadm: ipvsadm's command line and output, against a running `masq run` (its control socket).
+import Foundation
+import MasqAdmin
+import MasqCore
+
+@main
+enum MasqAdm {
+    static func main() {
+        exit(run(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// The control socket: `MASQ_CONTROL_SOCKET`, else masq's default.
+    static var socket: String {
+        ProcessInfo.processInfo.environment["MASQ_CONTROL_SOCKET"] ?? ControlClient.defaultSocket
+    }
+
+    static func printError(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    static func fail(_ error: AdminError) -> Int32 {
+        printError(error.standardError())
+        return error.exitCode
+    }
+
+    /// One request to the daemon; an unreachable daemon reads as ipvsadm's "Can't initialize ipvs".
+    static func ask(_ request: String) throws(AdminError) -> String {
+        let reply: ControlClient.Reply
+        do {
+            reply = try ControlClient.request(request, socket: socket)
+        } catch {
+            throw AdminError.fail("Can't initialize ipvs: \(String(cString: strerror(error.errno)))\n"
+                + "Are you sure that masq is running (masq run, control socket \(socket))?")
+        }
+        guard reply.ok else { throw AdminError.operationFailed(reply.message) }
+        return reply.body
+    }
+
+    static func state() throws(AdminError) -> AdminState {
+        let body = try ask("state")
+        do {
+            return try JSONDecoder().decode(AdminState.self, from: Data(body.utf8))
+        } catch {
+            throw AdminError.operationFailed("masq answered something masqadm cannot read: \(error)")
+        }
+    }
+
+    struct FlowLine: Decodable {
+        var proto, client, vip, real_server, state: String
+        var expires: Int64
+    }
+
+    static func connections() throws(AdminError) -> [ConnectionEntry] {
+        let body = try ask("flows")
+        let decoder = JSONDecoder()
+        func split(_ endpoint: String) -> (String, UInt16) {
+            guard let colon = endpoint.lastIndex(of: ":") else { return (endpoint, 0) }
+            return (String(endpoint[..<colon]), UInt16(endpoint[endpoint.index(after: colon)...]) ?? 0)
+        }
+        return body.split(separator: "\n").compactMap { line in
+            guard let f = try? decoder.decode(FlowLine.self, from: Data(line.utf8)) else { return nil }
+            let (c, cp) = split(f.client), (v, vp) = split(f.vip), (r, rp) = split(f.real_server)
+            return ConnectionEntry(proto: f.proto.uppercased(), expires: f.expires, state: f.state, client: c,
+                                   clientPort: cp, virtualAddress: v, virtualPort: vp, server: r, serverPort: rp)
+        }
+    }
+
+    static func run(_ arguments: [String]) -> Int32 {
+        do throws(AdminError) {
+            let command = try AdminCommandLine.parse(arguments)
+            switch command {
+            case .help:
+                print(AdminCommandLine.help(), terminator: "")
+            case .version:
+                print(AdminCommandLine.versionText, terminator: "")
+            case .edit(_, let words):
+                _ = try ask("apply " + words.joined(separator: " "))
+            case .list(let options):
+                let current = try state()
+                let entries = options.connections ? try connections() : []
+                print(try IPVSAdmFormat().list(current, options, connections: entries), terminator: "")
+            case .zero(let key):
+                if let key {
+                    _ = try ask("zero \(key.proto == .udp ? "-u" : "-t") \(key.address):\(key.port)")
+                } else {
+                    _ = try ask("zero")
+                }
+            case .save(let numeric):
+                print(IPVSAdmFormat().save(try state(), numeric: numeric), terminator: "")
+            case .restore:
+                let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                var lines: [String] = []
+                for words in AdminCommandLine.restoreArguments(input) where !words.isEmpty {
+                    // Each line is checked as ipvsadm would before anything is sent; the daemon then
+                    // applies them all or none.
+                    guard case .edit(_, let normalized) = try AdminCommandLine.parse(words, readingStdin: true) else {
+                        throw AdminError.fail("-R takes editing commands only (-A -E -D -C -a -e -d): \(words.joined(separator: " "))")
+                    }
+                    lines.append(normalized.joined(separator: " "))
+                }
+                _ = try ask("restore\n" + lines.joined(separator: "\n"))
+            case .setTimeouts(let t):
+                _ = try ask("timeout \(t.tcp) \(t.tcpFin) \(t.udp)")
+            }
+            return 0
+        } catch {
+            return fail(error)
+        }
+    }
+}
