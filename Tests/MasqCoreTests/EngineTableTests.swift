@@ -248,4 +248,17 @@ let packetCases: [PacketCase] = [
         let (v, out) = run(engine, syn, at: 10)
         #expect(v == .rewritten(.inbound) && out[19] == 202)  // rr moved on to web2
     }
+
+    /// `-d` of a real server: its flows live on (IPVS default), or are dropped with expire_nodest_conn.
+    @Test(arguments: [false, true]) func removedRealServersFlows(_ expireNodest: Bool) throws {
+        let engine = Engine(configuration: try RulesFile.parse(tableRules))
+        engine.expireNodestConnections = expireNodest
+        _ = run(engine, syn, at: 0)
+        var c = try RulesFile.parse(tableRules)
+        try c.apply(try IPVSCommandParser.parse(["-d", "-t", "198.18.0.1:80", "-r", "198.19.0.201:8080"]))
+        engine.apply(c)
+        let (v, _) = run(engine, c2v.tcp(40000, 80, flags: .ack), at: 1)
+        #expect(v == (expireNodest ? .drop(.realServerRemoved) : .rewritten(.inbound)))
+        #expect(engine.table.connectionCount == (expireNodest ? 0 : 1))
+    }
 }
