@@ -67,11 +67,10 @@ public final class Engine {
             kept[spec.key] = service
             ordered.append(service)
         }
-        for old in services {
-            for d in old.destinations where !stillUsed.contains(d.id) {
-                d.setWeight(0)
-                destinationInService[Int(d.id)] = false
-            }
+        // Services already updated in place list only their new destinations: walk every one known.
+        for d in destinations.compactMap({ $0 }) where !stillUsed.contains(d.id) && destinationInService[Int(d.id)] {
+            d.setWeight(0)
+            destinationInService[Int(d.id)] = false
         }
         services = ordered
         for old in destinations.compactMap({ $0 }) where !stillUsed.contains(old.id) { releaseIfUnused(old) }
