@@ -162,7 +162,10 @@ struct RateService: Service {
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             core.sampleRates()
-            try? await Task.sleep(for: .seconds(2))
+            // In short steps, so a shutdown never waits for a sample.
+            for _ in 0..<20 where !Task.isCancelled && !Task.isShuttingDownGracefully {
+                try? await Task.sleep(for: .milliseconds(100))
+            }
         }
     }
 }

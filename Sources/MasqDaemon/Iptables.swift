@@ -110,6 +110,12 @@ public struct IptablesPlan: Equatable, Sendable {
         ]
     }
 
+    /// `removeCommands` as one `iptables-restore --noflush` transaction (one process: shutdown is fast).
+    public var removeInput: String {
+        ["*raw", "-D PREROUTING -j \(chain)", "-D OUTPUT -j \(outputChain)", "-F \(chain)", "-F \(outputChain)",
+         "-X \(chain)", "-X \(outputChain)", "COMMIT"].joined(separator: "\n") + "\n"
+    }
+
     /// The chains' new contents as one `iptables-restore --noflush` transaction (reload): declaring a
     /// chain empties it, and the kernel swaps the whole table at COMMIT, so no packet ever sees the
     /// chains half filled.
@@ -212,10 +218,11 @@ public final class IptablesRunner: @unchecked Sendable {
         }
     }
 
-    /// Removes the plan's chains; never fails on what is already gone.
+    /// Removes the plan's chains; never fails on what is already gone (then step by step).
     public func remove(_ plan: IptablesPlan) {
         lock.lock()
         defer { lock.unlock() }
+        if Self.run(binary + "-restore", ["--noflush"], input: plan.removeInput).status == 0 { return }
         for command in plan.removeCommands { Self.run(binary, command) }
     }
 

@@ -160,12 +160,7 @@ struct Iptables: ParsableCommand {
     }
 
     func run() throws {
-        let configuration: Configuration
-        do {
-            configuration = try MasqDaemon.loadRules(rules)
-        } catch {
-            throw MasqError(error.description)
-        }
+        let configuration = try loadRules(rules)
         let plan = IptablesPlan(configuration, queue: queueOptions.selection, chain: chain)
         let runner = IptablesRunner(binary: iptables)
         switch action {

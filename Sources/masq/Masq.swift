@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MasqCapture
 import MasqCore
+import MasqDaemon
 
 @main
 struct Masq: AsyncParsableCommand {
@@ -20,14 +21,8 @@ struct MasqError: Error, CustomStringConvertible {
 
 /// Reads and parses a rules file, or exits with the file:line error.
 func loadRules(_ path: String) throws -> Configuration {
-    let text: String
     do {
-        text = try String(contentsOfFile: path, encoding: .utf8)
-    } catch {
-        throw MasqError("\(path): cannot read: \(error.localizedDescription)")
-    }
-    do {
-        return try RulesFile.parse(text, file: path)
+        return try MasqDaemon.loadRules(path)
     } catch {
         throw MasqError(error.description)
     }
