@@ -27,6 +27,7 @@ public final class Engine {
     public var expireNodestConnections = false
     /// Destinations by id that are still in their service (false once removed by a reload or `-d`).
     private var destinationInService: [Bool] = []
+    private var destinationProto: [IPProtocol] = []
 
     public static let defaultCapacity = 1 << 20
 
@@ -52,7 +53,7 @@ public final class Engine {
             var dests: [Destination] = []
             for rs in spec.realServers {
                 let found = existing?.destinations.first { $0.address == rs.address && $0.port == rs.port }
-                let d = found ?? newDestination(rs, serviceID: serviceID)
+                let d = found ?? newDestination(rs, serviceID: serviceID, proto: spec.key.proto)
                 d.setWeight(rs.weight)
                 dests.append(d)
                 stillUsed.insert(d.id)
@@ -85,12 +86,22 @@ public final class Engine {
         return nextServiceID
     }
 
-    private func newDestination(_ rs: RealServerSpec, serviceID: UInt32) -> Destination {
+    /// Real servers removed from the configuration whose connections still live (IPVS keeps them in
+    /// its trash): their replies must still be queued and NATed until the last one ends.
+    public var drainingRealServers: [(proto: IPProtocol, address: IPv4Address, port: UInt16)] {
+        destinations.compactMap { d in
+            guard let d, !destinationInService[Int(d.id)] else { return nil }
+            return (destinationProto[Int(d.id)], d.address, d.port)
+        }
+    }
+
+    private func newDestination(_ rs: RealServerSpec, serviceID: UInt32, proto: IPProtocol) -> Destination {
         let d = Destination(id: UInt32(destinations.count), address: rs.address, port: rs.port, weight: rs.weight)
         destinations.append(d)
         destinationOwner.append(serviceID)
         destinationStats.append(TrafficCounters())
         destinationInService.append(true)
+        destinationProto.append(proto)
         return d
     }
 

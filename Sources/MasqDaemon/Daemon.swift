@@ -155,13 +155,14 @@ struct SignalService: Service {
     }
 }
 
-/// Every 2 s, the rates behind `masqadm --rate`.
+/// Every 2 s, the rates behind `masqadm --rate`, and the iptables rules of draining real servers.
 struct RateService: Service {
     let core: DaemonCore
 
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             core.sampleRates()
+            core.periodicRefresh()
             // In short steps, so a shutdown never waits for a sample.
             for _ in 0..<20 where !Task.isCancelled && !Task.isShuttingDownGracefully {
                 try? await Task.sleep(for: .milliseconds(100))

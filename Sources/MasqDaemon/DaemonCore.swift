@@ -34,20 +34,30 @@ public final class DaemonCore: Sendable {
     func replace(_ new: Configuration, reason: String) {
         configuration.withLock { $0 = new }
         shared.withLock { $0.apply(new) }
-        if let iptables {
-            let plan = IptablesPlan(new, queue: options.queue, chain: options.chain)
-            if plan != iptables.plan.withLock({ $0 }) {
-                do {
-                    try iptables.runner.refill(plan)
-                    iptables.plan.withLock { $0 = plan }
-                } catch {
-                    logger.error("updating iptables failed: \(error)")
-                }
-            }
-        }
+        refreshIptables()
         logger.info("configuration applied", metadata: [
             "by": "\(reason)", "services": "\(new.services.count)",
             "real_servers": "\(new.services.reduce(0) { $0 + $1.realServers.count })"])
+    }
+
+    /// Brings the iptables rules in line with the configuration and the real servers still draining
+    /// (called on every change, and every 2 s so a drained server's rules go when its last flow does).
+    func refreshIptables() {
+        guard let iptables else { return }
+        let draining = shared.withLock { $0.drainingRealServers }
+        let plan = IptablesPlan(currentConfiguration, queue: options.queue, chain: options.chain, draining: draining)
+        guard plan != iptables.plan.withLock({ $0 }) else { return }
+        do {
+            try iptables.runner.refill(plan)
+            iptables.plan.withLock { $0 = plan }
+        } catch {
+            logger.error("updating iptables failed: \(error)")
+        }
+    }
+
+    /// The 2-second refresh, serialised with changes so it never installs a plan older than theirs.
+    func periodicRefresh() {
+        changeLock.withLock { _ in refreshIptables() }
     }
 
     /// Serialises read-modify-write changes so two admins cannot lose each other's edit.

@@ -51,7 +51,9 @@ public struct IptablesPlan: Equatable, Sendable {
     public var preRouting: [[String]] = []
     public var output: [[String]] = []
 
-    public init(_ configuration: Configuration, queue: QueueSelection, chain: String = "MASQ") {
+    /// `draining`: real servers no longer configured whose flows still live; their replies stay queued.
+    public init(_ configuration: Configuration, queue: QueueSelection, chain: String = "MASQ",
+                draining: [(proto: IPProtocol, address: IPv4Address, port: UInt16)] = []) {
         self.chain = chain
         self.queue = queue
         var seen = Set<[String]>()
@@ -78,6 +80,11 @@ public struct IptablesPlan: Equatable, Sendable {
                 outbound += ["-m", "addrtype", "!", "--dst-type", "LOCAL"]
                 add(outbound)
             }
+        }
+        for rs in draining {
+            var outbound = ["-p", rs.proto == .udp ? "udp" : "tcp", "-s", "\(rs.address)/32"]
+            if rs.port != 0 { outbound += ["--sport", "\(rs.port)"] }
+            add(outbound + ["-m", "addrtype", "!", "--dst-type", "LOCAL"])
         }
         for address in Set(configuration.services.map(\.key.address)).sorted() {
             add(["-p", "icmp", "-d", "\(address)/32"])

@@ -50,4 +50,13 @@ import Testing
         #expect(plan.restoreInput.hasSuffix("COMMIT\n"))
         #expect(plan.removeCommands.first == ["-t", "raw", "-D", "PREROUTING", "-j", "LB"])
     }
+
+    /// A removed real server with live flows keeps its reply rule until they end.
+    @Test func drainingRealServersKeepTheirReplyRules() throws {
+        let configuration = try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m")
+        let plan = IptablesPlan(configuration, queue: .single(0),
+                                draining: [(.tcp, IPv4Address("198.19.0.202")!, 80)])
+        #expect(plan.preRouting.map { $0.joined(separator: " ") }.contains(
+            "-p tcp -s 198.19.0.202/32 --sport 80 -m addrtype ! --dst-type LOCAL -j NFQUEUE --queue-num 0 --queue-bypass"))
+    }
 }
