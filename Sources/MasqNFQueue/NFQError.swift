@@ -32,7 +32,7 @@ public struct NFQError: Error, CustomStringConvertible, Sendable {
             return "queue \(queue) is already bound by another process (only one socket may bind a queue number), or this process lacks CAP_NET_ADMIN"
         case (.open, EPROTONOSUPPORT), (.bind, ENOENT), (.bind, EOPNOTSUPP), (.configure, EOPNOTSUPP):
             return "the kernel has no NFQUEUE support (load the nfnetlink_queue module: modprobe nfnetlink_queue) (\(reason))"
-        case (.configure, EINVAL):
+        case (.configure, EINVAL), (.bind, EINVAL):
             return "the kernel refused the queue configuration for queue \(queue) (too old for the GSO flag?): \(reason)"
         default:
             return "NFQUEUE queue \(queue): \(step.rawValue) failed: \(reason)"

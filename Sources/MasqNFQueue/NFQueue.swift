@@ -60,16 +60,15 @@ public struct NFQueue: ~Copyable {
             throw NFQError(.socketOption, errno: errno, queue: queue)
         }
 
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 8192, alignment: 8)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.setupBufferSize, alignment: 8)
         defer { buffer.deallocate() }
-        let chars = buffer.assumingMemoryBound(to: CChar.self)
-        // BIND, acknowledged.
-        var nlh = nfq_nlmsg_put(chars, Int32(NFQNL_MSG_CONFIG.rawValue), UInt32(queue))!
+        // One CONFIG message, acknowledged: BIND (the kernel handles the command first), copy mode,
+        // queue length, and one FLAGS/MASK pair holding every flag (the kernel keeps only the last
+        // attribute of a type; FLAGS without MASK is EINVAL). One message, so no packet is ever
+        // queued to us half configured.
+        let nlh = nfq_nlmsg_put(buffer.assumingMemoryBound(to: CChar.self), Int32(NFQNL_MSG_CONFIG.rawValue),
+                                UInt32(queue))!
         nfq_nlmsg_cfg_put_cmd(nlh, UInt16(AF_INET), UInt8(NFQNL_CFG_CMD_BIND.rawValue))
-        try request(socket, nlh, buffer: buffer, step: .bind, queue: queue)
-        // One CONFIG message: copy mode, queue length, and one FLAGS/MASK pair holding every flag (the
-        // kernel keeps only the last attribute of a type; FLAGS without MASK is EINVAL).
-        nlh = nfq_nlmsg_put(chars, Int32(NFQNL_MSG_CONFIG.rawValue), UInt32(queue))!
         nfq_nlmsg_cfg_put_params(nlh, UInt8(NFQNL_COPY_PACKET.rawValue), options.copyRange)
         nfq_nlmsg_cfg_put_qmaxlen(nlh, options.maxLength)
         var flags: UInt32 = 0
@@ -77,8 +76,10 @@ public struct NFQueue: ~Copyable {
         if options.failOpen { flags |= UInt32(NFQA_CFG_F_FAIL_OPEN) }
         mnl_attr_put_u32(nlh, UInt16(NFQA_CFG_FLAGS.rawValue), flags.bigEndian)
         mnl_attr_put_u32(nlh, UInt16(NFQA_CFG_MASK.rawValue), flags.bigEndian)
-        try request(socket, nlh, buffer: buffer, step: .configure, queue: queue)
+        try request(socket, nlh, buffer: buffer, step: .bind, queue: queue)
     }
+
+    private static let setupBufferSize = 65_536 + 8_192
 
     deinit {
         // Closing the socket unbinds the queue; the kernel drops what is still queued (or bypasses
@@ -86,7 +87,9 @@ public struct NFQueue: ~Copyable {
         mnl_socket_close(socket)
     }
 
-    /// Sends one configuration message with NLM_F_ACK and waits for the kernel's answer.
+    /// Sends one configuration message with NLM_F_ACK and waits for the kernel's answer to it. Packets
+    /// may be queued to us before that answer (rules already in place): each goes back with NF_REPEAT,
+    /// so the hook queues it again for the packet loop — none is lost or left without a verdict.
     private static func request(_ socket: OpaquePointer, _ nlh: UnsafeMutablePointer<nlmsghdr>,
                                 buffer: UnsafeMutableRawPointer, step: NFQError.Step,
                                 queue: UInt16) throws(NFQError) {
@@ -96,10 +99,38 @@ public struct NFQueue: ~Copyable {
         guard mnl_socket_sendto(socket, nlh, Int(nlh.pointee.nlmsg_len)) >= 0 else {
             throw NFQError(step, errno: errno, queue: queue)
         }
-        let n = mnl_socket_recvfrom(socket, buffer, 8192)
-        guard n >= 0 else { throw NFQError(step, errno: errno, queue: queue) }
-        if mnl_cb_run(buffer, n, seq, mnl_socket_get_portid(socket), nil, nil) < 0 {
-            throw NFQError(step, errno: errno, queue: queue)
+        let packetType = UInt16(NFNL_SUBSYS_QUEUE) << 8 | UInt16(NFQNL_MSG_PACKET.rawValue)
+        let attributes = UnsafeMutablePointer<UnsafeMutablePointer<nlattr>?>.allocate(capacity: Int(__NFQA_MAX.rawValue))
+        defer { attributes.deallocate() }
+        var verdict = [CChar](repeating: 0, count: 256)
+        while true {
+            let n = mnl_socket_recvfrom(socket, buffer, setupBufferSize)
+            guard n >= 0 else {
+                if errno == EINTR || errno == ENOBUFS { continue }
+                throw NFQError(step, errno: errno, queue: queue)
+            }
+            var remaining = Int32(n)
+            var message = buffer.assumingMemoryBound(to: nlmsghdr.self)
+            while mnl_nlmsg_ok(message, remaining) {
+                if message.pointee.nlmsg_type == UInt16(NLMSG_ERROR) && message.pointee.nlmsg_seq == seq {
+                    let error = mnl_nlmsg_get_payload(message).assumingMemoryBound(to: nlmsgerr.self).pointee.error
+                    if error != 0 { throw NFQError(step, errno: -error, queue: queue) }
+                    return
+                }
+                if message.pointee.nlmsg_type == packetType {
+                    attributes.update(repeating: nil, count: Int(__NFQA_MAX.rawValue))
+                    if nfq_nlmsg_parse(message, attributes) >= 0, let header = attributes[Int(NFQA_PACKET_HDR.rawValue)] {
+                        let id = UInt32(bigEndian: mnl_attr_get_payload(header)
+                            .assumingMemoryBound(to: nfqnl_msg_packet_hdr.self).pointee.packet_id)
+                        verdict.withUnsafeMutableBufferPointer { out in
+                            let v = nfq_nlmsg_put(out.baseAddress!, Int32(NFQNL_MSG_VERDICT.rawValue), UInt32(queue))!
+                            nfq_nlmsg_verdict_put(v, Int32(bitPattern: id), NF_REPEAT)
+                            _ = mnl_socket_sendto(socket, v, Int(v.pointee.nlmsg_len))
+                        }
+                    }
+                }
+                message = mnl_nlmsg_next(message, &remaining)
+            }
         }
     }
 
