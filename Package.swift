@@ -57,6 +57,9 @@ let package = Package(
             ]
         ),
 
+        // Health checks with keepalived's semantics, and keepalived.conf's LVS part as input.
+        .target(name: "MasqHealth", dependencies: ["MasqCore"]),
+
         // masqadm's front end: ipvsadm's command line and output layouts over the daemon's state.
         .target(name: "MasqAdmin", dependencies: ["MasqCore"]),
 
@@ -80,6 +83,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
+        .testTarget(name: "MasqHealthTests", dependencies: ["MasqHealth", "MasqCore"]),
         .testTarget(name: "MasqAdminTests", dependencies: ["MasqAdmin", "MasqCore"]),
         .testTarget(name: "MasqDaemonTests", dependencies: ["MasqCore", "MasqNFQueue", "MasqDaemon", "CNetfilterQueue"]),
     ]
