@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries, each behind a system-library target with its own module map.
@@ -58,7 +59,16 @@ let package = Package(
         ),
 
         // Health checks with keepalived's semantics, and keepalived.conf's LVS part as input.
-        .target(name: "MasqHealth", dependencies: ["MasqCore"]),
+        .target(
+            name: "MasqHealth",
+            dependencies: [
+                "MasqCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
 
         // masqadm's front end: ipvsadm's command line and output layouts over the daemon's state.
         .target(name: "MasqAdmin", dependencies: ["MasqCore"]),
@@ -83,7 +93,15 @@ let package = Package(
         ),
 
         .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
-        .testTarget(name: "MasqHealthTests", dependencies: ["MasqHealth", "MasqCore"]),
+        .testTarget(
+            name: "MasqHealthTests",
+            dependencies: [
+                "MasqHealth", "MasqCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "MasqAdminTests", dependencies: ["MasqAdmin", "MasqCore"]),
         .testTarget(name: "MasqDaemonTests", dependencies: ["MasqCore", "MasqNFQueue", "MasqDaemon", "CNetfilterQueue"]),
     ]
