@@ -8,17 +8,7 @@ import NIOPosix
 /// within `connect_timeout`) and HTTP_GET (a GET per URL; each answer's status must be the expected
 /// one — any 2xx when none is given — and, with `digest`, the MD5 of its body must match).
 public enum Probe {
-    public struct HTTPURL: Equatable, Sendable {
-        public var path: String
-        public var statusCode: Int?
-        /// Lower-case hex MD5 of the body, as keepalived's `genhash` prints it.
-        public var digest: String?
-        public init(path: String, statusCode: Int? = nil, digest: String? = nil) {
-            self.path = path
-            self.statusCode = statusCode
-            self.digest = digest
-        }
-    }
+    public typealias HTTPURL = HTTPCheck.URLCheck
 
     public enum Kind: Equatable, Sendable {
         case tcp
@@ -78,7 +68,7 @@ public enum Probe {
                 }
                 .connect(host: address.description, port: Int(port)).get()
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: url.path)
-            head.headers.add(name: "Host", value: host ?? "\(address):\(port)")
+            head.headers.add(name: "Host", value: url.virtualhost ?? host ?? "\(address):\(port)")
             head.headers.add(name: "User-Agent", value: "masq-health-check")
             head.headers.add(name: "Connection", value: "close")
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
@@ -91,12 +81,11 @@ public enum Probe {
                 channel.close(promise: nil)
             }
             let (status, body) = try await promise.futureResult.get()
-            if let expected = url.statusCode {
-                guard Int(status.code) == expected else {
-                    return .failure("GET \(url.path) on \(address):\(port): status \(status.code), expected \(expected)")
-                }
-            } else if !(200...299).contains(Int(status.code)) {
-                return .failure("GET \(url.path) on \(address):\(port): status \(status.code), expected 2xx")
+            guard url.accepts(status: Int(status.code)) else {
+                let expected = (url.statusCodes ?? [200...299]).map {
+                    $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : $0 == 200...299 ? "2xx" : "\($0.lowerBound)-\($0.upperBound)"
+                }.joined(separator: ",")
+                return .failure("GET \(url.path) on \(address):\(port): status \(status.code), expected \(expected)")
             }
             if let digest = url.digest {
                 let actual = md5Hex(body)

@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Files for `KeepalivedParser.load(path:)`: plain POSIX reads and glob(3), no Foundation.
+enum KeepalivedFiles {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The whole file as text.
+    static func read(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw Failure(description: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: String(cString: strerror(errno)))
+            }
+            if n == 0 { break }
+            bytes += chunk[..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The regular paths `pattern` matches, sorted (keepalived: `glob(GLOB_MARK | GLOB_BRACE)`, directories
+    /// skipped); none when nothing matches.
+    static func glob(_ pattern: String) throws -> [String] {
+        var matches = glob_t()
+        defer { globfree(&matches) }
+        let flags = GLOB_MARK | GLOB_BRACE
+        let rc = Self.systemGlob(pattern, flags, &matches)
+        if rc == GLOB_NOMATCH { return [] }
+        guard rc == 0 else { throw Failure(description: "glob(3) failed (\(rc))") }
+        var paths: [String] = []
+        for i in 0..<Int(matches.gl_pathc) {
+            guard let p = matches.gl_pathv[i] else { continue }
+            let path = String(cString: p)
+            if !path.hasSuffix("/") { paths.append(path) }
+        }
+        return paths
+    }
+
+    private static func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+        #if canImport(Glibc)
+        Glibc.read(fd, buffer, count)
+        #else
+        Darwin.read(fd, buffer, count)
+        #endif
+    }
+
+    private static func systemGlob(_ pattern: String, _ flags: Int32, _ matches: inout glob_t) -> Int32 {
+        #if canImport(Glibc)
+        Glibc.glob(pattern, flags, nil, &matches)
+        #else
+        Darwin.glob(pattern, flags, nil, &matches)
+        #endif
+    }
+}

@@ -1,0 +1,751 @@
+import MasqCore
+
+/// Reads the LVS part of a keepalived.conf (keepalived.conf(5); semantics from keepalived's
+/// check_parser.c, check_data.c, check_api.c, check_tcp.c, check_http.c and lib/parser.c).
+///
+/// Supported: `virtual_server IP [PORT] { }` with its `real_server IP [PORT] { }`s, `TCP_CHECK { }` and
+/// `HTTP_GET { url { } }` checkers, sorry servers, quorum and the notify scripts; NAT only. Sections
+/// masq has no use for (`global_defs`, `vrrp_*`, `static_*`, `SSL`, other checkers ...) are skipped
+/// with a warning naming file:line. Anything else unknown, every bad value, and DR/TUN forwarding are
+/// errors naming file:line and the token; a file with an error gives no configuration.
+///
+/// keepalived reads one keyword per line: a line with more words than its keyword takes is an error
+/// here (keepalived would silently ignore the rest, so `url { path /x digest ... }` on one line would
+/// check no digest).
+public enum KeepalivedParser {
+    /// Parses keepalived.conf text. `include` returns the text of an included file, given its path
+    /// (relative includes are resolved against `file`'s directory first); glob patterns are passed to it
+    /// as they are (see the `glob:` variant, and `load(path:)` for the file system).
+    public static func parse(text: String, file: String = "keepalived.conf",
+                             include: (String) throws -> String = { path in
+                                 throw RulesError(token: path, message: "includes are not available here")
+                             }) throws(RulesError) -> KeepalivedConfig {
+        try parse(text: text, file: file, glob: { [$0] }, include: include)
+    }
+
+    /// As `parse(text:file:include:)`, with `glob` expanding an include pattern into the paths it
+    /// matches, in order (none: a warning for a pattern, an error for a plain name).
+    public static func parse(text: String, file: String, glob: (String) throws -> [String],
+                             include: (String) throws -> String) throws(RulesError) -> KeepalivedConfig {
+        var lexer = KeepalivedLexer()
+        try lexer.lex(text: text, file: file, glob: glob, read: include)
+        let parser = Parser(tokens: lexer.tokens, warnings: lexer.warnings)
+        try parser.parseFile()
+        return KeepalivedConfig(configuration: Configuration(services: parser.services),
+                                virtualServers: parser.virtualServers, warnings: parser.warnings)
+    }
+
+    /// Reads `path` and the files it includes (glob patterns expanded as glob(3) does, in order;
+    /// directories skipped), and parses them.
+    public static func load(path: String) throws(RulesError) -> KeepalivedConfig {
+        let text: String
+        do {
+            text = try KeepalivedFiles.read(path)
+        } catch {
+            throw RulesError(file: path, token: path, message: "cannot read \(path): \(error)")
+        }
+        return try parse(text: text, file: path, glob: KeepalivedFiles.glob, include: KeepalivedFiles.read)
+    }
+
+    /// A notify / quorum script command line split into its arguments as keepalived does
+    /// (`set_script_params_array`: blanks separate, quotes group, backslashes escape); nil if it can't be.
+    public static func scriptArguments(_ commandLine: String) -> [String]? {
+        let words = try? KeepalivedLexer.scan(Array(commandLine.utf8), braces: false) {
+            RulesError(token: $1, message: $0)
+        }
+        return words.map { $0.map(\.text) }
+    }
+}
+
+// MARK: - Statements
+
+/// One keyword line: the keyword and its values.
+struct KeepalivedStatement {
+    var words: [KeepalivedToken]
+    var keyword: KeepalivedToken { words[0] }
+    var name: String { words[0].text }
+}
+
+private enum Item {
+    case statement(KeepalivedStatement)
+    case open(KeepalivedToken)
+    case close(KeepalivedToken)
+
+    var lineID: Int {
+        switch self {
+        case .statement(let s): s.keyword.lineID
+        case .open(let t), .close(let t): t.lineID
+        }
+    }
+}
+
+/// The keepalived keywords masq skips with a warning, at the top level.
+private let skippedSections: Set<String> = [
+    "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "static_ipaddress", "static_routes",
+    "static_rules", "SSL", "virtual_server_group", "vrrp_track_process", "track_file", "vrrp_track_file",
+    "bfd_instance", "garp_group", "linkbeat_interfaces", "net_namespace", "net_namespace_ipvs",
+    "namespace_with_ipsets", "instance", "use_pid_dir", "linkbeat_use_polling", "child_wait_time",
+]
+
+/// Checkers masq does not run: skipped with a warning (the real server is not checked by them).
+private let skippedCheckers: Set<String> = [
+    "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK", "PING_CHECK", "UDP_CHECK", "FILE_CHECK",
+]
+
+/// keepalived keywords masq knows but refuses (an error rather than "unknown keyword").
+private let unsupported: [String: String] = [
+    "persistence_engine": "persistence engines are not supported by masq",
+    "snmp_name": "SNMP is not supported by masq",
+    "ops": "one-packet scheduling (ops) is not supported by masq",
+    "flag-3": "scheduler flag-3 is not supported by masq",
+    "bind_port": "bind_port is not supported by masq (checks use an ephemeral source port)",
+    "bind_if": "bind_if is not supported by masq (IPv4 checks only)",
+    "fwmark": "marking check connections (fwmark) is not supported by masq",
+    "enable_sni": "enable_sni is for SSL_GET, which masq does not run",
+    "fast_recovery": "fast_recovery is not supported by masq",
+    "regex": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
+    "regex_no_match": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
+    "regex_options": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
+    "regex_min_offset": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
+    "regex_max_offset": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
+    "regex_stack": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
+    "track_file": "track_file is not supported by masq",
+    "track_bfd": "track_bfd is not supported by masq",
+]
+
+private let natOnly = "masq forwards in NAT mode only"
+
+// MARK: - Raw sections (before keepalived's inheritance is resolved)
+
+private struct RawCheck {
+    var opener: KeepalivedStatement
+    var http: Bool
+    var connectIP: IPv4Address?
+    var connectPort: UInt16?
+    var bindTo: IPv4Address?
+    var connectTimeout: Double?
+    var retry: Int?
+    var delayBeforeRetry: Double?
+    var warmup: Double?
+    var delayLoop: Double?
+    var alpha: Bool?
+    var urls: [HTTPCheck.URLCheck] = []
+    var version: HTTPCheck.Version = .http10
+    var virtualhost: String?
+}
+
+private struct RawRealServer {
+    var opener: KeepalivedStatement
+    var address: IPv4Address
+    var port: UInt16
+    var weight: Int32?
+    var inhibit: Bool?
+    var alpha: Bool?
+    var notifyUp: String?
+    var notifyDown: String?
+    var retry: Int?
+    var delayBeforeRetry: Double?
+    var warmup: Double?
+    var connectTimeout: Double?
+    var delayLoop: Double?
+    var virtualhost: String?
+    var checks: [RawCheck] = []
+}
+
+private struct RawVirtualServer {
+    var opener: KeepalivedStatement
+    var address: IPv4Address
+    var port: UInt16
+    var proto: IPProtocol?
+    var scheduler: String?
+    var flags: [KeepalivedToken] = []
+    var forwardingSet = false
+    var persistence: UInt32?
+    var netmask: IPv4Address?
+    var quorum = KeepalivedDefaults.quorum
+    var hysteresis = KeepalivedDefaults.hysteresis
+    var quorumUp: String?
+    var quorumDown: String?
+    var sorry: RealServerSpec?
+    var sorryInhibit = false
+    var virtualhost: String?
+    var alpha = false
+    var omega = false
+    var haSuspend = false
+    var inhibit = false
+    var weight = KeepalivedDefaults.weight
+    var retry: Int?
+    var delayBeforeRetry: Double?
+    var warmup: Double?
+    var connectTimeout = KeepalivedDefaults.connectTimeout
+    var delayLoop = KeepalivedDefaults.delayLoop
+    var realServers: [RawRealServer] = []
+}
+
+// MARK: - Parser
+
+private final class Parser {
+    private let items: [Item]
+    private var index = 0
+    var warnings: [RulesError] = []
+    /// The lexer's warnings, given out as the parse reaches their place.
+    private var pending: ArraySlice<(lineID: Int, warning: RulesError)>
+    var services: [ServiceSpec] = []
+    var virtualServers: [VirtualServerHealth] = []
+    private var defined: [ServiceKey: KeepalivedToken] = [:]
+
+    init(tokens: [KeepalivedToken], warnings: [(lineID: Int, warning: RulesError)]) {
+        var items: [Item] = []
+        var words: [KeepalivedToken] = []
+        func flush() {
+            if !words.isEmpty { items.append(.statement(KeepalivedStatement(words: words))) }
+            words = []
+        }
+        for t in tokens {
+            switch t.kind {
+            case .open:
+                flush()
+                items.append(.open(t))
+            case .close:
+                flush()
+                items.append(.close(t))
+            case .word:
+                if let last = words.last, last.lineID != t.lineID { flush() }
+                words.append(t)
+            }
+        }
+        flush()
+        self.items = items
+        pending = warnings[...]
+    }
+
+    /// The next item, the lexer's warnings before it first.
+    private func next() -> Item {
+        let item = items[index]
+        index += 1
+        while let first = pending.first, first.lineID <= item.lineID {
+            warnings.append(first.warning)
+            pending.removeFirst()
+        }
+        return item
+    }
+
+    private func warn(_ t: KeepalivedToken, _ message: String, token: String? = nil) {
+        warnings.append(t.error(message, token: token))
+    }
+
+    // MARK: Blocks
+
+    func parseFile() throws(RulesError) {
+        defer { warnings += pending.map(\.warning) }
+        while index < items.count {
+            switch next() {
+            case .open(let t):
+                throw t.error("unexpected '{' (no keyword opens this block)")
+            case .close(let t):
+                throw t.error("unexpected '}': no block is open")
+            case .statement(let s):
+                if s.name == "virtual_server" {
+                    try virtualServer(s)
+                } else if skippedSections.contains(s.name) {
+                    warn(s.keyword, "\(s.name) is not supported by masq: ignored")
+                    try skipBlock(s)
+                } else if s.name == "real_server" || s.name == "TCP_CHECK" || s.name == "HTTP_GET" {
+                    throw s.keyword.error("\(s.name) outside a virtual_server")
+                } else {
+                    throw s.keyword.error("unknown keyword \(s.name)")
+                }
+            }
+        }
+    }
+
+    /// Parses the `{ ... }` after `opener`, handing each statement in it to `body`.
+    private func block(_ opener: KeepalivedStatement,
+                       _ body: (KeepalivedStatement) throws(RulesError) -> Void) throws(RulesError) {
+        guard index < items.count, case .open = items[index] else {
+            throw opener.keyword.error("'{' expected after \(opener.name)")
+        }
+        _ = next()
+        while index < items.count {
+            switch next() {
+            case .close:
+                return
+            case .open(let t):
+                throw t.error("unexpected '{' (the keyword before it takes no block)")
+            case .statement(let s):
+                try body(s)
+            }
+        }
+        throw opener.keyword.error("the \(opener.name) block is not closed: '}' missing before the end of the file")
+    }
+
+    /// Skips a balanced `{ ... }` after `opener`, if there is one.
+    private func skipBlock(_ opener: KeepalivedStatement) throws(RulesError) {
+        guard index < items.count, case .open = items[index] else { return }
+        var depth = 0
+        while index < items.count {
+            switch next() {
+            case .open: depth += 1
+            case .close: depth -= 1
+            case .statement: break
+            }
+            if depth == 0 { return }
+        }
+        throw opener.keyword.error("the \(opener.name) block is not closed: '}' missing before the end of the file")
+    }
+
+    // MARK: Values
+
+    private func noMore(_ s: KeepalivedStatement, after count: Int) throws(RulesError) {
+        guard s.words.count > count else { return }
+        throw s.words[count].error("extra word after \(s.name): keepalived reads one keyword per line (and would ignore it)")
+    }
+
+    private func none(_ s: KeepalivedStatement) throws(RulesError) { try noMore(s, after: 1) }
+
+    private func one(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedToken {
+        guard s.words.count >= 2 else { throw s.keyword.error("\(s.name) needs a value") }
+        try noMore(s, after: 2)
+        return s.words[1]
+    }
+
+    private func optionalOne(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedToken? {
+        try noMore(s, after: 2)
+        return s.words.count == 2 ? s.words[1] : nil
+    }
+
+    /// `read_timer`: seconds, decimals to the microsecond.
+    private func timer(_ s: KeepalivedStatement, allowZero: Bool = false) throws(RulesError) -> Double {
+        let t = try one(s)
+        let parts = t.text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let whole = parts[0], fraction = parts.count == 2 ? parts[1] : ""
+        let digits: (Substring) -> Bool = { $0.allSatisfy { $0.isASCII && $0.isNumber } }
+        guard !(whole.isEmpty && fraction.isEmpty), digits(whole), digits(fraction), whole.count <= 10,
+              let seconds = whole.isEmpty ? 0 : Int64(whole), seconds <= Int64(UInt32.max) else {
+            throw t.error("invalid \(s.name) (seconds expected)")
+        }
+        let micros = Int64(String(fraction.prefix(6)) + String(repeating: "0", count: 6 - min(6, fraction.count))) ?? 0
+        let total = seconds * 1_000_000 + micros
+        guard total > 0 || allowZero else { throw t.error("\(s.name) must be more than 0") }
+        return Double(total) / 1_000_000
+    }
+
+    private func unsigned(_ s: KeepalivedStatement, _ range: ClosedRange<UInt64>) throws(RulesError) -> UInt64 {
+        let t = try one(s)
+        guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt64(t.text), range.contains(v) else {
+            throw t.error("invalid \(s.name) (a number in \(range.lowerBound)-\(range.upperBound) expected)")
+        }
+        return v
+    }
+
+    private func flag(_ s: KeepalivedStatement) throws(RulesError) -> Bool {
+        guard let t = try optionalOne(s) else { return true }
+        switch t.text {
+        case "true", "on", "yes": return true
+        case "false", "off", "no": return false
+        default: throw t.error("invalid \(s.name) (true/on/yes or false/off/no expected)")
+        }
+    }
+
+    private func address(_ t: KeepalivedToken, _ what: String) throws(RulesError) -> IPv4Address {
+        if let a = IPv4Address(t.text) { return a }
+        if t.text.contains(":") { throw t.error("IPv6 \(what) addresses are not supported by masq yet") }
+        throw t.error("invalid \(what) address")
+    }
+
+    private func port(_ t: KeepalivedToken, _ what: String, allowZero: Bool) throws(RulesError) -> UInt16 {
+        guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let p = UInt16(t.text), p > 0 || allowZero else {
+            throw t.error("invalid \(what) port")
+        }
+        return p
+    }
+
+    /// `lb_kind`/`lvs_method`: NAT, or an error.
+    private func forwarding(_ s: KeepalivedStatement) throws(RulesError) {
+        guard s.words.count >= 2 else { throw s.keyword.error("\(s.name) needs a value") }
+        let t = s.words[1]
+        switch t.text {
+        case "NAT": try noMore(s, after: 2)
+        case "DR", "TUN": throw t.error("\(natOnly): \(s.name) \(t.text) is not supported")
+        default: throw t.error("unknown \(s.name) (NAT expected)")
+        }
+    }
+
+    /// notify_up/notify_down/quorum_up/quorum_down: `"COMMAND LINE" [USER [GROUP]]`.
+    private func script(_ s: KeepalivedStatement) throws(RulesError) -> String {
+        guard s.words.count >= 2 else { throw s.keyword.error("\(s.name) needs a script") }
+        if s.words.count > 2 {
+            throw s.words[2].error("running \(s.name) as another user is not supported by masq (the script runs as masq's user)")
+        }
+        let command = s.words[1]
+        guard let args = KeepalivedParser.scriptArguments(command.text), !args.isEmpty, !args[0].isEmpty else {
+            throw command.error("invalid \(s.name) script command line")
+        }
+        return command.text
+    }
+
+    private func setScript(_ slot: inout String?, _ s: KeepalivedStatement) throws(RulesError) {
+        let value = try script(s)
+        if slot != nil {
+            warn(s.keyword, "\(s.name) already specified: this one is ignored (as keepalived does)")
+            return
+        }
+        slot = value
+    }
+
+    private func refuse(_ s: KeepalivedStatement, in section: String) -> RulesError {
+        if let why = unsupported[s.name] { return s.keyword.error(why) }
+        return s.keyword.error("unknown keyword \(s.name) in \(section)")
+    }
+
+    // MARK: virtual_server
+
+    private func virtualServer(_ s: KeepalivedStatement) throws(RulesError) {
+        guard s.words.count >= 2 else { throw s.keyword.error("virtual_server needs an address and a port") }
+        let first = s.words[1]
+        switch first.text {
+        case "group":
+            throw first.error("virtual_server_group is not supported by masq (declare each virtual_server by address and port)")
+        case "fwmark":
+            throw first.error(
+                "firewall-mark virtual servers are not supported by masq (declare each virtual_server by address and port)")
+        default:
+            break
+        }
+        let address = try address(first, "virtual server")
+        let port = s.words.count >= 3 ? try port(s.words[2], "virtual server", allowZero: true) : 0
+        try noMore(s, after: 3)
+        var vs = RawVirtualServer(opener: s, address: address, port: port)
+        try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.virtualServerKeyword(st, &vs) }
+        try finish(vs)
+    }
+
+    private func virtualServerKeyword(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
+        switch s.name {
+        case "delay_loop": vs.delayLoop = try timer(s)
+        case "lvs_sched", "lb_algo":
+            let t = try one(s)
+            guard Schedulers.type(named: t.text) != nil else {
+                let known = Schedulers.all.map { $0.name }.joined(separator: ", ")
+                let keepalived: Set = ["lblc", "lblcr", "fo", "ovf", "twos"]
+                throw t.error(keepalived.contains(t.text) ? "scheduler \(t.text) is not supported by masq (masq has \(known))"
+                                                          : "invalid \(s.name) (masq has \(known))")
+            }
+            vs.scheduler = t.text
+        case "lvs_method", "lb_kind":
+            try forwarding(s)
+            vs.forwardingSet = true
+        case "persistence_timeout":
+            if let t = try optionalOne(s) {
+                guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt32(t.text), v > 0 else {
+                    throw t.error("invalid persistence_timeout (seconds, more than 0, expected)")
+                }
+                vs.persistence = v
+            } else {
+                vs.persistence = ServiceSpec.defaultPersistence
+            }
+        case "persistence_granularity":
+            let t = try one(s)
+            if !t.text.contains("."), t.text.allSatisfy({ $0.isASCII && $0.isNumber }) {
+                throw t.error("IPv6 persistence_granularity is not supported by masq yet (an IPv4 netmask expected)")
+            }
+            guard let mask = IPv4Address(t.text) else {
+                throw t.error("invalid persistence_granularity (an IPv4 netmask expected)")
+            }
+            vs.netmask = mask
+        case "protocol":
+            let t = try one(s)
+            switch t.text.uppercased() {
+            case "TCP": vs.proto = .tcp
+            case "UDP": vs.proto = .udp
+            case "SCTP": throw t.error("SCTP services are not supported by masq (TCP or UDP)")
+            default: throw t.error("unknown protocol (TCP or UDP expected)")
+            }
+        case "quorum": vs.quorum = Int(try unsigned(s, 1...UInt64(UInt32.max)))
+        case "hysteresis": vs.hysteresis = Int(try unsigned(s, 0...UInt64(UInt32.max)))
+        case "quorum_up": try setScript(&vs.quorumUp, s)
+        case "quorum_down": try setScript(&vs.quorumDown, s)
+        case "sorry_server":
+            guard s.words.count >= 2 else { throw s.keyword.error("sorry_server needs an address and a port") }
+            let address = try address(s.words[1], "sorry server")
+            let port = s.words.count >= 3 ? try port(s.words[2], "sorry server", allowZero: true) : 0
+            try noMore(s, after: 3)
+            vs.sorry = RealServerSpec(address: address, port: port, weight: 1)
+        case "sorry_server_inhibit":
+            try none(s)
+            if vs.sorry == nil {
+                warn(s.keyword, "sorry_server_inhibit before or without sorry_server: ignored (as keepalived does)")
+            } else {
+                vs.sorryInhibit = true
+            }
+        case "sorry_server_lvs_method":
+            try forwarding(s)
+            if vs.sorry == nil { warn(s.keyword, "sorry_server_lvs_method without sorry_server: ignored") }
+        case "virtualhost": vs.virtualhost = try one(s).text
+        case "alpha":
+            try none(s)
+            vs.alpha = true
+        case "omega":
+            try none(s)
+            vs.omega = true
+        case "ha_suspend":
+            try none(s)
+            vs.haSuspend = true
+            warn(s.keyword, "ha_suspend is accepted but has no effect: masq does not track VIP ownership, its checks always run")
+        case "inhibit_on_failure":
+            try none(s)
+            vs.inhibit = true
+        case "weight": vs.weight = Int32(try unsigned(s, 1...65535))
+        case "retry": vs.retry = Int(try unsigned(s, 1...UInt64(UInt32.max)))
+        case "delay_before_retry": vs.delayBeforeRetry = try timer(s, allowZero: true)
+        case "warmup": vs.warmup = try timer(s, allowZero: true)
+        case "connect_timeout": vs.connectTimeout = try timer(s)
+        case "ip_family":
+            let t = try one(s)
+            switch t.text {
+            case "inet": break
+            case "inet6": throw t.error("IPv6 virtual servers are not supported by masq yet")
+            default: throw t.error("unknown ip_family (inet expected)")
+            }
+        case "hashed":
+            try none(s)
+            warn(s.keyword, "hashed has no effect in masq: ignored")
+        case "flag-1", "flag-2", "sh-port", "sh-fallback", "mh-port", "mh-fallback":
+            try none(s)
+            vs.flags.append(s.keyword)
+        case "nat_mask":
+            _ = try one(s)
+            warn(s.keyword, "nat_mask is obsolete (keepalived ignores it): ignored")
+        case "smtp_alert":
+            _ = try flag(s)
+            warn(s.keyword, "smtp_alert is not supported by masq (no e-mail is sent): ignored")
+        case "real_server": try realServer(s, &vs)
+        default: throw refuse(s, in: "virtual_server")
+        }
+    }
+
+    // MARK: real_server
+
+    private func realServer(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
+        guard s.words.count >= 2 else { throw s.keyword.error("real_server needs an address and a port") }
+        let address = try address(s.words[1], "real server")
+        let port = s.words.count >= 3 ? try port(s.words[2], "real server", allowZero: true) : 0
+        try noMore(s, after: 3)
+        var rs = RawRealServer(opener: s, address: address, port: port)
+        try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.realServerKeyword(st, &rs) }
+        vs.realServers.append(rs)
+    }
+
+    private func realServerKeyword(_ s: KeepalivedStatement, _ rs: inout RawRealServer) throws(RulesError) {
+        switch s.name {
+        case "weight": rs.weight = Int32(try unsigned(s, 0...65535))
+        case "lvs_method": try forwarding(s)
+        case "uthreshold", "lthreshold":
+            guard try unsigned(s, 0...UInt64(UInt32.max)) == 0 else {
+                throw s.words[1].error("connection thresholds are not supported by masq (only 0, no threshold)")
+            }
+        case "inhibit_on_failure": rs.inhibit = try flag(s)
+        case "notify_up": try setScript(&rs.notifyUp, s)
+        case "notify_down": try setScript(&rs.notifyDown, s)
+        case "alpha": rs.alpha = try flag(s)
+        case "retry": rs.retry = Int(try unsigned(s, 1...UInt64(UInt32.max)))
+        case "delay_before_retry": rs.delayBeforeRetry = try timer(s, allowZero: true)
+        case "warmup": rs.warmup = try timer(s, allowZero: true)
+        case "connect_timeout": rs.connectTimeout = try timer(s)
+        case "delay_loop": rs.delayLoop = try timer(s)
+        case "virtualhost": rs.virtualhost = try one(s).text
+        case "smtp_alert":
+            _ = try flag(s)
+            warn(s.keyword, "smtp_alert is not supported by masq (no e-mail is sent): ignored")
+        case "TCP_CHECK", "HTTP_GET":
+            try noMore(s, after: 1)
+            var check = RawCheck(opener: s, http: s.name == "HTTP_GET")
+            try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.checkKeyword(st, &check) }
+            if check.http && check.urls.isEmpty {
+                throw s.keyword.error("HTTP_GET needs at least one url { path ... }")
+            }
+            rs.checks.append(check)
+        case let name where skippedCheckers.contains(name):
+            warn(s.keyword, "\(name) is not supported by masq: ignored (the real server is not checked by it)")
+            try skipBlock(s)
+        default: throw refuse(s, in: "real_server")
+        }
+    }
+
+    // MARK: checkers
+
+    private func checkKeyword(_ s: KeepalivedStatement, _ c: inout RawCheck) throws(RulesError) {
+        switch s.name {
+        case "connect_ip": c.connectIP = try address(try one(s), "connect_ip")
+        case "connect_port": c.connectPort = try port(try one(s), "connect", allowZero: false)
+        case "bindto": c.bindTo = try address(try one(s), "bindto")
+        case "connect_timeout": c.connectTimeout = try timer(s)
+        case "retry": c.retry = Int(try unsigned(s, 0...UInt64(UInt32.max)))
+        case "nb_get_retry":
+            c.retry = Int(try unsigned(s, 0...UInt64(UInt32.max)))
+            warn(s.keyword, "nb_get_retry is deprecated: use retry"
+                     + (c.http ? "" : " (keepalived 2 ignores it in TCP_CHECK; masq honours it)"))
+        case "delay_before_retry": c.delayBeforeRetry = try timer(s, allowZero: true)
+        case "warmup": c.warmup = try timer(s, allowZero: true)
+        case "delay_loop": c.delayLoop = try timer(s)
+        case "alpha": c.alpha = try flag(s)
+        case "log_all_failures":
+            _ = try flag(s)
+            warn(s.keyword, "log_all_failures has no effect in masq: ignored")
+        case "virtualhost" where c.http: c.virtualhost = try one(s).text
+        case "http_protocol" where c.http:
+            let t = try one(s)
+            switch t.text {
+            case "1.0": c.version = .http10
+            case "1.1": c.version = .http11
+            case "1.0C", "1.0c": c.version = .http10Close
+            default: throw t.error("invalid http_protocol (1.0, 1.0C or 1.1 expected)")
+            }
+        case "url" where c.http:
+            try noMore(s, after: 1)
+            var path: String?
+            var url = HTTPCheck.URLCheck(path: "")
+            try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.urlKeyword(st, &url, &path) }
+            guard let path else { throw s.keyword.error("url needs a path") }
+            url.path = path
+            c.urls.append(url)
+        default: throw refuse(s, in: c.http ? "HTTP_GET" : "TCP_CHECK")
+        }
+    }
+
+    private func urlKeyword(_ s: KeepalivedStatement, _ url: inout HTTPCheck.URLCheck, _ path: inout String?) throws(RulesError) {
+        switch s.name {
+        case "path":
+            let t = try one(s)
+            guard !t.text.isEmpty else { throw t.error("empty url path") }
+            path = t.text
+        case "digest":
+            let t = try one(s)
+            guard t.text.count == 32, t.text.allSatisfy(\.isHexDigit) else {
+                throw t.error("invalid digest (the MD5 of the body, 32 hexadecimal digits, expected)")
+            }
+            guard url.digest == nil else { throw t.error("this url already has a digest") }
+            url.digest = t.text.lowercased()
+        case "status_code":
+            guard s.words.count >= 2 else { throw s.keyword.error("status_code needs a value") }
+            var codes = url.statusCodes ?? []
+            for t in s.words.dropFirst() {
+                let bounds = t.text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+                let numbers = bounds.map { b -> UInt16? in
+                    b.allSatisfy({ $0.isASCII && $0.isNumber }) ? UInt16(b) : nil
+                }
+                guard let low = numbers.first ?? nil, let high = numbers.last ?? nil, low <= high,
+                      (100...599).contains(low), (100...599).contains(high) else {
+                    throw t.error("invalid status_code (100-599, or a range like 200-299, expected)")
+                }
+                codes.append(low...high)
+            }
+            url.statusCodes = codes
+        case "virtualhost": url.virtualhost = try one(s).text
+        default: throw refuse(s, in: "url")
+        }
+    }
+
+    // MARK: keepalived's inheritance and corrections (check_data.c validate_check_config)
+
+    private func finish(_ vs: RawVirtualServer) throws(RulesError) {
+        let at = vs.opener.keyword
+        let proto = vs.proto ?? .udp
+        let key = ServiceKey(proto: proto, address: vs.address, port: vs.port)
+        let name = "virtual server \(key)"
+        if let previous = defined[key] {
+            throw at.error("\(name) is already defined at \(previous.file):\(previous.line)")
+        }
+        defined[key] = at
+        if vs.proto == nil { warn(at, "\(name): no protocol set, keepalived defaults to UDP") }
+        if vs.scheduler == nil { warn(at, "\(name): no lvs_sched set, keepalived uses \(KeepalivedDefaults.scheduler)") }
+        if !vs.forwardingSet { warn(at, "\(name): no lvs_method set, keepalived uses NAT") }
+        guard !vs.realServers.isEmpty else {
+            warn(at, "\(name) has no real servers: ignored (as keepalived does)")
+            return
+        }
+
+        let scheduler = vs.scheduler ?? KeepalivedDefaults.scheduler
+        var flags: SchedulerFlags = []
+        for t in vs.flags {
+            switch t.text {
+            case "flag-1": flags.insert(.fallback)
+            case "flag-2": flags.insert(.port)
+            default:
+                let owner = String(t.text.prefix(2))  // sh- or mh-
+                guard owner == scheduler else {
+                    warn(t, "\(t.text) only applies to the \(owner) scheduler: ignored")
+                    continue
+                }
+                flags.insert(t.text.hasSuffix("-port") ? .port : .fallback)
+            }
+        }
+
+        var persistence = vs.persistence
+        if persistence == nil && vs.netmask != nil { persistence = ServiceSpec.defaultPersistence }
+        if persistence == nil && vs.port == 0 {
+            warn(at, "\(name): a zero port is only valid for persistent services, "
+                     + "persistence_timeout \(ServiceSpec.defaultPersistence) set (as keepalived does)")
+            persistence = ServiceSpec.defaultPersistence
+        }
+
+        var realServers: [RealServerHealth] = []
+        for rs in vs.realServers {
+            let port = rs.port == 0 ? vs.port : rs.port
+            if realServers.contains(where: { $0.address == rs.address && $0.port == port }) {
+                warn(rs.opener.keyword,
+                     "real server \(rs.address):\(port) is already in \(name): this one is ignored (as keepalived does)")
+                continue
+            }
+            let alpha = rs.alpha ?? vs.alpha
+            let retry = rs.retry ?? vs.retry
+            let timeout = rs.connectTimeout ?? vs.connectTimeout
+            let delayLoop = rs.delayLoop ?? vs.delayLoop
+            let warmup = rs.warmup ?? vs.warmup
+            let delayBeforeRetry = rs.delayBeforeRetry ?? vs.delayBeforeRetry
+            let checks = rs.checks.map { c in
+                var kind = HealthCheck.Kind.tcp
+                if c.http {
+                    let urls = c.urls.map { u in
+                        var u = u
+                        u.virtualhost = u.virtualhost ?? c.virtualhost ?? rs.virtualhost ?? vs.virtualhost
+                        return u
+                    }
+                    kind = .http(HTTPCheck(urls: urls, version: c.version))
+                }
+                return HealthCheck(kind: kind, connectIP: c.connectIP, connectPort: c.connectPort, bindTo: c.bindTo,
+                                   connectTimeout: c.connectTimeout ?? timeout,
+                                   retry: c.retry ?? retry ?? KeepalivedDefaults.retry,
+                                   delayBeforeRetry: c.delayBeforeRetry ?? delayBeforeRetry,
+                                   warmup: c.warmup ?? warmup, delayLoop: c.delayLoop ?? delayLoop,
+                                   alpha: c.alpha ?? alpha)
+            }
+            realServers.append(RealServerHealth(
+                address: rs.address, port: port, weight: rs.weight ?? vs.weight, inhibitOnFailure: rs.inhibit ?? vs.inhibit,
+                alpha: alpha, notifyUp: rs.notifyUp, notifyDown: rs.notifyDown, virtualhost: rs.virtualhost, checks: checks))
+        }
+
+        var quorum = vs.quorum, hysteresis = vs.hysteresis
+        let weightSum = realServers.reduce(0) { $0 + Int($1.weight) }
+        if quorum > weightSum {
+            warn(at, "\(name): quorum \(quorum) exceeds the real servers' total weight \(weightSum), "
+                     + "reduced to \(weightSum) (as keepalived does)")
+            quorum = weightSum
+        }
+        if hysteresis >= quorum && hysteresis > 0 {
+            let reduced = max(0, quorum - 1)
+            warn(at, "\(name): hysteresis \(hysteresis) >= quorum \(quorum), set to \(reduced) (as keepalived does)")
+            hysteresis = reduced
+        }
+        var sorry = vs.sorry
+        if sorry?.port == 0 { sorry?.port = vs.port }
+
+        services.append(ServiceSpec(key: key, scheduler: scheduler, schedulerFlags: flags, persistence: persistence,
+                                    netmask: vs.netmask ?? IPv4Address(rawValue: 0xffff_ffff),
+                                    realServers: realServers.map(\.spec)))
+        virtualServers.append(VirtualServerHealth(
+            key: key, delayLoop: vs.delayLoop, quorum: quorum, hysteresis: hysteresis, quorumUp: vs.quorumUp,
+            quorumDown: vs.quorumDown, sorryServer: sorry, sorryServerInhibit: vs.sorryInhibit, virtualhost: vs.virtualhost,
+            alpha: vs.alpha, omega: vs.omega, haSuspend: vs.haSuspend, realServers: realServers))
+    }
+}
