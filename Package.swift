@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "MasqDaemon",
             dependencies: [
-                "MasqCore", "MasqNFQueue", "MasqAdmin", "MasqCapture",
+                "MasqCore", "MasqNFQueue", "MasqAdmin", "MasqCapture", "MasqHealth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "masq",
             dependencies: [
-                "MasqCore", "MasqCapture", "MasqNFQueue", "MasqDaemon", "MasqAdmin",
+                "MasqCore", "MasqCapture", "MasqNFQueue", "MasqDaemon", "MasqAdmin", "MasqHealth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -8,7 +8,10 @@ import UnixSignals
 
 /// How `masq run` was asked to run.
 public struct DaemonOptions: @unchecked Sendable {
+    /// The rules file: ipvsadm-save format, or keepalived.conf with `keepalived`.
     public var rulesPath: String
+    /// `rulesPath` is a keepalived.conf: its LVS part, with health checks.
+    public var keepalived = false
     public var queue: QueueSelection = .single(0)
     public var installIptables = false
     public var iptablesBinary = "iptables"
@@ -130,6 +133,7 @@ struct PacketService: Service {
 struct SignalService: Service {
     let core: DaemonCore
     let control: LoopControl
+    let health: HealthController?
     let logger: Logger
 
     func run() async throws {
@@ -146,7 +150,11 @@ struct SignalService: Service {
             }
             logger.info("SIGHUP: reloading", metadata: ["rules": "\(options.rulesPath)"])
             do {
-                try core.reload(from: options.rulesPath)
+                if let health {
+                    health.reload(try loadKeepalived(options.rulesPath, logger: logger))
+                } else {
+                    try core.reload(from: options.rulesPath)
+                }
                 logger.info("reload accepted")
             } catch {
                 logger.error("reload rejected, the running configuration stays: \(error.description)")
@@ -185,7 +193,8 @@ final class InstalledIptables: Sendable {
 /// `masq run`: load the rules, bind the queue(s), install iptables if asked, serve until SIGTERM/SIGINT.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     traceLogger = logger
-    let configuration = try loadRules(options.rulesPath)
+    let keepalived = options.keepalived ? try loadKeepalived(options.rulesPath, logger: logger) : nil
+    let configuration = try keepalived?.configuration ?? loadRules(options.rulesPath)
     let engine = Engine(configuration: configuration, capacity: options.maxFlows)
     engine.expireNodestConnections = options.expireNodestConnections
     var boxes: [QueueBox] = []
@@ -230,13 +239,15 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     loop.recordBatchSizes = options.metricsAddress != nil
     let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
 
+    let health = keepalived.map { HealthController($0, core: core, logger: logger) }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
         .init(service: PacketService(context: context, onShutdown: removeRules, logger: logger),
               successTerminationBehavior: .gracefullyShutdownGroup,
               failureTerminationBehavior: .gracefullyShutdownGroup),
-        .init(service: SignalService(core: core, control: control, logger: logger)),
+        .init(service: SignalService(core: core, control: control, health: health, logger: logger)),
         .init(service: RateService(core: core)),
     ]
+    if let health { services.append(.init(service: HealthService(controller: health))) }
     if let socket = options.controlSocket {
         services.append(.init(service: ControlService(core: core, path: socket, logger: logger),
                               failureTerminationBehavior: .gracefullyShutdownGroup))

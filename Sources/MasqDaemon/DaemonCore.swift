@@ -95,6 +95,15 @@ public final class DaemonCore: Sendable {
         }
     }
 
+    /// The health checks replace the services (real servers as health allows); timeouts stay.
+    public func replaceServices(_ new: Configuration, reason: String) {
+        changeLock.withLock { _ in
+            var next = new
+            next.timeouts = currentConfiguration.timeouts
+            replace(next, reason: reason)
+        }
+    }
+
     /// SIGHUP: the rules file replaces the services; timeouts set with `--set` stay.
     public func reload(from path: String) throws(DaemonError) {
         var loaded = try loadRules(path)

@@ -33,7 +33,10 @@ struct Run: AsyncParsableCommand {
         abstract: "Run the director: NAT the queued packets until SIGTERM/SIGINT; SIGHUP reloads the rules.")
 
     @Option(help: "The rules file (ipvsadm-save format).")
-    var rules: String
+    var rules: String?
+
+    @Option(help: "A keepalived.conf: its virtual_server/real_server part, with health checks.")
+    var keepalived: String?
 
     @OptionGroup var queueOptions: QueueOptions
 
@@ -89,6 +92,9 @@ struct Run: AsyncParsableCommand {
     }
 
     func validate() throws {
+        guard (rules == nil) != (keepalived == nil) else {
+            throw ValidationError("give one of --rules (ipvsadm-save format) or --keepalived (keepalived.conf)")
+        }
         if metrics != nil && metricsAddress == nil {
             throw ValidationError("--metrics takes HOST:PORT, e.g. 127.0.0.1:9469")
         }
@@ -105,7 +111,8 @@ struct Run: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "masq")
-        var options = DaemonOptions(rulesPath: rules)
+        var options = DaemonOptions(rulesPath: rules ?? keepalived!)
+        options.keepalived = keepalived != nil
         options.queue = queueOptions.selection
         options.installIptables = installIptables
         options.iptablesBinary = iptables

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MasqCapture
 import MasqCore
+import MasqHealth
 import MasqDaemon
 
 @main
@@ -33,16 +34,35 @@ struct Check: ParsableCommand {
         abstract: "Validate a rules file (ipvsadm-save format) and print it back as masq understood it.")
 
     @Argument(help: "The rules file, as `ipvsadm-save -n` writes it.")
-    var rules: String
+    var rules: String?
+
+    @Option(help: "Check a keepalived.conf instead (its LVS part and health checks).")
+    var keepalived: String?
+
+    func validate() throws {
+        guard (rules == nil) != (keepalived == nil) else { throw ValidationError("give a RULES file or --keepalived FILE") }
+    }
 
     @Flag(name: .shortAndLong, help: "Print nothing when the file is good.")
     var quiet = false
 
     func run() throws {
-        let configuration = try loadRules(rules)
+        let configuration: Configuration
+        if let keepalived {
+            let parsed: KeepalivedConfig
+            do { parsed = try KeepalivedParser.load(path: keepalived) } catch { throw MasqError(error.description) }
+            for warning in parsed.warnings { print("warning: \(warning.description)") }
+            configuration = parsed.configuration
+            if !quiet {
+                let checks = parsed.virtualServers.reduce(0) { $0 + $1.realServers.reduce(0) { $0 + $1.checks.count } }
+                print("\(keepalived): OK, \(checks) health checks")
+            }
+        } else {
+            configuration = try loadRules(rules!)
+        }
         guard !quiet else { return }
         let servers = configuration.services.reduce(0) { $0 + $1.realServers.count }
-        print("\(rules): OK, \(configuration.services.count) virtual services, \(servers) real servers")
+        print("\(rules ?? keepalived!): OK, \(configuration.services.count) virtual services, \(servers) real servers")
         print(RulesFile.format(configuration), terminator: "")
     }
 }
