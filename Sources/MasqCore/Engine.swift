@@ -28,6 +28,9 @@ public final class Engine {
     /// Destinations by id that are still in their service (false once removed by a reload or `-d`).
     private var destinationInService: [Bool] = []
     private var destinationProto: [IPProtocol] = []
+    /// New TCP connections in a row a real server reset or never completed (passive health signal);
+    /// a completed handshake sets it back to 0.
+    public private(set) var destinationHandshakeFailures: [UInt32] = []
 
     public static let defaultCapacity = 1 << 20
 
@@ -102,6 +105,7 @@ public final class Engine {
         destinationStats.append(TrafficCounters())
         destinationInService.append(true)
         destinationProto.append(proto)
+        destinationHandshakeFailures.append(0)
         return d
     }
 
@@ -130,6 +134,14 @@ public final class Engine {
     }
 
     public func service(_ key: ServiceKey) -> VirtualService? { serviceByKey[key] }
+
+    /// Failed handshakes in a row of a service's real server (see `destinationHandshakeFailures`);
+    /// `reset` starts the count over once a health checker has acted on it.
+    public func handshakeFailures(_ key: ServiceKey, _ address: IPv4Address, _ port: UInt16, reset: Bool = false) -> UInt32 {
+        guard let d = serviceByKey[key]?.destinations.first(where: { $0.address == address && $0.port == port }) else { return 0 }
+        defer { if reset { destinationHandshakeFailures[Int(d.id)] = 0 } }
+        return destinationHandshakeFailures[Int(d.id)]
+    }
 
     // MARK: The packet path
 
@@ -268,6 +280,11 @@ public final class Engine {
     /// Moves a TCP connection to `state`, with its timeout and its real server's Active/InAct counts
     /// (IPVS `set_tcp_state`: only ESTABLISHED counts as active).
     private func setState(_ slot: UInt32, _ state: ConnectionState) {
+        let previous = table[slot].state
+        if previous == .synRecv {
+            if state == .established { destinationHandshakeFailures[Int(table[slot].destinationID)] = 0 }
+            if state == .close { destinationHandshakeFailures[Int(table[slot].destinationID)] &+= 1 }
+        }
         let longer = timeouts[state] >= table[slot].timeout
         table[slot].state = state
         table[slot].timeout = timeouts[state]
@@ -417,6 +434,9 @@ public final class Engine {
     /// Gives back what a connection held on its real server.
     private func release(_ entry: Connection) {
         counters.expired &+= 1
+        if !entry.isTemplate && entry.proto == .tcp && entry.state == .synRecv {
+            destinationHandshakeFailures[Int(entry.destinationID)] &+= 1  // never completed its handshake
+        }
         guard let d = destinations[Int(entry.destinationID)] else { return }
         if entry.isTemplate {
             d.persistentConnections -= 1

@@ -24,6 +24,9 @@ func loadKeepalived(_ path: String, logger: Logger) throws(DaemonError) -> Keepa
 /// as SIGHUP and masqadm).
 public final class HealthController: Sendable {
     private let monitor: Mutex<HealthMonitor>
+    /// New connections in a row a real server must reset (or leave unanswered until SYN_RECV expires)
+    /// before it is marked down without waiting for its checks.
+    static let passiveThreshold: UInt32 = 3
     let core: DaemonCore
     let logger: Logger
 
@@ -55,7 +58,18 @@ public final class HealthController: Sendable {
             return await Probe.run(kind, address: address, port: port, bindTo: check.bindTo, timeout: check.connectTimeout)
         }
         guard monitor.withLock({ $0 === m }) else { return m.nextDue }  // reloaded meanwhile
-        for event in events {
+        var all = events
+        // Passive: real servers that reset or never completed new connections, from the engine.
+        let now = monotonicNanoseconds()
+        for (key, server) in m.checkedServers {
+            let failures = core.shared.withLock { $0.handshakeFailures(key, server.address, server.port) }
+            if failures >= Self.passiveThreshold {
+                _ = core.shared.withLock { $0.handshakeFailures(key, server.address, server.port, reset: true) }
+                all += m.markDown(service: key, server: server,
+                                  reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
+            }
+        }
+        for event in all {
             logger.notice("health: \(event)")
             let labels = [("service", "\(event.service)"),
                           ("real_server", event.server.map { "\($0.address):\($0.port)" } ?? ""),
@@ -63,7 +77,7 @@ public final class HealthController: Sendable {
             Counter(label: "masq_health_events_total", dimensions: labels).increment()
             if let script = event.script { runScript(script) }
         }
-        if !events.isEmpty { apply(m, reason: "health check") }
+        if !all.isEmpty { apply(m, reason: "health check") }
         return m.nextDue
     }
 

@@ -33,6 +33,13 @@ public struct CheckSchedule: Equatable, Sendable {
 
     public func isDue(at now: Int64) -> Bool { now >= nextCheckAt }
 
+    /// Down now (passive detection); the next check, a delay_loop away, may bring it back.
+    public mutating func forceDown(at now: Int64) {
+        status = .down
+        failures = retry + 1
+        nextCheckAt = now + delayLoop
+    }
+
     /// Records a check's outcome at `now` and schedules the next check.
     public mutating func record(success: Bool, at now: Int64) -> Transition? {
         if success {

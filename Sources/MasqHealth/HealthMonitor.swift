@@ -107,6 +107,28 @@ public final class HealthMonitor: @unchecked Sendable {
         return events
     }
 
+    /// Passive detection: a real server that reset or never completed `threshold` new connections in a
+    /// row is marked down now, without waiting for its checks; its next successful check re-admits it.
+    public func markDown(service key: ServiceKey, server: RealServerSpec, reason: String, now: Int64) -> [HealthEvent] {
+        guard let v = config.virtualServers.firstIndex(where: { $0.key == key }),
+              let r = config.virtualServers[v].realServers.firstIndex(where: { $0.address == server.address && $0.port == server.port }),
+              isAlive(v, r), !schedules[v][r].isEmpty else { return [] }
+        for c in schedules[v][r].indices { schedules[v][r][c].forceDown(at: now) }
+        let vs = config.virtualServers[v], rs = vs.realServers[r]
+        var events = [HealthEvent(kind: .serverDown, service: key, server: rs.spec, reason: reason, script: rs.notifyDown)]
+        let held = policy(v).quorumHeld(previously: quorum[v], members: members(v))
+        if held != quorum[v] {
+            quorum[v] = held
+            events.append(HealthEvent(kind: .quorumLost, service: key, server: nil, reason: "", script: vs.quorumDown))
+        }
+        return events
+    }
+
+    /// Every checked real server, for the passive check: (service, server).
+    public var checkedServers: [(ServiceKey, RealServerSpec)] {
+        config.virtualServers.flatMap { vs in vs.realServers.filter { !$0.checks.isEmpty }.map { (vs.key, $0.spec) } }
+    }
+
     /// The configuration the engine should run now: the keepalived file's services with each one's real
     /// servers as health and quorum allow.
     public func effectiveConfiguration(timeouts: Timeouts) -> Configuration {

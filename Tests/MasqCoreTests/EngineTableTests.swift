@@ -261,4 +261,21 @@ let packetCases: [PacketCase] = [
         #expect(v == (expireNodest ? .drop(.realServerRemoved) : .rewritten(.inbound)))
         #expect(engine.table.connectionCount == (expireNodest ? 0 : 1))
     }
+
+    /// The passive health signal: resets of new connections and handshakes that never complete.
+    @Test func handshakeFailuresAreCountedPerRealServer() throws {
+        let engine = Engine(configuration: try RulesFile.parse(tableRules))
+        let key = ServiceKey(proto: .tcp, address: vip, port: 80)
+        for port: UInt16 in [1, 3] {  // rr: both go to web1
+            _ = run(engine, c2v.tcp(port, 80, flags: .syn), at: 0)
+            _ = run(engine, c2v.tcp(port + 1, 80, flags: .syn), at: 0)  // web2, left alone
+            _ = run(engine, w1c.tcp(8080, port, flags: [.rst, .ack]), at: 0.1)
+        }
+        #expect(engine.handshakeFailures(key, web1, 8080) == 2)
+        engine.advanceClock(to: 70 * 1_000_000_000)  // web2's two SYN_RECV expire unanswered
+        #expect(engine.handshakeFailures(key, web2, 8080) == 2)
+        _ = run(engine, c2v.tcp(9, 80, flags: .syn), at: 71)
+        _ = run(engine, c2v.tcp(9, 80, flags: .ack), at: 71.1)   // completes: web1's count starts over
+        #expect(engine.handshakeFailures(key, web1, 8080, reset: false) == 0)
+    }
 }

@@ -71,4 +71,16 @@ import Testing
         #expect(await monitor.tick(now: 20 * s, probe: probe).map(\.kind) == [.serverUp])
         #expect(servers(monitor) == ["198.19.0.201 1", "198.19.0.202 1"])
     }
+
+    @Test func passiveDetectionMarksDownUntilTheNextGoodCheck() async throws {
+        let config = try KeepalivedParser.parse(text: Self.conf, file: "k.conf")
+        let monitor = HealthMonitor(config, now: 0)
+        let key = config.virtualServers[0].key
+        let web1 = config.virtualServers[0].realServers[0].spec
+        let events = monitor.markDown(service: key, server: web1, reason: "passive", now: s)
+        #expect(events.map(\.kind) == [.serverDown])
+        #expect(servers(monitor) == ["198.19.0.202 1"])
+        let back = await monitor.tick(now: 7 * s) { _, _, _ in .success }
+        #expect(back.map(\.kind) == [.serverUp])
+    }
 }
