@@ -264,7 +264,7 @@ public final class Engine {
             serviceStats[Int(c.serviceID)].bytesIn &+= length
             destinationStats[Int(c.destinationID)].packetsIn &+= 1
             destinationStats[Int(c.destinationID)].bytesIn &+= length
-            rewriteInbound(ip, th, to: c.server, port: c.serverPort, partial: meta.partialChecksum)
+            rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
         } else {
             table[slot].packetsOut &+= 1
             table[slot].bytesOut &+= length
@@ -272,7 +272,7 @@ public final class Engine {
             serviceStats[Int(c.serviceID)].bytesOut &+= length
             destinationStats[Int(c.destinationID)].packetsOut &+= 1
             destinationStats[Int(c.destinationID)].bytesOut &+= length
-            rewriteOutbound(ip, th, from: c.virtualAddress, port: c.virtualPort, partial: meta.partialChecksum)
+            rewriteOutbound(ip, th, from: c.virtualAddress, port: c.virtualPort, meta: meta)
         }
         return .rewritten(direction)
     }
@@ -307,10 +307,13 @@ public final class Engine {
 
     @inline(__always)
     private func rewriteInbound(_ ip: IPv4Header, _ th: TransportHeader, to server: IPv4Address, port: UInt16,
-                                partial: Bool) {
+                                meta: PacketMeta) {
         let vip = ip.destination
         ip.setDestination(server)
-        if partial {
+        if meta.partialChecksumKept {
+            th.pseudoHeaderSumAddressChanged(from: vip, to: server)
+            th.setDestinationPort(port, adjustChecksum: false)
+        } else if meta.partialChecksum {
             th.setDestinationPort(port, adjustChecksum: false)
             th.finishChecksum(source: ip.source, destination: server, proto: ip.proto)
         } else {
@@ -321,10 +324,13 @@ public final class Engine {
 
     @inline(__always)
     private func rewriteOutbound(_ ip: IPv4Header, _ th: TransportHeader, from vip: IPv4Address, port: UInt16,
-                                 partial: Bool) {
+                                 meta: PacketMeta) {
         let server = ip.source
         ip.setSource(vip)
-        if partial {
+        if meta.partialChecksumKept {
+            th.pseudoHeaderSumAddressChanged(from: server, to: vip)
+            th.setSourcePort(port, adjustChecksum: false)
+        } else if meta.partialChecksum {
             th.setSourcePort(port, adjustChecksum: false)
             th.finishChecksum(source: vip, destination: ip.destination, proto: ip.proto)
         } else {
@@ -378,7 +384,7 @@ public final class Engine {
         counters.connectionsCreated &+= 1
         bump(&serviceStats[Int(service.id)], length: length)
         bump(&destinationStats[Int(chosen.id)], length: length)
-        rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, partial: meta.partialChecksum)
+        rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
         return .rewritten(.inbound)
     }
 

@@ -20,10 +20,11 @@ public struct QueuedPacket {
     public var isTruncated: Bool { originalLength > payload.count }
 
     /// What the engine must know: a non-GSO packet whose L4 checksum holds only the pseudo-header sum
-    /// must leave with it finished (TCP stalls otherwise); a GSO packet is re-checksummed by the kernel
-    /// when it is segmented; a truncated one is never rewritten.
+    /// must leave with it finished (TCP stalls otherwise); a GSO one keeps a partial sum, updated for
+    /// the new addresses, from which the kernel checksums each segment; a truncated one is never rewritten.
     public var meta: PacketMeta {
-        PacketMeta(partialChecksum: checksumNotReady && !isGSO, truncated: isTruncated)
+        PacketMeta(partialChecksum: checksumNotReady && !isGSO, truncated: isTruncated,
+                   partialChecksumKept: checksumNotReady && isGSO)
     }
 }
 

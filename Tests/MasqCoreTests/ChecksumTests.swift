@@ -107,4 +107,26 @@ import Testing
         #expect(out == PacketBuilder(source: addr("198.18.0.12"), destination: addr("198.19.0.201"))
             .tcp(40000, 8080, flags: .syn, payload: Array(repeating: 7, count: 100)))
     }
+
+    /// A GSO packet's partial checksum (pseudo-header sum only) is updated as the kernel does for
+    /// CHECKSUM_PARTIAL: the new addresses' pseudo-header sum, ports left out.
+    @Test(arguments: [IPProtocol.tcp, .udp]) func keptPartialChecksumFollowsTheAddresses(_ proto: IPProtocol) {
+        let engine = Engine(configuration: try! RulesFile.parse("""
+            -A -t 198.18.0.1:80 -s rr
+            -a -t 198.18.0.1:80 -r 198.19.0.201:8080 -m
+            -A -u 198.18.0.1:80 -s rr
+            -a -u 198.18.0.1:80 -r 198.19.0.201:8080 -m
+            """))
+        let b = PacketBuilder(source: addr("198.18.0.12"), destination: addr("198.18.0.1"))
+        var packet = proto == .tcp ? b.tcp(40000, 80, flags: .syn, payload: [1, 2, 3]) : b.udp(40000, 80, payload: [1, 2, 3])
+        let offset = 20 + (proto == .tcp ? 16 : 6)
+        let partial = PacketBuilder.sum(b.pseudo(proto.rawValue, packet.count - 20))
+        packet[offset] = UInt8(partial >> 8)
+        packet[offset + 1] = UInt8(partial & 0xff)
+        let (verdict, out) = run(engine, packet, meta: PacketMeta(partialChecksumKept: true))
+        #expect(verdict == .rewritten(.inbound))
+        let after = PacketBuilder(source: addr("198.18.0.12"), destination: addr("198.19.0.201"))
+        let expected = PacketBuilder.sum(after.pseudo(proto.rawValue, packet.count - 20))
+        #expect(UInt16(out[offset]) << 8 | UInt16(out[offset + 1]) == expected)
+    }
 }

@@ -110,6 +110,14 @@ public struct TransportHeader {
         adjust(InternetChecksum.update(checksum, old: old.rawValue, new: new.rawValue))
     }
 
+    /// For a field holding the (uncomplemented) pseudo-header sum: replace `old` by `new` in that sum.
+    @inlinable public func pseudoHeaderSumAddressChanged(from old: IPv4Address, to new: IPv4Address) {
+        var sum = UInt64(checksum)
+        sum &+= UInt64(~UInt16(truncatingIfNeeded: old.rawValue >> 16)) &+ UInt64(~UInt16(truncatingIfNeeded: old.rawValue))
+        sum &+= UInt64(new.rawValue >> 16) &+ UInt64(new.rawValue & 0xffff)
+        bytes.setU16(InternetChecksum.fold(sum), checksumOffset)
+    }
+
     /// Computes the whole checksum from scratch over pseudo-header and segment. Used to finish a packet
     /// whose checksum field holds only the partial pseudo-header sum (Linux CHECKSUM_PARTIAL).
     @inlinable public func finishChecksum(source: IPv4Address, destination: IPv4Address, proto: IPProtocol) {
