@@ -75,22 +75,7 @@ public final class DaemonCore: Sendable {
     /// `ipvsadm -R`: every command of `text` applied in order to the running configuration, all or none.
     public func restore(_ text: String) throws(RulesError) {
         try changeLock.withLock { _ throws(RulesError) in
-            var next = currentConfiguration
-            var lineNumber = 0
-            for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-                lineNumber += 1
-                let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-                let tokens = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-                if tokens.isEmpty { continue }
-                do throws(RulesError) {
-                    try next.apply(try IPVSCommandParser.parse(tokens))
-                } catch {
-                    var located = error
-                    located.file = "<stdin>"
-                    located.line = lineNumber
-                    throw located
-                }
-            }
+            let next = try RulesFile.apply(text, to: currentConfiguration, file: "<stdin>")
             replace(next, reason: "masqadm -R")
         }
     }
@@ -140,7 +125,7 @@ public final class DaemonCore: Sendable {
                 let spec = service.spec
                 return ServiceState(
                     proto: spec.key.proto.description, address: spec.key.address.description, port: spec.key.port,
-                    scheduler: spec.scheduler, schedulerFlags: Self.flagNames(spec),
+                    scheduler: spec.scheduler, schedulerFlags: spec.schedulerFlagNames,
                     persistence: spec.persistence, netmask: spec.netmask.description,
                     stats: StatsState(engine.serviceStats[Int(service.id)]),
                     rates: rateSnapshot.services[service.id] ?? RateState(),
@@ -159,14 +144,6 @@ public final class DaemonCore: Sendable {
                               timeouts: TimeoutState(tcp: t[.established], tcpFin: t[.finWait], udp: t[.udp]),
                               services: services)
         }
-    }
-
-    static func flagNames(_ spec: ServiceSpec) -> [String] {
-        let prefix = spec.scheduler == "sh" || spec.scheduler == "mh" ? spec.scheduler : ""
-        var names: [String] = []
-        if spec.schedulerFlags.contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
-        if spec.schedulerFlags.contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
-        return names
     }
 
     public func flows(_ filter: FlowFilter) -> [FlowRecord] {

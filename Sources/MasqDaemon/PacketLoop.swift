@@ -230,9 +230,6 @@ public struct PacketLoop {
             counters.batchVerdicts = verdicts.batchVerdicts
             shared.withLock { _ in shared.queueCounters[queueNumber] = counters }
         }
-        counters.sendCalls = verdicts.sendCalls
-        counters.verdictMessages = verdicts.verdictMessages
-        counters.batchVerdicts = verdicts.batchVerdicts
         return counters
     }
 }

@@ -48,6 +48,15 @@ public struct ServiceSpec: Equatable, Sendable {
         self.realServers = realServers
     }
 
+    /// The `-b` flag names ipvsadm prints for this service: sh-/mh- names for sh and mh, else flag-N.
+    public var schedulerFlagNames: [String] {
+        let prefix = scheduler == "sh" || scheduler == "mh" ? scheduler : ""
+        var names: [String] = []
+        if schedulerFlags.contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
+        if schedulerFlags.contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
+        return names
+    }
+
     /// ipvsadm's default persistence timeout when `-p` has no value (`IPVS_SVC_PERSISTENT_TIMEOUT`, 6 min).
     public static let defaultPersistence: UInt32 = 360
 }

@@ -4,7 +4,12 @@ public enum RulesFile {
     /// Parses and applies every line in order to an empty configuration. Either the whole file is good
     /// and a configuration comes back, or the first error comes back naming file:line and the token.
     public static func parse(_ text: String, file: String = "<rules>") throws(RulesError) -> Configuration {
-        var configuration = Configuration()
+        try apply(text, to: Configuration(), file: file)
+    }
+
+    /// Applies every line of `text` in order to `base` (`ipvsadm -R`); all or nothing.
+    public static func apply(_ text: String, to base: Configuration, file: String) throws(RulesError) -> Configuration {
+        var configuration = base
         var lineNumber = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -35,13 +40,7 @@ public enum RulesFile {
                 out += " -p \(p)"
                 if s.netmask.rawValue != 0xffff_ffff { out += " -M \(s.netmask)" }
             }
-            if !s.schedulerFlags.isEmpty {
-                var names: [String] = []
-                let prefix = s.scheduler == "mh" ? "mh" : s.scheduler == "sh" ? "sh" : ""
-                if s.schedulerFlags.contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
-                if s.schedulerFlags.contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
-                out += " -b \(names.joined(separator: ","))"
-            }
+            if !s.schedulerFlags.isEmpty { out += " -b \(s.schedulerFlagNames.joined(separator: ","))" }
             out += "\n"
             for r in s.realServers {
                 out += "-a \(service) -r \(r.address):\(r.port) -m -w \(r.weight)\n"
