@@ -23,37 +23,85 @@ public struct FlowKey: Hashable, Sendable {
 }
 
 /// One entry of the table: a NAT connection, or a persistence template (IPVS `struct ip_vs_conn`).
+/// Fields are ordered for packing: 80 bytes a connection (see `MemoryLayout<Connection>.stride`).
 public struct Connection: Sendable {
-    public var proto: IPProtocol
-    public var state: ConnectionState
-    /// A persistence template: client (masked, port 0) → service, remembering the real server.
-    public var isTemplate: Bool
-    /// Counted in the destination's ActiveConn (else InActConn); mirrors IPVS's IP_VS_CONN_F_INACTIVE.
-    public var countedActive: Bool
-    public var client: IPv4Address
-    public var clientPort: UInt16
-    public var virtualAddress: IPv4Address
-    public var virtualPort: UInt16
-    public var server: IPv4Address
-    public var serverPort: UInt16
-    public var serviceID: UInt32
-    public var destinationID: UInt32
-    /// The template this connection was scheduled by, or `ConnectionTable.noSlot`.
-    public var controller: UInt32
-    /// For a template: how many live connections it controls (it outlives its timeout while any do).
-    public var controlled: UInt32
-    /// Idle timeout in seconds for the current state.
-    public var timeout: UInt32
     /// When the connection expires, on the engine's clock (nanoseconds).
     public var expires: Int64
-    public var packetsIn: UInt64
-    public var packetsOut: UInt64
     public var bytesIn: UInt64
     public var bytesOut: UInt64
+    /// Packet counts wrap at 2^32 (per connection; the service and real-server counters are 64-bit).
+    public var packetsIn: UInt32
+    public var packetsOut: UInt32
+    public var client: IPv4Address
+    public var virtualAddress: IPv4Address
+    public var server: IPv4Address
+    public var serviceID: UInt32
+    public var destinationID: UInt32
+    /// A connection's controlling template slot, or a template's count of controlled connections.
+    var link: UInt32
+    /// Idle timeout in seconds for the current state.
+    public var timeout: UInt32
     var wheelNext: UInt32
     var wheelPrev: UInt32
-    var wheelBucket: UInt32
-    var live: Bool
+    public var clientPort: UInt16
+    public var virtualPort: UInt16
+    public var serverPort: UInt16
+    var wheelBucket: UInt16
+    public var proto: IPProtocol
+    public var state: ConnectionState
+    private var flags: UInt8
+
+    private static let templateFlag: UInt8 = 1, activeFlag: UInt8 = 2, liveFlag: UInt8 = 4
+
+    public init(proto: IPProtocol, state: ConnectionState, isTemplate: Bool, countedActive: Bool,
+                client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
+                server: IPv4Address, serverPort: UInt16, serviceID: UInt32, destinationID: UInt32,
+                controller: UInt32, timeout: UInt32, expires: Int64,
+                packetsIn: UInt32, packetsOut: UInt32, bytesIn: UInt64, bytesOut: UInt64) {
+        self.expires = expires
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.packetsIn = packetsIn
+        self.packetsOut = packetsOut
+        self.client = client
+        self.virtualAddress = virtualAddress
+        self.server = server
+        self.serviceID = serviceID
+        self.destinationID = destinationID
+        self.link = isTemplate ? 0 : controller
+        self.timeout = timeout
+        self.wheelNext = ConnectionTable.noSlot
+        self.wheelPrev = ConnectionTable.noSlot
+        self.clientPort = clientPort
+        self.virtualPort = virtualPort
+        self.serverPort = serverPort
+        self.wheelBucket = 0
+        self.proto = proto
+        self.state = state
+        self.flags = (isTemplate ? Self.templateFlag : 0) | (countedActive ? Self.activeFlag : 0)
+    }
+
+    private func flag(_ f: UInt8) -> Bool { flags & f != 0 }
+    private mutating func setFlag(_ f: UInt8, _ on: Bool) { flags = on ? flags | f : flags & ~f }
+
+    /// A persistence template: client (masked, port 0) → service, remembering the real server.
+    public var isTemplate: Bool { flag(Self.templateFlag) }
+    /// Counted in the destination's ActiveConn (else InActConn); mirrors IPVS's IP_VS_CONN_F_INACTIVE.
+    public var countedActive: Bool {
+        get { flag(Self.activeFlag) }
+        set { setFlag(Self.activeFlag, newValue) }
+    }
+    var live: Bool {
+        get { flag(Self.liveFlag) }
+        set { setFlag(Self.liveFlag, newValue) }
+    }
+    /// The template this connection was scheduled by, or `ConnectionTable.noSlot`.
+    public var controller: UInt32 { isTemplate ? ConnectionTable.noSlot : link }
+    /// For a template: how many live connections it controls (it outlives its timeout while any do).
+    public var controlled: UInt32 {
+        get { isTemplate ? link : 0 }
+        set { if isTemplate { link = newValue } }
+    }
 
     /// The key packets from the client to the virtual service carry.
     public var inboundKey: FlowKey {
@@ -69,10 +117,15 @@ public struct Connection: Sendable {
 
     /// A template's key: protocol, masked client address (port 0), virtual address and port.
     public var templateKey: FlowKey { inboundKey }
+
+    @inline(__always) func key(_ direction: UInt32) -> FlowKey { direction == 0 ? inboundKey : outboundKey }
 }
 
 /// The connection table: a slab of connections, an index from each direction's 5-tuple to its slot,
 /// persistence templates by their own key, and a timing wheel that expires idle entries.
+///
+/// Slab and index are reserved once for `capacity` (see `PageMemory`): about 80 bytes of slab and
+/// 32 of index per connection, resident as used.
 ///
 /// Expiry is driven by the caller's clock (capture timestamps in replay, a monotonic clock in the daemon),
 /// so replay is deterministic. The wheel re-arms lazily: a packet only moves `expires`; an entry found in
@@ -82,8 +135,12 @@ public final class ConnectionTable {
     static let wheelSize = 1024
     public static let nanosPerTick: Int64 = 1_000_000_000
     static let templateRecheck: Int64 = 60
+    /// Slot numbers must fit the index's value (slot << 1 | direction).
+    public static let maximumCapacity = 1 << 30
 
-    public private(set) var slots: [Connection] = []
+    private let slots: UnsafeMutablePointer<Connection>
+    /// Slots ever used (the slab's high-water mark); those below it that are free are in `freeSlots`.
+    private var slotsUsed = 0
     private var freeSlots: [UInt32] = []
     /// Slot << 1 | direction.
     private var index: FlowIndex
@@ -96,25 +153,36 @@ public final class ConnectionTable {
     public private(set) var templateCount = 0
 
     public init(capacity: Int) {
+        precondition(capacity > 0 && capacity <= Self.maximumCapacity, "table capacity out of range")
         self.capacity = capacity
-        let initial = min(capacity, 1 << 16)
-        slots.reserveCapacity(initial)
-        index = FlowIndex(minimumCapacity: initial * 2)
+        slots = PageMemory.reserve(byteCount: capacity * MemoryLayout<Connection>.stride)
+            .bindMemory(to: Connection.self, capacity: capacity)
+        index = FlowIndex(maximumCount: capacity * 2)
     }
 
-    deinit { index.deallocate() }
+    deinit {
+        index.deallocate()
+        PageMemory.release(slots, byteCount: capacity * MemoryLayout<Connection>.stride)
+    }
 
     public var isFull: Bool { connectionCount + templateCount >= capacity }
+
+    /// Bytes reserved for slab and index (resident as they fill).
+    public var reservedBytes: Int { capacity * MemoryLayout<Connection>.stride + index.byteCount }
 
     // MARK: Lookup
 
     /// The slot and direction of the connection a packet with this tuple belongs to.
+    @inline(__always)
     public func lookup(_ key: FlowKey) -> (slot: UInt32, direction: FlowDirection)? {
         guard let value = indexValue(key) else { return nil }
         return (value >> 1, FlowDirection(rawValue: UInt8(value & 1))!)
     }
 
-    func indexValue(_ key: FlowKey) -> UInt32? { index[key] }
+    @inline(__always) func indexValue(_ key: FlowKey) -> UInt32? {
+        let slots = self.slots
+        return index.find(index.hash(key)) { value in slots[Int(value >> 1)].key(value & 1) == key }
+    }
 
     public func template(for key: FlowKey) -> UInt32? { templates[key] }
 
@@ -136,8 +204,8 @@ public final class ConnectionTable {
     }
 
     public subscript(slot: UInt32) -> Connection {
-        get { slots[Int(slot)] }
-        _modify { yield &slots[Int(slot)] }
+        @inline(__always) get { slots[Int(slot)] }
+        @inline(__always) _modify { yield &slots[Int(slot)] }
     }
 
     // MARK: Insert and remove
@@ -148,7 +216,7 @@ public final class ConnectionTable {
         if connection.isTemplate {
             guard templates[connection.templateKey] == nil else { return nil }
         } else {
-            guard index[connection.inboundKey] == nil, index[connection.outboundKey] == nil,
+            guard indexValue(connection.inboundKey) == nil, indexValue(connection.outboundKey) == nil,
                   connection.inboundKey != connection.outboundKey else { return nil }
         }
         var entry = connection
@@ -158,15 +226,16 @@ public final class ConnectionTable {
             slot = reused
             slots[Int(slot)] = entry
         } else {
-            slot = UInt32(slots.count)
-            slots.append(entry)
+            slot = UInt32(slotsUsed)
+            (slots + slotsUsed).initialize(to: entry)
+            slotsUsed += 1
         }
         if entry.isTemplate {
             templates[entry.templateKey] = slot
             templateCount += 1
         } else {
-            index.set(entry.inboundKey, slot << 1 | UInt32(FlowDirection.inbound.rawValue))
-            index.set(entry.outboundKey, slot << 1 | UInt32(FlowDirection.outbound.rawValue))
+            index.insert(index.hash(entry.inboundKey), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
+            index.insert(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
             connectionCount += 1
             if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled += 1 }
         }
@@ -176,20 +245,9 @@ public final class ConnectionTable {
 
     /// Removes an entry now, whatever its expiry. A template that still controls connections stays.
     public func remove(_ slot: UInt32) {
-        let entry = slots[Int(slot)]
-        guard entry.live else { return }
+        guard slots[Int(slot)].live else { return }
         unlink(slot)
-        if entry.isTemplate {
-            if templates[entry.templateKey] == slot { templates[entry.templateKey] = nil }
-            templateCount -= 1
-        } else {
-            index.remove(entry.inboundKey)
-            index.remove(entry.outboundKey)
-            connectionCount -= 1
-            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled -= 1 }
-        }
-        slots[Int(slot)].live = false
-        freeSlots.append(slot)
+        removeDetached(slot)
     }
 
     // MARK: Expiry
@@ -205,7 +263,7 @@ public final class ConnectionTable {
     private func link(_ slot: UInt32) {
         let b = bucket(for: slots[Int(slot)].expires)
         let head = wheel[b]
-        slots[Int(slot)].wheelBucket = UInt32(b)
+        slots[Int(slot)].wheelBucket = UInt16(b)
         slots[Int(slot)].wheelPrev = Self.noSlot
         slots[Int(slot)].wheelNext = head
         if head != Self.noSlot { slots[Int(head)].wheelPrev = slot }
@@ -265,7 +323,7 @@ public final class ConnectionTable {
         } else {
             // Already unlinked from the wheel (the bucket was detached); mark so remove skips unlink.
             slots[Int(slot)].wheelPrev = Self.noSlot
-            slots[Int(slot)].wheelBucket = UInt32(Self.wheelSize)  // sentinel: not in any bucket
+            slots[Int(slot)].wheelBucket = UInt16(Self.wheelSize)  // sentinel: not in any bucket
             removed(entry)
             removeDetached(slot)
         }
@@ -277,8 +335,8 @@ public final class ConnectionTable {
             if templates[entry.templateKey] == slot { templates[entry.templateKey] = nil }
             templateCount -= 1
         } else {
-            index.remove(entry.inboundKey)
-            index.remove(entry.outboundKey)
+            index.remove(index.hash(entry.inboundKey), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
+            index.remove(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
             connectionCount -= 1
             if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled -= 1 }
         }
@@ -287,9 +345,13 @@ public final class ConnectionTable {
     }
 
     /// Live entries in slot order (deterministic), for dumps.
-    public var liveEntries: [Connection] { slots.filter(\.live) }
+    public var liveEntries: [Connection] {
+        var entries: [Connection] = []
+        forEachLive { _, c in entries.append(c) }
+        return entries
+    }
 
     public func forEachLive(_ body: (UInt32, Connection) -> Void) {
-        for i in slots.indices where slots[i].live { body(UInt32(i), slots[i]) }
+        for i in 0..<slotsUsed where slots[i].live { body(UInt32(i), slots[i]) }
     }
 }

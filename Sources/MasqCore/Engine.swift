@@ -373,10 +373,9 @@ public final class Engine {
             // (any port) service keeps the port the client asked for.
             server: chosen.address,
             serverPort: input.virtualPort == service.key.port && chosen.port != 0 ? chosen.port : input.virtualPort,
-            serviceID: service.id, destinationID: chosen.id, controller: controller, controlled: 0,
+            serviceID: service.id, destinationID: chosen.id, controller: controller,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
-            packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0,
-            wheelNext: 0, wheelPrev: 0, wheelBucket: 0, live: true)
+            packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0)
         guard table.insert(connection) != nil else {
             return .drop(table.isFull ? .tableFull : .tupleConflict)
         }
@@ -419,9 +418,8 @@ public final class Engine {
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
             client: masked, clientPort: 0, virtualAddress: input.virtualAddress, virtualPort: service.key.port,
             server: d.address, serverPort: d.port, serviceID: service.id, destinationID: d.id,
-            controller: ConnectionTable.noSlot, controlled: 0, timeout: timeout, expires: expires,
-            packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0,
-            wheelNext: 0, wheelPrev: 0, wheelBucket: 0, live: true)
+            controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
+            packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
         guard let slot = table.insert(template) else { return nil }
         d.persistentConnections += 1
         counters.templatesCreated &+= 1

@@ -1,88 +1,76 @@
 /// An open-addressing hash index from a packet's 5-tuple to a connection slot, built for the packet
-/// path: key and value sit together in one 20-byte entry (one cache miss per lookup where Swift's
-/// Dictionary costs three), linear probing, backward-shift deletion (no tombstones), and a per-table
-/// random seed so clients cannot aim collisions at a known hash.
+/// path and for memory: an entry is 8 bytes, the key's 32-bit hash and the value (slot << 1 | direction),
+/// and the key itself is confirmed against the connection the value names, which the packet path loads
+/// next anyway. Linear probing, backward-shift deletion (no tombstones), a per-table random seed so
+/// clients cannot aim collisions at a known hash, and a fixed size (load ≤ 0.5 at the table's capacity)
+/// reserved in zeroed pages: no rehash ever runs on the packet path.
 struct FlowIndex {
     fileprivate struct Entry {
-        var source: UInt32
-        var destination: UInt32
-        var ports: UInt32
-        /// proto << 24 | 1 << 23 (occupied); 0 when empty.
-        var tag: UInt32
-        var value: UInt32
-
-        var key: FlowKey {
-            FlowKey(source: IPv4Address(rawValue: source), destination: IPv4Address(rawValue: destination),
-                    sourcePort: UInt16(ports >> 16), destinationPort: UInt16(ports & 0xffff),
-                    proto: IPProtocol(rawValue: UInt8(tag >> 24)))
-        }
+        var hash: UInt32
+        /// Stored value + 1; 0 marks an empty entry (so fresh zeroed pages are an empty index).
+        var tagged: UInt32
     }
 
-    private var entries: UnsafeMutableBufferPointer<Entry>
-    private var mask: Int
+    private let entries: UnsafeMutablePointer<Entry>
+    private let size: Int
+    private let mask: Int
     private let seed: UInt64
     private(set) var count = 0
+    /// The largest value an entry can hold.
+    static let maximumValue = UInt32.max - 1
 
-    init(minimumCapacity: Int) {
+    /// An index for up to `maximumCount` entries.
+    init(maximumCount: Int) {
         var size = 1024
-        while size < minimumCapacity * 2 { size <<= 1 }
-        entries = .allocate(capacity: size)
-        entries.initialize(repeating: Entry(source: 0, destination: 0, ports: 0, tag: 0, value: 0))
+        while size < maximumCount * 2 { size <<= 1 }
+        self.size = size
+        entries = PageMemory.reserve(byteCount: size * MemoryLayout<Entry>.stride)
+            .bindMemory(to: Entry.self, capacity: size)
         mask = size - 1
         seed = UInt64.random(in: 1...UInt64.max)
     }
 
     /// Frees the storage; the owner calls it once (the index is a value type over manual memory).
-    func deallocate() { entries.deallocate() }
+    func deallocate() { PageMemory.release(entries, byteCount: size * MemoryLayout<Entry>.stride) }
 
-    @inline(__always) private static func tag(_ key: FlowKey) -> UInt32 { UInt32(key.proto) << 24 | 1 << 23 }
+    /// Bytes reserved (resident once touched).
+    var byteCount: Int { size * MemoryLayout<Entry>.stride }
 
-    @inline(__always) private func bucket(_ key: FlowKey) -> Int {
-        // Two rounds of multiply-xorshift over the 104-bit key, seeded.
+    /// Two rounds of multiply-xorshift over the 104-bit key, seeded.
+    @inline(__always) func hash(_ key: FlowKey) -> UInt32 {
         var h = (UInt64(key.source) << 32 | UInt64(key.destination)) ^ seed
         h = (h ^ (h >> 32)) &* 0xd6e8_feb8_6659_fd93
         h ^= UInt64(key.ports) << 8 | UInt64(key.proto)
         h = (h ^ (h >> 32)) &* 0xd6e8_feb8_6659_fd93
-        return Int(truncatingIfNeeded: h ^ (h >> 32)) & mask
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }
 
-    @inline(__always) private func matches(_ e: Entry, _ key: FlowKey, _ tag: UInt32) -> Bool {
-        e.tag == tag && e.source == key.source && e.destination == key.destination && e.ports == key.ports
-    }
-
-    subscript(key: FlowKey) -> UInt32? {
-        let tag = Self.tag(key)
-        var i = bucket(key)
+    /// The value of the entry with this hash whose key `matches` confirms.
+    @inline(__always) func find(_ hash: UInt32, _ matches: (UInt32) -> Bool) -> UInt32? {
+        var i = Int(hash) & mask
         while true {
             let e = entries[i]
-            if e.tag == 0 { return nil }
-            if matches(e, key, tag) { return e.value }
+            if e.tagged == 0 { return nil }
+            if e.hash == hash && matches(e.tagged &- 1) { return e.tagged &- 1 }
             i = (i &+ 1) & mask
         }
     }
 
-    /// Inserts or replaces.
-    mutating func set(_ key: FlowKey, _ value: UInt32) {
-        if (count + 1) * 2 > entries.count { grow() }
-        let tag = Self.tag(key)
-        var i = bucket(key)
-        while entries[i].tag != 0 {
-            if matches(entries[i], key, tag) {
-                entries[i].value = value
-                return
-            }
-            i = (i &+ 1) & mask
-        }
-        entries[i] = Entry(source: key.source, destination: key.destination, ports: key.ports, tag: tag, value: value)
+    /// Adds an entry; the caller has checked its key is absent and stays within `maximumCount`.
+    mutating func insert(_ hash: UInt32, _ value: UInt32) {
+        precondition(count * 2 < size && value <= Self.maximumValue, "FlowIndex over its size")
+        var i = Int(hash) & mask
+        while entries[i].tagged != 0 { i = (i &+ 1) & mask }
+        entries[i] = Entry(hash: hash, tagged: value &+ 1)
         count += 1
     }
 
-    mutating func remove(_ key: FlowKey) {
-        let tag = Self.tag(key)
-        var i = bucket(key)
+    /// Removes the entry holding exactly `value` (a slot and direction name one entry).
+    mutating func remove(_ hash: UInt32, _ value: UInt32) {
+        var i = Int(hash) & mask
         while true {
-            if entries[i].tag == 0 { return }
-            if matches(entries[i], key, tag) { break }
+            if entries[i].tagged == 0 { return }
+            if entries[i].tagged == value &+ 1 { break }
             i = (i &+ 1) & mask
         }
         // Backward-shift: pull later entries of the probe run into the hole when their home allows it.
@@ -91,29 +79,15 @@ struct FlowIndex {
         while true {
             j = (j &+ 1) & mask
             let e = entries[j]
-            if e.tag == 0 { break }
-            let home = bucket(e.key)
+            if e.tagged == 0 { break }
+            let home = Int(e.hash) & mask
             // Move e into the hole unless its home lies cyclically in (hole, j].
-            let distanceToHome = (j &- home) & mask
-            let distanceToHole = (j &- hole) & mask
-            if distanceToHome >= distanceToHole {
+            if (j &- home) & mask >= (j &- hole) & mask {
                 entries[hole] = e
                 hole = j
             }
         }
-        entries[hole].tag = 0
+        entries[hole] = Entry(hash: 0, tagged: 0)
         count -= 1
     }
-
-    private mutating func grow() {
-        let old = entries
-        let size = old.count * 2
-        entries = .allocate(capacity: size)
-        entries.initialize(repeating: Entry(source: 0, destination: 0, ports: 0, tag: 0, value: 0))
-        mask = size - 1
-        count = 0
-        for e in old where e.tag != 0 { set(e.key, e.value) }
-        old.deallocate()
-    }
-
 }

@@ -27,8 +27,8 @@ public struct FlowRecord: Equatable, Sendable {
         state = c.state
         expiresIn = max(0, (c.expires - now) / ConnectionTable.nanosPerTick)
         isTemplate = c.isTemplate
-        packetsIn = c.packetsIn
-        packetsOut = c.packetsOut
+        packetsIn = UInt64(c.packetsIn)
+        packetsOut = UInt64(c.packetsOut)
         bytesIn = c.bytesIn
         bytesOut = c.bytesOut
     }
