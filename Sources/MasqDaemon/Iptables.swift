@@ -1,23 +1,27 @@
 import Foundation
 import MasqCore
 
-/// Which queue(s) the NFQUEUE rules send to: one number, or a range balanced by address pair.
+/// Which queue(s) the NFQUEUE rules send to: one number, or a range the kernel spreads packets over,
+/// by address pair (`--queue-balance`) or by the CPU that handles the packet (`--queue-cpu-fanout`).
+/// Either way the two directions of one NAT flow can land on different queues; masq's one table is
+/// shared by the queues' threads.
 public enum QueueSelection: Equatable, Sendable, CustomStringConvertible {
     case single(UInt16)
     case balance(UInt16, UInt16)
+    case cpuFanout(UInt16, UInt16)
 
     /// Every queue number selected.
     public var numbers: [UInt16] {
         switch self {
         case .single(let q): [q]
-        case .balance(let a, let b): Array(a...b)
+        case .balance(let a, let b), .cpuFanout(let a, let b): Array(a...b)
         }
     }
 
     public var first: UInt16 {
         switch self {
         case .single(let q): q
-        case .balance(let a, _): a
+        case .balance(let a, _), .cpuFanout(let a, _): a
         }
     }
 
@@ -27,6 +31,8 @@ public enum QueueSelection: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .single(let q): ["-j", "NFQUEUE", "--queue-num", "\(q)", "--queue-bypass"]
         case .balance(let a, let b): ["-j", "NFQUEUE", "--queue-balance", "\(a):\(b)", "--queue-bypass"]
+        case .cpuFanout(let a, let b):
+            ["-j", "NFQUEUE", "--queue-balance", "\(a):\(b)", "--queue-cpu-fanout", "--queue-bypass"]
         }
     }
 
@@ -34,6 +40,7 @@ public enum QueueSelection: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .single(let q): "\(q)"
         case .balance(let a, let b): "\(a):\(b)"
+        case .cpuFanout(let a, let b): "\(a):\(b) by CPU"
         }
     }
 }

@@ -25,7 +25,20 @@ struct QueueOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Queues A to B, balanced by the kernel (--queue-balance A:B); a thread per queue, one connection table.", valueName: "A:B"))
     var queues: QueueSelection?
 
-    var selection: QueueSelection { queues ?? .single(queue) }
+    @Flag(help: "With --queues: spread packets over the queues by the CPU handling them (--queue-cpu-fanout), not by address pair.")
+    var queueCpuFanout = false
+
+    var selection: QueueSelection {
+        if queueCpuFanout, case .balance(let a, let b) = queues { return .cpuFanout(a, b) }
+        return queues ?? .single(queue)
+    }
+
+    func validate() throws {
+        if queueCpuFanout, case .balance = queues {} else if queueCpuFanout {
+            throw ValidationError("--queue-cpu-fanout needs --queues A:B with A < B")
+        }
+        if let queues, queues.numbers.count > 64 { throw ValidationError("--queues: at most 64 queues") }
+    }
 }
 
 struct Run: AsyncParsableCommand {
@@ -97,9 +110,6 @@ struct Run: AsyncParsableCommand {
         }
         if metrics != nil && metricsAddress == nil {
             throw ValidationError("--metrics takes HOST:PORT, e.g. 127.0.0.1:9469")
-        }
-        if case .balance(let a, let b) = queueOptions.selection, b - a >= 64 {
-            throw ValidationError("--queues: at most 64 queues")
         }
     }
 

@@ -51,6 +51,14 @@ import Testing
         #expect(plan.removeCommands.first == ["-t", "raw", "-D", "PREROUTING", "-j", "LB"])
     }
 
+    @Test func cpuFanoutSpreadsByCPU() throws {
+        let configuration = try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m")
+        let plan = IptablesPlan(configuration, queue: .cpuFanout(2, 3))
+        #expect(plan.preRouting.map { $0.joined(separator: " ") }.contains(
+            "-p tcp -d 198.18.0.1/32 --dport 80 -j NFQUEUE --queue-balance 2:3 --queue-cpu-fanout --queue-bypass"))
+        #expect(QueueSelection.cpuFanout(2, 3).numbers == [2, 3])
+    }
+
     /// A removed real server with live flows keeps its reply rule until they end.
     @Test func drainingRealServersKeepTheirReplyRules() throws {
         let configuration = try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m")
