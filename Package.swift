@@ -32,10 +32,14 @@ let package = Package(
             providers: [.apt(["libnetfilter-queue-dev", "libmnl-dev"])]
         ),
 
+        // C helpers Swift cannot spell (cache prefetch), static inline so they inline into the engine.
+        .target(name: "CMasqShims"),
+
         // The engine: pure Swift, no I/O. Exclusivity is proven statically; the dynamic checks on class
         // properties cost half of the packet path's instructions (callgrind), so they are off here.
         .target(
             name: "MasqCore",
+            dependencies: ["CMasqShims"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
 

@@ -1,3 +1,5 @@
+import CMasqShims
+
 /// The 5-tuple a packet is looked up by: its own source, destination, ports and protocol.
 ///
 /// A NAT connection is entered twice, once per direction: client → VIP (inbound) and
@@ -182,6 +184,21 @@ public final class ConnectionTable {
     @inline(__always) func indexValue(_ key: FlowKey) -> UInt32? {
         let slots = self.slots
         return index.find(index.hash(key)) { value in slots[Int(value >> 1)].key(value & 1) == key }
+    }
+
+    /// Prefetching ahead of a batch (see `Engine.prefetching`): first the key's index bucket...
+    @inline(__always) func prefetchBucket(_ key: FlowKey) -> UInt32 {
+        let hash = index.hash(key)
+        index.prefetch(hash)
+        return hash
+    }
+
+    /// ...then, once that bucket is in cache, the connection it most likely names (both its lines).
+    @inline(__always) func prefetchConnection(hash: UInt32) {
+        guard let value = index.candidate(hash) else { return }
+        let connection = UnsafeRawPointer(slots + Int(value >> 1))
+        masq_prefetch_for_write(connection)
+        masq_prefetch_for_write(connection + MemoryLayout<Connection>.stride - 1)
     }
 
     public func template(for key: FlowKey) -> UInt32? { templates[key] }

@@ -1,3 +1,5 @@
+import CMasqShims
+
 /// An open-addressing hash index from a packet's 5-tuple to a connection slot, built for the packet
 /// path and for memory: an entry is 8 bytes, the key's 32-bit hash and the value (slot << 1 | direction),
 /// and the key itself is confirmed against the connection the value names, which the packet path loads
@@ -54,6 +56,23 @@ struct FlowIndex {
             if e.hash == hash && matches(e.tagged &- 1) { return e.tagged &- 1 }
             i = (i &+ 1) & mask
         }
+    }
+
+    /// Starts loading the bucket of `hash` into cache (see `Engine.prefetching`).
+    @inline(__always) func prefetch(_ hash: UInt32) {
+        masq_prefetch(UnsafeRawPointer(entries + (Int(hash) & mask)))
+    }
+
+    /// The value of the first entry near its bucket with this hash, unconfirmed: a prefetch hint only.
+    @inline(__always) func candidate(_ hash: UInt32) -> UInt32? {
+        var i = Int(hash) & mask
+        for _ in 0..<4 {
+            let e = entries[i]
+            if e.tagged == 0 { return nil }
+            if e.hash == hash { return e.tagged &- 1 }
+            i = (i &+ 1) & mask
+        }
+        return nil
     }
 
     /// Adds an entry; the caller has checked its key is absent and stays within `maximumCount`.

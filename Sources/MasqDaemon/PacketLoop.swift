@@ -179,7 +179,8 @@ public struct PacketLoop {
             shared.lock()
             let now = monotonicNanoseconds()
             let trace = shared.trace
-            for i in 0..<batch.packetCount {
+            var sendError: NFQError?
+            engine.prefetching(count: batch.packetCount, bytes: { batch.packet($0).payload }) { i in
                 let packet = batch.packet(i)
                 let traced = trace.map { !$0.isFinished && $0.selects(packet.payload) } ?? false
                 if traced { trace!.record(packet.payload, at: now) }
@@ -197,14 +198,17 @@ public struct PacketLoop {
                     logger.debug("packet", metadata: ["id": "\(packet.id)", "length": "\(packet.payload.count)",
                                                       "gso": "\(packet.isGSO)", "verdict": "\(verdict)"])
                 }
-                if verdicts.isNearlyFull {
+                if verdicts.isNearlyFull && sendError == nil {
                     do throws(NFQError) {
                         try queue.send(&verdicts)
                     } catch {
-                        shared.unlock()
-                        throw error
+                        sendError = error
                     }
                 }
+            }
+            if let sendError {
+                shared.unlock()
+                throw sendError
             }
             counters.packets &+= UInt64(batch.packetCount)
             if let trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }

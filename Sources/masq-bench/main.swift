@@ -112,7 +112,9 @@ for k in order.indices {
 let batchSize = 64
 let batch = UnsafeMutableRawPointer.allocate(byteCount: batchSize * stride, alignment: 64)
 
-func runEstablished(process: Bool) -> (ns: Double, allocations: UInt64, rewritten: Int) {
+enum Mode { case copyOnly, inOrder, prefetching }
+
+func runEstablished(_ mode: Mode) -> (ns: Double, allocations: UInt64, rewritten: Int) {
     var rewritten = 0
     let mask = order.count - 1
     let allocationsBefore = masq_allocation_count()
@@ -125,12 +127,17 @@ func runEstablished(process: Bool) -> (ns: Double, allocations: UInt64, rewritte
                 batch.advanced(by: k * stride).copyMemory(from: templates + Int(walk[(n + k) & mask]) * stride,
                                                           byteCount: 40 + payload)
             }
-            for k in 0..<count {
-                if process {
-                    let packet = PacketBytes(base: batch + k * stride, count: 40 + payload)
-                    if case .rewritten = engine.process(packet, now: now) { rewritten &+= 1 }
-                } else {
-                    rewritten &+= Int(batch.load(fromByteOffset: k * stride + 9, as: UInt8.self))
+            func packet(_ k: Int) -> PacketBytes { PacketBytes(base: batch + k * stride, count: 40 + payload) }
+            switch mode {
+            case .copyOnly:
+                for k in 0..<count { rewritten &+= Int(batch.load(fromByteOffset: k * stride + 9, as: UInt8.self)) }
+            case .inOrder:
+                for k in 0..<count {
+                    if case .rewritten = engine.process(packet(k), now: now) { rewritten &+= 1 }
+                }
+            case .prefetching:  // as the daemon runs a batch
+                engine.prefetching(count: count, bytes: packet) { k in
+                    if case .rewritten = engine.process(packet(k), now: now) { rewritten &+= 1 }
                 }
             }
             n += count
@@ -140,34 +147,42 @@ func runEstablished(process: Bool) -> (ns: Double, allocations: UInt64, rewritte
     return (Double(elapsed) / Double(options.packets), masq_allocation_count() - allocationsBefore, rewritten)
 }
 
-_ = runEstablished(process: true)  // warm up
-let baseline = runEstablished(process: false)
-let established = runEstablished(process: true)
+_ = runEstablished(.prefetching)  // warm up
+let baseline = runEstablished(.copyOnly)
+let inOrder = runEstablished(.inOrder)
+let established = runEstablished(.prefetching)
 
 // MARK: New flows
 
-let synBuffer = PacketBytes(base: work, count: 40)
-func runNewFlows() -> (ns: Double, allocations: UInt64, created: UInt64) {
-    let createdBefore = engine.counters.connectionsCreated
-    let allocationsBefore = masq_allocation_count()
+/// Runs `count` SYNs from distinct clients (source addresses from `sourceBase` up) through `target`
+/// in batches of 64, as the daemon would receive them, one engine millisecond per batch; with
+/// `process` false it only builds them (the cost subtracted from the timed runs).
+func runSYNs(_ target: Engine, count: Int, sourceBase: UInt32, process: Bool = true) -> Double {
+    var clock: Int64 = now
     let start = nanoseconds()
-    for i in 0..<options.newFlows {
-        // Distinct clients beyond those of the established set.
-        writeTCP(synBuffer, src: 0xC613_0000 &+ UInt32(i >> 14), dst: vip, sport: clientPort(i), dport: 80,
-                 flags: 0x02, payload: 0)
-        _ = engine.process(synBuffer, now: now)
+    var i = 0
+    func syn(_ k: Int) -> PacketBytes { PacketBytes(base: batch + k * stride, count: 40) }
+    while i < count {
+        let n = min(batchSize, count - i)
+        for k in 0..<n {
+            writeTCP(syn(k), src: sourceBase &+ UInt32((i + k) >> 14), dst: vip, sport: clientPort(i + k), dport: 80,
+                     flags: 0x02, payload: 0)
+        }
+        if process {
+            target.prefetching(count: n, bytes: syn) { k in _ = target.process(syn(k), now: clock) }
+        }
+        clock += 1_000_000
+        i += n
     }
-    let elapsed = nanoseconds() - start
-    return (Double(elapsed) / Double(options.newFlows), masq_allocation_count() - allocationsBefore,
-            engine.counters.connectionsCreated - createdBefore)
+    return Double(nanoseconds() - start) / Double(count)
 }
-// The SYN is written inside the timed loop; time the writing alone to subtract it.
-let writeStart = nanoseconds()
-for i in 0..<options.newFlows {
-    writeTCP(synBuffer, src: 0xC614_0000 &+ UInt32(i >> 14), dst: vip, sport: clientPort(i), dport: 80, flags: 0x02, payload: 0)
-}
-let writeNs = Double(nanoseconds() - writeStart) / Double(options.newFlows)
-let newFlows = runNewFlows()
+
+let writeNs = runSYNs(engine, count: options.newFlows, sourceBase: 0xC614_0000, process: false)
+let createdBefore = engine.counters.connectionsCreated
+let newFlowAllocationsBefore = masq_allocation_count()
+let newFlowNs = runSYNs(engine, count: options.newFlows, sourceBase: 0xC613_0000)
+let newFlows = (ns: newFlowNs, allocations: masq_allocation_count() - newFlowAllocationsBefore,
+                created: engine.counters.connectionsCreated - createdBefore)
 
 func format(_ v: Double, _ digits: Int = 1) -> String {
     var s = String(Int((v * pow(10, Double(digits))).rounded()))
@@ -183,13 +198,17 @@ print("established: \(format(established.ns)) ns/packet incl. \(format(baseline.
       + "\(format(1000 / max(establishedNet, 0.001), 2)) M packets/s; "
       + "allocations/packet \(format(Double(established.allocations) / Double(options.packets), 4)) "
       + "(\(established.rewritten) rewritten)")
+let inOrderNet = inOrder.ns - baseline.ns
+print("             without prefetching ahead in the batch: \(format(inOrderNet)) ns net, \(format(1000 / max(inOrderNet, 0.001), 2)) M packets/s "
+      + "(prefetching: \(format(inOrderNet / max(establishedNet, 0.001), 2))x)")
 print("new flows:   \(format(newFlows.ns)) ns/flow incl. \(format(writeNs)) ns building the SYN = \(format(newNet)) ns net; "
       + "\(format(1000 / max(newNet, 0.001), 2)) M flows/s; "
       + "allocations/flow \(format(Double(newFlows.allocations) / Double(options.newFlows), 4)) "
       + "(\(newFlows.created) created, table \(engine.table.connectionCount))")
 
 if options.checkAllocations {
-    guard established.allocations == 0, established.rewritten == options.packets else {
+    guard established.allocations == 0, established.rewritten == options.packets,
+          inOrder.allocations == 0, inOrder.rewritten == options.packets else {
         print("FAIL: the established path allocated \(established.allocations) times or missed packets")
         exit(1)
     }
@@ -214,15 +233,7 @@ do {
     let filled = Engine(configuration: configuration)
     let flows = min(options.memoryFlows, filled.table.capacity)
     let rssBefore = residentBytes()
-    let start = nanoseconds()
-    var clock: Int64 = 1_000_000_000
-    for i in 0..<flows {
-        writeTCP(synBuffer, src: 0xC612_4000 &+ UInt32(i >> 14), dst: vip, sport: clientPort(i), dport: 80,
-                 flags: 0x02, payload: 0)
-        _ = filled.process(synBuffer, now: clock)
-        if i % 1000 == 999 { clock += 1_000_000 }  // 1000 new flows per millisecond of engine time
-    }
-    let fillNs = Double(nanoseconds() - start) / Double(flows) - writeNs
+    let fillNs = runSYNs(filled, count: flows, sourceBase: 0xC612_4000) - writeNs
     let perFlow = Double(residentBytes() - rssBefore) / Double(flows)
     let held = filled.table.connectionCount
     print("memory:      \(held) flows in a table of capacity \(filled.table.capacity): RSS +\(format(perFlow)) bytes/flow "
@@ -230,7 +241,7 @@ do {
           + "filled at \(format(fillNs)) ns/flow = \(format(1000 / max(fillNs, 0.001), 2)) M flows/s")
     // Every flow is in SYN_RECV (60 s): a clock step past that expires the whole table in one sweep.
     let expireStart = nanoseconds()
-    filled.advanceClock(to: clock + 120 * 1_000_000_000)
+    filled.advanceClock(to: filled.now + 120 * 1_000_000_000)
     let expireNs = Double(nanoseconds() - expireStart) / Double(max(held, 1))
     print("expiry:      \(format(expireNs)) ns per expired flow (\(held - filled.table.connectionCount) expired in one clock step, "
           + "\(filled.table.connectionCount) left)")
