@@ -236,21 +236,12 @@ struct Flows: ParsableCommand {
             return
         }
         print("pro  state        client                 virtual                real server            expire  pkts in/out      bytes in/out")
-        let decoder = JSONDecoder()
-        for line in body.split(separator: "\n") {
-            guard let f = try? decoder.decode(FlowLine.self, from: Data(line.utf8)) else { continue }
+        for f in FlowLine.parse(body) {
             let e = f.expires
             print(pad(f.proto.uppercased() + (f.template ? "*" : ""), 4), pad(f.state, 12), pad(f.client, 22), pad(f.vip, 22),
-                  pad(f.real_server, 22), pad(String(format: "%02d:%02d", e / 60, e % 60), 7),
-                  pad("\(f.packets_in)/\(f.packets_out)", 16), "\(f.bytes_in)/\(f.bytes_out)")
+                  pad(f.realServer, 22), pad(String(format: "%02d:%02d", e / 60, e % 60), 7),
+                  pad("\(f.packetsIn)/\(f.packetsOut)", 16), "\(f.bytesIn)/\(f.bytesOut)")
         }
-    }
-
-    struct FlowLine: Decodable {
-        var proto, client, vip, real_server, state: String
-        var expires: Int
-        var template: Bool
-        var packets_in, packets_out, bytes_in, bytes_out: UInt64
     }
 
     func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }

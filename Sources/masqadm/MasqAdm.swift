@@ -45,21 +45,14 @@ enum MasqAdm {
         }
     }
 
-    struct FlowLine: Decodable {
-        var proto, client, vip, real_server, state: String
-        var expires: Int64
-    }
-
     static func connections() throws(AdminError) -> [ConnectionEntry] {
         let body = try ask("flows")
-        let decoder = JSONDecoder()
         func split(_ endpoint: String) -> (String, UInt16) {
             guard let colon = endpoint.lastIndex(of: ":") else { return (endpoint, 0) }
             return (String(endpoint[..<colon]), UInt16(endpoint[endpoint.index(after: colon)...]) ?? 0)
         }
-        return body.split(separator: "\n").compactMap { line in
-            guard let f = try? decoder.decode(FlowLine.self, from: Data(line.utf8)) else { return nil }
-            let (c, cp) = split(f.client), (v, vp) = split(f.vip), (r, rp) = split(f.real_server)
+        return FlowLine.parse(body).map { f in
+            let (c, cp) = split(f.client), (v, vp) = split(f.vip), (r, rp) = split(f.realServer)
             return ConnectionEntry(proto: f.proto.uppercased(), expires: f.expires, state: f.state, client: c,
                                    clientPort: cp, virtualAddress: v, virtualPort: vp, server: r, serverPort: rp)
         }
