@@ -160,6 +160,7 @@ public final class ConnectionTable {
         slots = PageMemory.reserve(byteCount: capacity * MemoryLayout<Connection>.stride)
             .bindMemory(to: Connection.self, capacity: capacity)
         index = FlowIndex(maximumCount: capacity * 2)
+        freeSlots.reserveCapacity(capacity)  // malloc'd lazily too: resident only as slots are freed
     }
 
     deinit {
@@ -221,8 +222,14 @@ public final class ConnectionTable {
     }
 
     public subscript(slot: UInt32) -> Connection {
-        @inline(__always) get { slots[Int(slot)] }
-        @inline(__always) _modify { yield &slots[Int(slot)] }
+        @inline(__always) get {
+            assert(Int(slot) < slotsUsed, "slot beyond the slab")
+            return slots[Int(slot)]
+        }
+        @inline(__always) _modify {
+            assert(Int(slot) < slotsUsed, "slot beyond the slab")
+            yield &slots[Int(slot)]
+        }
     }
 
     // MARK: Insert and remove

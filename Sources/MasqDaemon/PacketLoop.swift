@@ -181,6 +181,7 @@ public struct PacketLoop {
             let trace = shared.trace
             var sendError: NFQError?
             engine.prefetching(count: batch.packetCount, bytes: { batch.packet($0).payload }) { i in
+                guard sendError == nil else { return }  // the loop ends with the error below
                 let packet = batch.packet(i)
                 let traced = trace.map { !$0.isFinished && $0.selects(packet.payload) } ?? false
                 if traced { trace!.record(packet.payload, at: now) }
@@ -198,7 +199,7 @@ public struct PacketLoop {
                     logger.debug("packet", metadata: ["id": "\(packet.id)", "length": "\(packet.payload.count)",
                                                       "gso": "\(packet.isGSO)", "verdict": "\(verdict)"])
                 }
-                if verdicts.isNearlyFull && sendError == nil {
+                if verdicts.isNearlyFull {
                     do throws(NFQError) {
                         try queue.send(&verdicts)
                     } catch {

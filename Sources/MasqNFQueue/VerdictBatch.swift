@@ -81,6 +81,7 @@ public struct VerdictBatch: ~Copyable {
 
     private mutating func header(type: nfqnl_msg_types, id: UInt32, verdict: Int32, queue: UInt16,
                                  extra: Int = 0) -> UnsafeMutablePointer<nlmsghdr> {
+        precondition(messages < capacity, "verdict batch over capacity: send before it is full")
         let buffer = arena + messages * Self.slot
         let nlh = nfq_nlmsg_put(buffer.assumingMemoryBound(to: CChar.self), Int32(type.rawValue), UInt32(queue))!
         nfq_nlmsg_verdict_put(nlh, Int32(bitPattern: id), verdict)

@@ -108,6 +108,9 @@ struct Run: AsyncParsableCommand {
         guard (rules == nil) != (keepalived == nil) else {
             throw ValidationError("give one of --rules (ipvsadm-save format) or --keepalived (keepalived.conf)")
         }
+        guard (1...ConnectionTable.maximumCapacity).contains(maxFlows) else {
+            throw ValidationError("--max-flows: \(maxFlows) is not between 1 and \(ConnectionTable.maximumCapacity)")
+        }
         if metrics != nil && metricsAddress == nil {
             throw ValidationError("--metrics takes HOST:PORT, e.g. 127.0.0.1:9469")
         }

@@ -91,7 +91,9 @@ struct Replay: ParsableCommand {
     var maxFlows = Engine.defaultCapacity
 
     func validate() throws {
-        guard maxFlows > 0 else { throw ValidationError("--max-flows must be positive") }
+        guard (1...ConnectionTable.maximumCapacity).contains(maxFlows) else {
+            throw ValidationError("--max-flows: \(maxFlows) is not between 1 and \(ConnectionTable.maximumCapacity)")
+        }
     }
 
     func run() throws {
