@@ -108,8 +108,9 @@ struct PacketService: Service {
                             continuation.resume(throwing: DaemonError(error))
                             return
                         }
-                        let c = context.shared.withLock { $0.counters }
+                        let (c, waits, locks) = context.shared.withLock { ($0.counters, context.shared.lockWaits, context.shared.lockAcquisitions) }
                         logger.info("packet loop stopped", metadata: [
+                            "engine_lock_waits": "\(waits)", "engine_lock_acquisitions": "\(locks)",
                             "packets": "\(counters.packets)", "receives": "\(counters.receives)",
                             "sendmsg": "\(counters.sendCalls)", "verdict_messages": "\(counters.verdictMessages)",
                             "rewritten_in": "\(c.rewrittenInbound)", "rewritten_out": "\(c.rewrittenOutbound)",

@@ -57,6 +57,8 @@ public final class MetricsPublisher: @unchecked Sendable {
             count("masq_truncated_packets_total", [], c.truncated)
             count("masq_connections_created_total", [], c.connectionsCreated)
             count("masq_connections_expired_total", [], c.expired)
+            count("masq_engine_lock_acquisitions_total", [], shared.lockAcquisitions)
+            count("masq_engine_lock_waits_total", [], shared.lockWaits)
             gauge("masq_connection_table_entries", [], Double(engine.table.connectionCount + engine.table.templateCount))
             gauge("masq_connection_table_capacity", [], Double(engine.table.capacity))
             for service in engine.services {

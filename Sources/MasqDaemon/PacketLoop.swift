@@ -52,6 +52,10 @@ public final class SharedEngine: @unchecked Sendable {
     public var trace: PacketTrace?
     /// Each queue's loop counters, refreshed after every batch (under the lock).
     public var queueCounters: [UInt16: LoopCounters] = [:]
+    /// Acquisitions of the lock, and how many found it held and had to wait (under the lock): what
+    /// sharing one table between queue threads costs.
+    public private(set) var lockAcquisitions: UInt64 = 0
+    public private(set) var lockWaits: UInt64 = 0
 
     public init(_ engine: Engine) {
         self.engine = engine
@@ -60,7 +64,13 @@ public final class SharedEngine: @unchecked Sendable {
 
     deinit { pthread_mutex_destroy(&mutex) }
 
-    @inline(__always) public func lock() { pthread_mutex_lock(&mutex) }
+    @inline(__always) public func lock() {
+        if pthread_mutex_trylock(&mutex) != 0 {
+            pthread_mutex_lock(&mutex)
+            lockWaits &+= 1
+        }
+        lockAcquisitions &+= 1
+    }
     @inline(__always) public func unlock() { pthread_mutex_unlock(&mutex) }
 
     public func withLock<T>(_ body: (Engine) throws -> T) rethrows -> T {
@@ -164,16 +174,20 @@ public struct PacketLoop {
             }
             if drainingSince == nil && control.stopRequested { drainingSince = monotonicNanoseconds() }
             if let since = drainingSince, monotonicNanoseconds() - since > 500_000_000 { break }
-            guard queue.wait(timeoutMilliseconds: drainingSince == nil ? 100 : 20) else {
-                shared.withLock { engine in
-                    let now = monotonicNanoseconds()
-                    engine.advanceClock(to: now)
-                    if let trace = shared.trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }
+            // Under load the next batch is usually waiting already: read first, and poll only when
+            // the queue is empty (one syscall fewer per batch).
+            if try queue.receive(into: &batch) == 0 {
+                guard queue.wait(timeoutMilliseconds: drainingSince == nil ? 100 : 20) else {
+                    shared.withLock { engine in
+                        let now = monotonicNanoseconds()
+                        engine.advanceClock(to: now)
+                        if let trace = shared.trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }
+                    }
+                    if drainingSince != nil { break }  // nothing left queued
+                    continue
                 }
-                if drainingSince != nil { break }  // nothing left queued
-                continue
+                guard try queue.receive(into: &batch) > 0 else { continue }
             }
-            guard try queue.receive(into: &batch) > 0 else { continue }
             counters.receives &+= 1
             batch.parse()
             shared.lock()
