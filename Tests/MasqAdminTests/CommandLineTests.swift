@@ -23,9 +23,9 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         // an address without port is port 0, allowed when persistent; -p takes no value before "-s"
         (["-A", "-t", "198.18.0.1", "-p", "-s", "rr"], ["-A", "-t", "198.18.0.1:0", "-p", "-s", "rr"]),
         // inet_aton forms
-        (["-A", "-t", "10.1:80", "-s", "rr"], ["-A", "-t", "10.0.0.1:80", "-s", "rr"]),
-        (["-A", "-t", "0x0a000001:80", "-s", "rr"], ["-A", "-t", "10.0.0.1:80", "-s", "rr"]),
-        (["-A", "-t", "1.2.3.4:+080", "-s", "rr"], ["-A", "-t", "1.2.3.4:80", "-s", "rr"]),
+        (["-A", "-t", "198.18.1:80", "-s", "rr"], ["-A", "-t", "198.18.0.1:80", "-s", "rr"]),
+        (["-A", "-t", "0xc6120001:80", "-s", "rr"], ["-A", "-t", "198.18.0.1:80", "-s", "rr"]),
+        (["-A", "-t", "198.18.0.4:+080", "-s", "rr"], ["-A", "-t", "198.18.0.4:80", "-s", "rr"]),
         (["-E", "-u", "198.18.0.53:53", "-s", "sh", "-b", "sh-port,sh-fallback"],
          ["-E", "-u", "198.18.0.53:53", "-s", "sh", "-b", "sh-port,sh-fallback"]),
         (["-a", "-t", "198.18.0.1:80", "-r", "192.168.100.101", "-m", "-w", "+2"],
@@ -34,8 +34,8 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["--add-server", "-t", "vip:http", "-r", "web1:www", "--masquerading"],
          ["-a", "-t", "198.18.0.1:80", "-r", "192.168.100.101:80", "-m"]),
         (["-A", "-u", "VIP.example.org:domain", "-s", "sh"], ["-A", "-u", "198.18.0.1:53", "-s", "sh"]),
-        (["-a", "-t", "198.18.0.1:80", "-r", "10.0.0.1", "-m", "-x", "0", "-y", "0"],
-         ["-a", "-t", "198.18.0.1:80", "-r", "10.0.0.1", "-m", "-x", "0", "-y", "0"]),
+        (["-a", "-t", "198.18.0.1:80", "-r", "198.19.0.203", "-m", "-x", "0", "-y", "0"],
+         ["-a", "-t", "198.18.0.1:80", "-r", "198.19.0.203", "-m", "-x", "0", "-y", "0"]),
         (["-e", "-t", "198.18.0.1:80", "-r", "192.168.100.101:80", "-m", "-w", "0"],
          ["-e", "-t", "198.18.0.1:80", "-r", "192.168.100.101:80", "-m", "-w", "0"]),
         (["-d", "-t", "198.18.0.1:80", "-r", "192.168.100.102:8080"],
@@ -111,13 +111,13 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["-A", "-t", "198.18.0.1:80", "-D"], "invalid option `-D'"),
         (["-L", "-Lq"], "invalid option `-Lq'"),
         (["-L", "-n", "-n"], "multiple 'numeric' options specified"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-m", "-m"], "multiple 'forwarding-method' options specified"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-m"], "multiple 'forwarding-method' options specified"),
         (["-A"], "You need to supply the 'service-address' option for the 'add-service' command"),
         (["-D"], "You need to supply the 'service-address' option for the 'delete-service' command"),
         (["-a", "-t", "198.18.0.1:80", "-m"], "You need to supply the 'real-server' option for the 'add-server' command"),
-        (["-A", "-t", "198.18.0.1:80", "-r", "10.0.0.1"], "Illegal 'real-server' option with the 'add-service' command"),
+        (["-A", "-t", "198.18.0.1:80", "-r", "198.19.0.203"], "Illegal 'real-server' option with the 'add-service' command"),
         (["-D", "-t", "198.18.0.1:80", "-s", "rr"], "Illegal 'scheduler' option with the 'delete-service' command"),
-        (["-d", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-w", "2"], "Illegal 'weight' option with the 'delete-server' command"),
+        (["-d", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-w", "2"], "Illegal 'weight' option with the 'delete-server' command"),
         (["-L", "-s", "rr"], "Illegal 'scheduler' option with the 'list' command"),
         (["-C", "-n"], "Illegal 'numeric' option with the 'flush' command"),
         (["-S", "-c"], "Illegal 'connection' option with the 'save' command"),
@@ -133,32 +133,32 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["--set", "900", "120", "300", "400"], "unexpected argument 400"),
         (["-L", "-n", "extra"], "unexpected argument extra"),
         (["foo", "-L"], "unexpected argument foo"),  // popt reads options wherever they are
-        (["-A", "-t", "1.2.3.4:99999"], "illegal virtual server address[:port] specified"),
+        (["-A", "-t", "198.18.0.4:99999"], "illegal virtual server address[:port] specified"),
         (["-A", "-t", "80"], "illegal virtual server address[:port] specified"),
         (["-A", "-t", "nosuchhost:80"], "illegal virtual server address[:port] specified"),  // never DNS
-        (["-A", "-u", "1.2.3.4:www"], "illegal virtual server address[:port] specified"),  // www is tcp only
+        (["-A", "-u", "198.18.0.4:www"], "illegal virtual server address[:port] specified"),  // www is tcp only
         (["-A", "-t", "256.1.1.1:80"], "illegal virtual server address[:port] specified"),
         (["-A", "--tcp-service="], "illegal virtual server address[:port] specified"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "bad.host", "-m"], "illegal real server address[:port] specified"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-m", "-w", "65536"], "illegal weight specified"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-m", "-w", "-1"], "illegal weight specified"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-m", "-x", "abc"], "illegal u_threshold specified"),
-        (["-A", "-t", "1.2.3.4:80", "-p", "abc"], "invalid timeout value `abc' specified"),
-        (["-A", "-t", "1.2.3.4:80", "-p", "0"], "invalid timeout value `0' specified"),
-        (["-A", "-t", "1.2.3.4:80", "-p="], "invalid timeout value `' specified"),
-        (["-A", "-t", "1.2.3.4:80", "-p", "-M", "garbage"], "illegal virtual server persistent mask specified"),
-        (["-A", "-t", "1.2.3.4"], "Zero port specified for non-persistent service"),
-        (["-A", "-t", "1.2.3.4:80", "-s", "rr", "-b", "sh-port"], "incompatible scheduler flag `sh-port'"),
-        (["-A", "-t", "1.2.3.4:80", "-s", "mh", "-b", "sh-port"], "incompatible scheduler flag `sh-port'"),
-        (["-A", "-t", "1.2.3.4:80", "-b", "flag-9"], "invalid scheduler flag `flag-9'"),
-        (["-A", "-t", "1.2.3.4:80", "-o"], "One-Packet Scheduling is only for UDP virtual services"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "bad.host", "-m"], "illegal real server address[:port] specified"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-w", "65536"], "illegal weight specified"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-w", "-1"], "illegal weight specified"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-x", "abc"], "illegal u_threshold specified"),
+        (["-A", "-t", "198.18.0.4:80", "-p", "abc"], "invalid timeout value `abc' specified"),
+        (["-A", "-t", "198.18.0.4:80", "-p", "0"], "invalid timeout value `0' specified"),
+        (["-A", "-t", "198.18.0.4:80", "-p="], "invalid timeout value `' specified"),
+        (["-A", "-t", "198.18.0.4:80", "-p", "-M", "garbage"], "illegal virtual server persistent mask specified"),
+        (["-A", "-t", "198.18.0.4"], "Zero port specified for non-persistent service"),
+        (["-A", "-t", "198.18.0.4:80", "-s", "rr", "-b", "sh-port"], "incompatible scheduler flag `sh-port'"),
+        (["-A", "-t", "198.18.0.4:80", "-s", "mh", "-b", "sh-port"], "incompatible scheduler flag `sh-port'"),
+        (["-A", "-t", "198.18.0.4:80", "-b", "flag-9"], "invalid scheduler flag `flag-9'"),
+        (["-A", "-t", "198.18.0.4:80", "-o"], "One-Packet Scheduling is only for UDP virtual services"),
         (["-A", "-f", "0"], "invalid fwmark value `0' specified"),
         (["-A", "-6", "-f", "5"], "-6 used before -f\n"),  // sic: fail() adds a second newline
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-m", "--tun-type", "gue"], "Tunnel options conflict with forward method"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-i", "--tun-type", "gue"],
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "--tun-type", "gue"], "Tunnel options conflict with forward method"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-i", "--tun-type", "gue"],
          "You need to supply the 'tun-port' option for the 'gue' tunnel type"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-i", "--tun-type", "bogus"], "illegal tunnel type specified"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "[::1]:80", "-m"], "Different address family is allowed only for tunneling servers"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-i", "--tun-type", "bogus"], "illegal tunnel type specified"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "[::1]:80", "-m"], "Different address family is allowed only for tunneling servers"),
         (["--start-daemon", "foo"], "illegal start-daemon parameter specified"),
         (["--stop-daemon", "foo"], "illegal start_daemon specified"),
         (["--start-daemon", "master", "--syncid", "256"], "illegal syncid specified"),
@@ -179,7 +179,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["-L", "-q"], "-q: unknown option"),
         (["-L", "-nq"], "-nq: unknown option"),
         (["-L", "-t"], "-t: missing argument"),
-        (["-A", "-t", "1.2.3.4:80", "-s"], "-s: missing argument"),
+        (["-A", "-t", "198.18.0.4:80", "-s"], "-s: missing argument"),
         (["-L", "--numeric=1"], "--numeric=1: option does not take an argument"),
         (["-L", "-n="], "-n=: option does not take an argument"),
         (["-Ln="], "-Ln=: option does not take an argument"),
@@ -203,9 +203,9 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
 
     @Test func restoreLines() throws {
         // config_stream_read(): words per line, "ipvsadm" dropped, blank lines skipped.
-        let input = "-A -t 1.2.3.4:80 -s rr\n\nipvsadm -a -t 1.2.3.4:80 -r 10.0.0.1 -m\r\n  \t \n-C"
+        let input = "-A -t 198.18.0.4:80 -s rr\n\nipvsadm -a -t 198.18.0.4:80 -r 198.19.0.203 -m\r\n  \t \n-C"
         #expect(AdminCommandLine.restoreArguments(input) == [
-            ["-A", "-t", "1.2.3.4:80", "-s", "rr"], ["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-m"], ["-C"],
+            ["-A", "-t", "198.18.0.4:80", "-s", "rr"], ["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m"], ["-C"],
         ])
         for line in AdminCommandLine.restoreArguments(input) {
             _ = try parse(line, readingStdin: true)
@@ -216,16 +216,16 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
 @Suite struct RefusesWhatMasqDoesNotDo {
     // masq's own refusals (ipvsadm would accept these): exit 2, masq's words from IPVSCommandParser.
     @Test(arguments: [
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-g"], "NAT mode only"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-i"], "NAT mode only"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1"], "no forwarding method"),  // ipvsadm's default is -g
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-g"], "NAT mode only"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-i"], "NAT mode only"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203"], "no forwarding method"),  // ipvsadm's default is -g
         (["-A", "-f", "5"], "firewall-mark services are not supported"),
-        (["-A", "--sctp-service", "1.2.3.4:80"], "SCTP services are not supported"),
+        (["-A", "--sctp-service", "198.18.0.4:80"], "SCTP services are not supported"),
         (["-A", "-t", "[::1]:80"], "IPv6 services are not supported"),
-        (["-A", "-u", "1.2.3.4:80", "-o"], "option -o is not supported"),
-        (["-A", "-t", "1.2.3.4:80", "--pe", "sip"], "option --pe is not supported"),
-        (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-m", "-x", "5"], "connection thresholds are not supported"),
-        (["-A", "-t", "1.2.3.4:80", "-s", "rr", "-b", "flag-3"], "flag-3 is not supported"),
+        (["-A", "-u", "198.18.0.4:80", "-o"], "option -o is not supported"),
+        (["-A", "-t", "198.18.0.4:80", "--pe", "sip"], "option --pe is not supported"),
+        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-x", "5"], "connection thresholds are not supported"),
+        (["-A", "-t", "198.18.0.4:80", "-s", "rr", "-b", "flag-3"], "flag-3 is not supported"),
         (["--start-daemon", "master"], "synchronisation daemon"),
     ])
     func refuses(_ args: [String], _ words: String) {
@@ -242,7 +242,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
     @Test func unknownSchedulerIsIPVSError() {
         // IPVS answers ENOENT; libipvs says so, ipvsadm returns -1 (exit 255).
         #expect(throws: AdminError(message: "Scheduler or persistence engine not found", exitCode: 255)) {
-            try parse(["-A", "-t", "1.2.3.4:80", "-s", "bogus"])
+            try parse(["-A", "-t", "198.18.0.4:80", "-s", "bogus"])
         }
     }
 
