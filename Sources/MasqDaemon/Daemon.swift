@@ -220,7 +220,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
             throw DaemonError("installing iptables rules failed: \(error)")
         }
         logger.info("iptables rules installed", metadata: [
-            "binary": "\(runner.binary)", "chain": "raw/\(plan.chain)", "rules": "\(plan.preRouting.count + plan.output.count)"])
+            "binary": "\(runner.binary)", "chains": "\(plan.chainNames)", "rules": "\(plan.ruleCount)"])
         iptables = InstalledIptables(runner: runner, plan: plan)
     }
     let installed = iptables
@@ -229,7 +229,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         guard let installed, removedOnce.withLock({ done in defer { done = true }; return !done }) else { return }
         let plan = installed.plan.withLock { $0 }
         installed.runner.remove(plan)
-        logger.info("iptables rules removed", metadata: ["chain": "raw/\(plan.chain)"])
+        logger.info("iptables rules removed", metadata: ["chains": "\(plan.chainNames)"])
     }
 
     let shared = SharedEngine(engine)

@@ -45,101 +45,168 @@ public enum QueueSelection: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The iptables rules masq needs, derived from the rules file: both directions of every service
-/// queued in the **raw** table, before conntrack, and kept out of conntrack (`-j CT --notrack`).
+/// One chain of masq's: its table, the built-in chain that jumps to it, its name and its rules.
+public struct IptablesChain: Equatable, Sendable {
+    public var table: String
+    public var hook: String
+    public var name: String
+    public var rules: [[String]]
+}
+
+/// The iptables rules masq needs, derived from the rules file, hooked where IPVS hooks (so masq needs
+/// of the host what IPVS needs, and no more):
 ///
-/// Why raw + notrack: rewriting after conntrack (mangle) leaves the kernel's conntrack entry keyed on
-/// the VIP; the real server's reply then matches nothing, is "invalid", and NAT breaks. IPVS also keeps
-/// its flows out of conntrack. ICMP errors are queued too (all of the four types masq translates, and
-/// the director's own "fragmentation needed" from OUTPUT); unrelated ones come back untouched.
+/// - **raw PREROUTING** (chain `MASQ`): client → VIP is queued and rewritten to the real server
+///   before routing, so the kernel routes it to the real server. The real servers' replies are only
+///   kept out of conntrack here (`-j CT --notrack`).
+/// - **mangle FORWARD** (`MASQ-FORWARD`): the replies, and ICMP errors from the real servers' side,
+///   are queued and rewritten to source = VIP *after* routing, as IPVS's NAT reply hook at FORWARD
+///   does. Rewritten before routing, a packet from one of the director's own addresses is a martian
+///   (dropped unless `accept_local=1`, and with `rp_filter=1` even then). mangle, not filter: a verdict
+///   ends the packet's walk of its table, and the admin's own filter FORWARD rules must still run.
+/// - **raw OUTPUT** (`MASQ-OUTPUT`): connections from the director itself to a VIP (IPVS serves them
+///   from LOCAL_OUT): rewritten to the real server, then re-routed by the kernel after the verdict;
+///   and the director's own "fragmentation needed" about a client → real server packet it could not
+///   forward, translated back to the VIP.
+/// - **mangle INPUT** (`MASQ-INPUT`): the real servers' replies to those local connections (destination
+///   a VIP), rewritten after routing, like the forwarded ones.
+///
+/// Why notrack: rewriting after conntrack leaves the kernel's entry keyed on the VIP; the real
+/// server's reply then matches nothing and is "invalid". IPVS keeps its flows out of conntrack too.
+/// The real servers' answers to the director's own addresses (health checks, admin sessions) keep
+/// conntrack, or stateful INPUT rules would drop them.
 public struct IptablesPlan: Equatable, Sendable {
     public var chain: String
     public var queue: QueueSelection
+    /// raw PREROUTING: inbound queued, replies notracked.
     public var preRouting: [[String]] = []
+    /// raw OUTPUT: local clients' connections to a VIP, the director's own frag-needed.
     public var output: [[String]] = []
+    /// mangle FORWARD: replies and ICMP errors from the real servers' side.
+    public var forward: [[String]] = []
+    /// mangle INPUT: replies to local clients.
+    public var input: [[String]] = []
 
     /// `draining`: real servers no longer configured whose flows still live; their replies stay queued.
     public init(_ configuration: Configuration, queue: QueueSelection, chain: String = "MASQ",
                 draining: [(proto: IPProtocol, address: IPv4Address, port: UInt16)] = []) {
         self.chain = chain
         self.queue = queue
+        let target = queue.targetArguments
+        let notrack = ["-j", "CT", "--notrack"]
         var seen = Set<[String]>()
-        func add(_ match: [String]) {
-            guard seen.insert(match).inserted else { return }
-            let notrack = match.first == "-p" && match[1] != "icmp"
-            if notrack { preRouting.append(match + ["-j", "CT", "--notrack"]) }
-            preRouting.append(match + queue.targetArguments)
+        /// Appends `match + action` to `rules` once (real servers shared by services appear once).
+        func add(_ rules: inout [[String]], _ hook: String, _ match: [String], _ actions: [String]...) {
+            for action in actions where seen.insert([hook] + match + action).inserted { rules.append(match + action) }
         }
-        for service in configuration.services {
-            let proto = service.key.proto == .udp ? "udp" : "tcp"
-            var inbound = ["-p", proto, "-d", "\(service.key.address)/32"]
-            if service.key.port != 0 { inbound += ["--dport", "\(service.key.port)"] }
-            add(inbound)
+        func name(_ proto: IPProtocol) -> String { proto == .udp ? "udp" : "tcp" }
+        func server(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> [String] {
+            ["-p", name(proto), "-s", "\(address)/32"] + (port != 0 ? ["--sport", "\(port)"] : [])
         }
+        let vips = Set(configuration.services.map(\.key.address)).sorted()
+
         for service in configuration.services {
-            let proto = service.key.proto == .udp ? "udp" : "tcp"
+            let key = service.key
+            let vip = ["-p", name(key.proto), "-d", "\(key.address)/32"] + (key.port != 0 ? ["--dport", "\(key.port)"] : [])
+            add(&preRouting, "pre", vip, notrack, target)
+            add(&output, "out", vip, notrack, target)
+        }
+        var replies: [(proto: IPProtocol, address: IPv4Address, port: UInt16, vips: [IPv4Address])] = []
+        for service in configuration.services {
             for rs in service.realServers {
-                let port = rs.port == 0 ? service.key.port : rs.port
-                var outbound = ["-p", proto, "-s", "\(rs.address)/32"]
-                if port != 0 { outbound += ["--sport", "\(port)"] }
-                // Not the real server's answers to the director itself (health checks, admin sessions):
-                // those keep conntrack, or stateful INPUT rules would drop them.
-                outbound += ["-m", "addrtype", "!", "--dst-type", "LOCAL"]
-                add(outbound)
+                replies.append((service.key.proto, rs.address, rs.port == 0 ? service.key.port : rs.port,
+                                [service.key.address]))
             }
         }
-        for rs in draining {
-            var outbound = ["-p", rs.proto == .udp ? "udp" : "tcp", "-s", "\(rs.address)/32"]
-            if rs.port != 0 { outbound += ["--sport", "\(rs.port)"] }
-            add(outbound + ["-m", "addrtype", "!", "--dst-type", "LOCAL"])
+        // A draining server's local clients may have talked to any VIP.
+        replies += draining.map { ($0.proto, $0.address, $0.port, vips) }
+        for reply in replies {
+            let from = server(reply.proto, reply.address, reply.port)
+            add(&preRouting, "pre", from + ["-m", "addrtype", "!", "--dst-type", "LOCAL"], notrack)
+            add(&forward, "fwd", from, target)
+            for vip in reply.vips {
+                add(&preRouting, "pre", from + ["-d", "\(vip)/32"], notrack)
+                add(&input, "in", from + ["-d", "\(vip)/32"], target)
+            }
         }
-        for address in Set(configuration.services.map(\.key.address)).sorted() {
-            add(["-p", "icmp", "-d", "\(address)/32"])
+        // ICMP to a VIP from the client side (about a reply VIP → client): rewritten to the real server
+        // before routing. From a real server (about a local client's VIP → real server): after routing,
+        // in INPUT, like the replies; so those skip the PREROUTING rule.
+        let realAddresses = Set(replies.map(\.address)).sorted()
+        for vip in vips {
+            for address in realAddresses {
+                add(&preRouting, "pre", ["-p", "icmp", "-s", "\(address)/32", "-d", "\(vip)/32"], ["-j", "RETURN"])
+                add(&input, "in", ["-p", "icmp", "-s", "\(address)/32", "-d", "\(vip)/32"], target)
+            }
+            add(&preRouting, "pre", ["-p", "icmp", "-d", "\(vip)/32"], target)
         }
+        // ICMP errors from the real servers' side about client → real server, on their way to the client.
         for type in ["destination-unreachable", "source-quench", "time-exceeded", "parameter-problem"] {
-            add(["-p", "icmp", "--icmp-type", type])
+            add(&forward, "fwd", ["-p", "icmp", "--icmp-type", type], target)
         }
-        output.append(["-p", "icmp", "--icmp-type", "fragmentation-needed"] + queue.targetArguments)
+        add(&output, "out", ["-p", "icmp", "--icmp-type", "fragmentation-needed"], target)
+    }
+
+    /// masq's chains, in the order they are installed.
+    public var chains: [IptablesChain] {
+        [
+            IptablesChain(table: "raw", hook: "PREROUTING", name: chain, rules: preRouting),
+            IptablesChain(table: "raw", hook: "OUTPUT", name: chain + "-OUTPUT", rules: output),
+            IptablesChain(table: "mangle", hook: "FORWARD", name: chain + "-FORWARD", rules: forward),
+            IptablesChain(table: "mangle", hook: "INPUT", name: chain + "-INPUT", rules: input),
+        ]
     }
 
     public var outputChain: String { chain + "-OUTPUT" }
 
+    /// `table/chain` of every chain, for messages.
+    public var chainNames: String { chains.map { "\($0.table)/\($0.name)" }.joined(separator: ", ") }
+
+    /// Every rule, in all chains.
+    public var ruleCount: Int { chains.reduce(0) { $0 + $1.rules.count } }
+
     /// Every iptables invocation that installs the plan, in order (arguments after the binary).
     public var installCommands: [[String]] {
-        var commands: [[String]] = [["-t", "raw", "-N", chain]]
-        commands += preRouting.map { ["-t", "raw", "-A", chain] + $0 }
-        commands.append(["-t", "raw", "-I", "PREROUTING", "1", "-j", chain])
-        commands.append(["-t", "raw", "-N", outputChain])
-        commands += output.map { ["-t", "raw", "-A", outputChain] + $0 }
-        commands.append(["-t", "raw", "-I", "OUTPUT", "1", "-j", outputChain])
-        return commands
+        chains.flatMap { c in
+            [["-t", c.table, "-N", c.name]] + c.rules.map { ["-t", c.table, "-A", c.name] + $0 }
+                + [["-t", c.table, "-I", c.hook, "1", "-j", c.name]]
+        }
     }
 
     /// Removes what `installCommands` added (each step may fail harmlessly if already gone).
     public var removeCommands: [[String]] {
-        [
-            ["-t", "raw", "-D", "PREROUTING", "-j", chain], ["-t", "raw", "-F", chain], ["-t", "raw", "-X", chain],
-            ["-t", "raw", "-D", "OUTPUT", "-j", outputChain], ["-t", "raw", "-F", outputChain],
-            ["-t", "raw", "-X", outputChain],
-        ]
+        chains.flatMap { c in
+            [["-t", c.table, "-D", c.hook, "-j", c.name], ["-t", c.table, "-F", c.name], ["-t", c.table, "-X", c.name]]
+        }
+    }
+
+    /// The chains grouped by table, in install order.
+    private var tables: [(table: String, chains: [IptablesChain])] {
+        var result: [(table: String, chains: [IptablesChain])] = []
+        for c in chains {
+            if let i = result.firstIndex(where: { $0.table == c.table }) { result[i].chains.append(c) } else { result.append((c.table, [c])) }
+        }
+        return result
     }
 
     /// `removeCommands` as one `iptables-restore --noflush` transaction (one process: shutdown is fast).
     public var removeInput: String {
-        ["*raw", "-D PREROUTING -j \(chain)", "-D OUTPUT -j \(outputChain)", "-F \(chain)", "-F \(outputChain)",
-         "-X \(chain)", "-X \(outputChain)", "COMMIT"].joined(separator: "\n") + "\n"
+        tables.map { t in
+            (["*\(t.table)"] + t.chains.map { "-D \($0.hook) -j \($0.name)" } + t.chains.map { "-F \($0.name)" }
+                + t.chains.map { "-X \($0.name)" } + ["COMMIT"]).joined(separator: "\n")
+        }.joined(separator: "\n") + "\n"
     }
 
     /// The chains' new contents as one `iptables-restore --noflush` transaction (reload): declaring a
-    /// chain empties it, and the kernel swaps the whole table at COMMIT, so no packet ever sees the
-    /// chains half filled.
+    /// chain empties it, and the kernel swaps each table at COMMIT, so no packet ever sees a chain
+    /// half filled.
     public var restoreInput: String {
-        var lines = ["*raw", ":\(chain) - [0:0]", ":\(outputChain) - [0:0]"]
-        // iptables-restore splits on blanks and takes no shell quoting; no token here has a blank.
-        lines += preRouting.map { (["-A", chain] + $0).joined(separator: " ") }
-        lines += output.map { (["-A", outputChain] + $0).joined(separator: " ") }
-        lines.append("COMMIT")
-        return lines.joined(separator: "\n") + "\n"
+        tables.map { t in
+            // iptables-restore splits on blanks and takes no shell quoting; no token here has a blank.
+            (["*\(t.table)"] + t.chains.map { ":\($0.name) - [0:0]" }
+                + t.chains.flatMap { c in c.rules.map { (["-A", c.name] + $0).joined(separator: " ") } }
+                + ["COMMIT"]).joined(separator: "\n")
+        }.joined(separator: "\n") + "\n"
     }
 
     /// The plan as shell commands, one per line.

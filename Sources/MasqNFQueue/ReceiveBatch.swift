@@ -14,6 +14,8 @@ public struct QueuedPacket {
     public var originalLength: Int
     /// NFQA_SKB_INFO flags.
     public var skbInfo: UInt32
+    /// The netfilter hook the packet was queued from (NF_INET_PRE_ROUTING, NF_INET_LOCAL_IN, ...).
+    public var hook: UInt8 = 0
 
     public var isGSO: Bool { skbInfo & UInt32(NFQA_SKB_GSO) != 0 }
     public var checksumNotReady: Bool { skbInfo & UInt32(NFQA_SKB_CSUMNOTREADY) != 0 }
@@ -22,9 +24,14 @@ public struct QueuedPacket {
     /// What the engine must know: a non-GSO packet whose L4 checksum holds only the pseudo-header sum
     /// must leave with it finished (TCP stalls otherwise); a GSO one keeps a partial sum, updated for
     /// the new addresses, from which the kernel checksums each segment; a truncated one is never rewritten.
+    ///
+    /// Except at LOCAL_IN: a packet delivered to the director's own stack is never segmented, and a
+    /// verdict with a payload leaves it CHECKSUM_NONE, so TCP verifies the whole (GRO) packet against its
+    /// checksum field: that one must leave finished too.
     public var meta: PacketMeta {
-        PacketMeta(partialChecksum: checksumNotReady && !isGSO, truncated: isTruncated,
-                   partialChecksumKept: checksumNotReady && isGSO)
+        let keepPartial = isGSO && hook != UInt8(NF_INET_LOCAL_IN.rawValue)
+        return PacketMeta(partialChecksum: checksumNotReady && !keepPartial, truncated: isTruncated,
+                          partialChecksumKept: checksumNotReady && keepPartial)
     }
 }
 
@@ -131,6 +138,6 @@ public struct ReceiveBatch: ~Copyable {
             skbInfo = UInt32(bigEndian: mnl_attr_get_u32(info))
         }
         return QueuedPacket(id: UInt32(bigEndian: packetHeader.pointee.packet_id), payload: payload,
-                            originalLength: originalLength, skbInfo: skbInfo)
+                            originalLength: originalLength, skbInfo: skbInfo, hook: packetHeader.pointee.hook)
     }
 }

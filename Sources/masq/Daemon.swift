@@ -154,9 +154,11 @@ struct Iptables: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print, install or remove the iptables rules a rules file needs.",
         discussion: """
-            Both directions of every service are queued in the raw table's PREROUTING, before conntrack, \
-            and kept out of conntrack (-j CT --notrack); ICMP errors are queued too, and the director's own \
-            "fragmentation needed" from OUTPUT. --queue-bypass lets traffic through while no daemon is \
+            Where IPVS hooks: client -> VIP is queued in raw PREROUTING (rewritten before routing), the real \
+            servers' replies and ICMP errors in mangle FORWARD (rewritten after routing, so the director \
+            needs no accept_local and works with rp_filter=1), the director's own connections to a VIP in \
+            raw OUTPUT and their replies in mangle INPUT; all of them are kept out of conntrack \
+            (-j CT --notrack). --queue-bypass lets traffic through while no daemon is \
             bound: new connections to a VIP then reach the director's own stack (which resets them) and \
             replies of existing NAT flows leave un-NATed, so clients reset those too.
             """)
@@ -192,10 +194,10 @@ struct Iptables: ParsableCommand {
             } catch {
                 throw MasqError("\(error)")
             }
-            Swift.print("installed \(plan.installCommands.count) iptables commands (raw/\(plan.chain), raw/\(plan.outputChain)) with \(runner.binary)")
+            Swift.print("installed \(plan.installCommands.count) iptables commands (\(plan.chainNames)) with \(runner.binary)")
         case .remove:
             runner.remove(plan)
-            Swift.print("removed raw/\(plan.chain) and raw/\(plan.outputChain)")
+            Swift.print("removed \(plan.chainNames)")
         }
     }
 }

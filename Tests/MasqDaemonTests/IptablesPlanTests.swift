@@ -3,7 +3,8 @@ import Testing
 @testable import MasqDaemon
 
 @Suite struct IptablesPlanTests {
-    @Test func seedServiceQueuesBothDirectionsInRawWithNotrack() throws {
+    /// Where IPVS hooks: inbound before routing, replies after it (no accept_local, rp_filter=1 works).
+    @Test func seedServiceInboundInRawRepliesInMangleForward() throws {
         let configuration = try RulesFile.parse("""
             -A -t 12.0.0.1:80 -s rr
             -a -t 12.0.0.1:80 -r 192.168.100.101:80 -m -w 1
@@ -16,20 +17,56 @@ import Testing
             iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 -j CT --notrack
             iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 \(q)
             iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -m addrtype '!' --dst-type LOCAL -j CT --notrack
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -m addrtype '!' --dst-type LOCAL \(q)
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -d 12.0.0.1/32 -j CT --notrack
             iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -m addrtype '!' --dst-type LOCAL -j CT --notrack
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -m addrtype '!' --dst-type LOCAL \(q)
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -d 12.0.0.1/32 -j CT --notrack
+            iptables -t raw -A MASQ -p icmp -s 192.168.100.101/32 -d 12.0.0.1/32 -j RETURN
+            iptables -t raw -A MASQ -p icmp -s 192.168.100.102/32 -d 12.0.0.1/32 -j RETURN
             iptables -t raw -A MASQ -p icmp -d 12.0.0.1/32 \(q)
-            iptables -t raw -A MASQ -p icmp --icmp-type destination-unreachable \(q)
-            iptables -t raw -A MASQ -p icmp --icmp-type source-quench \(q)
-            iptables -t raw -A MASQ -p icmp --icmp-type time-exceeded \(q)
-            iptables -t raw -A MASQ -p icmp --icmp-type parameter-problem \(q)
             iptables -t raw -I PREROUTING 1 -j MASQ
             iptables -t raw -N MASQ-OUTPUT
+            iptables -t raw -A MASQ-OUTPUT -p tcp -d 12.0.0.1/32 --dport 80 -j CT --notrack
+            iptables -t raw -A MASQ-OUTPUT -p tcp -d 12.0.0.1/32 --dport 80 \(q)
             iptables -t raw -A MASQ-OUTPUT -p icmp --icmp-type fragmentation-needed \(q)
             iptables -t raw -I OUTPUT 1 -j MASQ-OUTPUT
+            iptables -t mangle -N MASQ-FORWARD
+            iptables -t mangle -A MASQ-FORWARD -p tcp -s 192.168.100.101/32 --sport 80 \(q)
+            iptables -t mangle -A MASQ-FORWARD -p tcp -s 192.168.100.102/32 --sport 80 \(q)
+            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type destination-unreachable \(q)
+            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type source-quench \(q)
+            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type time-exceeded \(q)
+            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type parameter-problem \(q)
+            iptables -t mangle -I FORWARD 1 -j MASQ-FORWARD
+            iptables -t mangle -N MASQ-INPUT
+            iptables -t mangle -A MASQ-INPUT -p tcp -s 192.168.100.101/32 --sport 80 -d 12.0.0.1/32 \(q)
+            iptables -t mangle -A MASQ-INPUT -p tcp -s 192.168.100.102/32 --sport 80 -d 12.0.0.1/32 \(q)
+            iptables -t mangle -A MASQ-INPUT -p icmp -s 192.168.100.101/32 -d 12.0.0.1/32 \(q)
+            iptables -t mangle -A MASQ-INPUT -p icmp -s 192.168.100.102/32 -d 12.0.0.1/32 \(q)
+            iptables -t mangle -I INPUT 1 -j MASQ-INPUT
 
             """)
+        // Removal and reload touch both tables, each in one transaction.
+        #expect(plan.removeInput == """
+            *raw
+            -D PREROUTING -j MASQ
+            -D OUTPUT -j MASQ-OUTPUT
+            -F MASQ
+            -F MASQ-OUTPUT
+            -X MASQ
+            -X MASQ-OUTPUT
+            COMMIT
+            *mangle
+            -D FORWARD -j MASQ-FORWARD
+            -D INPUT -j MASQ-INPUT
+            -F MASQ-FORWARD
+            -F MASQ-INPUT
+            -X MASQ-FORWARD
+            -X MASQ-INPUT
+            COMMIT
+
+            """)
+        #expect(plan.restoreInput.contains("COMMIT\n*mangle\n:MASQ-FORWARD - [0:0]\n:MASQ-INPUT - [0:0]\n-A MASQ-FORWARD -p tcp"))
+        #expect(plan.removeCommands.count == 12)
     }
 
     @Test func sharedRealServersAndPortZeroAndBalance() throws {
@@ -43,7 +80,9 @@ import Testing
             """)
         let plan = IptablesPlan(configuration, queue: .balance(0, 1), chain: "LB")
         let rules = plan.preRouting.map { $0.joined(separator: " ") }
-        #expect(rules.filter { $0.contains("-s 198.19.0.201/32") }.count == 2)  // once, notrack + queue
+        // Shared by two services: one notrack for forwarded replies, one per VIP for local clients' replies.
+        #expect(rules.filter { $0.contains("-s 198.19.0.201/32") && !$0.contains("icmp") }.count == 3)
+        #expect(plan.forward.filter { $0.contains("198.19.0.201/32") }.count == 1)
         #expect(rules.contains("-p tcp -d 198.18.0.3/32 -j NFQUEUE --queue-balance 0:1 --queue-bypass"))
         #expect(rules.contains("-p tcp -s 198.19.0.202/32 -m addrtype ! --dst-type LOCAL -j CT --notrack"))
         #expect(plan.restoreInput.hasPrefix("*raw\n:LB - [0:0]\n:LB-OUTPUT - [0:0]\n-A LB -p udp"))
@@ -65,6 +104,10 @@ import Testing
         let plan = IptablesPlan(configuration, queue: .single(0),
                                 draining: [(.tcp, IPv4Address("198.19.0.202")!, 80)])
         #expect(plan.preRouting.map { $0.joined(separator: " ") }.contains(
-            "-p tcp -s 198.19.0.202/32 --sport 80 -m addrtype ! --dst-type LOCAL -j NFQUEUE --queue-num 0 --queue-bypass"))
+            "-p tcp -s 198.19.0.202/32 --sport 80 -m addrtype ! --dst-type LOCAL -j CT --notrack"))
+        #expect(plan.forward.map { $0.joined(separator: " ") }.contains(
+            "-p tcp -s 198.19.0.202/32 --sport 80 -j NFQUEUE --queue-num 0 --queue-bypass"))
+        #expect(plan.input.map { $0.joined(separator: " ") }.contains(
+            "-p tcp -s 198.19.0.202/32 --sport 80 -d 198.18.0.1/32 -j NFQUEUE --queue-num 0 --queue-bypass"))
     }
 }
