@@ -1,11 +1,45 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The client side of the daemon's control socket (see `ControlService` in MasqDaemon): connect,
 /// send one request, half-close, read the answer until the daemon closes.
+/// Where a control socket lives: a file path, or, with a leading `@`, a name in Linux's abstract
+/// socket namespace (as `ss -x` shows them), which the kernel scopes to the network namespace: one
+/// daemon per namespace can use the default name without meeting the others, and nothing is left in
+/// the file system. An abstract socket has no file mode; the daemon checks every peer's credentials.
+public struct ControlSocketAddress: Sendable, CustomStringConvertible {
+    public let text: String
+    public init(_ text: String) { self.text = text }
+
+    public var isAbstract: Bool { text.hasPrefix("@") }
+    public var description: String { text }
+
+    /// The `sockaddr_un` and its length: for an abstract name, a leading NUL and the name's bytes only.
+    public func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = isAbstract ? [0] + Array(text.utf8.dropFirst()) : Array(text.utf8) + [0]
+        guard bytes.count <= MemoryLayout.size(ofValue: address.sun_path), bytes.count > 1 else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count - (isAbstract ? 0 : 1))
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        }
+    }
+}
+
 public enum ControlClient {
-    public static let defaultSocket = "/run/masq/masq.sock"
+    /// The daemon's default: an abstract name, so it is per network namespace (see `ControlSocketAddress`).
+    public static let defaultSocket = "@masq"
+
+    /// The socket a client talks to: `--socket` when given, else `MASQ_CONTROL_SOCKET`, else the default.
+    public static func socketPath(option: String? = nil) -> String {
+        option ?? ProcessInfo.processInfo.environment["MASQ_CONTROL_SOCKET"] ?? defaultSocket
+    }
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var errno: Int32
@@ -27,18 +61,8 @@ public enum ControlClient {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(errno: errno, path: path) }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Failure(errno: ENAMETOOLONG, path: path) }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
+        guard let connected = ControlSocketAddress(path).withSockaddr({ connect(fd, $0, $1) }) else {
+            throw Failure(errno: ENAMETOOLONG, path: path)
         }
         guard connected == 0 else { throw Failure(errno: errno, path: path) }
         var outgoing = Array(text.utf8)

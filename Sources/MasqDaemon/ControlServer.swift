@@ -33,40 +33,32 @@ public struct ControlService: Service {
     }
 
     public func run() async throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                     attributes: [.posixPermissions: 0o700])
-        }
         let core = self.core
         let logger = self.logger
-        // Created 0600 from the start: the umask applies at bind.
-        let oldMask = umask(0o177)
+        let listener = try ControlSocketListener(path)
         let channel: Channel
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.backlog, value: 16)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ControlHandler(core: core, logger: logger))
                     }
                 }
-                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+                .withBoundSocket(listener.descriptor)
                 .get()
         } catch {
-            umask(oldMask)
+            close(listener.descriptor)
+            listener.removeFile()
             throw DaemonError("control socket \(path): cannot listen: \(error)")
         }
-        umask(oldMask)
-        chmod(path, 0o600)
         logger.info("control socket listening", metadata: ["path": "\(path)"])
         await withGracefulShutdownHandler {
             try? await channel.closeFuture.get()
         } onGracefulShutdown: {
             channel.close(promise: nil)
         }
-        unlink(path)
+        listener.removeFile()
     }
 }
 

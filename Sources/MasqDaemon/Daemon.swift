@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MasqAdmin
 import MasqCore
 import MasqNFQueue
 import ServiceLifecycle
@@ -22,7 +23,7 @@ public struct DaemonOptions: @unchecked Sendable {
     public var pidFile: String?
     public var dumpDirectory = "/run/masq"
     /// The runtime control socket (nil: none).
-    public var controlSocket: String? = "/run/masq/masq.sock"
+    public var controlSocket: String? = ControlClient.defaultSocket
     /// `--metrics HOST:PORT` (nil: off).
     public var metricsAddress: (String, Int)?
     /// IPVS's expire_nodest_conn: drop the flows of a removed real server instead of letting them finish.

@@ -83,8 +83,12 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where SIGUSR1 writes connection-table dumps (JSON lines, one file per signal).")
     var dumpDirectory = "/run/masq"
 
-    @Option(help: "The runtime control socket masqadm and `masq flows` talk to (mode 0600, root only).")
-    var controlSocket = ControlClient.defaultSocket
+    @Option(help: ArgumentHelp("""
+        The runtime control socket masqadm and `masq flows` talk to (root only): a file path (mode 0600), \
+        or @NAME in the abstract namespace, which is per network namespace (default: $MASQ_CONTROL_SOCKET, else \
+        \(ControlClient.defaultSocket)).
+        """, valueName: "PATH|@NAME"))
+    var controlSocket: String?
 
     @Flag(help: "No control socket.")
     var noControlSocket = false
@@ -137,7 +141,7 @@ struct Run: AsyncParsableCommand {
         options.logPackets = debugPackets
         options.pidFile = pidFile
         options.dumpDirectory = dumpDirectory
-        options.controlSocket = noControlSocket ? nil : controlSocket
+        options.controlSocket = noControlSocket ? nil : ControlClient.socketPath(option: controlSocket)
         options.metricsAddress = metricsAddress
         options.expireNodestConnections = expireNodestConn
         do {
@@ -228,14 +232,15 @@ struct Flows: ParsableCommand {
     @Option(help: "Only the flows that match, e.g. 'vip=198.18.0.1:80 state=ESTABLISHED'.")
     var filter = ""
 
-    @Option(help: "The daemon's control socket.")
-    var socket = ControlClient.defaultSocket
+    @Option(help: ArgumentHelp("The daemon's control socket (default: $MASQ_CONTROL_SOCKET, else \(ControlClient.defaultSocket)).",
+                               valueName: "PATH|@NAME"))
+    var socket: String?
 
     func run() throws {
         if !filter.isEmpty {
             do { _ = try FlowFilter(filter) } catch { throw MasqError(error.description) }
         }
-        let body = try askDaemon("flows \(filter)", socket: socket)
+        let body = try askDaemon("flows \(filter)", socket: ControlClient.socketPath(option: socket))
         if json {
             print(body, terminator: "")
             return
@@ -273,8 +278,9 @@ struct Trace: ParsableCommand {
     @Option(help: "The pcap file the daemon writes.")
     var out: String
 
-    @Option(help: "The daemon's control socket.")
-    var socket = ControlClient.defaultSocket
+    @Option(help: ArgumentHelp("The daemon's control socket (default: $MASQ_CONTROL_SOCKET, else \(ControlClient.defaultSocket)).",
+                               valueName: "PATH|@NAME"))
+    var socket: String?
 
     func run() throws {
         if !filter.isEmpty {
@@ -282,7 +288,7 @@ struct Trace: ParsableCommand {
         }
         guard packets > 0, seconds > 0 else { throw ValidationError("--packets and --seconds must be positive") }
         let path = out.hasPrefix("/") ? out : FileManager.default.currentDirectoryPath + "/" + out
-        print(try askDaemon("trace \(filter) packets=\(packets) seconds=\(seconds) file=\(path)", socket: socket),
+        print(try askDaemon("trace \(filter) packets=\(packets) seconds=\(seconds) file=\(path)", socket: ControlClient.socketPath(option: socket)),
               terminator: "")
     }
 }

@@ -1,0 +1,96 @@
+import Foundation
+import MasqAdmin
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control socket's listening descriptor, made by hand rather than by NIO's `bind(unixDomainSocketPath:
+/// cleanupExistingSocketFile:)`, which unlinks whatever is at the path: a second daemon would take over
+/// the first one's socket and delete it at exit, leaving the first uncontrollable. Here a path that a
+/// live daemon answers on is refused, only a stale one (nobody listening) is replaced, and at exit the
+/// file is removed only while it is still the one this daemon bound.
+struct ControlSocketListener {
+    let address: ControlSocketAddress
+    let descriptor: Int32
+    /// The socket file's device and inode (nil for an abstract name).
+    private let identity: (dev: UInt64, ino: UInt64)?
+
+    init(_ text: String) throws(DaemonError) {
+        address = ControlSocketAddress(text)
+        if !address.isAbstract {
+            let directory = (text as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                         attributes: [.posixPermissions: 0o700])
+            }
+            try Self.clearStale(address)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw DaemonError("control socket \(text): socket: \(Self.text(errno))") }
+        // Created 0600 from the start: the umask applies at bind.
+        let oldMask = umask(0o177)
+        let bound = address.withSockaddr { bind(fd, $0, $1) }
+        let bindErrno = errno
+        umask(oldMask)
+        guard let bound else {
+            close(fd)
+            throw DaemonError("control socket \(text): the name is too long for a Unix socket")
+        }
+        guard bound == 0 else {
+            close(fd)
+            if bindErrno == EADDRINUSE && address.isAbstract {
+                throw DaemonError("control socket \(text): another masq already serves it in this network namespace;"
+                    + " give this daemon its own --control-socket")
+            }
+            throw DaemonError("control socket \(text): cannot bind: \(Self.text(bindErrno))")
+        }
+        guard listen(fd, 16) == 0 else {
+            let e = errno
+            close(fd)
+            throw DaemonError("control socket \(text): cannot listen: \(Self.text(e))")
+        }
+        descriptor = fd
+        if address.isAbstract {
+            identity = nil
+        } else {
+            chmod(text, 0o600)
+            var st = stat()
+            identity = stat(text, &st) == 0 ? (UInt64(st.st_dev), UInt64(st.st_ino)) : nil
+        }
+    }
+
+    /// A socket file at the path: refused if a daemon answers on it, removed if nobody does.
+    private static func clearStale(_ address: ControlSocketAddress) throws(DaemonError) {
+        let path = address.text
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard st.st_mode & S_IFMT == S_IFSOCK else {
+            throw DaemonError("control socket \(path): the path exists and is not a socket")
+        }
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return }
+        defer { close(probe) }
+        let connected = address.withSockaddr { connect(probe, $0, $1) } ?? -1
+        if connected == 0 {
+            // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (glibc shows it only under _GNU_SOURCE).
+            var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+            var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+            let owner = getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 ? " (pid \(credentials.pid))" : ""
+            throw DaemonError("control socket \(path): another masq\(owner) is serving it; give this daemon its own"
+                + " --control-socket, or stop that one first")
+        }
+        // ECONNREFUSED: a file left by a daemon that died; nobody serves it.
+        unlink(path)
+    }
+
+    /// Removes the socket file if it is still the one this listener bound (not a successor's).
+    func removeFile() {
+        guard let identity else { return }
+        var st = stat()
+        if stat(address.text, &st) == 0 && UInt64(st.st_dev) == identity.dev && UInt64(st.st_ino) == identity.ino {
+            unlink(address.text)
+        }
+    }
+
+    private static func text(_ code: Int32) -> String { String(cString: strerror(code)) }
+}
