@@ -23,19 +23,20 @@ import ServiceLifecycle
 ///     help                        this list
 public struct ControlService: Service {
     let core: DaemonCore
-    let path: String
+    let listener: ControlSocketListener
     let logger: Logger
 
-    public init(core: DaemonCore, path: String, logger: Logger) {
+    init(core: DaemonCore, listener: ControlSocketListener, logger: Logger) {
         self.core = core
-        self.path = path
+        self.listener = listener
         self.logger = logger
     }
 
     public func run() async throws {
         let core = self.core
         let logger = self.logger
-        let listener = try ControlSocketListener(path)
+        let listener = self.listener
+        let path = listener.address.text
         let channel: Channel
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

@@ -158,6 +158,10 @@ struct SignalService: Service {
                     try core.reload(from: options.rulesPath)
                 }
                 logger.info("reload accepted")
+                for warning in HostChecks.warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
+                                                   iptablesBinary: options.iptablesBinary) {
+                    logger.warning("\(warning)")
+                }
             } catch {
                 logger.error("reload rejected, the running configuration stays: \(error.description)")
             }
@@ -241,6 +245,20 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     loop.recordBatchSizes = options.metricsAddress != nil
     let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
 
+    for warning in HostChecks.warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
+                                       iptablesBinary: options.iptablesBinary) {
+        logger.warning("\(warning)")
+    }
+    // Every listener is bound before masq says it is serving: a taken address stops start-up, named.
+    let controlListener: ControlSocketListener?
+    do {
+        controlListener = try options.controlSocket.map { path throws(DaemonError) in try ControlSocketListener(path) }
+        if let (host, port) = options.metricsAddress { try await HostChecks.probeListen(host: host, port: port) }
+    } catch {
+        removeRules()
+        throw error
+    }
+
     let health = keepalived.map { HealthController($0, core: core, logger: logger) }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
         .init(service: PacketService(context: context, onShutdown: removeRules, logger: logger),
@@ -250,8 +268,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         .init(service: RateService(core: core)),
     ]
     if let health { services.append(.init(service: HealthService(controller: health))) }
-    if let socket = options.controlSocket {
-        services.append(.init(service: ControlService(core: core, path: socket, logger: logger),
+    if let controlListener {
+        services.append(.init(service: ControlService(core: core, listener: controlListener, logger: logger),
                               failureTerminationBehavior: .gracefullyShutdownGroup))
     }
     if let (host, port) = options.metricsAddress {
