@@ -33,7 +33,7 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate a rules file (ipvsadm-save format) and print it back as masq understood it.")
 
-    @Argument(help: "The rules file, as `ipvsadm-save -n` writes it.")
+    @Argument(help: "The rules file, as `ipvsadm-save` writes it (with or without -n: names come from /etc/hosts and /etc/services).")
     var rules: String?
 
     @Option(help: "Check a keepalived.conf instead (its LVS part and health checks).")
