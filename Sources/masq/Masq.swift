@@ -10,6 +10,7 @@ struct Masq: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "masq",
         abstract: "An LVS-NAT director in userspace: IPVS's NAT over NFQUEUE, and offline over captures.",
+        version: masqVersion,
         subcommands: [Run.self, Iptables.self, Flows.self, Trace.self, Replay.self, Check.self]
     )
 }
