@@ -160,8 +160,10 @@ public enum AdminCommandLine {
         }
     }
 
-    /// What `ipvsadm -v` prints (`version()`), kept as is: tools parse it.
+    /// What `masqadm -v` prints: ipvsadm's `version()` line unchanged first (scripts parse it for the
+    /// ipvsadm and IPVS versions whose syntax and layouts masqadm follows), then which masq this is.
     public static let versionText = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n"
+        + "masqadm (masq \(masqVersion))\n"
 
     /// What `masqadm -h` prints to stdout (exit 0): ipvsadm 1.31's `usage_exit` text for what masq
     /// supports, NAT only.
@@ -199,7 +201,7 @@ public enum AdminCommandLine {
               --zero            -Z        zero counters in a service or all services
               --set tcp tcpfin udp        set connection timeout values
               --help            -h        display this help message
-              --version         -v        display ipvsadm's version line
+              --version         -v        display ipvsadm's version line and masq's version
 
             virtual-service:
               --tcp-service|-t  service-address   service-address is host[:port]

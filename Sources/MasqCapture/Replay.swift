@@ -63,7 +63,8 @@ public func replay(_ engine: Engine, input: String, output: String?, recordVerdi
         }
         if recordVerdicts { summary.verdicts.append(verdict) }
         if verdict?.accepts ?? true {
-            writer?.write(record.bytes, wireLength: record.wireLength, timestamp: record.timestamp)
+            try writer?.write(record.bytes, wireLength: record.wireLength, timestamp: record.timestamp,
+                              packet: "packet \(reader.recordNumber) of \(input)")
             summary.written += 1
         }
     }

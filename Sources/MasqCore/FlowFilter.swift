@@ -51,11 +51,24 @@ public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
             case "client", "source", "src": client = try endpoint()
             case "vip", "virtual", "service": virtual = try endpoint()
             case "rs", "real_server", "realserver", "server", "destination", "dst": server = try endpoint()
-            case "state": state = value.uppercased()
+            case "state":
+                // A misspelt state would match nothing and look like an empty table: refuse it.
+                let name = value.uppercased()
+                guard Self.stateNames.contains(name) else {
+                    throw ParseError(description: "filter term '\(term)': unknown state; one of "
+                        + Self.stateNames.joined(separator: ", "))
+                }
+                state = name
             default:
                 throw ParseError(description: "filter term '\(term)': unknown key '\(parts[0])' (keys: proto, client, vip, rs, state)")
             }
         }
+    }
+
+    /// The states a flow can be in, as `ipvsadm -L -c` and `masq flows` print them: IPVS's TCP states
+    /// in its order (NONE is also a persistence template's), then UDP's one.
+    public static let stateNames: [String] = (0..<ConnectionState.count).map {
+        ConnectionState(rawValue: UInt8($0)).description
     }
 
     public var isEmpty: Bool { self == FlowFilter() }

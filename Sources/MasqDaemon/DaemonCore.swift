@@ -31,13 +31,26 @@ public final class DaemonCore: Sendable {
     // MARK: Changes
 
     /// Replaces the whole configuration (SIGHUP, restore, any edit): engine first, then iptables.
+    /// Each difference from the running configuration (which holds masqadm's edits since the last
+    /// load, so a SIGHUP shows what the file undoes too) is logged on its own line, then a summary.
+    /// Callers hold `changeLock`, so the configuration read here is the one being replaced.
     func replace(_ new: Configuration, reason: String) {
-        configuration.withLock { $0 = new }
+        let old = configuration.withLock { current in
+            defer { current = new }
+            return current
+        }
         shared.withLock { $0.apply(new) }
         refreshIptables()
+        let changes = old.changes(to: new)
+        for change in changes {
+            var metadata: Logger.Metadata = ["by": "\(reason)"]
+            if let service = change.service { metadata["service"] = "\(service)" }
+            if let server = change.realServer { metadata["real_server"] = "\(server)" }
+            logger.notice("\(change.description)", metadata: metadata)
+        }
         logger.info("configuration applied", metadata: [
             "by": "\(reason)", "services": "\(new.services.count)",
-            "real_servers": "\(new.services.reduce(0) { $0 + $1.realServers.count })"])
+            "real_servers": "\(new.services.reduce(0) { $0 + $1.realServers.count })", "changes": "\(changes.count)"])
     }
 
     /// Brings the iptables rules in line with the configuration and the real servers still draining

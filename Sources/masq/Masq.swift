@@ -10,6 +10,7 @@ struct Masq: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "masq",
         abstract: "An LVS-NAT director in userspace: IPVS's NAT over NFQUEUE, and offline over captures.",
+        version: masqVersion,
         subcommands: [Run.self, Iptables.self, Flows.self, Trace.self, Replay.self, Check.self]
     )
 }
@@ -33,7 +34,7 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate a rules file (ipvsadm-save format) and print it back as masq understood it.")
 
-    @Argument(help: "The rules file, as `ipvsadm-save -n` writes it.")
+    @Argument(help: "The rules file, as `ipvsadm-save` writes it (with or without -n: names come from /etc/hosts and /etc/services).")
     var rules: String?
 
     @Option(help: "Check a keepalived.conf instead (its LVS part and health checks).")

@@ -256,7 +256,10 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
 
 @Suite struct HelpAndVersion {
     @Test func version() {
-        #expect(AdminCommandLine.versionText == "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n")
+        // ipvsadm's line first, unchanged (scripts read it), then masq's version.
+        let lines = AdminCommandLine.versionText.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines == ["ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)", "masqadm (masq \(masqVersion))", ""])
+        #expect(masqVersion.split(separator: ".").count == 3 && masqVersion.split(separator: ".").allSatisfy { UInt($0) != nil })
     }
 
     @Test func help() {

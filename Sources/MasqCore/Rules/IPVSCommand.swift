@@ -54,8 +54,15 @@ public enum IPVSCommandParser {
         "-d": .deleteServer, "--delete-server": .deleteServer,
     ]
 
-    /// Parses one command from its tokens (`["-A", "-t", "198.18.0.1:80", "-s", "rr"]`).
-    public static func parse(_ tokens: [String]) throws(RulesError) -> IPVSCommand {
+    /// Parses one command from its tokens (`["-A", "-t", "198.18.0.1:80", "-s", "rr"]`). Host and port
+    /// names (`web1:http`) are looked up in `names`; the default knows none, so only numbers parse.
+    public static func parse(_ tokens: [String], names: NameResolver = .numericOnly) throws(RulesError) -> IPVSCommand {
+        try parse(tokens, names: { names })
+    }
+
+    /// As `parse(_:names:)`, asking `names` for the resolver only when a token is not numeric, so a
+    /// numeric rules file never reads /etc/hosts or /etc/services.
+    public static func parse(_ tokens: [String], names: () -> NameResolver) throws(RulesError) -> IPVSCommand {
         // `--opt=value` is the same as `--opt value`.
         var words: [String] = []
         for t in tokens {
@@ -97,11 +104,10 @@ public enum IPVSCommandParser {
             case "-t", "--tcp-service", "-u", "--udp-service":
                 try once("service", w)
                 let text = try value(w)
-                guard let (address, port) = parseEndpoint(text) else {
-                    throw RulesError(token: text, message: "illegal virtual server address[:port] specified")
-                }
-                command.service = ServiceKey(proto: w == "-u" || w == "--udp-service" ? .udp : .tcp,
-                                             address: address, port: port ?? 0)
+                let proto: IPProtocol = w == "-u" || w == "--udp-service" ? .udp : .tcp
+                let (address, port) = try endpoint(text, proto: proto, names: names,
+                                                   illegal: "illegal virtual server address[:port] specified")
+                command.service = ServiceKey(proto: proto, address: address, port: port ?? 0)
             case "-f", "--fwmark-service":
                 throw RulesError(token: w, message: "firewall-mark services are not supported by masq (use -t or -u)")
             case "--sctp-service":
@@ -142,17 +148,18 @@ public enum IPVSCommandParser {
             case "-M", "--netmask":
                 try once("netmask", w)
                 let text = try value(w)
-                guard let mask = IPv4Address(text) else {
-                    throw RulesError(token: text, message: "illegal netmask specified")
+                // ipvsadm's parse_netmask: an address, else a host name (from /etc/hosts here).
+                guard let mask = IPv4Address(text) ?? (isNumeric(text) ? nil : names().address(forHost: text)) else {
+                    throw RulesError(token: text, message: "illegal virtual server persistent mask specified")
                 }
                 command.netmask = mask
             case "-r", "--real-server":
                 try once("real-server", w)
                 let text = try value(w)
-                guard let (address, port) = parseEndpoint(text) else {
-                    throw RulesError(token: text, message: "illegal real server address[:port] specified")
-                }
-                command.realServer = (address, port)
+                // The protocol known so far names the port, as in ipvsadm (`-r` copies `ce->svc`, whose
+                // protocol only a `-t`/`-u` before it has set).
+                command.realServer = try endpoint(text, proto: command.service?.proto, names: names,
+                                                  illegal: "illegal real server address[:port] specified")
             case "-m", "--masquerading":
                 try once("forwarding", w)
                 forwarding = w
@@ -227,10 +234,58 @@ public enum IPVSCommandParser {
 
     /// `A.B.C.D[:PORT]`, numeric only (what `ipvsadm-save -n` prints).
     public static func parseEndpoint(_ text: String) -> (IPv4Address, UInt16?)? {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = IPv4Address(parts[0]) else { return nil }
-        guard parts.count == 2 else { return (address, nil) }
-        guard let port = UInt16(parts[1]) else { return nil }
+        try? endpoint(text, proto: nil, names: { .numericOnly }, illegal: "")
+    }
+
+    /// ipvsadm's `parse_service` for IPv4: `HOST[:PORT]` split at the last colon, HOST a dotted quad or
+    /// a host name, PORT a number or a service name of `proto` (nil before any `-t`/`-u`: names then
+    /// fail, as in ipvsadm). The error keeps ipvsadm's words (`illegal`) and says which name failed.
+    static func endpoint(_ text: String, proto: IPProtocol?, names: () -> NameResolver,
+                         illegal: String) throws(RulesError) -> (IPv4Address, UInt16?) {
+        // str_is_digit: a bare number is no address (ipvsadm would read it as a firewall mark).
+        guard !isNumeric(text) else { throw RulesError(token: text, message: illegal) }
+        var hostText = Substring(text)
+        var portText: Substring?
+        if let colon = text.lastIndex(of: ":") {
+            hostText = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        let address: IPv4Address
+        if let a = IPv4Address(hostText) {
+            address = a
+        } else if hostText.isEmpty || looksNumeric(hostText) || hostText.contains(":") {
+            throw RulesError(token: text, message: illegal)  // a bad address, not a name
+        } else {
+            let resolver = names()
+            guard let a = resolver.address(forHost: String(hostText)) else {
+                throw RulesError(token: text, message: "\(illegal): unknown host '\(hostText)' (not in "
+                    + "\(resolver.hostsSource); masq never asks DNS)")
+            }
+            address = a
+        }
+        guard let portText else { return (address, nil) }
+        if let port = UInt16(portText) { return (address, port) }
+        guard !portText.isEmpty, !isNumeric(portText) else { throw RulesError(token: text, message: illegal) }
+        guard let proto else {
+            throw RulesError(token: text, message: "\(illegal): service name '\(portText)' before the protocol "
+                + "is known (give -t or -u first, as ipvsadm needs)")
+        }
+        let resolver = names()
+        let protoName = proto == .udp ? "udp" : "tcp"
+        guard let port = resolver.port(forService: String(portText), proto: protoName) else {
+            throw RulesError(token: text, message: "\(illegal): unknown service name '\(portText)' for \(protoName) "
+                + "(not in \(resolver.servicesSource))")
+        }
         return (address, port)
+    }
+
+    /// Only ASCII digits (and not empty).
+    static func isNumeric<S: StringProtocol>(_ s: S) -> Bool {
+        !s.isEmpty && s.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    /// Digits and dots only: a mistyped address (`198.18.0.300`), never a host name worth looking up.
+    static func looksNumeric(_ s: Substring) -> Bool {
+        s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e }
     }
 }

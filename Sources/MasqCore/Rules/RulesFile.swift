@@ -1,15 +1,29 @@
-/// The daemon's configuration file: what `ipvsadm-save -n` prints (and the seed keeps in
-/// /etc/sysconfig/ipvsadm). One command per line; `#` starts a comment; blank lines are ignored.
+/// The daemon's configuration file: what `ipvsadm-save` prints, with `-n` (numbers) or without
+/// (host names from /etc/hosts, service names from /etc/services), as the seed keeps it in
+/// /etc/sysconfig/ipvsadm. One command per line; `#` starts a comment; blank lines are ignored.
 public enum RulesFile {
     /// Parses and applies every line in order to an empty configuration. Either the whole file is good
     /// and a configuration comes back, or the first error comes back naming file:line and the token.
-    public static func parse(_ text: String, file: String = "<rules>") throws(RulesError) -> Configuration {
-        try apply(text, to: Configuration(), file: file)
+    ///
+    /// `names` resolves host and service names as `ipvsadm -R` does, from files only (never DNS); nil
+    /// reads the system's /etc/hosts and /etc/services, once, and only when a line has a name.
+    public static func parse(_ text: String, file: String = "<rules>", names: NameResolver? = nil)
+        throws(RulesError) -> Configuration {
+        try apply(text, to: Configuration(), file: file, names: names)
     }
 
     /// Applies every line of `text` in order to `base` (`ipvsadm -R`); all or nothing.
-    public static func apply(_ text: String, to base: Configuration, file: String) throws(RulesError) -> Configuration {
+    public static func apply(_ text: String, to base: Configuration, file: String, names: NameResolver? = nil)
+        throws(RulesError) -> Configuration {
         var configuration = base
+        var resolver = names
+        // Read the system's files the first time a name needs them, then keep them for the whole file.
+        func lookup() -> NameResolver {
+            if let resolver { return resolver }
+            let system = NameResolver()
+            resolver = system
+            return system
+        }
         var lineNumber = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -17,7 +31,7 @@ public enum RulesFile {
             let tokens = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
             if tokens.isEmpty { continue }
             do {
-                let command = try IPVSCommandParser.parse(tokens)
+                let command = try IPVSCommandParser.parse(tokens, names: lookup)
                 try configuration.apply(command)
             } catch {
                 var located = error
