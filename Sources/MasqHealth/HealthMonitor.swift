@@ -84,7 +84,7 @@ public final class HealthMonitor: @unchecked Sendable {
             let (v, r, c) = (d.0, d.1, d.2)
             let wasAlive = isAlive(v, r)
             let reason: String
-            if case .failure(let why) = results[i] { reason = why } else { reason = "" }
+            if case .failure(let why) = results[i] { reason = why.description } else { reason = "" }
             _ = schedules[v][r][c].record(success: results[i].succeeded, at: now)
             let alive = isAlive(v, r)
             if alive != wasAlive {

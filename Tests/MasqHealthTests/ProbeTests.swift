@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -74,7 +77,8 @@ final class TestServer: ChannelInboundHandler, @unchecked Sendable {
         defer { server.close(promise: nil) }
         let port = UInt16(server.localAddress!.port!)
         let r = await Probe.run(.http(urls: [.init(path: "/")], virtualHost: nil), address: loopback, port: port, timeout: 2)
-        #expect(r == .failure("GET / on 127.0.0.1:\(port): status 500, expected 2xx"))
+        #expect(r == .failure(ProbeFailure(check: "GET / on 127.0.0.1:\(port)", reason: .httpStatus(500, expected: "2xx"))))
+        #expect(r.failureText == "GET / on 127.0.0.1:\(port): HTTP 500 (expected 2xx)")
     }
 
     @Test func aSilentServerTimesOut() async throws {
@@ -83,12 +87,64 @@ final class TestServer: ChannelInboundHandler, @unchecked Sendable {
         let port = UInt16(server.localAddress!.port!)
         let start = ContinuousClock.now
         let r = await Probe.run(.http(urls: [.init(path: "/")], virtualHost: nil), address: loopback, port: port, timeout: 0.3)
-        #expect(!r.succeeded)
+        #expect(r.failureText == "GET / on 127.0.0.1:\(port): timeout after 0.3 s")
         #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
+    /// A port nobody listens on (a loopback server's, after it closed): the kernel's RST reads as
+    /// "connection refused" for both checkers.
+    @Test func aClosedPortIsConnectionRefused() async throws {
+        let server = try await TestServer.start()
+        let port = UInt16(server.localAddress!.port!)
+        try await server.close()
+        let tcp = await Probe.run(.tcp, address: loopback, port: port, timeout: 2)
+        #expect(tcp.failureText == "TCP connect to 127.0.0.1:\(port): connection refused")
+        let http = await Probe.run(.http(urls: [.init(path: "/health")], virtualHost: nil), address: loopback, port: port, timeout: 2)
+        #expect(http == .failure(ProbeFailure(check: "GET /health on 127.0.0.1:\(port)", reason: .connectionRefused)))
+    }
+
+    /// A status outside status_code is "HTTP 404" with what was expected; a wrong body, "digest mismatch".
+    @Test func notFoundAndDigestInWords() async throws {
+        let server = try await TestServer.start(status: .notFound, body: "gone")
+        defer { server.close(promise: nil) }
+        let port = UInt16(server.localAddress!.port!)
+        func check(_ url: Probe.HTTPURL) async -> Probe.Result {
+            await Probe.run(.http(urls: [url], virtualHost: nil), address: loopback, port: port, timeout: 2)
+        }
+        #expect(await check(.init(path: "/")).failureText == "GET / on 127.0.0.1:\(port): HTTP 404 (expected 2xx)")
+        #expect(await check(.init(path: "/x", statusCodes: [200...200, 301...302])).failureText
+            == "GET /x on 127.0.0.1:\(port): HTTP 404 (expected 200,301-302)")
+        let wrong = String(repeating: "0", count: 32)
+        #expect(await check(.init(path: "/", statusCodes: [404...404], digest: wrong)).failureText
+            == "GET / on 127.0.0.1:\(port): digest mismatch: got \(Probe.md5Hex(Array("gone".utf8))), expected \(wrong)")
+    }
+
+    /// NIO's and the kernel's errors, as the log words them.
+    @Test func errorsInWords() {
+        func words(_ error: any Error, timeout: Double = 5) -> String { ProbeFailure.Reason(error, timeout: timeout).description }
+        #expect(words(IOError(errnoCode: ECONNREFUSED, reason: "connect")) == "connection refused")
+        #expect(words(IOError(errnoCode: ETIMEDOUT, reason: "connect")) == "timeout after 5 s")
+        #expect(words(IOError(errnoCode: ECONNRESET, reason: "read")) == "connection reset")
+        #expect(words(IOError(errnoCode: EPIPE, reason: "write")) == "connection reset")
+        #expect(words(IOError(errnoCode: EHOSTUNREACH, reason: "connect")) == "no route to host")
+        #expect(words(IOError(errnoCode: ENETUNREACH, reason: "connect")) == "network unreachable")
+        #expect(words(IOError(errnoCode: EACCES, reason: "connect")) == "permission denied")
+        #expect(words(ChannelError.connectTimeout(.seconds(3)), timeout: 3) == "timeout after 3 s")
+        #expect(words(ChannelError.eof) == "connection closed before the answer was complete")
+        #expect(words(ResponseTimedOut(), timeout: 1.5) == "timeout after 1.5 s")
+        #expect(words(HTTPParserError.invalidStatus) == "malformed HTTP response")
     }
 
     /// keepalived's genhash of an empty body.
     @Test func md5OfNothing() {
         #expect(Probe.md5Hex([]) == "d41d8cd98f00b204e9800998ecf8427e")
+    }
+}
+
+extension Probe.Result {
+    /// The failure as it is logged; nil for a success.
+    var failureText: String? {
+        if case .failure(let why) = self { return why.description }
+        return nil
     }
 }
