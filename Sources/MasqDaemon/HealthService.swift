@@ -30,21 +30,36 @@ public final class HealthController: Sendable {
     let core: DaemonCore
     let logger: Logger
 
+    /// The daemon builds its engine from the keepalived.conf with every real server in; this gives it
+    /// the servers the checks allow at start before the packet loop runs (keepalived never adds an
+    /// `alpha` server until its first successful check), and handles what starting changed.
     init(_ config: KeepalivedConfig, core: DaemonCore, logger: Logger) {
-        monitor = Mutex(HealthMonitor(config, now: monotonicNanoseconds()))
+        let m = HealthMonitor(config, now: monotonicNanoseconds())
+        monitor = Mutex(m)
         self.core = core
         self.logger = logger
+        handle(m.startEvents)
+        apply(m, reason: "health checks at start")
     }
 
-    /// SIGHUP: a new keepalived.conf; checks start over (servers up, as at start).
+    /// SIGHUP: a new keepalived.conf. Real servers in both keep their health and services their
+    /// quorum; new ones start as at start (down with alpha); removed ones run their notify_down.
     func reload(_ config: KeepalivedConfig) {
-        let fresh = HealthMonitor(config, now: monotonicNanoseconds())
-        monitor.withLock { $0 = fresh }
+        let fresh = monitor.withLock { current in
+            current = HealthMonitor(config, now: monotonicNanoseconds(), previous: current)
+            return current
+        }
+        handle(fresh.startEvents)
         apply(fresh, reason: "SIGHUP")
     }
 
+    /// Applies the monitor's view unless the engine already runs exactly those services (a health
+    /// event that changes no destination, an alpha server's failed first check, need not touch it).
     private func apply(_ m: HealthMonitor, reason: String) {
-        core.replaceServices(m.effectiveConfiguration(timeouts: core.currentConfiguration.timeouts), reason: reason)
+        let current = core.currentConfiguration
+        let next = m.effectiveConfiguration(timeouts: current.timeouts)
+        guard next.services != current.services else { return }
+        core.replaceServices(next, reason: reason)
     }
 
     func step() async -> Int64? {
@@ -57,7 +72,8 @@ public final class HealthController: Sendable {
             }
             return await Probe.run(kind, address: address, port: port, bindTo: check.bindTo, timeout: check.connectTimeout)
         }
-        guard monitor.withLock({ $0 === m }) else { return m.nextDue }  // reloaded meanwhile
+        // Reloaded meanwhile: that monitor recorded nothing.
+        guard monitor.withLock({ $0 === m }) else { return m.nextDue }
         var all = events
         // Passive: real servers that reset or never completed new connections, from the engine.
         let now = monotonicNanoseconds()
@@ -69,16 +85,17 @@ public final class HealthController: Sendable {
                                   reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
             }
         }
-        for event in all {
-            logger.notice("health: \(event)")
-            let labels = [("service", "\(event.service)"),
-                          ("real_server", event.server.map { "\($0.address):\($0.port)" } ?? ""),
-                          ("event", event.kind.rawValue)]
-            Counter(label: "masq_health_events_total", dimensions: labels).increment()
-            if let script = event.script { runScript(script) }
-        }
+        handle(all)
         if !all.isEmpty { apply(m, reason: "health check") }
         return m.nextDue
+    }
+
+    /// Logs and counts each event and starts its script.
+    private func handle(_ events: [HealthEvent]) {
+        for event in events {
+            log(event)
+            if let script = event.script { runScript(script) }
+        }
     }
 
     /// keepalived runs notify scripts without a shell, split like its parser does; bounded to 10 s.
@@ -100,6 +117,14 @@ public final class HealthController: Sendable {
                 logger.warning("notify script \(commandLine) ran over 10 s and was stopped")
             }
         }
+    }
+
+    private func log(_ event: HealthEvent) {
+        logger.notice("health: \(event)")
+        let labels = [("service", "\(event.service)"),
+                      ("real_server", event.server.map { "\($0.address):\($0.port)" } ?? ""),
+                      ("event", event.kind.rawValue)]
+        Counter(label: "masq_health_events_total", dimensions: labels).increment()
     }
 }
 
