@@ -46,6 +46,36 @@ final class TestServer: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
+/// A loopback port that refuses connections for as long as this lives: bound, never listening, so the
+/// kernel answers a SYN with RST and no other socket (a concurrent test's server) can take the port,
+/// as it could a closed server's.
+final class RefusedPort {
+    let fd: Int32
+    let port: UInt16
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, length) == 0 && getsockname(fd, sa, &length) == 0
+            }
+        }
+        guard fd >= 0, bound else {
+            let code = errno
+            if fd >= 0 { close(fd) }
+            throw IOError(errnoCode: code, reason: "binding a loopback port")
+        }
+        self.fd = fd
+        port = UInt16(bigEndian: address.sin_port)
+    }
+
+    deinit { close(fd) }
+}
+
 @Suite struct ProbeTests {
     let loopback = IPv4Address("127.0.0.1")!
 
@@ -54,7 +84,8 @@ final class TestServer: ChannelInboundHandler, @unchecked Sendable {
         let port = UInt16(server.localAddress!.port!)
         #expect(await Probe.run(.tcp, address: loopback, port: port, timeout: 2) == .success)
         try await server.close()
-        #expect(!(await Probe.run(.tcp, address: loopback, port: port, timeout: 2)).succeeded)
+        let refused = try RefusedPort()
+        #expect(!(await Probe.run(.tcp, address: loopback, port: refused.port, timeout: 2)).succeeded)
     }
 
     @Test func httpStatusAndDigest() async throws {
@@ -91,12 +122,10 @@ final class TestServer: ChannelInboundHandler, @unchecked Sendable {
         #expect(ContinuousClock.now - start < .seconds(3))
     }
 
-    /// A port nobody listens on (a loopback server's, after it closed): the kernel's RST reads as
-    /// "connection refused" for both checkers.
+    /// A port nobody listens on: the kernel's RST reads as "connection refused" for both checkers.
     @Test func aClosedPortIsConnectionRefused() async throws {
-        let server = try await TestServer.start()
-        let port = UInt16(server.localAddress!.port!)
-        try await server.close()
+        let refused = try RefusedPort()
+        let port = refused.port
         let tcp = await Probe.run(.tcp, address: loopback, port: port, timeout: 2)
         #expect(tcp.failureText == "TCP connect to 127.0.0.1:\(port): connection refused")
         let http = await Probe.run(.http(urls: [.init(path: "/health")], virtualHost: nil), address: loopback, port: port, timeout: 2)
