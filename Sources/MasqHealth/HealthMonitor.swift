@@ -227,6 +227,7 @@ public final class HealthMonitor: Sendable {
             var notified = Set<[Int]>()
             for (i, d) in due.enumerated() {
                 let wasAlive = s.schedules[d.v][d.r].allSatisfy { $0.status == .up }
+                let firstRun = !s.schedules[d.v][d.r][d.c].hasRun
                 let reason: String
                 if case .failure(let why) = results[i] { reason = why.description } else { reason = "" }
                 let transition = s.schedules[d.v][d.r][d.c].record(success: results[i].succeeded, at: now)
@@ -234,7 +235,7 @@ public final class HealthMonitor: Sendable {
                 let vs = config.virtualServers[d.v], rs = vs.realServers[d.r]
                 if alive != wasAlive {
                     events.append(HealthEvent(kind: alive ? .serverUp : .serverDown, service: vs.key, server: rs.spec,
-                                              reason: alive ? "checks pass again" : reason,
+                                              reason: alive ? (firstRun ? "first check passed" : "checks pass again") : reason,
                                               script: alive ? rs.notifyUp : rs.notifyDown))
                 } else if transition == .firstCheckFailed, !alive, notified.insert([d.v, d.r]).inserted {
                     // alpha: it was never in; keepalived still reports the failed first check.

@@ -70,6 +70,7 @@ import Testing
                 #expect(events[0].reason.hasSuffix("TCP connect to 198.19.0.1:80: connection refused"))
             } else if t == 9 * s {
                 #expect(events.map(\.kind) == [.serverUp, .quorumRegained])
+                #expect(events[0].description == "TCP 198.18.0.1:80 198.19.0.2:80 up: checks pass again")
             } else {
                 #expect(events.isEmpty)
             }
@@ -148,7 +149,8 @@ import Testing
         #expect(await old.tick(now: 100 * s, probe: probes.function).isEmpty)
 
         probes.set("198.19.0.1", "198.19.0.3")
-        #expect(await new.tick(now: 5 * s, probe: probes.function).map(\.kind) == [.serverUp])
+        #expect(await new.tick(now: 5 * s, probe: probes.function).map(\.description)
+            == ["TCP 198.18.0.1:80 198.19.0.3:80 up: first check passed"])
         #expect(servers(new, 0) == ["198.19.0.1", "198.19.0.3"])
     }
 
