@@ -24,27 +24,50 @@ func loadKeepalived(_ path: String, logger: Logger) throws(DaemonError) -> Keepa
 /// as SIGHUP and masqadm).
 public final class HealthController: Sendable {
     private let monitor: Mutex<HealthMonitor>
+    /// Set by `shutdown()`: no check result, reload or script after it.
+    private let stopped = Atomic<Bool>(false)
     /// New connections in a row a real server must reset (or leave unanswered until SYN_RECV expires)
     /// before it is marked down without waiting for its checks.
     static let passiveThreshold: UInt32 = 3
+    /// A notify script still running after this is stopped (health changes do not wait for them).
+    static let scriptLimit: Duration = .seconds(10)
+    /// keepalived gives the scripts it runs while stopping one second (TIMER_HZ in
+    /// clear_services' system_call_script, then its shutdown backstop kills what is left).
+    static let shutdownScriptLimit: Duration = .seconds(1)
     let core: DaemonCore
     let logger: Logger
 
+    /// The daemon builds its engine from the keepalived.conf with every real server in; this gives it
+    /// the servers the checks allow at start before the packet loop runs (keepalived never adds an
+    /// `alpha` server until its first successful check), and handles what starting changed.
     init(_ config: KeepalivedConfig, core: DaemonCore, logger: Logger) {
-        monitor = Mutex(HealthMonitor(config, now: monotonicNanoseconds()))
+        let m = HealthMonitor(config, now: monotonicNanoseconds())
+        monitor = Mutex(m)
         self.core = core
         self.logger = logger
+        handle(m.startEvents)
+        apply(m, reason: "health checks at start")
     }
 
-    /// SIGHUP: a new keepalived.conf; checks start over (servers up, as at start).
+    /// SIGHUP: a new keepalived.conf. Real servers in both keep their health and services their
+    /// quorum; new ones start as at start (down with alpha); removed ones run their notify_down.
     func reload(_ config: KeepalivedConfig) {
-        let fresh = HealthMonitor(config, now: monotonicNanoseconds())
-        monitor.withLock { $0 = fresh }
+        guard !stopped.load(ordering: .acquiring) else { return }
+        let fresh = monitor.withLock { current in
+            current = HealthMonitor(config, now: monotonicNanoseconds(), previous: current)
+            return current
+        }
+        handle(fresh.startEvents)
         apply(fresh, reason: "SIGHUP")
     }
 
+    /// Applies the monitor's view unless the engine already runs exactly those services (a health
+    /// event that changes no destination, an alpha server's failed first check, need not touch it).
     private func apply(_ m: HealthMonitor, reason: String) {
-        core.replaceServices(m.effectiveConfiguration(timeouts: core.currentConfiguration.timeouts), reason: reason)
+        let current = core.currentConfiguration
+        let next = m.effectiveConfiguration(timeouts: current.timeouts)
+        guard next.services != current.services else { return }
+        core.replaceServices(next, reason: reason)
     }
 
     func step() async -> Int64? {
@@ -57,7 +80,8 @@ public final class HealthController: Sendable {
             }
             return await Probe.run(kind, address: address, port: port, bindTo: check.bindTo, timeout: check.connectTimeout)
         }
-        guard monitor.withLock({ $0 === m }) else { return m.nextDue }  // reloaded meanwhile
+        // Reloaded or shut down meanwhile: that monitor recorded nothing.
+        guard monitor.withLock({ $0 === m }), !stopped.load(ordering: .acquiring) else { return m.nextDue }
         var all = events
         // Passive: real servers that reset or never completed new connections, from the engine.
         let now = monotonicNanoseconds()
@@ -69,35 +93,53 @@ public final class HealthController: Sendable {
                                   reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
             }
         }
-        for event in all {
-            logger.notice("health: \(event)")
-            let labels = [("service", "\(event.service)"),
-                          ("real_server", event.server.map { "\($0.address):\($0.port)" } ?? ""),
-                          ("event", event.kind.rawValue)]
-            Counter(label: "masq_health_events_total", dimensions: labels).increment()
-            if let script = event.script { runScript(script) }
-        }
+        handle(all)
         if !all.isEmpty { apply(m, reason: "health check") }
         return m.nextDue
     }
 
-    /// keepalived runs notify scripts without a shell, split like its parser does; bounded to 10 s.
-    private func runScript(_ commandLine: String) {
-        guard let argv = KeepalivedParser.scriptArguments(commandLine), let program = argv.first else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = Array(argv.dropFirst())
-        do {
-            try process.run()
-        } catch {
-            logger.error("notify script \(commandLine) could not start: \(error)")
-            return
+    /// Logs and counts each event and starts its script.
+    private func handle(_ events: [HealthEvent]) {
+        for event in events {
+            log(event)
+            if let script = event.script {
+                let logger = self.logger
+                do {
+                    try NotifyScripts.start(script, limit: Self.scriptLimit) {
+                        logger.warning("notify script \(script) ran over \(Self.scriptLimit) and was stopped")
+                    }
+                } catch {
+                    logger.error("\(error.description)")
+                }
+            }
         }
-        let logger = self.logger
-        DispatchQueue.global().asyncAfter(deadline: .now() + 10) {
-            if process.isRunning {
-                process.terminate()
-                logger.warning("notify script \(commandLine) ran over 10 s and was stopped")
+    }
+
+    private func log(_ event: HealthEvent) {
+        logger.notice("health: \(event)")
+        let labels = [("service", "\(event.service)"),
+                      ("real_server", event.server.map { "\($0.address):\($0.port)" } ?? ""),
+                      ("event", event.kind.rawValue)]
+        Counter(label: "masq_health_events_total", dimensions: labels).increment()
+    }
+
+    /// Graceful stop (SIGTERM/SIGINT): keepalived's clear_services. With `omega`, the notify_down of
+    /// the real servers in the pool and the quorum_down of their virtual server run, and are waited
+    /// for up to `shutdownScriptLimit`; without omega nothing runs and this returns at once.
+    func shutdown() async {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let events = monitor.withLock { $0 }.shutdown()
+        events.forEach(log)
+        let scripts = events.compactMap(\.script)
+        guard !scripts.isEmpty else { return }
+        let outcomes = await NotifyScripts.runAll(scripts, limit: Self.shutdownScriptLimit)
+        for (script, outcome) in zip(scripts, outcomes) {
+            switch outcome {
+            case .success(.exited(0)): break
+            case .success(.exited(let status)): logger.warning("shutdown script \(script) exited with status \(status)")
+            case .success(.signalled(let signal)): logger.warning("shutdown script \(script) ended by signal \(signal)")
+            case .success(.stopped): logger.warning("shutdown script \(script) ran over \(Self.shutdownScriptLimit) and was stopped")
+            case .failure(let error): logger.error("\(error.description)")
             }
         }
     }
@@ -107,10 +149,23 @@ struct HealthService: Service {
     let controller: HealthController
 
     func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let next = await controller.step()
-            let wait = min(max((next ?? Int64.max) - monotonicNanoseconds(), 10_000_000), 100_000_000)
-            try? await Task.sleep(for: .nanoseconds(wait))
+        let controller = self.controller
+        // The checks run in a task of their own so a shutdown never waits for a probe in flight (up
+        // to connect_timeout, twice for HTTP_GET); its result is dropped.
+        let checks = Task {
+            while !Task.isCancelled {
+                let next = await controller.step()
+                let wait = min(max((next ?? Int64.max) - monotonicNanoseconds(), 10_000_000), 100_000_000)
+                try? await Task.sleep(for: .nanoseconds(wait))
+            }
         }
+        defer { checks.cancel() }
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // cancelled, not an orderly stop: keepalived runs omega's scripts only when stopping
+        }
+        checks.cancel()
+        await controller.shutdown()
     }
 }

@@ -8,40 +8,66 @@ public struct CheckSchedule: Equatable, Sendable {
     public enum Status: String, Sendable { case up, down }
 
     /// What a check result changed.
-    public enum Transition: Equatable, Sendable { case wentDown, cameUp }
+    public enum Transition: Equatable, Sendable {
+        case wentDown, cameUp
+        /// The first check of a checker that starts down (`alpha`) failed: nothing changes, but
+        /// keepalived runs notify_down for it (update_svr_checker_state: `alpha && !has_run`).
+        case firstCheckFailed
+    }
 
     public let delayLoop: Int64
     public let retry: Int
     public let delayBeforeRetry: Int64
     public private(set) var status: Status
     public private(set) var nextCheckAt: Int64
-    /// Failures in a row since the last success (while up: the retries being spent).
-    public private(set) var failures = 0
+    /// keepalived's `retry_it`: while up, the retries spent since the last success (a failure with
+    /// `failures == retry` takes the server down). Starts at `retry` ("one failure is enough
+    /// initially", check_data.c), so a server that fails from the start is not kept in service for
+    /// `retry × delay_before_retry` first.
+    public private(set) var failures: Int
+    /// A result was recorded (keepalived's `has_run`).
+    public private(set) var hasRun = false
 
     static let second: Int64 = 1_000_000_000
 
     /// - Parameters: times in seconds; `warmupFraction` in 0...1 is the random part of `warmup` used
-    ///   (injected so tests are deterministic); `startUp`: keepalived starts servers up unless `alpha`.
+    ///   (injected so tests are deterministic); `startUp`: keepalived starts servers up unless `alpha`;
+    ///   `retriesSpent`: the first failure takes the server down (keepalived at start; false for a
+    ///   checker a reload adds to a healthy server, which gets its retries).
     public init(delayLoop: Double, retry: Int, delayBeforeRetry: Double, warmup: Double? = nil,
-                warmupFraction: Double = 0, startUp: Bool = true, now: Int64) {
+                warmupFraction: Double = 0, startUp: Bool = true, retriesSpent: Bool = true, now: Int64) {
         self.delayLoop = Int64(delayLoop * 1e9)
         self.retry = max(0, retry)
         self.delayBeforeRetry = Int64(delayBeforeRetry * 1e9)
         status = startUp ? .up : .down
+        failures = retriesSpent ? self.retry : 0
         nextCheckAt = now + Int64((warmup ?? 0) * min(1, max(0, warmupFraction)) * 1e9)
     }
 
     public func isDue(at now: Int64) -> Bool { now >= nextCheckAt }
 
+    /// Takes over the state of the same checker before a reload (keepalived's migrate_checkers): its
+    /// status, whether it ran, and its spent retries (no more than the new `retry` allows). Timing is
+    /// this schedule's.
+    public mutating func inherit(_ old: CheckSchedule) {
+        guard old.hasRun else { return }
+        status = old.status
+        hasRun = true
+        failures = status == .up ? min(old.failures, retry) : retry + 1
+    }
+
     /// Down now (passive detection); the next check, a delay_loop away, may bring it back.
     public mutating func forceDown(at now: Int64) {
         status = .down
         failures = retry + 1
+        hasRun = true
         nextCheckAt = now + delayLoop
     }
 
     /// Records a check's outcome at `now` and schedules the next check.
     public mutating func record(success: Bool, at now: Int64) -> Transition? {
+        let first = !hasRun
+        hasRun = true
         if success {
             failures = 0
             nextCheckAt = now + delayLoop
@@ -55,7 +81,7 @@ public struct CheckSchedule: Equatable, Sendable {
             return nil
         }
         nextCheckAt = now + delayLoop
-        guard status == .up else { return nil }
+        guard status == .up else { return first ? .firstCheckFailed : nil }
         status = .down
         return .wentDown
     }

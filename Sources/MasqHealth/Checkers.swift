@@ -1,8 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Crypto
 import MasqCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+
+/// Why a probe failed, in the words an LVS admin expects in the log ("connection refused", "timeout
+/// after 5 s", "HTTP 404") rather than NIO's error descriptions.
+public struct ProbeFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Reason: Equatable, Sendable, CustomStringConvertible {
+        case connectionRefused
+        /// No connection or no complete answer within `connect_timeout` (seconds).
+        case timeout(seconds: Double)
+        case connectionReset
+        case noRouteToHost
+        case networkUnreachable
+        case hostDown
+        /// The server closed the connection before the end of its answer.
+        case closedEarly
+        case malformedResponse
+        /// The answer's status is not in `status_code` (`expected` as the file gives it, or 2xx).
+        case httpStatus(Int, expected: String)
+        case digestMismatch(actual: String, expected: String)
+        /// Any other system error, by its errno (described by strerror).
+        case system(errno: Int32)
+        case other(String)
+
+        public var description: String {
+            switch self {
+            case .connectionRefused: "connection refused"
+            case .timeout(let seconds): "timeout after \(Self.seconds(seconds)) s"
+            case .connectionReset: "connection reset"
+            case .noRouteToHost: "no route to host"
+            case .networkUnreachable: "network unreachable"
+            case .hostDown: "host down"
+            case .closedEarly: "connection closed before the answer was complete"
+            case .malformedResponse: "malformed HTTP response"
+            case .httpStatus(let code, let expected): "HTTP \(code) (expected \(expected))"
+            case .digestMismatch(let actual, let expected): "digest mismatch: got \(actual), expected \(expected)"
+            case .system(let code): String(cString: strerror(code)).lowercased()
+            case .other(let text): text
+            }
+        }
+
+        /// `5` for 5.0, `0.3` for 0.3: the timeout as the keepalived.conf would write it.
+        static func seconds(_ value: Double) -> String {
+            value == value.rounded() && abs(value) < 1e15 ? "\(Int64(value))" : "\(value)"
+        }
+
+        /// What NIO (or the kernel, through it) reported, in words; `timeout` is the probe's bound.
+        public init(_ error: any Error, timeout: Double) {
+            switch error {
+            case let failure as ProbeFailure:
+                self = failure.reason
+            case is ResponseTimedOut:
+                self = .timeout(seconds: timeout)
+            case let io as IOError:
+                self = Self(errno: io.errnoCode, timeout: timeout)
+            case let channel as ChannelError:
+                switch channel {
+                case .connectTimeout: self = .timeout(seconds: timeout)
+                case .eof, .ioOnClosedChannel, .alreadyClosed, .outputClosed, .inputClosed: self = .closedEarly
+                default: self = .other("\(channel)")
+                }
+            case let connection as NIOConnectionError:
+                // connect(host:port:) wraps each address's failure; ours is a single IPv4 address.
+                if let first = connection.connectionErrors.first {
+                    self = Self(first.error, timeout: timeout)
+                } else {
+                    self = .other("\(connection)")
+                }
+            case is HTTPParserError:
+                self = .malformedResponse
+            default:
+                self = .other("\(error)")
+            }
+        }
+
+        init(errno code: Int32, timeout: Double) {
+            switch code {
+            case ECONNREFUSED: self = .connectionRefused
+            case ETIMEDOUT: self = .timeout(seconds: timeout)
+            case ECONNRESET, EPIPE: self = .connectionReset
+            case EHOSTUNREACH: self = .noRouteToHost
+            case ENETUNREACH: self = .networkUnreachable
+            case EHOSTDOWN: self = .hostDown
+            default: self = .system(errno: code)
+            }
+        }
+    }
+
+    /// What was tried: "TCP connect to 198.19.0.1:80", "GET /health on 198.19.0.1:80".
+    public var check: String
+    public var reason: Reason
+
+    public init(check: String, reason: Reason) {
+        self.check = check
+        self.reason = reason
+    }
+
+    public var description: String { "\(check): \(reason)" }
+}
+
+/// The HTTP answer did not end within the probe's time.
+struct ResponseTimedOut: Error {}
 
 /// One probe of a real server, as keepalived's checkers do it: TCP_CHECK (a connection completes
 /// within `connect_timeout`) and HTTP_GET (a GET per URL; each answer's status must be the expected
@@ -18,7 +123,7 @@ public enum Probe {
     /// The outcome, with the reason a failure is logged with.
     public enum Result: Equatable, Sendable {
         case success
-        case failure(String)
+        case failure(ProbeFailure)
         public var succeeded: Bool { self == .success }
     }
 
@@ -30,20 +135,27 @@ public enum Probe {
         case .tcp:
             do {
                 let channel = try await bootstrap(group, bindTo: bindTo, timeout: deadline)
-                    .connect(host: address.description, port: Int(port)).get()
+                    .connect(to: socketAddress(address, port)).get()
                 try? await channel.close()
                 return .success
             } catch {
-                return .failure("TCP connect to \(address):\(port) failed: \(error)")
+                return .failure(ProbeFailure(check: "TCP connect to \(address):\(port)",
+                                             reason: .init(error, timeout: timeout)))
             }
         case .http(let urls, let host):
             for url in urls {
                 let result = await get(url, address: address, port: port, host: host, bindTo: bindTo,
-                                       timeout: deadline, group: group)
+                                       timeout: timeout, group: group)
                 if !result.succeeded { return result }
             }
             return .success
         }
+    }
+
+    /// The real server's address for NIO: an IPv4 literal, so no resolver is involved (and a failure
+    /// is the connect's own error, not a resolver's wrapper).
+    static func socketAddress(_ address: IPv4Address, _ port: UInt16) throws -> SocketAddress {
+        try SocketAddress(ipAddress: address.description, port: Int(port))
     }
 
     static func bootstrap(_ group: EventLoopGroup, bindTo: IPv4Address?, timeout: TimeAmount) -> ClientBootstrap {
@@ -55,7 +167,9 @@ public enum Probe {
     }
 
     static func get(_ url: HTTPURL, address: IPv4Address, port: UInt16, host: String?, bindTo: IPv4Address?,
-                    timeout: TimeAmount, group: EventLoopGroup) async -> Result {
+                    timeout seconds: Double, group: EventLoopGroup) async -> Result {
+        let timeout = TimeAmount.nanoseconds(Int64(seconds * 1e9))
+        let what = "GET \(url.path) on \(address):\(port)"
         let promise = group.next().makePromise(of: (HTTPResponseStatus, [UInt8]).self)
         let collector = ResponseCollector(promise: promise)
         do {
@@ -66,7 +180,7 @@ public enum Probe {
                         try channel.pipeline.syncOperations.addHandler(collector)
                     }
                 }
-                .connect(host: address.description, port: Int(port)).get()
+                .connect(to: socketAddress(address, port)).get()
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: url.path)
             head.headers.add(name: "Host", value: url.virtualhost ?? host ?? "\(address):\(port)")
             head.headers.add(name: "User-Agent", value: "masq-health-check")
@@ -74,7 +188,7 @@ public enum Probe {
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
             channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
             let timer = channel.eventLoop.scheduleTask(in: timeout) {
-                collector.fail(ChannelError.connectTimeout(timeout))
+                collector.fail(ResponseTimedOut())
             }
             defer {
                 timer.cancel()
@@ -85,18 +199,18 @@ public enum Probe {
                 let expected = (url.statusCodes ?? [200...299]).map {
                     $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : $0 == 200...299 ? "2xx" : "\($0.lowerBound)-\($0.upperBound)"
                 }.joined(separator: ",")
-                return .failure("GET \(url.path) on \(address):\(port): status \(status.code), expected \(expected)")
+                return .failure(ProbeFailure(check: what, reason: .httpStatus(Int(status.code), expected: expected)))
             }
             if let digest = url.digest {
                 let actual = md5Hex(body)
                 guard actual == digest.lowercased() else {
-                    return .failure("GET \(url.path) on \(address):\(port): digest \(actual), expected \(digest)")
+                    return .failure(ProbeFailure(check: what, reason: .digestMismatch(actual: actual, expected: digest)))
                 }
             }
             return .success
         } catch {
             collector.fail(error)
-            return .failure("GET \(url.path) on \(address):\(port) failed: \(error)")
+            return .failure(ProbeFailure(check: what, reason: .init(error, timeout: seconds)))
         }
     }
 

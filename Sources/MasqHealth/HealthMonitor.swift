@@ -1,4 +1,5 @@
 import MasqCore
+import Synchronization
 
 /// Something a health check changed, logged once and counted.
 public struct HealthEvent: Equatable, Sendable, CustomStringConvertible {
@@ -20,108 +21,268 @@ public struct HealthEvent: Equatable, Sendable, CustomStringConvertible {
 /// services should have: failed servers out (or at weight 0 with inhibit_on_failure), the sorry server
 /// when quorum is lost. A real server is alive while all its checks are. Driven by the caller's clock
 /// and probe function, so it runs the same on a fake clock in tests and on NIO probes in the daemon.
-public final class HealthMonitor: @unchecked Sendable {
+///
+/// Its state is behind a lock: the daemon ticks it from the health task while SIGHUP (a reload reads
+/// the old monitor's state) and shutdown come from others.
+public final class HealthMonitor: Sendable {
     public typealias ProbeFunction = @Sendable (HealthCheck, IPv4Address, UInt16) async -> Probe.Result
 
     public let config: KeepalivedConfig
-    /// [virtual server][real server][check]
-    private var schedules: [[[CheckSchedule]]]
-    private var quorum: [Bool]
+    /// What starting (or the reload that made this monitor) changed, for the caller to log and run the
+    /// scripts of: keepalived's "starting with quorum down" (with a sorry server), and on a reload the
+    /// real servers and virtual servers it removed (their notify_down / quorum_down), and servers it
+    /// brought up.
+    public let startEvents: [HealthEvent]
 
-    public init(_ config: KeepalivedConfig, now: Int64, random: () -> Double = { Double.random(in: 0...1) }) {
+    private struct State {
+        /// [virtual server][real server][check]
+        var schedules: [[[CheckSchedule]]]
+        var quorum: [Bool]
+        /// After `shutdown()` (or once a reload took over): results are no longer recorded.
+        var stopped = false
+    }
+    private let state: Mutex<State>
+
+    /// - Parameter previous: the monitor of the configuration a reload replaces. Real servers present
+    ///   in both keep their health and each virtual server its quorum state (keepalived's
+    ///   clear_diff_services / migrate_checkers), so only new servers start over (down with `alpha`);
+    ///   `previous` stops recording results.
+    public init(_ config: KeepalivedConfig, now: Int64, previous: HealthMonitor? = nil,
+                random: () -> Double = { Double.random(in: 0...1) }) {
         self.config = config
-        schedules = config.virtualServers.map { vs in
-            vs.realServers.map { rs in
-                rs.checks.map { check in
+        let old = previous.map { p in
+            p.state.withLock { s -> (KeepalivedConfig, State) in
+                s.stopped = true
+                return (p.config, s)
+            }
+        }
+        var events: [HealthEvent] = []
+        var schedules: [[[CheckSchedule]]] = []
+        var quorum: [Bool] = []
+        if let (oldConfig, oldState) = old {
+            events += Self.removals(from: oldConfig, oldState, keptIn: config)
+        }
+        for vs in config.virtualServers {
+            let oldV = old.flatMap { o in o.0.virtualServers.firstIndex { $0.key == vs.key } }
+            var vsSchedules: [[CheckSchedule]] = []
+            for rs in vs.realServers {
+                func fresh(_ check: HealthCheck, startUp: Bool, retriesSpent: Bool) -> CheckSchedule {
                     CheckSchedule(delayLoop: check.delayLoop, retry: check.retry, delayBeforeRetry: check.delayBeforeRetry,
                                   warmup: check.warmup, warmupFraction: check.warmup == nil ? 0 : random(),
-                                  startUp: !(check.alpha || rs.alpha), now: now)
+                                  startUp: startUp, retriesSpent: retriesSpent, now: now)
+                }
+                guard let (oldConfig, oldState) = old, let oldV,
+                      let oldR = oldConfig.virtualServers[oldV].realServers.firstIndex(where: { $0.sameDestination(as: rs) })
+                else {
+                    // New (at start, or added by the reload): keepalived starts it down with alpha
+                    // (check_data.c at start, check_new_rs_state on a reload), up otherwise.
+                    vsSchedules.append(rs.checks.map { fresh($0, startUp: !$0.alpha, retriesSpent: true) })
+                    continue
+                }
+                // Kept by the reload: the same checkers take over their state (migrate_checkers).
+                let oldRS = oldConfig.virtualServers[oldV].realServers[oldR]
+                let oldSchedules = oldState.schedules[oldV][oldR]
+                let wasAlive = oldSchedules.allSatisfy { $0.status == .up }
+                var unused = Array(oldSchedules.indices)
+                var matched: [CheckSchedule?] = []
+                for check in rs.checks {
+                    if let u = unused.firstIndex(where: { oldRS.checks[$0].sameProbe(as: check) }) {
+                        matched.append(oldSchedules[unused.remove(at: u)])
+                    } else {
+                        matched.append(nil)
+                    }
+                }
+                let anyFailed = matched.contains { $0.map { $0.hasRun && $0.status == .down } ?? false }
+                let anyRan = matched.contains { $0?.hasRun ?? false }
+                // A checker that has not run yet starts down with alpha only while the server is not
+                // known good; it gets its retries unless the server is failing or unproven.
+                let unproven = anyFailed || (!wasAlive && !anyRan)
+                var list: [CheckSchedule] = []
+                for (check, previous) in zip(rs.checks, matched) {
+                    var schedule = fresh(check, startUp: !(unproven && check.alpha), retriesSpent: unproven)
+                    if let previous { schedule.inherit(previous) }
+                    list.append(schedule)
+                }
+                let alive = list.allSatisfy { $0.status == .up }
+                if alive && !wasAlive {
+                    events.append(HealthEvent(kind: .serverUp, service: vs.key, server: rs.spec,
+                                              reason: "no failing check left after the reload", script: rs.notifyUp))
+                }
+                vsSchedules.append(list)
+            }
+            schedules.append(vsSchedules)
+            let policy = Self.policy(vs)
+            let members = Self.members(vs, vsSchedules)
+            if let (_, oldState) = old, let oldV {
+                // update_quorum_state after a reload: from the state carried over.
+                let before = oldState.quorum[oldV]
+                let held = policy.quorumHeld(previously: before, members: members)
+                quorum.append(held)
+                if held != before { events.append(Self.quorumEvent(vs, held: held, reason: "after the reload")) }
+            } else {
+                // set_quorum_states: a service starts with quorum only at `quorum + hysteresis`; with a
+                // sorry server, starting without it runs quorum_down (update_quorum_state, init).
+                let held = policy.quorumHeld(previously: false, members: members)
+                quorum.append(held)
+                if !held && vs.sorryServer != nil {
+                    events.append(Self.quorumEvent(vs, held: false, reason: "starting with quorum down"))
                 }
             }
         }
-        quorum = Array(repeating: true, count: config.virtualServers.count)
-        for v in config.virtualServers.indices { quorum[v] = policy(v).quorumHeld(previously: true, members: members(v)) }
+        state = Mutex(State(schedules: schedules, quorum: quorum))
+        startEvents = events
     }
 
-    public func isAlive(_ v: Int, _ r: Int) -> Bool { schedules[v][r].allSatisfy { $0.status == .up } }
+    /// keepalived's clear_diff_services for what a reload drops (clear_service_vs / clear_service_rs,
+    /// not stopping, so whatever `omega` says): each real server that was in the pool runs its
+    /// notify_down, and a removed virtual server that held quorum runs quorum_down.
+    private static func removals(from oldConfig: KeepalivedConfig, _ old: State, keptIn config: KeepalivedConfig) -> [HealthEvent] {
+        var events: [HealthEvent] = []
+        for (v, vs) in oldConfig.virtualServers.enumerated() {
+            let kept = config.virtualServers.first { $0.key == vs.key }
+            for (r, rs) in vs.realServers.enumerated()
+            where kept?.realServers.contains(where: { $0.sameDestination(as: rs) }) != true
+                && inPool(vs, rs, alive: old.schedules[v][r].allSatisfy { $0.status == .up }, quorumHeld: old.quorum[v]) {
+                events.append(HealthEvent(kind: .serverDown, service: vs.key, server: rs.spec,
+                                          reason: kept == nil ? "virtual server removed by the reload" : "removed by the reload",
+                                          script: rs.notifyDown))
+            }
+            if kept == nil && old.quorum[v] {
+                events.append(quorumEvent(vs, held: false, reason: "virtual server removed by the reload"))
+            }
+        }
+        return events
+    }
+
+    /// Whether keepalived has the real server in IPVS as a live destination (`alive && set`): alive,
+    /// and not pulled out for the sorry server (a removal that `inhibit_on_failure` turns into weight 0
+    /// leaves it set).
+    private static func inPool(_ vs: VirtualServerHealth, _ rs: RealServerHealth, alive: Bool, quorumHeld: Bool) -> Bool {
+        alive && (quorumHeld || vs.sorryServer == nil || rs.inhibitOnFailure)
+    }
+
+    private static func quorumEvent(_ vs: VirtualServerHealth, held: Bool, reason: String) -> HealthEvent {
+        var why = [reason]
+        if !held, let sorry = vs.sorryServer { why.append("sorry server \(sorry.address):\(sorry.port) takes over") }
+        return HealthEvent(kind: held ? .quorumRegained : .quorumLost, service: vs.key, server: nil,
+                           reason: why.filter { !$0.isEmpty }.joined(separator: "; "),
+                           script: held ? vs.quorumUp : vs.quorumDown)
+    }
+
+    public func isAlive(_ v: Int, _ r: Int) -> Bool { state.withLock { $0.schedules[v][r].allSatisfy { $0.status == .up } } }
 
     /// When the next check is due (for the caller's sleep).
-    public var nextDue: Int64? { schedules.joined().joined().map(\.nextCheckAt).min() }
+    public var nextDue: Int64? { state.withLock { $0.schedules.joined().joined().map(\.nextCheckAt).min() } }
 
-    private func policy(_ v: Int) -> QuorumPolicy {
-        let vs = config.virtualServers[v]
-        return QuorumPolicy(quorum: vs.quorum, hysteresis: vs.hysteresis, sorryServer: vs.sorryServer)
+    private static func policy(_ vs: VirtualServerHealth) -> QuorumPolicy {
+        QuorumPolicy(quorum: vs.quorum, hysteresis: vs.hysteresis, sorryServer: vs.sorryServer)
     }
 
-    private func members(_ v: Int) -> [QuorumPolicy.Member] {
-        config.virtualServers[v].realServers.indices.map { r in
-            let rs = config.virtualServers[v].realServers[r]
-            return QuorumPolicy.Member(server: rs.spec, alive: isAlive(v, r), inhibitOnFailure: rs.inhibitOnFailure)
+    private static func members(_ vs: VirtualServerHealth, _ schedules: [[CheckSchedule]]) -> [QuorumPolicy.Member] {
+        zip(vs.realServers, schedules).map { rs, checks in
+            QuorumPolicy.Member(server: rs.spec, alive: checks.allSatisfy { $0.status == .up }, inhibitOnFailure: rs.inhibitOnFailure)
         }
+    }
+
+    /// Re-derives every virtual server's quorum, with an event for each change.
+    private func updateQuorum(_ s: inout State) -> [HealthEvent] {
+        var events: [HealthEvent] = []
+        for (v, vs) in config.virtualServers.enumerated() {
+            let held = Self.policy(vs).quorumHeld(previously: s.quorum[v], members: Self.members(vs, s.schedules[v]))
+            if held != s.quorum[v] {
+                s.quorum[v] = held
+                events.append(Self.quorumEvent(vs, held: held, reason: ""))
+            }
+        }
+        return events
     }
 
     /// Runs every check due at `now` (concurrently) and returns what changed.
     public func tick(now: Int64, probe: @escaping ProbeFunction) async -> [HealthEvent] {
-        var due: [(Int, Int, Int, HealthCheck, IPv4Address, UInt16)] = []
-        for (v, vs) in config.virtualServers.enumerated() {
-            for (r, rs) in vs.realServers.enumerated() {
-                for (c, check) in rs.checks.enumerated() where schedules[v][r][c].isDue(at: now) {
-                    due.append((v, r, c, check, check.connectIP ?? rs.address, check.connectPort ?? rs.port))
+        typealias Due = (v: Int, r: Int, c: Int, check: HealthCheck, address: IPv4Address, port: UInt16)
+        let due = state.withLock { s -> [Due] in
+            guard !s.stopped else { return [] }
+            var due: [Due] = []
+            for (v, vs) in config.virtualServers.enumerated() {
+                for (r, rs) in vs.realServers.enumerated() {
+                    for (c, check) in rs.checks.enumerated() where s.schedules[v][r][c].isDue(at: now) {
+                        due.append((v, r, c, check, check.connectIP ?? rs.address, check.connectPort ?? rs.port))
+                    }
                 }
             }
+            return due
         }
         guard !due.isEmpty else { return [] }
         let results = await withTaskGroup(of: (Int, Probe.Result).self) { group in
             for (i, d) in due.enumerated() {
-                group.addTask { (i, await probe(d.3, d.4, d.5)) }
+                group.addTask { (i, await probe(d.check, d.address, d.port)) }
             }
             var out = [Probe.Result](repeating: .success, count: due.count)
             for await (i, r) in group { out[i] = r }
             return out
         }
-        var events: [HealthEvent] = []
-        for (i, d) in due.enumerated() {
-            let (v, r, c) = (d.0, d.1, d.2)
-            let wasAlive = isAlive(v, r)
-            let reason: String
-            if case .failure(let why) = results[i] { reason = why } else { reason = "" }
-            _ = schedules[v][r][c].record(success: results[i].succeeded, at: now)
-            let alive = isAlive(v, r)
-            if alive != wasAlive {
-                let vs = config.virtualServers[v], rs = vs.realServers[r]
-                events.append(HealthEvent(kind: alive ? .serverUp : .serverDown, service: vs.key, server: rs.spec,
-                                          reason: alive ? "checks pass again" : reason,
-                                          script: alive ? rs.notifyUp : rs.notifyDown))
+        return state.withLock { s -> [HealthEvent] in
+            guard !s.stopped else { return [] }  // shut down or reloaded while the probes ran
+            var events: [HealthEvent] = []
+            var notified = Set<[Int]>()
+            for (i, d) in due.enumerated() {
+                let wasAlive = s.schedules[d.v][d.r].allSatisfy { $0.status == .up }
+                let firstRun = !s.schedules[d.v][d.r][d.c].hasRun
+                let reason: String
+                if case .failure(let why) = results[i] { reason = why.description } else { reason = "" }
+                let transition = s.schedules[d.v][d.r][d.c].record(success: results[i].succeeded, at: now)
+                let alive = s.schedules[d.v][d.r].allSatisfy { $0.status == .up }
+                let vs = config.virtualServers[d.v], rs = vs.realServers[d.r]
+                if alive != wasAlive {
+                    events.append(HealthEvent(kind: alive ? .serverUp : .serverDown, service: vs.key, server: rs.spec,
+                                              reason: alive ? (firstRun ? "first check passed" : "checks pass again") : reason,
+                                              script: alive ? rs.notifyUp : rs.notifyDown))
+                } else if transition == .firstCheckFailed, !alive, notified.insert([d.v, d.r]).inserted {
+                    // alpha: it was never in; keepalived still reports the failed first check.
+                    events.append(HealthEvent(kind: .serverDown, service: vs.key, server: rs.spec,
+                                              reason: "first check failed (alpha: not added yet): \(reason)",
+                                              script: rs.notifyDown))
+                }
             }
+            return events + updateQuorum(&s)
         }
-        for v in config.virtualServers.indices {
-            let held = policy(v).quorumHeld(previously: quorum[v], members: members(v))
-            if held != quorum[v] {
-                quorum[v] = held
-                let vs = config.virtualServers[v]
-                events.append(HealthEvent(kind: held ? .quorumRegained : .quorumLost, service: vs.key, server: nil,
-                                          reason: vs.sorryServer.map { held ? "" : "sorry server \($0.address):\($0.port) takes over" } ?? "",
-                                          script: held ? vs.quorumUp : vs.quorumDown))
-            }
-        }
-        return events
     }
 
     /// Passive detection: a real server that reset or never completed `threshold` new connections in a
     /// row is marked down now, without waiting for its checks; its next successful check re-admits it.
     public func markDown(service key: ServiceKey, server: RealServerSpec, reason: String, now: Int64) -> [HealthEvent] {
         guard let v = config.virtualServers.firstIndex(where: { $0.key == key }),
-              let r = config.virtualServers[v].realServers.firstIndex(where: { $0.address == server.address && $0.port == server.port }),
-              isAlive(v, r), !schedules[v][r].isEmpty else { return [] }
-        for c in schedules[v][r].indices { schedules[v][r][c].forceDown(at: now) }
-        let vs = config.virtualServers[v], rs = vs.realServers[r]
-        var events = [HealthEvent(kind: .serverDown, service: key, server: rs.spec, reason: reason, script: rs.notifyDown)]
-        let held = policy(v).quorumHeld(previously: quorum[v], members: members(v))
-        if held != quorum[v] {
-            quorum[v] = held
-            events.append(HealthEvent(kind: .quorumLost, service: key, server: nil, reason: "", script: vs.quorumDown))
+              let r = config.virtualServers[v].realServers.firstIndex(where: { $0.address == server.address && $0.port == server.port })
+        else { return [] }
+        return state.withLock { s -> [HealthEvent] in
+            guard !s.stopped, !s.schedules[v][r].isEmpty, s.schedules[v][r].allSatisfy({ $0.status == .up }) else { return [] }
+            for c in s.schedules[v][r].indices { s.schedules[v][r][c].forceDown(at: now) }
+            let vs = config.virtualServers[v], rs = vs.realServers[r]
+            return [HealthEvent(kind: .serverDown, service: key, server: rs.spec, reason: reason, script: rs.notifyDown)]
+                + updateQuorum(&s)
         }
-        return events
+    }
+
+    /// keepalived's clear_services at a graceful stop: for each virtual server with `omega`, the
+    /// notify_down of every real server in the pool, then its quorum_down (run at a stop whatever the
+    /// quorum was: update_vs_notifies with `stopping`). Without omega keepalived runs nothing (it only
+    /// sends SNMP traps). The monitor stops: later results change nothing.
+    public func shutdown() -> [HealthEvent] {
+        state.withLock { s -> [HealthEvent] in
+            guard !s.stopped else { return [] }
+            s.stopped = true
+            var events: [HealthEvent] = []
+            for (v, vs) in config.virtualServers.enumerated() where vs.omega {
+                for (r, rs) in vs.realServers.enumerated()
+                where Self.inPool(vs, rs, alive: s.schedules[v][r].allSatisfy { $0.status == .up }, quorumHeld: s.quorum[v]) {
+                    events.append(HealthEvent(kind: .serverDown, service: vs.key, server: rs.spec,
+                                              reason: "shutting down (omega)", script: rs.notifyDown))
+                }
+                events.append(HealthEvent(kind: .quorumLost, service: vs.key, server: nil,
+                                          reason: "shutting down (omega)", script: vs.quorumDown))
+            }
+            return events
+        }
     }
 
     /// Every checked real server, for the passive check: (service, server).
@@ -130,14 +291,30 @@ public final class HealthMonitor: @unchecked Sendable {
     }
 
     /// The configuration the engine should run now: the keepalived file's services with each one's real
-    /// servers as health and quorum allow.
+    /// servers as health and quorum allow. From the start: `alpha` servers are out until a check passes.
     public func effectiveConfiguration(timeouts: Timeouts) -> Configuration {
         var c = config.configuration
         c.timeouts = timeouts
-        for (v, vs) in config.virtualServers.enumerated() {
-            guard let i = c.serviceIndex(vs.key) else { continue }
-            c.services[i].realServers = policy(v).realServers(members(v), quorumHeld: quorum[v])
+        state.withLock { s in
+            for (v, vs) in config.virtualServers.enumerated() {
+                guard let i = c.serviceIndex(vs.key) else { continue }
+                c.services[i].realServers = Self.policy(vs).realServers(Self.members(vs, s.schedules[v]), quorumHeld: s.quorum[v])
+            }
         }
         return c
+    }
+}
+
+extension RealServerHealth {
+    /// The same IPVS destination (keepalived's rs_iseq: address and port).
+    func sameDestination(as other: RealServerHealth) -> Bool { address == other.address && port == other.port }
+}
+
+extension HealthCheck {
+    /// The same probe (keepalived's checker compare functions: type, where and how it connects, what
+    /// it asks), so a reload keeps its state; timers and retries may differ.
+    func sameProbe(as other: HealthCheck) -> Bool {
+        kind == other.kind && connectIP == other.connectIP && connectPort == other.connectPort
+            && bindTo == other.bindTo && connectTimeout == other.connectTimeout
     }
 }

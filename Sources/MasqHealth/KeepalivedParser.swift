@@ -31,6 +31,14 @@ public enum KeepalivedParser {
         try lexer.lex(text: text, file: file, glob: glob, read: include)
         let parser = Parser(tokens: lexer.tokens, warnings: lexer.warnings)
         try parser.parseFile()
+        // Zero services would start a daemon that balances nothing while looking healthy: a VRRP-only
+        // file (keepalived's other half) given by mistake must say so, not run.
+        guard !parser.virtualServers.isEmpty else {
+            let blocks = parser.virtualServerBlocks
+            throw RulesError(file: file, token: "", message: blocks == 0
+                ? "no virtual_server block: masq needs keepalived's LVS part (virtual_server ...); VRRP-only files are for keepalived itself"
+                : "no virtual server to run: \(blocks == 1 ? "its virtual_server block has" : "all its \(blocks) virtual_server blocks have") no real servers (keepalived ignores such blocks)")
+        }
         return KeepalivedConfig(configuration: Configuration(services: parser.services),
                                 virtualServers: parser.virtualServers, warnings: parser.warnings)
     }
@@ -192,6 +200,8 @@ private final class Parser {
     private var pending: ArraySlice<(lineID: Int, warning: RulesError)>
     var services: [ServiceSpec] = []
     var virtualServers: [VirtualServerHealth] = []
+    /// `virtual_server` blocks read, kept or not (one without real servers is ignored).
+    var virtualServerBlocks = 0
     private var defined: [ServiceKey: KeepalivedToken] = [:]
 
     init(tokens: [KeepalivedToken], warnings: [(lineID: Int, warning: RulesError)]) {
@@ -246,6 +256,7 @@ private final class Parser {
                 throw t.error("unexpected '}': no block is open")
             case .statement(let s):
                 if s.name == "virtual_server" {
+                    virtualServerBlocks += 1
                     try virtualServer(s)
                 } else if skippedSections.contains(s.name) {
                     warn(s.keyword, "\(s.name) is not supported by masq: ignored")

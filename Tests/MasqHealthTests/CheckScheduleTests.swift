@@ -21,10 +21,22 @@ import Testing
 
     @Test func aSuccessResetsTheRetries() {
         var c = CheckSchedule(delayLoop: 6, retry: 1, delayBeforeRetry: 1, now: 0)
-        #expect(c.record(success: false, at: 0) == nil)
-        #expect(c.record(success: true, at: 1 * s) == nil)
-        #expect(c.record(success: false, at: 7 * s) == nil)
-        #expect(c.record(success: false, at: 8 * s) == .wentDown)
+        #expect(c.record(success: true, at: 0) == nil)
+        #expect(c.record(success: false, at: 6 * s) == nil)
+        #expect(c.record(success: true, at: 7 * s) == nil)
+        #expect(c.record(success: false, at: 13 * s) == nil)
+        #expect(c.record(success: false, at: 14 * s) == .wentDown)
+    }
+
+    /// keepalived starts each checker with its retries spent (check_data.c, "one failure is enough
+    /// initially"): a server failing from the start goes at its first check, retries or not.
+    @Test func theFirstFailureIsEnough() {
+        var c = CheckSchedule(delayLoop: 6, retry: 3, delayBeforeRetry: 3, now: 0)
+        #expect(c.record(success: false, at: 0) == .wentDown && c.nextCheckAt == 6 * s)
+        // A checker a reload adds to a healthy server gets its retries.
+        var added = CheckSchedule(delayLoop: 6, retry: 1, delayBeforeRetry: 1, retriesSpent: false, now: 0)
+        #expect(added.record(success: false, at: 0) == nil && added.nextCheckAt == 1 * s)
+        #expect(added.record(success: false, at: 1 * s) == .wentDown)
     }
 
     @Test func retryZeroFailsAtOnce() {
@@ -41,6 +53,30 @@ import Testing
         var c = CheckSchedule(delayLoop: 6, retry: 1, delayBeforeRetry: 1, startUp: false, now: 0)
         #expect(c.status == .down)
         #expect(c.record(success: true, at: 0) == .cameUp)
+    }
+
+    /// An alpha checker's failed first check changes nothing but is reported (keepalived runs
+    /// notify_down for it); later failures while down are not.
+    @Test func alphaReportsOnlyItsFirstFailure() {
+        var c = CheckSchedule(delayLoop: 6, retry: 1, delayBeforeRetry: 1, startUp: false, now: 0)
+        #expect(c.record(success: false, at: 0) == .firstCheckFailed && c.status == .down)
+        #expect(c.record(success: false, at: 6 * s) == nil)
+    }
+
+    /// A reload's checker takes over the old one's state; spent retries are capped by the new retry.
+    @Test func inheritCarriesStatusAndRetries() {
+        var old = CheckSchedule(delayLoop: 6, retry: 3, delayBeforeRetry: 1, now: 0)
+        _ = old.record(success: true, at: 0)
+        _ = old.record(success: false, at: 6 * s)
+        _ = old.record(success: false, at: 7 * s)
+        var new = CheckSchedule(delayLoop: 6, retry: 1, delayBeforeRetry: 1, startUp: false, now: 8 * s)
+        new.inherit(old)
+        #expect(new.status == .up && new.hasRun && new.failures == 1)
+        #expect(new.record(success: false, at: 8 * s) == .wentDown)
+        // One that never ran passes nothing on.
+        var fresh = CheckSchedule(delayLoop: 6, retry: 1, delayBeforeRetry: 1, startUp: false, now: 0)
+        fresh.inherit(CheckSchedule(delayLoop: 6, retry: 1, delayBeforeRetry: 1, now: 0))
+        #expect(fresh.status == .down && !fresh.hasRun)
     }
 }
 

@@ -44,7 +44,7 @@ import Testing
         let monitor = HealthMonitor(config, now: 0)
         let down = Mutex<Set<String>>([])
         let probe: HealthMonitor.ProbeFunction = { _, address, _ in
-            down.withLock { $0.contains(address.description) } ? .failure("refused") : .success
+            down.withLock { $0.contains(address.description) } ? .failure(ProbeFailure(check: "TCP connect to \(address):80", reason: .connectionRefused)) : .success
         }
         #expect(await monitor.tick(now: 0, probe: probe).isEmpty)
         #expect(servers(monitor) == ["198.19.0.201 1", "198.19.0.202 1"])
@@ -53,6 +53,7 @@ import Testing
         down.withLock { $0.insert("198.19.0.202") }
         let events = await monitor.tick(now: 6 * s, probe: probe)
         #expect(events.map(\.kind) == [.serverDown] && events[0].script == "/bin/true web2 down")
+        #expect(events[0].reason == "TCP connect to 198.19.0.202:80: connection refused")
         #expect(servers(monitor) == ["198.19.0.201 1", "198.19.0.202 0"])
 
         // web1 fails from its next check (12 s): two retries a second apart, then down at 14 s; quorum

@@ -795,6 +795,30 @@ struct ErrorCase: Sendable, CustomTestStringConvertible {
         #expect(error == RulesError(file: "keepalived.conf", line: c.line, token: c.token, message: c.message))
     }
 
+    /// A VRRP-only keepalived.conf is keepalived's other half: masq refuses it, naming the file, rather
+    /// than serving zero services; so with virtual_server blocks that all had to be ignored.
+    @Test func noVirtualServerIsAnError() {
+        let vrrp = """
+            global_defs {
+                router_id LVS_DEVEL
+            }
+            vrrp_instance VI_1 {
+                state MASTER
+                interface eth0
+                virtual_router_id 51
+                priority 100
+                virtual_ipaddress {
+                    198.18.0.15
+                }
+            }
+            """
+        let error = failure(vrrp, file: "/etc/keepalived/keepalived.conf")
+        #expect(error?.description == "/etc/keepalived/keepalived.conf: no virtual_server block: masq needs keepalived's LVS part (virtual_server ...); VRRP-only files are for keepalived itself")
+        #expect(failure("", file: "empty.conf")?.message.hasPrefix("no virtual_server block") == true)
+        #expect(failure(service("") + "\n" + service("", header: "198.18.0.2 80"))?.description
+            == "keepalived.conf: no virtual server to run: all its 2 virtual_server blocks have no real servers (keepalived ignores such blocks)")
+    }
+
     @Test func errorsPrintFileLineAndToken() {
         let error = failure(service("lb_kind DR"))
         #expect(error?.description == "keepalived.conf:5: masq forwards in NAT mode only: lb_kind DR is not supported (at 'DR')")
