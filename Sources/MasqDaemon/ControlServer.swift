@@ -49,8 +49,7 @@ public struct ControlService: Service {
                 .withBoundSocket(listener.descriptor)
                 .get()
         } catch {
-            close(listener.descriptor)
-            listener.removeFile()
+            listener.abandon()
             throw DaemonError("control socket \(path): cannot listen: \(error)")
         }
         logger.info("control socket listening", metadata: ["path": "\(path)"])

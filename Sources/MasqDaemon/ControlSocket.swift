@@ -83,6 +83,12 @@ struct ControlSocketListener {
         unlink(path)
     }
 
+    /// Gives the socket up before it was ever served (start-up failed after it was bound).
+    func abandon() {
+        close(descriptor)
+        removeFile()
+    }
+
     /// Removes the socket file if it is still the one this listener bound (not a successor's).
     func removeFile() {
         guard let identity else { return }

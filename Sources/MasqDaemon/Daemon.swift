@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MasqAdmin
 import MasqCore
+import MasqHealth
 import MasqNFQueue
 import ServiceLifecycle
 import Synchronization
@@ -200,7 +201,11 @@ final class InstalledIptables: Sendable {
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     traceLogger = logger
     let keepalived = options.keepalived ? try loadKeepalived(options.rulesPath, logger: logger) : nil
-    let configuration = try keepalived?.configuration ?? loadRules(options.rulesPath)
+    // With health checks, the real servers the checks allow at start (keepalived adds no `alpha` server
+    // before its first success), so neither the engine nor the iptables rules ever hold one.
+    let configuration = try keepalived.map {
+        HealthMonitor($0, now: monotonicNanoseconds()).effectiveConfiguration(timeouts: $0.configuration.timeouts)
+    } ?? loadRules(options.rulesPath)
     let engine = Engine(configuration: configuration, capacity: options.maxFlows)
     engine.expireNodestConnections = options.expireNodestConnections
     var boxes: [QueueBox] = []
@@ -250,11 +255,12 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         logger.warning("\(warning)")
     }
     // Every listener is bound before masq says it is serving: a taken address stops start-up, named.
-    let controlListener: ControlSocketListener?
+    var controlListener: ControlSocketListener?
     do {
         controlListener = try options.controlSocket.map { path throws(DaemonError) in try ControlSocketListener(path) }
         if let (host, port) = options.metricsAddress { try await HostChecks.probeListen(host: host, port: port) }
     } catch {
+        controlListener?.abandon()
         removeRules()
         throw error
     }

@@ -4,14 +4,36 @@ import MasqAdmin
 import MasqCore
 
 @main
-enum MasqAdm {
+struct MasqAdm {
+    /// The daemon's control socket: `--socket`, else `MASQ_CONTROL_SOCKET`, else masq's default.
+    let socket: String
+
     static func main() {
-        exit(run(Array(CommandLine.arguments.dropFirst())))
+        let (socket, arguments) = splitSocketOption(Array(CommandLine.arguments.dropFirst()))
+        exit(MasqAdm(socket: ControlClient.socketPath(option: socket)).run(arguments))
     }
 
-    /// The control socket: `MASQ_CONTROL_SOCKET`, else masq's default.
-    static var socket: String {
-        ProcessInfo.processInfo.environment["MASQ_CONTROL_SOCKET"] ?? ControlClient.defaultSocket
+    /// masqadm's one option ipvsadm lacks, `--socket PATH|@NAME` (or `--socket=...`), taken out before
+    /// ipvsadm's own parsing sees the rest.
+    static func splitSocketOption(_ arguments: [String]) -> (socket: String?, rest: [String]) {
+        var socket: String?
+        var rest: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let word = arguments[i]
+            if word == "--socket", i + 1 < arguments.count {
+                socket = arguments[i + 1]
+                i += 2
+                continue
+            }
+            if word.hasPrefix("--socket=") {
+                socket = String(word.dropFirst("--socket=".count))
+            } else {
+                rest.append(word)
+            }
+            i += 1
+        }
+        return (socket, rest)
     }
 
     static func printError(_ text: String) {
@@ -24,7 +46,7 @@ enum MasqAdm {
     }
 
     /// One request to the daemon; an unreachable daemon reads as ipvsadm's "Can't initialize ipvs".
-    static func ask(_ request: String) throws(AdminError) -> String {
+    func ask(_ request: String) throws(AdminError) -> String {
         let reply: ControlClient.Reply
         do {
             reply = try ControlClient.request(request, socket: socket)
@@ -36,7 +58,7 @@ enum MasqAdm {
         return reply.body
     }
 
-    static func state() throws(AdminError) -> AdminState {
+    func state() throws(AdminError) -> AdminState {
         let body = try ask("state")
         do {
             return try JSONDecoder().decode(AdminState.self, from: Data(body.utf8))
@@ -45,7 +67,7 @@ enum MasqAdm {
         }
     }
 
-    static func connections() throws(AdminError) -> [ConnectionEntry] {
+    func connections() throws(AdminError) -> [ConnectionEntry] {
         let body = try ask("flows")
         func split(_ endpoint: String) -> (String, UInt16) {
             guard let colon = endpoint.lastIndex(of: ":") else { return (endpoint, 0) }
@@ -58,7 +80,7 @@ enum MasqAdm {
         }
     }
 
-    static func run(_ arguments: [String]) -> Int32 {
+    func run(_ arguments: [String]) -> Int32 {
         do throws(AdminError) {
             let command = try AdminCommandLine.parse(arguments)
             switch command {
@@ -97,7 +119,7 @@ enum MasqAdm {
             }
             return 0
         } catch {
-            return fail(error)
+            return Self.fail(error)
         }
     }
 }
