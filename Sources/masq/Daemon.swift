@@ -59,7 +59,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The iptables binary: iptables (nft backend, falls back to iptables-legacy if it refuses a rule) or iptables-legacy.")
     var iptables = "iptables"
 
-    @Option(help: "The iptables chain (in the raw table) masq's rules live in.")
+    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, mangle/NAME-FORWARD, mangle/NAME-INPUT.")
     var chain = "MASQ"
 
     @Option(help: "The most connections the table holds; new flows beyond it are dropped and counted.")
@@ -172,7 +172,7 @@ struct Iptables: ParsableCommand {
 
     @OptionGroup var queueOptions: QueueOptions
 
-    @Option(help: "The iptables chain (in the raw table).")
+    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, mangle/NAME-FORWARD, mangle/NAME-INPUT.")
     var chain = "MASQ"
 
     @Option(help: "The iptables binary.")
