@@ -3,8 +3,9 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import MasqCore
 
-/// Files for `KeepalivedParser.load(path:)`: plain POSIX reads and glob(3), no Foundation.
+/// Files for `KeepalivedParser.load(path:)`: MasqCore's plain POSIX reads and glob(3), no Foundation.
 enum KeepalivedFiles {
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -12,21 +13,11 @@ enum KeepalivedFiles {
 
     /// The whole file as text.
     static func read(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw Failure(description: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Failure(description: String(cString: strerror(errno)))
-            }
-            if n == 0 { break }
-            bytes += chunk[..<n]
+        do {
+            return try TextFile.read(path)
+        } catch {
+            throw Failure(description: error.description)
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The regular paths `pattern` matches, sorted (keepalived: `glob(GLOB_MARK | GLOB_BRACE)`, directories
@@ -45,14 +36,6 @@ enum KeepalivedFiles {
             if !path.hasSuffix("/") { paths.append(path) }
         }
         return paths
-    }
-
-    private static func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
-        #if canImport(Glibc)
-        Glibc.read(fd, buffer, count)
-        #else
-        Darwin.read(fd, buffer, count)
-        #endif
     }
 
     private static func systemGlob(_ pattern: String, _ flags: Int32, _ matches: inout glob_t) -> Int32 {
