@@ -21,7 +21,7 @@ public struct ControlSocketAddress: Sendable, CustomStringConvertible {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = isAbstract ? [0] + Array(text.utf8.dropFirst()) : Array(text.utf8) + [0]
-        guard bytes.count <= MemoryLayout.size(ofValue: address.sun_path), bytes.count > 1 else { return nil }
+        guard bytes.count <= MemoryLayout.size(ofValue: address.sun_path), bytes.count > 1 else { return nil }  // also "@" or "" alone
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
@@ -30,6 +30,15 @@ public struct ControlSocketAddress: Sendable, CustomStringConvertible {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
         }
     }
+}
+
+/// The process at the other end of a connected Unix socket (SO_PEERCRED; glibc shows `struct ucred`
+/// only under _GNU_SOURCE, so its three fields are read as a tuple: pid, uid, gid).
+public func unixPeerCredentials(_ fd: Int32) -> (pid: Int32, uid: UInt32, gid: UInt32)? {
+    var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+    var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+    guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return nil }
+    return credentials
 }
 
 public enum ControlClient {
@@ -44,9 +53,15 @@ public enum ControlClient {
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var errno: Int32
         public var path: String
-        public var description: String {
-            "cannot reach masq at \(path): \(String(cString: strerror(errno)))"
+        /// What went wrong, when the errno alone does not say it.
+        public var reason: String?
+        public init(errno: Int32, path: String, reason: String? = nil) {
+            self.errno = errno
+            self.path = path
+            self.reason = reason
         }
+        public var explanation: String { reason ?? String(cString: strerror(errno)) }
+        public var description: String { "cannot reach masq at \(path): \(explanation)" }
     }
 
     /// The daemon's answer: `ok` with a body, or its exit code and message.
@@ -62,9 +77,15 @@ public enum ControlClient {
         guard fd >= 0 else { throw Failure(errno: errno, path: path) }
         defer { close(fd) }
         guard let connected = ControlSocketAddress(path).withSockaddr({ connect(fd, $0, $1) }) else {
-            throw Failure(errno: ENAMETOOLONG, path: path)
+            throw Failure(errno: ENAMETOOLONG, path: path, reason: path.count <= 1 ? "no socket name given" : nil)
         }
         guard connected == 0 else { throw Failure(errno: errno, path: path) }
+        // Anyone may bind an abstract name first: talk only to root or to ourselves, never send rules
+        // (or trust a listing) to another user's process holding masq's name.
+        if let peer = unixPeerCredentials(fd), peer.uid != 0, peer.uid != getuid() {
+            throw Failure(errno: EPERM, path: path,
+                          reason: "the socket is held by pid \(peer.pid), uid \(peer.uid), which is neither root nor you: not masq's")
+        }
         var outgoing = Array(text.utf8)
         if outgoing.last != UInt8(ascii: "\n") { outgoing.append(UInt8(ascii: "\n")) }
         var sent = 0

@@ -49,7 +49,7 @@ public struct ControlService: Service {
                 .withBoundSocket(listener.descriptor)
                 .get()
         } catch {
-            listener.abandon()
+            listener.removeFile()  // NIO owns the descriptor once handed over, and closes it
             throw DaemonError("control socket \(path): cannot listen: \(error)")
         }
         logger.info("control socket listening", metadata: ["path": "\(path)"])
@@ -79,9 +79,14 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// Set once the peer's credentials are checked: root, or the daemon's own user.
     private var allowed = false
+    /// The peer is someone else: its request is read and dropped, and the refusal sent once it has
+    /// finished writing (closing with its bytes unread would reset the connection before it reads why).
+    private var denied = false
+    private var discarded = 0
 
     func channelActive(context: ChannelHandlerContext) {
-        // The socket file is 0600 root; check the peer too (SO_PEERCRED), so a changed mode opens nothing.
+        // Every peer's credentials are checked (SO_PEERCRED): an abstract socket has no file mode at all,
+        // and a socket file's 0600 could be changed.
         // On the event loop the option future is already complete.
         guard let provider = context.channel as? SocketOptionProvider else { return }
         let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
@@ -90,14 +95,18 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
             if case .success(let credentials) = result, credentials.uid == 0 || credentials.uid == getuid() {
                 self.allowed = true
             } else {
-                self.respond(context, status: "ERR 2 Permission denied (you must be root)", body: "")
+                self.denied = true
             }
         }
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard allowed else { return }
+        guard allowed else {
+            discarded += unwrapInboundIn(data).readableBytes
+            if discarded > Self.maximumRequest { context.close(promise: nil) }
+            return
+        }
         var part = unwrapInboundIn(data)
         if request == nil {
             request = part
@@ -111,7 +120,10 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
-            guard allowed else { return }
+            guard allowed else {
+                if denied { respond(context, status: "ERR 2 Permission denied (you must be root)", body: "") }
+                return
+            }
             let text = request.map { String(buffer: $0) } ?? ""
             let (status, body) = ControlCommands.execute(text, core: core, logger: logger)
             respond(context, status: status, body: body)

@@ -34,13 +34,14 @@ struct ControlSocketListener {
         umask(oldMask)
         guard let bound else {
             close(fd)
-            throw DaemonError("control socket \(text): the name is too long for a Unix socket")
+            throw DaemonError("control socket '\(text)': " + (text.count <= 1 ? "no name given" : "the name is too long for a Unix socket"))
         }
         guard bound == 0 else {
             close(fd)
             if bindErrno == EADDRINUSE && address.isAbstract {
-                throw DaemonError("control socket \(text): another masq already serves it in this network namespace;"
-                    + " give this daemon its own --control-socket")
+                let holder = Self.peer(of: address).map { " (pid \($0.pid), uid \($0.uid))" } ?? ""
+                throw DaemonError("control socket \(text): a process\(holder) already listens on this name in this"
+                    + " network namespace; give this daemon its own --control-socket, or stop that one first")
             }
             throw DaemonError("control socket \(text): cannot bind: \(Self.text(bindErrno))")
         }
@@ -67,20 +68,31 @@ struct ControlSocketListener {
         guard st.st_mode & S_IFMT == S_IFSOCK else {
             throw DaemonError("control socket \(path): the path exists and is not a socket")
         }
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard probe >= 0 else { return }
         defer { close(probe) }
+        // Non-blocking: a live daemon whose backlog is full answers EAGAIN instead of stalling start-up.
         let connected = address.withSockaddr { connect(probe, $0, $1) } ?? -1
-        if connected == 0 {
-            // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (glibc shows it only under _GNU_SOURCE).
-            var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
-            var length = socklen_t(MemoryLayout.size(ofValue: credentials))
-            let owner = getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 ? " (pid \(credentials.pid))" : ""
+        let connectErrno = errno
+        if connected == 0 || connectErrno == EINPROGRESS || connectErrno == EAGAIN {
+            let owner = unixPeerCredentials(probe).map { " (pid \($0.pid))" } ?? ""
             throw DaemonError("control socket \(path): another masq\(owner) is serving it; give this daemon its own"
                 + " --control-socket, or stop that one first")
         }
-        // ECONNREFUSED: a file left by a daemon that died; nobody serves it.
+        // Only ECONNREFUSED means nobody listens: a file left by a daemon that died.
+        guard connectErrno == ECONNREFUSED else {
+            throw DaemonError("control socket \(path): cannot tell whether a daemon serves it: \(Self.text(connectErrno))")
+        }
         unlink(path)
+    }
+
+    /// The credentials of whoever listens on an abstract name (for the message when it is taken).
+    private static func peer(of address: ControlSocketAddress) -> (pid: Int32, uid: UInt32, gid: UInt32)? {
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard probe >= 0 else { return nil }
+        defer { close(probe) }
+        guard address.withSockaddr({ connect(probe, $0, $1) }) == 0 else { return nil }
+        return unixPeerCredentials(probe)
     }
 
     /// Gives the socket up before it was ever served (start-up failed after it was bound).

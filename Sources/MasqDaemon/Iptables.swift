@@ -59,22 +59,24 @@ public struct IptablesChain: Equatable, Sendable {
 /// - **raw PREROUTING** (chain `MASQ`): client → VIP is queued and rewritten to the real server
 ///   before routing, so the kernel routes it to the real server. The real servers' replies are only
 ///   kept out of conntrack here (`-j CT --notrack`).
-/// - **mangle FORWARD** (`MASQ-FORWARD`): the replies, and ICMP errors from the real servers' side,
+/// - **security FORWARD** (`MASQ-FORWARD`): the replies, and ICMP errors from the real servers' side,
 ///   are queued and rewritten to source = VIP *after* routing, as IPVS's NAT reply hook at FORWARD
 ///   does. Rewritten before routing, a packet from one of the director's own addresses is a martian
-///   (dropped unless `accept_local=1`, and with `rp_filter=1` even then). mangle, not filter: a verdict
-///   ends the packet's walk of its table, and the admin's own filter FORWARD rules must still run.
+///   (dropped unless `accept_local=1`, and with `rp_filter=1` even then). The security table (priority
+///   50) runs after mangle (−150) and filter (0), as IPVS's hook (98) does: a verdict ends the packet's
+///   walk of the table it was queued from, and the admin's mangle FORWARD rules (TCPMSS clamping) and
+///   filter FORWARD rules must still see the reply, as they see it with IPVS (from the real server).
 /// - **raw OUTPUT** (`MASQ-OUTPUT`): connections from the director itself to a VIP (IPVS serves them
 ///   from LOCAL_OUT): rewritten to the real server, then re-routed by the kernel after the verdict;
 ///   and the director's own "fragmentation needed" about a client → real server packet it could not
 ///   forward, translated back to the VIP.
-/// - **mangle INPUT** (`MASQ-INPUT`): the real servers' replies to those local connections (destination
-///   a VIP), rewritten after routing, like the forwarded ones.
+/// - **security INPUT** (`MASQ-INPUT`): the real servers' replies to those local connections
+///   (destination a VIP), and their ICMP errors, rewritten after routing, like the forwarded ones.
 ///
 /// Why notrack: rewriting after conntrack leaves the kernel's entry keyed on the VIP; the real
 /// server's reply then matches nothing and is "invalid". IPVS keeps its flows out of conntrack too.
-/// The real servers' answers to the director's own addresses (health checks, admin sessions) keep
-/// conntrack, or stateful INPUT rules would drop them.
+/// The real servers' answers to the director's own addresses other than a VIP (health checks, admin
+/// sessions) keep conntrack, or stateful INPUT rules would drop them.
 public struct IptablesPlan: Equatable, Sendable {
     public var chain: String
     public var queue: QueueSelection
@@ -82,10 +84,13 @@ public struct IptablesPlan: Equatable, Sendable {
     public var preRouting: [[String]] = []
     /// raw OUTPUT: local clients' connections to a VIP, the director's own frag-needed.
     public var output: [[String]] = []
-    /// mangle FORWARD: replies and ICMP errors from the real servers' side.
+    /// security FORWARD: replies and ICMP errors from the real servers' side.
     public var forward: [[String]] = []
-    /// mangle INPUT: replies to local clients.
+    /// security INPUT: replies and ICMP errors to local clients.
     public var input: [[String]] = []
+
+    /// The table masq's FORWARD and INPUT chains live in (see the type's documentation).
+    public static let afterRoutingTable = "security"
 
     /// `draining`: real servers no longer configured whose flows still live; their replies stay queued.
     public init(_ configuration: Configuration, queue: QueueSelection, chain: String = "MASQ",
@@ -104,13 +109,6 @@ public struct IptablesPlan: Equatable, Sendable {
             ["-p", name(proto), "-s", "\(address)/32"] + (port != 0 ? ["--sport", "\(port)"] : [])
         }
         let vips = Set(configuration.services.map(\.key.address)).sorted()
-
-        for service in configuration.services {
-            let key = service.key
-            let vip = ["-p", name(key.proto), "-d", "\(key.address)/32"] + (key.port != 0 ? ["--dport", "\(key.port)"] : [])
-            add(&preRouting, "pre", vip, notrack, target)
-            add(&output, "out", vip, notrack, target)
-        }
         var replies: [(proto: IPProtocol, address: IPv4Address, port: UInt16, vips: [IPv4Address])] = []
         for service in configuration.services {
             for rs in service.realServers {
@@ -120,24 +118,36 @@ public struct IptablesPlan: Equatable, Sendable {
         }
         // A draining server's local clients may have talked to any VIP.
         replies += draining.map { ($0.proto, $0.address, $0.port, vips) }
+
+        // Replies to a local client (destination a VIP) first: they would otherwise match a service's
+        // own rule below (a port-0 service, or a client port equal to the service port) and be
+        // rewritten before routing. They are untracked and leave the chain for security INPUT.
+        for reply in replies {
+            let from = server(reply.proto, reply.address, reply.port)
+            for vip in reply.vips {
+                add(&preRouting, "pre", from + ["-d", "\(vip)/32"], notrack, ["-j", "RETURN"])
+                add(&input, "in", from + ["-d", "\(vip)/32"], target)
+            }
+        }
+        for service in configuration.services {
+            let key = service.key
+            let vip = ["-p", name(key.proto), "-d", "\(key.address)/32"] + (key.port != 0 ? ["--dport", "\(key.port)"] : [])
+            add(&preRouting, "pre", vip, notrack, target)
+            add(&output, "out", vip, notrack, target)
+        }
         for reply in replies {
             let from = server(reply.proto, reply.address, reply.port)
             add(&preRouting, "pre", from + ["-m", "addrtype", "!", "--dst-type", "LOCAL"], notrack)
             add(&forward, "fwd", from, target)
-            for vip in reply.vips {
-                add(&preRouting, "pre", from + ["-d", "\(vip)/32"], notrack)
-                add(&input, "in", from + ["-d", "\(vip)/32"], target)
-            }
         }
         // ICMP to a VIP from the client side (about a reply VIP → client): rewritten to the real server
         // before routing. From a real server (about a local client's VIP → real server): after routing,
-        // in INPUT, like the replies; so those skip the PREROUTING rule.
-        let realAddresses = Set(replies.map(\.address)).sorted()
+        // in INPUT, like the replies; so those leave the PREROUTING chain first.
+        for address in Set(replies.map(\.address)).sorted() {
+            add(&preRouting, "pre", ["-p", "icmp", "-s", "\(address)/32"], ["-j", "RETURN"])
+            add(&input, "in", ["-p", "icmp", "-s", "\(address)/32"], target)
+        }
         for vip in vips {
-            for address in realAddresses {
-                add(&preRouting, "pre", ["-p", "icmp", "-s", "\(address)/32", "-d", "\(vip)/32"], ["-j", "RETURN"])
-                add(&input, "in", ["-p", "icmp", "-s", "\(address)/32", "-d", "\(vip)/32"], target)
-            }
             add(&preRouting, "pre", ["-p", "icmp", "-d", "\(vip)/32"], target)
         }
         // ICMP errors from the real servers' side about client → real server, on their way to the client.
@@ -147,13 +157,14 @@ public struct IptablesPlan: Equatable, Sendable {
         add(&output, "out", ["-p", "icmp", "--icmp-type", "fragmentation-needed"], target)
     }
 
-    /// masq's chains, in the order they are installed.
+    /// masq's chains.
     public var chains: [IptablesChain] {
-        [
+        let after = Self.afterRoutingTable
+        return [
             IptablesChain(table: "raw", hook: "PREROUTING", name: chain, rules: preRouting),
             IptablesChain(table: "raw", hook: "OUTPUT", name: chain + "-OUTPUT", rules: output),
-            IptablesChain(table: "mangle", hook: "FORWARD", name: chain + "-FORWARD", rules: forward),
-            IptablesChain(table: "mangle", hook: "INPUT", name: chain + "-INPUT", rules: input),
+            IptablesChain(table: after, hook: "FORWARD", name: chain + "-FORWARD", rules: forward),
+            IptablesChain(table: after, hook: "INPUT", name: chain + "-INPUT", rules: input),
         ]
     }
 
@@ -165,12 +176,12 @@ public struct IptablesPlan: Equatable, Sendable {
     /// Every rule, in all chains.
     public var ruleCount: Int { chains.reduce(0) { $0 + $1.rules.count } }
 
-    /// Every iptables invocation that installs the plan, in order (arguments after the binary).
+    /// Every iptables invocation that installs the plan, in order (arguments after the binary): every
+    /// chain filled before any is jumped to, and the reply hooks before PREROUTING, so no flow is
+    /// rewritten one way while its replies are not yet rewritten back.
     public var installCommands: [[String]] {
-        chains.flatMap { c in
-            [["-t", c.table, "-N", c.name]] + c.rules.map { ["-t", c.table, "-A", c.name] + $0 }
-                + [["-t", c.table, "-I", c.hook, "1", "-j", c.name]]
-        }
+        chains.flatMap { c in [["-t", c.table, "-N", c.name]] + c.rules.map { ["-t", c.table, "-A", c.name] + $0 } }
+            + chains.reversed().map { c in ["-t", c.table, "-I", c.hook, "1", "-j", c.name] }
     }
 
     /// Removes what `installCommands` added (each step may fail harmlessly if already gone).
@@ -197,9 +208,10 @@ public struct IptablesPlan: Equatable, Sendable {
         }.joined(separator: "\n") + "\n"
     }
 
-    /// The chains' new contents as one `iptables-restore --noflush` transaction (reload): declaring a
-    /// chain empties it, and the kernel swaps each table at COMMIT, so no packet ever sees a chain
-    /// half filled.
+    /// The chains' new contents as one `iptables-restore --noflush` input (reload): declaring a chain
+    /// empties it, and each table is swapped whole at its COMMIT, so no packet ever sees a chain half
+    /// filled. The tables commit one after the other: if the second fails, the first has changed
+    /// (the caller logs it; the next change or the 2-second refresh tries again).
     public var restoreInput: String {
         tables.map { t in
             // iptables-restore splits on blanks and takes no shell quoting; no token here has a blank.
@@ -288,7 +300,8 @@ public final class IptablesRunner: @unchecked Sendable {
         }
     }
 
-    /// Replaces the chains' rules in one transaction (reload); on failure the old rules stay.
+    /// Replaces the chains' rules (reload), table by table (see `restoreInput`); on failure the caller keeps
+    /// the old plan, so the next refresh tries again.
     public func refill(_ plan: IptablesPlan) throws {
         lock.lock()
         defer { lock.unlock() }

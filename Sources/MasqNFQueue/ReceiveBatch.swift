@@ -27,11 +27,14 @@ public struct QueuedPacket {
     ///
     /// Except at LOCAL_IN: a packet delivered to the director's own stack is never segmented, and a
     /// verdict with a payload leaves it CHECKSUM_NONE, so TCP verifies the whole (GRO) packet against its
-    /// checksum field: that one must leave finished too.
+    /// checksum field: a GSO packet there leaves with its checksum computed in full, whatever the field
+    /// held (a pseudo-header sum, or nothing useful after hardware LRO).
     public var meta: PacketMeta {
-        let keepPartial = isGSO && hook != UInt8(NF_INET_LOCAL_IN.rawValue)
-        return PacketMeta(partialChecksum: checksumNotReady && !keepPartial, truncated: isTruncated,
-                          partialChecksumKept: checksumNotReady && keepPartial)
+        if isGSO && hook == UInt8(NF_INET_LOCAL_IN.rawValue) {
+            return PacketMeta(partialChecksum: true, truncated: isTruncated)
+        }
+        return PacketMeta(partialChecksum: checksumNotReady && !isGSO, truncated: isTruncated,
+                          partialChecksumKept: checksumNotReady && isGSO)
     }
 }
 

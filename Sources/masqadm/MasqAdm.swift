@@ -21,8 +21,9 @@ struct MasqAdm {
         var i = 0
         while i < arguments.count {
             let word = arguments[i]
-            if word == "--socket", i + 1 < arguments.count {
-                socket = arguments[i + 1]
+            if word == "--socket" {
+                // A missing value reads as an empty name, which the client refuses with its reason.
+                socket = i + 1 < arguments.count ? arguments[i + 1] : ""
                 i += 2
                 continue
             }
@@ -51,7 +52,7 @@ struct MasqAdm {
         do {
             reply = try ControlClient.request(request, socket: socket)
         } catch {
-            throw AdminError.fail("Can't initialize ipvs: \(String(cString: strerror(error.errno)))\n"
+            throw AdminError.fail("Can't initialize ipvs: \(error.explanation)\n"
                 + "Are you sure that masq is running (masq run, control socket \(socket))?")
         }
         guard reply.ok else { throw AdminError.operationFailed(reply.message) }

@@ -3,8 +3,9 @@ import Testing
 @testable import MasqDaemon
 
 @Suite struct IptablesPlanTests {
-    /// Where IPVS hooks: inbound before routing, replies after it (no accept_local, rp_filter=1 works).
-    @Test func seedServiceInboundInRawRepliesInMangleForward() throws {
+    /// Where IPVS hooks: inbound before routing, replies after it (no accept_local, rp_filter=1 works),
+    /// after filter (security table); every chain filled before the hooks jump to it.
+    @Test func seedServiceInboundInRawRepliesInSecurityForward() throws {
         let configuration = try RulesFile.parse("""
             -A -t 12.0.0.1:80 -s rr
             -a -t 12.0.0.1:80 -r 192.168.100.101:80 -m -w 1
@@ -14,35 +15,37 @@ import Testing
         let q = "-j NFQUEUE --queue-num 0 --queue-bypass"
         #expect(plan.script() == """
             iptables -t raw -N MASQ
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -d 12.0.0.1/32 -j CT --notrack
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -d 12.0.0.1/32 -j RETURN
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -d 12.0.0.1/32 -j CT --notrack
+            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -d 12.0.0.1/32 -j RETURN
             iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 -j CT --notrack
             iptables -t raw -A MASQ -p tcp -d 12.0.0.1/32 --dport 80 \(q)
             iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -m addrtype '!' --dst-type LOCAL -j CT --notrack
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.101/32 --sport 80 -d 12.0.0.1/32 -j CT --notrack
             iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -m addrtype '!' --dst-type LOCAL -j CT --notrack
-            iptables -t raw -A MASQ -p tcp -s 192.168.100.102/32 --sport 80 -d 12.0.0.1/32 -j CT --notrack
-            iptables -t raw -A MASQ -p icmp -s 192.168.100.101/32 -d 12.0.0.1/32 -j RETURN
-            iptables -t raw -A MASQ -p icmp -s 192.168.100.102/32 -d 12.0.0.1/32 -j RETURN
+            iptables -t raw -A MASQ -p icmp -s 192.168.100.101/32 -j RETURN
+            iptables -t raw -A MASQ -p icmp -s 192.168.100.102/32 -j RETURN
             iptables -t raw -A MASQ -p icmp -d 12.0.0.1/32 \(q)
-            iptables -t raw -I PREROUTING 1 -j MASQ
             iptables -t raw -N MASQ-OUTPUT
             iptables -t raw -A MASQ-OUTPUT -p tcp -d 12.0.0.1/32 --dport 80 -j CT --notrack
             iptables -t raw -A MASQ-OUTPUT -p tcp -d 12.0.0.1/32 --dport 80 \(q)
             iptables -t raw -A MASQ-OUTPUT -p icmp --icmp-type fragmentation-needed \(q)
+            iptables -t security -N MASQ-FORWARD
+            iptables -t security -A MASQ-FORWARD -p tcp -s 192.168.100.101/32 --sport 80 \(q)
+            iptables -t security -A MASQ-FORWARD -p tcp -s 192.168.100.102/32 --sport 80 \(q)
+            iptables -t security -A MASQ-FORWARD -p icmp --icmp-type destination-unreachable \(q)
+            iptables -t security -A MASQ-FORWARD -p icmp --icmp-type source-quench \(q)
+            iptables -t security -A MASQ-FORWARD -p icmp --icmp-type time-exceeded \(q)
+            iptables -t security -A MASQ-FORWARD -p icmp --icmp-type parameter-problem \(q)
+            iptables -t security -N MASQ-INPUT
+            iptables -t security -A MASQ-INPUT -p tcp -s 192.168.100.101/32 --sport 80 -d 12.0.0.1/32 \(q)
+            iptables -t security -A MASQ-INPUT -p tcp -s 192.168.100.102/32 --sport 80 -d 12.0.0.1/32 \(q)
+            iptables -t security -A MASQ-INPUT -p icmp -s 192.168.100.101/32 \(q)
+            iptables -t security -A MASQ-INPUT -p icmp -s 192.168.100.102/32 \(q)
+            iptables -t security -I INPUT 1 -j MASQ-INPUT
+            iptables -t security -I FORWARD 1 -j MASQ-FORWARD
             iptables -t raw -I OUTPUT 1 -j MASQ-OUTPUT
-            iptables -t mangle -N MASQ-FORWARD
-            iptables -t mangle -A MASQ-FORWARD -p tcp -s 192.168.100.101/32 --sport 80 \(q)
-            iptables -t mangle -A MASQ-FORWARD -p tcp -s 192.168.100.102/32 --sport 80 \(q)
-            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type destination-unreachable \(q)
-            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type source-quench \(q)
-            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type time-exceeded \(q)
-            iptables -t mangle -A MASQ-FORWARD -p icmp --icmp-type parameter-problem \(q)
-            iptables -t mangle -I FORWARD 1 -j MASQ-FORWARD
-            iptables -t mangle -N MASQ-INPUT
-            iptables -t mangle -A MASQ-INPUT -p tcp -s 192.168.100.101/32 --sport 80 -d 12.0.0.1/32 \(q)
-            iptables -t mangle -A MASQ-INPUT -p tcp -s 192.168.100.102/32 --sport 80 -d 12.0.0.1/32 \(q)
-            iptables -t mangle -A MASQ-INPUT -p icmp -s 192.168.100.101/32 -d 12.0.0.1/32 \(q)
-            iptables -t mangle -A MASQ-INPUT -p icmp -s 192.168.100.102/32 -d 12.0.0.1/32 \(q)
-            iptables -t mangle -I INPUT 1 -j MASQ-INPUT
+            iptables -t raw -I PREROUTING 1 -j MASQ
 
             """)
         // Removal and reload touch both tables, each in one transaction.
@@ -55,7 +58,7 @@ import Testing
             -X MASQ
             -X MASQ-OUTPUT
             COMMIT
-            *mangle
+            *security
             -D FORWARD -j MASQ-FORWARD
             -D INPUT -j MASQ-INPUT
             -F MASQ-FORWARD
@@ -65,7 +68,7 @@ import Testing
             COMMIT
 
             """)
-        #expect(plan.restoreInput.contains("COMMIT\n*mangle\n:MASQ-FORWARD - [0:0]\n:MASQ-INPUT - [0:0]\n-A MASQ-FORWARD -p tcp"))
+        #expect(plan.restoreInput.contains("COMMIT\n*security\n:MASQ-FORWARD - [0:0]\n:MASQ-INPUT - [0:0]\n-A MASQ-FORWARD -p tcp"))
         #expect(plan.removeCommands.count == 12)
     }
 
@@ -80,14 +83,25 @@ import Testing
             """)
         let plan = IptablesPlan(configuration, queue: .balance(0, 1), chain: "LB")
         let rules = plan.preRouting.map { $0.joined(separator: " ") }
-        // Shared by two services: one notrack for forwarded replies, one per VIP for local clients' replies.
-        #expect(rules.filter { $0.contains("-s 198.19.0.201/32") && !$0.contains("icmp") }.count == 3)
+        // Shared by two services: one notrack for forwarded replies, notrack + RETURN per VIP for local clients' replies.
+        #expect(rules.filter { $0.contains("-s 198.19.0.201/32") && !$0.contains("icmp") }.count == 5)
         #expect(plan.forward.filter { $0.contains("198.19.0.201/32") }.count == 1)
         #expect(rules.contains("-p tcp -d 198.18.0.3/32 -j NFQUEUE --queue-balance 0:1 --queue-bypass"))
         #expect(rules.contains("-p tcp -s 198.19.0.202/32 -m addrtype ! --dst-type LOCAL -j CT --notrack"))
         #expect(plan.restoreInput.hasPrefix("*raw\n:LB - [0:0]\n:LB-OUTPUT - [0:0]\n-A LB -p udp"))
         #expect(plan.restoreInput.hasSuffix("COMMIT\n"))
         #expect(plan.removeCommands.first == ["-t", "raw", "-D", "PREROUTING", "-j", "LB"])
+    }
+
+    /// A local client's reply (real server → VIP) must never meet a service's own rule, which would
+    /// rewrite it before routing: with a port-0 service every reply to the VIP would.
+    @Test func localClientRepliesLeavePreroutingBeforeTheServiceRules() throws {
+        let configuration = try RulesFile.parse("-A -t 198.18.0.3:0 -p 60\n-a -t 198.18.0.3:0 -r 198.19.0.202 -m")
+        let rules = IptablesPlan(configuration, queue: .single(0)).preRouting.map { $0.joined(separator: " ") }
+        let leave = try #require(rules.firstIndex(of: "-p tcp -s 198.19.0.202/32 -d 198.18.0.3/32 -j RETURN"))
+        let service = try #require(rules.firstIndex(of: "-p tcp -d 198.18.0.3/32 -j NFQUEUE --queue-num 0 --queue-bypass"))
+        #expect(leave < service)
+        #expect(rules[leave - 1] == "-p tcp -s 198.19.0.202/32 -d 198.18.0.3/32 -j CT --notrack")
     }
 
     @Test func cpuFanoutSpreadsByCPU() throws {
