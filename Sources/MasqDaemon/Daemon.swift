@@ -159,7 +159,9 @@ struct SignalService: Service {
                     try core.reload(from: options.rulesPath)
                 }
                 logger.info("reload accepted")
+                let running = core.currentConfiguration
                 for warning in HostChecks.warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
+                                                   expectsReplies: running.services.contains { !$0.realServers.isEmpty },
                                                    iptablesBinary: options.iptablesBinary) {
                     logger.warning("\(warning)")
                 }
@@ -251,6 +253,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
 
     for warning in HostChecks.warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
+                                       expectsReplies: configuration.services.contains { !$0.realServers.isEmpty },
                                        iptablesBinary: options.iptablesBinary) {
         logger.warning("\(warning)")
     }

@@ -9,27 +9,41 @@ public enum HostChecks {
     /// `/proc/sys/net/ipv4/ip_forward` of this network namespace.
     static let ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
 
-    /// The warnings for this host. `rulesInstalled`: masq installed its own iptables rules.
-    public static func warnings(queues: [UInt16], rulesInstalled: Bool, iptablesBinary: String) -> [String] {
+    /// The warnings for this host. `rulesInstalled`: masq installed its own iptables rules;
+    /// `expectsReplies`: the configuration has real servers, whose replies must reach masq after routing.
+    public static func warnings(queues: [UInt16], rulesInstalled: Bool, expectsReplies: Bool,
+                                iptablesBinary: String) -> [String] {
         var warnings: [String] = []
         if let text = try? String(contentsOfFile: ipForwardPath, encoding: .utf8),
            text.trimmingCharacters(in: .whitespacesAndNewlines) == "0" {
             warnings.append("net.ipv4.ip_forward is 0 in this network namespace: the kernel will not forward"
                 + " packets to the real servers; set it with `sysctl -w net.ipv4.ip_forward=1` (and in /etc/sysctl.conf)")
         }
-        if !rulesInstalled {
-            let targeted = queuesTargeted(iptablesSave: ruleset(iptablesBinary + "-save"))
-                .union(queuesTargeted(iptablesSave: ruleset(iptablesBinary == "iptables" ? "iptables-legacy-save" : "")))
-                .union(queuesTargeted(nft: ruleset("nft", ["list", "ruleset"])))
-            let missing = queues.filter { !targeted.contains($0) }
-            if !missing.isEmpty {
-                let list = missing.map(String.init).joined(separator: ", ")
-                warnings.append("no iptables or nftables rule sends packets to NFQUEUE \(list): no traffic will reach"
-                    + " masq; run it with --install-iptables, or install what `masq iptables --rules FILE` prints")
+        guard !rulesInstalled else { return warnings }
+        let rulesets = [
+            QueueRules(iptablesSave: ruleset(iptablesBinary + "-save")),
+            QueueRules(iptablesSave: ruleset(iptablesBinary == "iptables" ? "iptables-legacy-save" : "")),
+            QueueRules(nft: ruleset("nft", ["list", "ruleset"])),
+        ]
+        let targeted = rulesets.reduce(into: Set<UInt16>()) { $0.formUnion($1.queues()) }
+        let missing = queues.filter { !targeted.contains($0) }
+        if !missing.isEmpty {
+            warnings.append("no iptables or nftables rule sends packets to NFQUEUE \(list(missing)): no traffic will"
+                + " reach masq; run it with --install-iptables, or install what `masq iptables --rules FILE` prints")
+        } else if expectsReplies {
+            let afterRouting = rulesets.reduce(into: Set<UInt16>()) { $0.formUnion($1.queues(reachableFrom: "forward")) }
+            let late = queues.filter { !afterRouting.contains($0) }
+            if !late.isEmpty {
+                warnings.append("no rule reached from FORWARD sends packets to NFQUEUE \(list(late)): the real servers'"
+                    + " replies are not rewritten after routing (rules from masq before 0.10 queued them in raw"
+                    + " PREROUTING, where the director drops them as martians); install what"
+                    + " `masq iptables --rules FILE` prints, or run with --install-iptables")
             }
         }
         return warnings
     }
+
+    private static func list(_ queues: [UInt16]) -> String { queues.map(String.init).joined(separator: ", ") }
 
     /// The output of a ruleset dump, or "" when the tool is missing or fails.
     private static func ruleset(_ tool: String, _ arguments: [String] = []) -> String {
@@ -39,43 +53,110 @@ public enum HostChecks {
     }
 
     /// Queue numbers that `-j NFQUEUE` rules in `iptables-save` output send to (no number: queue 0).
-    public static func queuesTargeted(iptablesSave text: String) -> Set<UInt16> {
-        var queues = Set<UInt16>()
-        for line in text.split(separator: "\n") where line.hasPrefix("-A ") {
-            let words = line.split(separator: " ").map(String.init)
-            guard let j = words.firstIndex(of: "-j"), j + 1 < words.count, words[j + 1] == "NFQUEUE" else { continue }
-            let options = words[(j + 2)...]
-            if let i = options.firstIndex(of: "--queue-balance"), i + 1 < options.endIndex {
-                queues.formUnion(range(options[i + 1], separator: ":"))
-            } else if let i = options.firstIndex(of: "--queue-num"), i + 1 < options.endIndex, let q = UInt16(options[i + 1]) {
-                queues.insert(q)
-            } else {
-                queues.insert(0)
-            }
-        }
-        return queues
-    }
+    public static func queuesTargeted(iptablesSave text: String) -> Set<UInt16> { QueueRules(iptablesSave: text).queues() }
 
     /// Queue numbers that nftables `queue` statements send to (`queue num 1`, `queue flags bypass to
     /// 0-1`, `queue` alone: 0); iptables-nft's NFQUEUE rules appear here in this form too.
-    public static func queuesTargeted(nft text: String) -> Set<UInt16> {
-        var queues = Set<UInt16>()
-        for line in text.split(separator: "\n") {
-            let words = line.split(separator: " ").map(String.init)
-            for (i, word) in words.enumerated() where word == "queue" {
-                var rest = words[(i + 1)...].prefix(4)
-                if rest.first == "flags" { rest = rest.dropFirst(2) }
-                if let first = rest.first, first == "num" || first == "to", rest.count > 1 {
-                    queues.formUnion(range(rest[rest.index(after: rest.startIndex)], separator: "-"))
+    public static func queuesTargeted(nft text: String) -> Set<UInt16> { QueueRules(nft: text).queues() }
+
+    /// The queue rules of a ruleset dump: in which table and chain each lives, which chains jump to
+    /// which, and which chains a netfilter hook enters (iptables' built-in chains; nft's base chains).
+    struct QueueRules {
+        /// table → chain → queues its rules send to.
+        var queuesByChain: [String: [String: Set<UInt16>]] = [:]
+        /// table → chain → chains it jumps or goes to.
+        var jumps: [String: [String: Set<String>]] = [:]
+        /// table → hook (lowercase: "forward", "prerouting", ...) → the chains it enters.
+        var hooks: [String: [String: Set<String>]] = [:]
+
+        /// All queues any rule sends to.
+        func queues() -> Set<UInt16> {
+            queuesByChain.values.reduce(into: Set<UInt16>()) { all, chains in
+                for q in chains.values { all.formUnion(q) }
+            }
+        }
+
+        /// The queues of the rules a packet at `hook` can reach, through jumps, in any table.
+        func queues(reachableFrom hook: String) -> Set<UInt16> {
+            var found = Set<UInt16>()
+            for (table, entered) in hooks {
+                var seen = Set<String>()
+                var work = Array(entered[hook] ?? [])
+                while let chain = work.popLast() {
+                    guard seen.insert(chain).inserted else { continue }
+                    found.formUnion(queuesByChain[table]?[chain] ?? [])
+                    work += jumps[table]?[chain] ?? []
+                }
+            }
+            return found
+        }
+
+        init(iptablesSave text: String) {
+            var table = ""
+            for line in text.split(separator: "\n") {
+                if line.hasPrefix("*") {
+                    table = String(line.dropFirst())
+                    continue
+                }
+                let words = line.split(separator: " ").map(String.init)
+                if line.hasPrefix(":"), let name = words.first?.dropFirst() {
+                    // A built-in chain (its policy is not "-") is where its hook enters the table.
+                    if words.count > 1 && words[1] != "-" { hooks[table, default: [:]][name.lowercased(), default: []].insert(String(name)) }
+                    continue
+                }
+                guard line.hasPrefix("-A "), words.count > 1 else { continue }
+                let chain = words[1]
+                guard let j = words.firstIndex(where: { $0 == "-j" || $0 == "-g" }), j + 1 < words.count else { continue }
+                let target = words[j + 1]
+                guard target == "NFQUEUE" else {
+                    jumps[table, default: [:]][chain, default: []].insert(target)
+                    continue
+                }
+                let options = words[(j + 2)...]
+                var queues = Set<UInt16>()
+                if let i = options.firstIndex(of: "--queue-balance"), i + 1 < options.endIndex {
+                    queues = HostChecks.range(options[i + 1], separator: ":")
+                } else if let i = options.firstIndex(of: "--queue-num"), i + 1 < options.endIndex, let q = UInt16(options[i + 1]) {
+                    queues = [q]
                 } else {
-                    queues.insert(0)
+                    queues = [0]
+                }
+                queuesByChain[table, default: [:]][chain, default: []].formUnion(queues)
+            }
+        }
+
+        init(nft text: String) {
+            var table = "", chain = ""
+            for line in text.split(separator: "\n") {
+                let words = line.split(separator: " ").map(String.init)
+                guard let first = words.first else { continue }
+                if first == "table", words.count >= 3 { table = words[1] + " " + words[2]; chain = ""; continue }
+                if first == "chain", words.count >= 2 { chain = words[1]; continue }
+                if first == "type", let h = words.firstIndex(of: "hook"), h + 1 < words.count {
+                    hooks[table, default: [:]][words[h + 1], default: []].insert(chain)
+                    continue
+                }
+                for (i, word) in words.enumerated() {
+                    if (word == "jump" || word == "goto"), i + 1 < words.count {
+                        jumps[table, default: [:]][chain, default: []].insert(words[i + 1])
+                    }
+                    // A chain may be called "queue" too: the word after jump/goto is a name.
+                    guard word == "queue", i == 0 || (words[i - 1] != "jump" && words[i - 1] != "goto") else { continue }
+                    var rest = words[(i + 1)...].prefix(4)
+                    if rest.first == "flags" { rest = rest.dropFirst(2) }
+                    let queues: Set<UInt16>
+                    if let next = rest.first, next == "num" || next == "to", rest.count > 1 {
+                        queues = HostChecks.range(rest[rest.index(after: rest.startIndex)], separator: "-")
+                    } else {
+                        queues = [0]
+                    }
+                    queuesByChain[table, default: [:]][chain, default: []].formUnion(queues)
                 }
             }
         }
-        return queues
     }
 
-    private static func range(_ text: String, separator: Character) -> Set<UInt16> {
+    static func range(_ text: String, separator: Character) -> Set<UInt16> {
         let parts = text.split(separator: separator).compactMap { UInt16($0) }
         guard let low = parts.first else { return [] }
         let high = parts.count > 1 ? parts[1] : low

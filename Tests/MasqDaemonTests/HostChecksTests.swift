@@ -32,4 +32,56 @@ import Testing
             """
         #expect(HostChecks.queuesTargeted(nft: text) == [0, 2, 3, 7, 11])
     }
+
+    /// masq 0.9's rules queued replies in raw PREROUTING: queue 0 is fed, but nothing after routing is.
+    @Test func repliesQueuedAfterRoutingOnlyThroughForward() {
+        let old = """
+            *raw
+            :PREROUTING ACCEPT [0:0]
+            :OUTPUT ACCEPT [0:0]
+            :MASQ - [0:0]
+            -A PREROUTING -j MASQ
+            -A MASQ -d 198.18.0.1/32 -p tcp -m tcp --dport 80 -j NFQUEUE --queue-num 0 --queue-bypass
+            -A MASQ -s 198.19.0.201/32 -p tcp -m tcp --sport 80 -j NFQUEUE --queue-num 0 --queue-bypass
+            COMMIT
+            """
+        #expect(HostChecks.QueueRules(iptablesSave: old).queues() == [0])
+        #expect(HostChecks.QueueRules(iptablesSave: old).queues(reachableFrom: "forward").isEmpty)
+        let new = old.replacingOccurrences(of: "COMMIT", with: """
+            COMMIT
+            *security
+            :INPUT ACCEPT [0:0]
+            :FORWARD ACCEPT [0:0]
+            :MASQ-FORWARD - [0:0]
+            :UNUSED - [0:0]
+            -A FORWARD -j MASQ-FORWARD
+            -A MASQ-FORWARD -s 198.19.0.201/32 -p tcp -m tcp --sport 80 -j NFQUEUE --queue-num 0 --queue-bypass
+            -A UNUSED -j NFQUEUE --queue-num 5
+            COMMIT
+            """)
+        #expect(HostChecks.QueueRules(iptablesSave: new).queues() == [0, 5])
+        #expect(HostChecks.QueueRules(iptablesSave: new).queues(reachableFrom: "forward") == [0])
+    }
+
+    @Test func nftBaseChainsAndJumps() {
+        let text = """
+            table inet lb {
+                chain queue {
+                    queue num 3
+                }
+                chain fwd {
+                    type filter hook forward priority 50; policy accept;
+                    ip saddr 198.19.0.201 tcp sport 80 jump queue
+                }
+                chain pre {
+                    type filter hook prerouting priority -300; policy accept;
+                    ip daddr 198.18.0.1 queue to 4
+                }
+            }
+            """
+        let rules = HostChecks.QueueRules(nft: text)
+        #expect(rules.queues() == [3, 4])
+        #expect(rules.queues(reachableFrom: "forward") == [3])
+        #expect(rules.queues(reachableFrom: "prerouting") == [4])
+    }
 }
