@@ -31,6 +31,10 @@ public struct ReplaySummary: Sendable {
         }
         let templates = engine.templatesCreated > 0 ? " (+\(engine.templatesCreated) persistence templates)" : ""
         lines.append(row("flows created", engine.connectionsCreated, templates))
+        // Only when the table filled: the fixtures' summaries stay as they were.
+        for reason in EvictionReason.allCases where engine[reason] > 0 {
+            lines.append(row("evicted " + reason.description, engine[reason]))
+        }
         lines.append(row("packets written", written))
         return lines.joined(separator: "\n")
     }

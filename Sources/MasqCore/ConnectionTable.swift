@@ -368,6 +368,35 @@ public final class ConnectionTable {
         freeSlots.append(slot)
     }
 
+    // MARK: Early drop
+
+    /// conntrack's `early_drop`, IPVS's `drop_entry`: of up to `samples` slots drawn at random (by
+    /// `random`, the caller's generator, so a replay stays deterministic), the live one `evictable`
+    /// accepts that has been idle longest, or nil when none of them qualifies. Sampling keeps the cost
+    /// bounded whatever the table holds: under a SYN flood nearly every draw is a half-open entry; in a
+    /// table of established flows none qualifies and the new flow is refused.
+    public func evictionCandidate(samples: Int, random: () -> UInt64,
+                                  evictable: (Connection) -> Bool) -> UInt32? {
+        guard slotsUsed > 0 else { return nil }
+        var best: UInt32?
+        var bestSeen = Int64.max
+        for _ in 0..<samples {
+            let slot = Int(random() % UInt64(slotsUsed))
+            let entry = slots[slot]
+            guard entry.live, evictable(entry) else { continue }
+            // Last activity: expiry minus the timeout it was armed with.
+            let seen = entry.expires &- Int64(entry.timeout) &* Self.nanosPerTick
+            if seen < bestSeen {
+                bestSeen = seen
+                best = UInt32(slot)
+            }
+        }
+        return best
+    }
+
+    /// How full the table is, in 0...1 (templates included).
+    public var fill: Double { Double(connectionCount + templateCount) / Double(capacity) }
+
     /// Live entries in slot order (deterministic), for dumps.
     public var liveEntries: [Connection] {
         var entries: [Connection] = []

@@ -33,6 +33,21 @@ public final class Engine {
     public private(set) var destinationHandshakeFailures: [UInt32] = []
 
     public static let defaultCapacity = 1 << 20
+
+    // MARK: Defence (conntrack's early_drop, IPVS's drop_entry and secure_tcp)
+
+    /// Slots drawn per early-drop attempt (conntrack samples 8 entries of a bucket chain).
+    public static let evictionSamples = 16
+    /// Pressure mode starts when the table is this full and ends below `pressureOff` (hysteresis, so a
+    /// table hovering at one level does not flap).
+    public static let pressureOn = 0.75, pressureOff = 0.5
+    /// Half-open entries' idle timeout under pressure, in seconds (SYN_RECV is 60 s otherwise, an
+    /// unanswered UDP flow 300 s): a flood's entries leave in seconds, not minutes.
+    public static let pressureHalfOpenTimeout: UInt32 = 5
+    /// IPVS `secure_tcp`/`amemthresh` in spirit: the table is under pressure (see `pressureOn`).
+    public private(set) var pressure = false
+    /// xorshift64 state for early-drop sampling: fixed seed, so a replay is deterministic.
+    private var evictionRandom: UInt64 = 0x9E37_79B9_7F4A_7C15
     /// `prefetching`'s ring of the hashes it has fetched buckets for (allocated once).
     private let prefetchHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 16)
 
@@ -302,6 +317,11 @@ public final class Engine {
             destinationStats[Int(c.destinationID)].bytesIn &+= length
             rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
         } else {
+            // A UDP flow's first answer: it is no longer half-open (its short pressure timeout ends).
+            if c.packetsOut == 0 && c.proto == .udp && c.timeout != timeouts[.udp] {
+                table[slot].timeout = timeouts[.udp]
+                table[slot].expires = now &+ Int64(timeouts[.udp]) &* ConnectionTable.nanosPerTick
+            }
             table[slot].packetsOut &+= 1
             table[slot].bytesOut &+= length
             serviceStats[Int(c.serviceID)].packetsOut &+= 1
@@ -321,11 +341,12 @@ public final class Engine {
             if state == .established { destinationHandshakeFailures[Int(table[slot].destinationID)] = 0 }
             if state == .close { destinationHandshakeFailures[Int(table[slot].destinationID)] &+= 1 }
         }
-        let longer = timeouts[state] >= table[slot].timeout
+        let timeout = timeout(for: state, halfOpen: Self.isHalfOpen(state: state, proto: .tcp, answered: true))
+        let longer = timeout >= table[slot].timeout
         table[slot].state = state
-        table[slot].timeout = timeouts[state]
+        table[slot].timeout = timeout
         if !longer {
-            table[slot].expires = now &+ Int64(timeouts[state]) &* ConnectionTable.nanosPerTick
+            table[slot].expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
             table.expiryShortened(slot)
         }
         let active = state == .established
@@ -381,7 +402,8 @@ public final class Engine {
                                meta: PacketMeta) -> Verdict {
         let input = SchedulingInput(client: ip.source, clientPort: th.sourcePort,
                                     virtualAddress: ip.destination, virtualPort: th.destinationPort)
-        guard !table.isFull else { return .drop(.tableFull) }
+        updatePressure()
+        guard makeRoom() else { return .drop(.tableFull) }
         var controller = ConnectionTable.noSlot
         let chosen: Destination
         if let persistence = service.spec.persistence {
@@ -399,7 +421,10 @@ public final class Engine {
         let proto = ip.proto
         let state: ConnectionState = proto == .tcp
             ? TCPProtocol.transition(from: .none, direction: .inbound, flags: th.tcpFlags) : .udp
-        let timeout = timeouts[state]
+        // A new UDP flow is unanswered until its first reply.
+        let timeout = timeout(for: state, halfOpen: Self.isHalfOpen(state: state, proto: proto, answered: false))
+        // A persistent service may have used the last free slot for its template.
+        guard makeRoom() else { return .drop(.tableFull) }
         let length = UInt64(ip.totalLength)
         let connection = Connection(
             proto: proto, state: state, isTemplate: false, countedActive: state == .established,
@@ -421,6 +446,52 @@ public final class Engine {
         bump(&destinationStats[Int(chosen.id)], length: length)
         rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
         return .rewritten(.inbound)
+    }
+
+    /// Whether an entry never completed its handshake: TCP in SYN_RECV/SYN_SENT, or UDP never answered.
+    /// Only those are ever evicted, and only those get the short timeout under pressure.
+    @inline(__always)
+    static func isHalfOpen(state: ConnectionState, proto: IPProtocol, answered: Bool) -> Bool {
+        proto == .udp ? !answered : state == .synRecv || state == .synSent
+    }
+
+    /// The idle timeout an entry gets on entering `state`.
+    @inline(__always)
+    private func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
+        pressure && halfOpen ? min(Self.pressureHalfOpenTimeout, timeouts[state]) : timeouts[state]
+    }
+
+    /// Pressure mode on at `pressureOn`, off below `pressureOff`; checked at each new flow.
+    @inline(__always)
+    private func updatePressure() {
+        let fill = table.fill
+        if !pressure && fill >= Self.pressureOn {
+            pressure = true
+            counters.pressureEntered &+= 1
+        } else if pressure && fill < Self.pressureOff {
+            pressure = false
+        }
+    }
+
+    /// A full table makes room by evicting the longest-idle half-open entry of a sample (early drop);
+    /// false when it is full of flows that completed their handshakes, which are never evicted.
+    private func makeRoom() -> Bool {
+        guard table.isFull else { return true }
+        let victim = table.evictionCandidate(samples: Self.evictionSamples, random: { self.nextRandom() }) { c in
+            !c.isTemplate && Self.isHalfOpen(state: c.state, proto: c.proto, answered: c.packetsOut > 0)
+        }
+        guard let victim else { return false }
+        let reason: EvictionReason = table[victim].proto == .udp ? .unansweredUDP : .halfOpenTCP
+        expireNow(victim)
+        counters.evicted[reason.rawValue] &+= 1
+        return !table.isFull
+    }
+
+    private func nextRandom() -> UInt64 {
+        evictionRandom ^= evictionRandom << 13
+        evictionRandom ^= evictionRandom >> 7
+        evictionRandom ^= evictionRandom << 17
+        return evictionRandom
     }
 
     private func bump(_ stats: inout TrafficCounters, length: UInt64) {
@@ -449,7 +520,7 @@ public final class Engine {
             // on unseen until its connections end.
             if t.controlled > 0 { table.invalidateTemplate(slot) } else { expireNow(slot) }
         }
-        guard let d = service.scheduler.select(from: service.destinations, for: input) else { return nil }
+        guard let d = service.scheduler.select(from: service.destinations, for: input), makeRoom() else { return nil }
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
             client: masked, clientPort: 0, virtualAddress: input.virtualAddress, virtualPort: service.key.port,

@@ -49,6 +49,23 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     }
 }
 
+/// Why an entry was evicted from a full table to make room for a new flow (early drop): only flows
+/// that never completed their handshake are ever evicted, never an established one.
+public enum EvictionReason: Int, CaseIterable, Sendable, CustomStringConvertible {
+    /// A TCP connection still in SYN_RECV (or SYN_SENT): the client never acknowledged the real
+    /// server's SYN-ACK, as with a spoofed SYN.
+    case halfOpenTCP
+    /// A UDP flow the real server never answered.
+    case unansweredUDP
+
+    public var description: String {
+        switch self {
+        case .halfOpenTCP: "half-open-tcp"
+        case .unansweredUDP: "unanswered-udp"
+        }
+    }
+}
+
 /// Facts about a packet that come from where it was read, not from its bytes.
 public struct PacketMeta: Sendable {
     /// The L4 checksum field holds only the pseudo-header sum (Linux CHECKSUM_PARTIAL; NFQUEUE's
@@ -88,10 +105,15 @@ public struct EngineCounters: Equatable, Sendable {
     public var truncated: UInt64 = 0
     public var dropped = [UInt64](repeating: 0, count: DropReason.allCases.count)
     public var connectionsCreated: UInt64 = 0
+    /// Entries evicted by early drop, by `EvictionReason`.
+    public var evicted = [UInt64](repeating: 0, count: EvictionReason.allCases.count)
+    /// Times the engine entered pressure mode (see `Engine.pressure`).
+    public var pressureEntered: UInt64 = 0
     public var templatesCreated: UInt64 = 0
     public var expired: UInt64 = 0
     public init() {}
 
     public subscript(reason: DropReason) -> UInt64 { dropped[reason.rawValue] }
+    public subscript(reason: EvictionReason) -> UInt64 { evicted[reason.rawValue] }
     public var droppedTotal: UInt64 { dropped.reduce(0, +) }
 }

@@ -180,6 +180,7 @@ struct RateService: Service {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             core.sampleRates()
             core.periodicRefresh()
+            core.watchPressure()
             // In short steps, so a shutdown never waits for a sample.
             for _ in 0..<20 where !Task.isCancelled && !Task.isShuttingDownGracefully {
                 try? await Task.sleep(for: .milliseconds(100))

@@ -172,6 +172,33 @@ public final class DaemonCore: Sendable {
         rates.withLock { $0.sample(services: sample.0, destinations: sample.1, at: monotonicNanoseconds()) }
     }
 
+    /// What the last `watchPressure` saw: pressure on, times entered, evictions.
+    private let pressureSeen = Mutex<(on: Bool, entered: UInt64, evicted: UInt64)>((false, 0, 0))
+
+    /// Every 2 s (off the packet thread): logs each change of the table's pressure mode once, and the
+    /// early drops since the last look, so a flood shows in the log without a line per packet.
+    func watchPressure() {
+        let (on, entered, evicted, fill) = shared.withLock { engine in
+            (engine.pressure, engine.counters.pressureEntered, engine.counters.evicted.reduce(0, +), engine.table.fill)
+        }
+        let percent = "\(Int(fill * 100)) %"
+        pressureSeen.withLock { seen in
+            // Entered since the last look (even if over again by now): said once.
+            if entered > seen.entered {
+                logger.warning("connection table under pressure: half-open entries now time out after \(Engine.pressureHalfOpenTimeout) s",
+                               metadata: ["fill": "\(percent)"])
+            }
+            if !on && (seen.on || entered > seen.entered) {
+                logger.notice("connection table pressure over: ordinary timeouts again", metadata: ["fill": "\(percent)"])
+            }
+            if evicted > seen.evicted {
+                logger.warning("connection table full: half-open entries evicted for new flows (early drop)",
+                               metadata: ["evicted": "\(evicted - seen.evicted)", "fill": "\(percent)"])
+            }
+            seen = (on, entered, evicted)
+        }
+    }
+
     // MARK: Packet traces
 
     public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(DaemonError) {

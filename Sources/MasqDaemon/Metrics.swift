@@ -55,6 +55,11 @@ public final class MetricsPublisher: @unchecked Sendable {
                 count("masq_dropped_packets_total", [("reason", reason.description)], c[reason])
             }
             count("masq_truncated_packets_total", [], c.truncated)
+            for reason in EvictionReason.allCases {
+                count("masq_evicted_connections_total", [("reason", reason.description)], c[reason])
+            }
+            count("masq_pressure_mode_entered_total", [], c.pressureEntered)
+            gauge("masq_pressure_mode", [], engine.pressure ? 1 : 0)
             count("masq_connections_created_total", [], c.connectionsCreated)
             count("masq_connections_expired_total", [], c.expired)
             count("masq_engine_lock_acquisitions_total", [], shared.lockAcquisitions)

@@ -142,10 +142,15 @@ let packetCases: [PacketCase] = [
         }
     }
 
+    /// Full of flows that completed their handshakes (none evictable: see EarlyDropTests).
     @Test func tableFullDropsNewFlowsAndCounts() throws {
         let engine = Engine(configuration: try RulesFile.parse(tableRules), capacity: 2)
-        #expect(run(engine, c2v.tcp(1, 80, flags: .syn)).0 == .rewritten(.inbound))
-        #expect(run(engine, c2v.tcp(2, 80, flags: .syn)).0 == .rewritten(.inbound))
+        for (port, server) in [(UInt16(1), web1), (2, web2)] {
+            #expect(run(engine, c2v.tcp(port, 80, flags: .syn)).0 == .rewritten(.inbound))
+            let synAck = PacketBuilder(source: server, destination: client).tcp(8080, port, flags: [.syn, .ack], ack: 1001)
+            #expect(run(engine, synAck).0 == .rewritten(.outbound))
+            #expect(run(engine, c2v.tcp(port, 80, flags: .ack, seq: 1001, ack: 1001)).0 == .rewritten(.inbound))
+        }
         #expect(run(engine, c2v.tcp(3, 80, flags: .syn)).0 == .drop(.tableFull))
         // Established flows keep working.
         #expect(run(engine, c2v.tcp(1, 80, flags: .ack)).0 == .rewritten(.inbound))
