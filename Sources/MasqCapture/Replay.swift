@@ -6,6 +6,8 @@ public struct ReplaySummary: Sendable {
     public var written: UInt64 = 0
     /// Frames that carry no IPv4 (ARP, IPv6, …): written untouched without entering the engine.
     public var notIPv4: UInt64 = 0
+    /// ICMP port-unreachable answers written (included in `written`).
+    public var unreachableWritten: UInt64 = 0
     public var engine = EngineCounters()
     /// The verdict of each record in input order (`nil` for frames that carry no IPv4).
     public var verdicts: [Verdict?] = []
@@ -35,7 +37,8 @@ public struct ReplaySummary: Sendable {
         for reason in EvictionReason.allCases where engine[reason] > 0 {
             lines.append(row("evicted " + reason.description, engine[reason]))
         }
-        lines.append(row("packets written", written))
+        lines.append(row("packets written", written, unreachableWritten > 0
+            ? " (\(unreachableWritten) of them ICMP port unreachable to clients no real server could take)" : ""))
         return lines.joined(separator: "\n")
     }
 }
@@ -70,6 +73,33 @@ public func replay(_ engine: Engine, input: String, output: String?, recordVerdi
             try writer?.write(record.bytes, wireLength: record.wireLength, timestamp: record.timestamp,
                               packet: "packet \(reader.recordNumber) of \(input)")
             summary.written += 1
+        }
+        // What the daemon would send (ICMP port unreachable to the client), written right after the
+        // packet that caused it, in the packet's own link framing turned around.
+        if engine.unreachable.count > 0, let offset = reader.linkType.ipv4Offset(record.bytes) {
+            var answers: [[UInt8]] = []
+            engine.unreachable.drain { bytes, _ in
+                var frame = Array(UnsafeRawBufferPointer(start: record.bytes.base, count: offset))
+                if reader.linkType == .ethernet && offset >= 12 {
+                    frame.replaceSubrange(0..<12, with: frame[6..<12] + frame[0..<6])  // swap the MAC addresses
+                }
+                answers.append(frame + Array(bytes))
+            }
+            for var frame in answers {
+                let count = frame.count
+                let failure = frame.withUnsafeMutableBytes { raw -> CaptureError? in
+                    do throws(CaptureError) {
+                        try writer?.write(PacketBytes(raw), wireLength: count, timestamp: record.timestamp,
+                                          packet: "the answer to packet \(reader.recordNumber) of \(input)")
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                if let failure { throw failure }
+                summary.written += 1
+                summary.unreachableWritten += 1
+            }
         }
     }
     try writer?.flush()

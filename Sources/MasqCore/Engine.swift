@@ -46,6 +46,8 @@ public final class Engine {
     public static let pressureHalfOpenTimeout: UInt32 = 5
     /// IPVS `secure_tcp`/`amemthresh` in spirit: the table is under pressure (see `pressureOn`).
     public private(set) var pressure = false
+    /// ICMP port unreachable for new flows no real server can take, waiting for the caller to send.
+    public let unreachable = UnreachableOutbox()
     /// xorshift64 state for early-drop sampling: fixed seed, so a replay is deterministic.
     private var evictionRandom: UInt64 = 0x9E37_79B9_7F4A_7C15
     /// `prefetching`'s ring of the hashes it has fetched buckets for (allocated once).
@@ -408,12 +410,15 @@ public final class Engine {
         let chosen: Destination
         if let persistence = service.spec.persistence {
             guard let (d, template) = persistentDestination(service, input, timeout: persistence) else {
-                return .drop(table.isFull ? .tableFull : .noRealServer)
+                if table.isFull { return .drop(.tableFull) }
+                _ = unreachable.answer(ip, now: now)
+                return .drop(.noRealServer)
             }
             chosen = d
             controller = template
         } else {
             guard let d = service.scheduler.select(from: service.destinations, for: input) else {
+                _ = unreachable.answer(ip, now: now)
                 return .drop(.noRealServer)
             }
             chosen = d

@@ -251,6 +251,10 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let control = LoopControl()
     var loop = PacketLoop(logger: logger, logPackets: options.logPackets)
     loop.recordBatchSizes = options.metricsAddress != nil
+    loop.unreachableSender = UnreachableSender()
+    if loop.unreachableSender == nil {
+        logger.warning("cannot open a raw socket (CAP_NET_RAW): new connections no real server can take are dropped without the ICMP port unreachable IPVS would answer")
+    }
     let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
 
     for warning in HostChecks.warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,

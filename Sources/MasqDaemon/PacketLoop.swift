@@ -145,6 +145,8 @@ public struct PacketLoop {
     public var logPackets = false
     /// Records each receive batch's size in the `masq_verdict_batch_size` histogram.
     public var recordBatchSizes = false
+    /// Sends the engine's ICMP port-unreachable answers after each batch (nil: they are not sent).
+    var unreachableSender: UnreachableSender?
     let logger: Logger
 
     public init(logger: Logger, logPackets: Bool = false) {
@@ -227,6 +229,11 @@ public struct PacketLoop {
             }
             counters.packets &+= UInt64(batch.packetCount)
             if let trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }
+            // Rate-limited (1000/s) non-blocking sends, so cheap enough to make under the lock that
+            // guards the outbox.
+            if engine.unreachable.count > 0 {
+                if let unreachableSender { unreachableSender.send(engine.unreachable) } else { engine.unreachable.drain { _, _ in } }
+            }
             shared.unlock()
             if let id = batch.overflowID { verdicts.accept(id) }
             try queue.send(&verdicts)
