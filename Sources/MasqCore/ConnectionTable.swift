@@ -375,15 +375,19 @@ public final class ConnectionTable {
     /// accepts that has been idle longest, or nil when none of them qualifies. Sampling keeps the cost
     /// bounded whatever the table holds: under a SYN flood nearly every draw is a half-open entry; in a
     /// table of established flows none qualifies and the new flow is refused.
-    public func evictionCandidate(samples: Int, random: () -> UInt64,
+    /// Each draw is a likely cache miss in a large table, so the search ends once `enough` candidates
+    /// have been compared.
+    public func evictionCandidate(samples: Int, enough: Int = 4, random: () -> UInt64,
                                   evictable: (Connection) -> Bool) -> UInt32? {
         guard slotsUsed > 0 else { return nil }
         var best: UInt32?
         var bestSeen = Int64.max
-        for _ in 0..<samples {
+        var found = 0
+        for _ in 0..<samples where found < enough {
             let slot = Int(random() % UInt64(slotsUsed))
             let entry = slots[slot]
             guard entry.live, evictable(entry) else { continue }
+            found += 1
             // Last activity: expiry minus the timeout it was armed with.
             let seen = entry.expires &- Int64(entry.timeout) &* Self.nanosPerTick
             if seen < bestSeen {

@@ -246,3 +246,19 @@ do {
     print("expiry:      \(format(expireNs)) ns per expired flow (\(held - filled.table.connectionCount) expired in one clock step, "
           + "\(filled.table.connectionCount) left)")
 }
+
+// MARK: A SYN flood against a full table (early drop)
+
+do {
+    // The attack in-process: `--max-flows 20000` full of half-open entries, then every new SYN
+    // (spoofed or not) must evict one: the cost of a new flow then, against one into free room.
+    let small = Engine(configuration: configuration, capacity: 20_000)
+    _ = runSYNs(small, count: 20_000, sourceBase: 0xC612_8000)
+    let allocationsBefore = masq_allocation_count()
+    let floodNs = runSYNs(small, count: options.newFlows, sourceBase: 0xC612_C000) - writeNs
+    let allocations = masq_allocation_count() - allocationsBefore
+    let evicted = small.counters[EvictionReason.halfOpenTCP]
+    print("flood:       \(format(floodNs)) ns per new flow into a full table of 20000 half-open entries "
+          + "(\(evicted) evicted, \(small.counters[.tableFull]) refused; \(format(floodNs / max(newNet, 0.001), 2))x a new flow with room); "
+          + "allocations/flow \(format(Double(allocations) / Double(options.newFlows), 4))")
+}
