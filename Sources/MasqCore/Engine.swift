@@ -405,7 +405,6 @@ public final class Engine {
         let input = SchedulingInput(client: ip.source, clientPort: th.sourcePort,
                                     virtualAddress: ip.destination, virtualPort: th.destinationPort)
         updatePressure()
-        guard makeRoom() else { return .drop(.tableFull) }
         var controller = ConnectionTable.noSlot
         let chosen: Destination
         if let persistence = service.spec.persistence {
@@ -428,7 +427,7 @@ public final class Engine {
             ? TCPProtocol.transition(from: .none, direction: .inbound, flags: th.tcpFlags) : .udp
         // A new UDP flow is unanswered until its first reply.
         let timeout = timeout(for: state, halfOpen: Self.isHalfOpen(state: state, proto: proto, answered: false))
-        // A persistent service may have used the last free slot for its template.
+        // Room is made only now, for a flow that has its real server (and, if persistent, its template).
         guard makeRoom() else { return .drop(.tableFull) }
         let length = UInt64(ip.totalLength)
         let connection = Connection(
