@@ -11,6 +11,17 @@ let previous = try! RulesFile.parse("""
     -a -t 198.18.0.1:80 -r 198.19.0.201:8080 -m
     """, names: .numericOnly)
 
+/// What the saved form can say: `-M` only with `-p`, as ipvsadm-save prints it (print_service_entry),
+/// the netmask being used by persistence alone. (Found by this target: `-A ... -M MASK` without `-p`
+/// saves without its mask; ipvsadm does the same, and the engine never reads the mask then.)
+func effective(_ c: Configuration) -> Configuration {
+    var c = c
+    for i in c.services.indices where c.services[i].persistence == nil {
+        c.services[i].netmask = IPv4Address(rawValue: 0xffff_ffff)
+    }
+    return c
+}
+
 @inline(__always) func require(_ condition: Bool, _ message: @autoclosure () -> String) {
     if !condition { fatalError(message()) }  // fatalError keeps its message in -O builds
 }
@@ -26,7 +37,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     } catch {
         fatalError("rules oracle: the saved form does not parse: \(error)\n--- input\n\(text)\n--- saved\n\(saved)")
     }
-    require(again == configuration, "rules oracle: the saved form parses to another configuration\n--- input\n\(text)\n--- saved\n\(saved)")
+    require(again == effective(configuration), "rules oracle: the saved form parses to another configuration\n--- input\n\(text)\n--- saved\n\(saved)")
     require(RulesFile.format(again) == saved, "rules oracle: saving twice differs\n--- saved\n\(saved)")
     let engine = Engine(configuration: configuration, capacity: 8)
     require(engine.services.count == configuration.services.count, "rules oracle: the engine lost services")
