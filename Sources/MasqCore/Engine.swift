@@ -518,6 +518,7 @@ public final class Engine {
             if (t.expires > now || t.controlled > 0), let d = destinations[Int(t.destinationID)],
                service.destinations.contains(where: { $0 === d }) {
                 table[slot].expires = expires
+                table.expiryShortened(slot)  // a lower -p (or one under the 60 s re-check) moves it earlier
                 return (d, slot)
             }
             // Its real server is gone (or it expired): a new template takes its key; the old one lives
