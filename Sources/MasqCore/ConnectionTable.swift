@@ -378,7 +378,7 @@ public final class ConnectionTable {
     /// Each draw is a likely cache miss in a large table, so the search ends once `enough` candidates
     /// have been compared.
     public func evictionCandidate(samples: Int, enough: Int = 4, random: () -> UInt64,
-                                  evictable: (Connection) -> Bool) -> UInt32? {
+                                  evictable: (UInt32, Connection) -> Bool) -> UInt32? {
         guard slotsUsed > 0 else { return nil }
         var best: UInt32?
         var bestSeen = Int64.max
@@ -386,7 +386,7 @@ public final class ConnectionTable {
         for _ in 0..<samples where found < enough {
             let slot = Int(random() % UInt64(slotsUsed))
             let entry = slots[slot]
-            guard entry.live, evictable(entry) else { continue }
+            guard entry.live, evictable(UInt32(slot), entry) else { continue }
             found += 1
             // Last activity: expiry minus the timeout it was armed with.
             let seen = entry.expires &- Int64(entry.timeout) &* Self.nanosPerTick

@@ -217,6 +217,7 @@ public final class Engine {
         if time > now { now = time }
         if table.needsExpiry(at: now) {
             table.expire(now: now) { release($0) }
+            updatePressure()  // so the mode ends once a flood's entries have gone, without new flows
         }
     }
 
@@ -320,7 +321,7 @@ public final class Engine {
             rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
         } else {
             // A UDP flow's first answer: it is no longer half-open (its short pressure timeout ends).
-            if c.packetsOut == 0 && c.proto == .udp && c.timeout != timeouts[.udp] {
+            if c.packetsOut == 0 && c.proto == .udp && c.timeout < timeouts[.udp] {
                 table[slot].timeout = timeouts[.udp]
                 table[slot].expires = now &+ Int64(timeouts[.udp]) &* ConnectionTable.nanosPerTick
             }
@@ -408,13 +409,16 @@ public final class Engine {
         var controller = ConnectionTable.noSlot
         let chosen: Destination
         if let persistence = service.spec.persistence {
-            guard let (d, template) = persistentDestination(service, input, timeout: persistence) else {
-                if table.isFull { return .drop(.tableFull) }
+            switch persistentDestination(service, input, timeout: persistence) {
+            case .chosen(let d, let template):
+                chosen = d
+                controller = template
+            case .noRoom:
+                return .drop(.tableFull)
+            case .noRealServer:
                 _ = unreachable.answer(ip, now: now)
                 return .drop(.noRealServer)
             }
-            chosen = d
-            controller = template
         } else {
             guard let d = service.scheduler.select(from: service.destinations, for: input) else {
                 _ = unreachable.answer(ip, now: now)
@@ -427,8 +431,12 @@ public final class Engine {
             ? TCPProtocol.transition(from: .none, direction: .inbound, flags: th.tcpFlags) : .udp
         // A new UDP flow is unanswered until its first reply.
         let timeout = timeout(for: state, halfOpen: Self.isHalfOpen(state: state, proto: proto, answered: false))
-        // Room is made only now, for a flow that has its real server (and, if persistent, its template).
-        guard makeRoom() else { return .drop(.tableFull) }
+        // Room is made only now, for a flow that has its real server (and, if persistent, its template,
+        // which must not be evicted for it, nor be left behind idle by a flow that found no room).
+        guard makeRoom(keeping: controller) else {
+            if controller != ConnectionTable.noSlot && table[controller].controlled == 0 { expireNow(controller) }
+            return .drop(.tableFull)
+        }
         let length = UInt64(ip.totalLength)
         let connection = Connection(
             proto: proto, state: state, isTemplate: false, countedActive: state == .established,
@@ -479,14 +487,18 @@ public final class Engine {
 
     /// A full table makes room by evicting the longest-idle half-open entry of a sample (early drop);
     /// false when it is full of flows that completed their handshakes, which are never evicted.
-    private func makeRoom() -> Bool {
+    /// A persistence template no connection uses any more (its flows evicted or gone) is evictable too,
+    /// except `keeping`, the one the new flow is about to use.
+    private func makeRoom(keeping: UInt32 = ConnectionTable.noSlot) -> Bool {
         guard table.isFull else { return true }
-        let victim = table.evictionCandidate(samples: Self.evictionSamples, random: { self.nextRandom() }) { c in
-            !c.isTemplate && Self.isHalfOpen(state: c.state, proto: c.proto, answered: c.packetsOut > 0)
+        let victim = table.evictionCandidate(samples: Self.evictionSamples, random: { self.nextRandom() }) { slot, c in
+            c.isTemplate ? c.controlled == 0 && slot != keeping
+                : Self.isHalfOpen(state: c.state, proto: c.proto, answered: c.packetsOut > 0)
         }
         guard let victim else { return false }
-        let reason: EvictionReason = table[victim].proto == .udp ? .unansweredUDP : .halfOpenTCP
-        expireNow(victim)
+        let entry = table[victim]
+        let reason: EvictionReason = entry.isTemplate ? .idleTemplate : entry.proto == .udp ? .unansweredUDP : .halfOpenTCP
+        expireNow(victim, evicted: true)
         counters.evicted[reason.rawValue] &+= 1
         return !table.isFull
     }
@@ -507,8 +519,14 @@ public final class Engine {
     /// IPVS `ip_vs_sched_persist`: a client (under the netmask) keeps its real server while its template
     /// lives; each new connection re-arms the template. A quiesced (weight 0) server keeps its persistent
     /// clients (expire_quiescent_template off, the default); a removed one loses them.
+    private enum PersistentChoice {
+        case chosen(Destination, template: UInt32)
+        case noRealServer
+        case noRoom
+    }
+
     private func persistentDestination(_ service: VirtualService, _ input: SchedulingInput,
-                                       timeout: UInt32) -> (Destination, UInt32)? {
+                                       timeout: UInt32) -> PersistentChoice {
         let masked = IPv4Address(rawValue: input.client.rawValue & service.spec.netmask.rawValue)
         let templateKey = FlowKey(source: masked, destination: input.virtualAddress, sourcePort: 0,
                                   destinationPort: service.key.port, proto: service.key.proto)
@@ -519,39 +537,43 @@ public final class Engine {
                service.destinations.contains(where: { $0 === d }) {
                 table[slot].expires = expires
                 table.expiryShortened(slot)  // a lower -p (or one under the 60 s re-check) moves it earlier
-                return (d, slot)
+                return .chosen(d, template: slot)
             }
             // Its real server is gone (or it expired): a new template takes its key; the old one lives
             // on unseen until its connections end.
             if t.controlled > 0 { table.invalidateTemplate(slot) } else { expireNow(slot) }
         }
-        guard let d = service.scheduler.select(from: service.destinations, for: input), makeRoom() else { return nil }
+        guard let d = service.scheduler.select(from: service.destinations, for: input) else { return .noRealServer }
+        guard makeRoom() else { return .noRoom }
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
             client: masked, clientPort: 0, virtualAddress: input.virtualAddress, virtualPort: service.key.port,
             server: d.address, serverPort: d.port, serviceID: service.id, destinationID: d.id,
             controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
-        guard let slot = table.insert(template) else { return nil }
+        guard let slot = table.insert(template) else { return .noRoom }
         d.persistentConnections += 1
         counters.templatesCreated &+= 1
-        return (d, slot)
+        return .chosen(d, template: slot)
     }
 
     // MARK: Expiry
 
-    private func expireNow(_ slot: UInt32) {
+    /// `evicted`: removed by early drop, before its time: no verdict on its real server.
+    private func expireNow(_ slot: UInt32, evicted: Bool = false) {
         let entry = table[slot]
         if entry.isTemplate && entry.controlled > 0 { return }
-        release(entry)
+        release(entry, evicted: evicted)
         table.remove(slot)
     }
 
     /// Gives back what a connection held on its real server.
-    private func release(_ entry: Connection) {
+    private func release(_ entry: Connection, evicted: Bool = false) {
         counters.expired &+= 1
-        if !entry.isTemplate && entry.proto == .tcp && entry.state == .synRecv {
-            destinationHandshakeFailures[Int(entry.destinationID)] &+= 1  // never completed its handshake
+        // A SYN the real server never answered is its failure (passive health); one it answered with a
+        // SYN-ACK the client never acknowledged (a spoofed SYN) is not, nor an entry evicted early.
+        if !evicted && !entry.isTemplate && entry.proto == .tcp && entry.state == .synRecv && entry.packetsOut == 0 {
+            destinationHandshakeFailures[Int(entry.destinationID)] &+= 1
         }
         guard let d = destinations[Int(entry.destinationID)] else { return }
         if entry.isTemplate {

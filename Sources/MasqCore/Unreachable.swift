@@ -23,8 +23,11 @@ public final class UnreachableOutbox {
     private var tokens = burst * 1_000_000_000
     private var lastRefill: Int64?
 
+    /// Messages built for the caller to send.
     public private(set) var sent: UInt64 = 0
     public private(set) var rateLimited: UInt64 = 0
+    /// Flows from a source no answer can go to (martian: 0/8, 127/8, 224/4 and above).
+    public private(set) var unanswerable: UInt64 = 0
 
     init() {}
     deinit { storage.deallocate() }
@@ -32,6 +35,13 @@ public final class UnreachableOutbox {
     /// Builds the answer to `packet` (a client → VIP datagram, header already validated) if the rate
     /// allows; returns whether it did.
     func answer(_ packet: IPv4Header, now: Int64) -> Bool {
+        // masq sees packets before the kernel's martian checks: no answer to a source no host has
+        // (0/8, loopback, multicast and above, broadcast), as the kernel's icmp_send would not answer.
+        let first = packet.source.rawValue >> 24
+        guard first != 0, first != 127, first < 224 else {
+            unanswerable &+= 1
+            return false
+        }
         refill(now)
         let cost: Int64 = 1_000_000_000
         guard tokens >= cost, count < Self.capacity else {

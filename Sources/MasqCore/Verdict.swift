@@ -57,11 +57,14 @@ public enum EvictionReason: Int, CaseIterable, Sendable, CustomStringConvertible
     case halfOpenTCP
     /// A UDP flow the real server never answered.
     case unansweredUDP
+    /// A persistence template no connection uses any more (its connections evicted or gone).
+    case idleTemplate
 
     public var description: String {
         switch self {
         case .halfOpenTCP: "half-open-tcp"
         case .unansweredUDP: "unanswered-udp"
+        case .idleTemplate: "idle-template"
         }
     }
 }

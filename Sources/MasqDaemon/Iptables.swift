@@ -155,6 +155,12 @@ public struct IptablesPlan: Equatable, Sendable {
             add(&forward, "fwd", ["-p", "icmp", "--icmp-type", type], target)
         }
         add(&output, "out", ["-p", "icmp", "--icmp-type", "fragmentation-needed"], target)
+        // masq's own answers (no real server) from the VIP: untracked like the flows they answer, or
+        // conntrack would find no flow for them and call them INVALID (the kernel's own icmp_send
+        // attaches the packet's entry; a raw socket's message has none).
+        for vip in vips {
+            add(&output, "out", ["-p", "icmp", "-s", "\(vip)/32", "--icmp-type", "port-unreachable"], notrack)
+        }
     }
 
     /// masq's chains.

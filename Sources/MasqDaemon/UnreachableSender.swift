@@ -9,7 +9,7 @@ import Synchronization
 /// need. Sent as the director's own packet instead, routed to the client like the kernel's own ICMP.
 final class UnreachableSender: Sendable {
     private let descriptor: Int32
-    /// The most recent send error's errno (0: none), for the log and metrics.
+    /// Sends the kernel refused (a full socket buffer, no route): counted, never retried.
     let failures = Atomic<UInt64>(0)
 
     /// nil when the socket cannot be opened (no CAP_NET_RAW): the answers are then not sent.
@@ -18,8 +18,9 @@ final class UnreachableSender: Sendable {
         let fd = socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
                         Int32(IPPROTO_RAW))
         guard fd >= 0 else { return nil }
-        // The VIP need not be one of the director's addresses (masq catches it before routing):
-        // IP_TRANSPARENT (19 in <linux/in.h>) lets the kernel route a packet from a non-local source.
+        // The VIP need not be one of the director's addresses (masq catches it before routing); a
+        // header-included raw send does not insist on a local source, and IP_TRANSPARENT (19 in
+        // <linux/in.h>) says so explicitly for the route lookup (best effort: its result is ignored).
         var on: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_IP), 19, &on, socklen_t(MemoryLayout<Int32>.size))
         descriptor = fd

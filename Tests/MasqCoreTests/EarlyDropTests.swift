@@ -88,3 +88,41 @@ import Testing
         #expect(entry.state == .established && entry.timeout == 900)
     }
 }
+
+/// Early drop with persistence, and what it must not do to passive health (review of issue 11).
+@Suite struct EarlyDropPersistenceTests {
+    static let rules = """
+        -A -t 198.18.0.1:22 -s rr -p 300
+        -a -t 198.18.0.1:22 -r 198.19.0.201:22 -m
+        """
+
+    static func spoofed(_ i: Int) -> [UInt8] {
+        PacketBuilder(source: IPv4Address(rawValue: 0xC612_4000 | UInt32(i)), destination: vip).tcp(10000, 22, flags: .syn)
+    }
+
+    /// Each spoofed source leaves a template; once its connection is evicted the template is idle and
+    /// evictable too, so a persistent service is not locked out by templates.
+    @Test func idleTemplatesAreEvictedForNewFlows() throws {
+        let engine = Engine(configuration: try RulesFile.parse(Self.rules), capacity: 100)
+        for i in 0..<3000 { _ = run(engine, Self.spoofed(i), at: 1) }
+        #expect(engine.counters[.tableFull] == 0)
+        #expect(engine.counters[EvictionReason.idleTemplate] > 0)
+        #expect(run(engine, c2v.tcp(40000, 22, flags: .syn), at: 1).0 == .rewritten(.inbound))
+        // Counts stay whole: one template per connection (or fewer), PersistConn as many as templates.
+        let d = try #require(engine.destinations.compactMap { $0 }.first)
+        #expect(Int(d.persistentConnections) == engine.table.templateCount)
+    }
+
+    @Test func evictionsAndAnsweredSYNsAreNoRealServerFailure() throws {
+        let engine = Engine(configuration: try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m"), capacity: 10)
+        let w = PacketBuilder(source: web1, destination: IPv4Address(rawValue: 0xC612_4000 | 49))  // the newest, not evicted
+        for i in 0..<50 { _ = run(engine, EarlyDropTests.spoofedSYN(i), at: 1) }
+        #expect(engine.counters[EvictionReason.halfOpenTCP] == 40)
+        // The real server answered this one; the (spoofed) client never did, and it expires.
+        _ = run(engine, w.tcp(80, 10000, flags: [.syn, .ack], seq: 1, ack: 1001), at: 1)
+        engine.advanceClock(to: 200_000_000_000)
+        // Nine entries nobody answered expired: those count; the evicted forty and the answered one do not.
+        #expect(engine.handshakeFailures(ServiceKey(proto: .tcp, address: vip, port: 80), web1, 80) == 9)
+        #expect(!engine.pressure)  // re-checked as the table emptied, without a new flow
+    }
+}

@@ -30,6 +30,7 @@ import Testing
             iptables -t raw -A MASQ-OUTPUT -p tcp -d 12.0.0.1/32 --dport 80 -j CT --notrack
             iptables -t raw -A MASQ-OUTPUT -p tcp -d 12.0.0.1/32 --dport 80 \(q)
             iptables -t raw -A MASQ-OUTPUT -p icmp --icmp-type fragmentation-needed \(q)
+            iptables -t raw -A MASQ-OUTPUT -p icmp -s 12.0.0.1/32 --icmp-type port-unreachable -j CT --notrack
             iptables -t security -N MASQ-FORWARD
             iptables -t security -A MASQ-FORWARD -p tcp -s 192.168.100.101/32 --sport 80 \(q)
             iptables -t security -A MASQ-FORWARD -p tcp -s 192.168.100.102/32 --sport 80 \(q)
