@@ -39,7 +39,7 @@ struct ControlSocketListener {
         guard bound == 0 else {
             close(fd)
             if bindErrno == EADDRINUSE && address.isAbstract {
-                let holder = Self.peer(of: address).map { " (pid \($0.pid), uid \($0.uid))" } ?? ""
+                let holder = Self.knock(address)?.peer.map { " (pid \($0.pid), uid \($0.uid))" } ?? ""
                 throw DaemonError("control socket \(text): a process\(holder) already listens on this name in this"
                     + " network namespace; give this daemon its own --control-socket, or stop that one first")
             }
@@ -68,14 +68,10 @@ struct ControlSocketListener {
         guard st.st_mode & S_IFMT == S_IFSOCK else {
             throw DaemonError("control socket \(path): the path exists and is not a socket")
         }
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard probe >= 0 else { return }
-        defer { close(probe) }
-        // Non-blocking: a live daemon whose backlog is full answers EAGAIN instead of stalling start-up.
-        let connected = address.withSockaddr { connect(probe, $0, $1) } ?? -1
-        let connectErrno = errno
-        if connected == 0 || connectErrno == EINPROGRESS || connectErrno == EAGAIN {
-            let owner = unixPeerCredentials(probe).map { " (pid \($0.pid))" } ?? ""
+        guard let answer = knock(address) else { return }
+        let connectErrno = answer.errno
+        if connectErrno == 0 || connectErrno == EINPROGRESS || connectErrno == EAGAIN {
+            let owner = answer.peer.map { " (pid \($0.pid))" } ?? ""
             throw DaemonError("control socket \(path): another masq\(owner) is serving it; give this daemon its own"
                 + " --control-socket, or stop that one first")
         }
@@ -86,13 +82,15 @@ struct ControlSocketListener {
         unlink(path)
     }
 
-    /// The credentials of whoever listens on an abstract name (for the message when it is taken).
-    private static func peer(of address: ControlSocketAddress) -> (pid: Int32, uid: UInt32, gid: UInt32)? {
+    /// One connect to `address`, without blocking (a live daemon whose backlog is full answers EAGAIN
+    /// instead of stalling start-up): errno 0 and the listener's credentials when it answered, else the
+    /// connect's errno. nil when no probe socket could be made.
+    private static func knock(_ address: ControlSocketAddress) -> (errno: Int32, peer: (pid: Int32, uid: UInt32, gid: UInt32)?)? {
         let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard probe >= 0 else { return nil }
         defer { close(probe) }
-        guard address.withSockaddr({ connect(probe, $0, $1) }) == 0 else { return nil }
-        return unixPeerCredentials(probe)
+        guard address.withSockaddr({ connect(probe, $0, $1) }) == 0 else { return (errno, nil) }
+        return (0, unixPeerCredentials(probe))
     }
 
     /// Gives the socket up before it was ever served (start-up failed after it was bound).

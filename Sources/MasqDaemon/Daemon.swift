@@ -159,12 +159,7 @@ struct SignalService: Service {
                     try core.reload(from: options.rulesPath)
                 }
                 logger.info("reload accepted")
-                let running = core.currentConfiguration
-                for warning in HostChecks.warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
-                                                   expectsReplies: running.services.contains { !$0.realServers.isEmpty },
-                                                   iptablesBinary: options.iptablesBinary) {
-                    logger.warning("\(warning)")
-                }
+                HostChecks.log(options, core.currentConfiguration, to: logger)
             } catch {
                 logger.error("reload rejected, the running configuration stays: \(error.description)")
             }
@@ -251,17 +246,13 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let control = LoopControl()
     var loop = PacketLoop(logger: logger, logPackets: options.logPackets)
     loop.recordBatchSizes = options.metricsAddress != nil
-    loop.unreachableSender = UnreachableSender()
+    loop.unreachableSender = core.unreachableSender
     if loop.unreachableSender == nil {
         logger.warning("cannot open a raw socket (CAP_NET_RAW): new connections no real server can take are dropped without the ICMP port unreachable IPVS would answer")
     }
     let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
 
-    for warning in HostChecks.warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
-                                       expectsReplies: configuration.services.contains { !$0.realServers.isEmpty },
-                                       iptablesBinary: options.iptablesBinary) {
-        logger.warning("\(warning)")
-    }
+    HostChecks.log(options, configuration, to: logger)
     // Every listener is bound before masq says it is serving: a taken address stops start-up, named.
     var controlListener: ControlSocketListener?
     do {

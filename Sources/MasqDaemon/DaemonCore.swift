@@ -26,6 +26,10 @@ public final class DaemonCore: Sendable {
         self.logger = logger
     }
 
+    /// Sends the engine's ICMP port-unreachable answers (see `PacketLoop`); nil without a raw socket.
+    /// Here so the metrics can count what the kernel refused.
+    let unreachableSender = UnreachableSender()
+
     public var currentConfiguration: Configuration { configuration.withLock { $0 } }
 
     // MARK: Changes

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import MasqCore
 import NIOCore
 import NIOPosix
 
@@ -41,6 +43,15 @@ public enum HostChecks {
             }
         }
         return warnings
+    }
+
+    /// Logs `warnings` for a daemon running `configuration` with `options`: at start and after a reload.
+    static func log(_ options: DaemonOptions, _ configuration: Configuration, to logger: Logger) {
+        for warning in warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
+                                expectsReplies: configuration.services.contains { !$0.realServers.isEmpty },
+                                iptablesBinary: options.iptablesBinary) {
+            logger.warning("\(warning)")
+        }
     }
 
     private static func list(_ queues: [UInt16]) -> String { queues.map(String.init).joined(separator: ", ") }

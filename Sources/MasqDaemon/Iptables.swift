@@ -174,8 +174,6 @@ public struct IptablesPlan: Equatable, Sendable {
         ]
     }
 
-    public var outputChain: String { chain + "-OUTPUT" }
-
     /// `table/chain` of every chain, for messages.
     public var chainNames: String { chains.map { "\($0.table)/\($0.name)" }.joined(separator: ", ") }
 

@@ -61,6 +61,7 @@ public final class MetricsPublisher: @unchecked Sendable {
             count("masq_pressure_mode_entered_total", [], c.pressureEntered)
             count("masq_unreachable_built_total", [], engine.unreachable.sent)
             count("masq_unreachable_unanswerable_total", [], engine.unreachable.unanswerable)
+            count("masq_unreachable_send_failures_total", [], core.unreachableSender?.failures.load(ordering: .relaxed) ?? 0)
             count("masq_unreachable_rate_limited_total", [], engine.unreachable.rateLimited)
             gauge("masq_pressure_mode", [], engine.pressure ? 1 : 0)
             count("masq_connections_created_total", [], c.connectionsCreated)
