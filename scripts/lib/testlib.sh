@@ -163,8 +163,8 @@ masq_start() { # [--ns NETNS] [--socket S | --default-socket] [--timeout SECONDS
     disown "$job"  # a case may kill it on purpose: bash need not report that
     masq_job[$name]=$job
 
-    local i why="did not answer on its control socket within 15 s"
-    for ((i = 0; i < 150; i++)); do
+    local deadline=$((SECONDS + 15)) why="did not answer on its control socket within 15 s"
+    while [ "$SECONDS" -lt "$deadline" ]; do
         if ! kill -0 "$job" 2>/dev/null; then why="exited at start"; break; fi
         if [ -s "$pidfile" ] && "${where[@]}" "${env[@]}" timeout 3 "$masq" flows "${ask[@]}" >/dev/null 2>&1 \
             && kill -0 "$job" 2>/dev/null; then
