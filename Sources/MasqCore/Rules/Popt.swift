@@ -1,5 +1,7 @@
-/// ipvsadm 1.31 reads its command line with popt (libpopt 1.19 in Debian 12); masqadm reproduces the
-/// parts of `poptGetNextOpt` that decide what ipvsadm accepts and which word its errors quote:
+/// ipvsadm 1.31 reads its command line with popt (libpopt 1.19 in Debian 12); masq reproduces the
+/// parts of `poptGetNextOpt` that decide what ipvsadm accepts and which word its errors quote, for
+/// masqadm, the rules file and the daemon alike (the rules file is MasqCore's, pure Swift with no C
+/// library, which the fuzz targets and the benchmark link too):
 ///
 /// - `--name` must match a long option exactly; `--name=value` gives the value inline.
 ///   `--` makes every later word an argument.
@@ -29,20 +31,25 @@ struct PoptScanner {
     }
 
     private let words: [String]
-    private let program: String
     private var next = 0
     private var cluster: Substring?
     private var restAreArguments = false
     private(set) var leftovers: [String] = []
     private var leftoverIndex = 0
 
-    init(_ words: [String], program: String) {
+    /// The word the last option came from (`-s` of `-s rr`, `-srr` of `-srr`): what masq's own
+    /// refusals name.
+    private(set) var optionWord = ""
+
+    init(_ words: [String]) {
         self.words = words
-        self.program = program
     }
 
-    /// `poptBadOption(con, POPT_BADOPTION_NOALIAS)`: the last word consumed.
-    var badOption: String { next > 0 ? words[next - 1] : program }
+    /// The first word of the command line.
+    var firstWord: String { words.first ?? "" }
+
+    /// `poptBadOption(con, POPT_BADOPTION_NOALIAS)`: the last word consumed (only asked after one was).
+    var badOption: String { next > 0 ? words[next - 1] : "" }
 
     /// `poptGetArg`: the next argument word, in order.
     mutating func nextArgument() -> String? {
@@ -67,6 +74,7 @@ struct PoptScanner {
                     restAreArguments = true
                     continue
                 }
+                optionWord = word
                 if word.hasPrefix("--") {
                     let body = word.dropFirst(2)
                     let name: Substring
