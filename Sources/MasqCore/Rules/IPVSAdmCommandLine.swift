@@ -450,12 +450,7 @@ private struct Parser {
             try set(.service)
             serviceProto = option.tag == .tcpService ? "tcp" : option.tag == .udpService ? "udp" : "sctp"
             serviceText = v
-            let s: ParsedEndpoint
-            do {
-                s = try parseService(v)
-            } catch {
-                throw invalid("illegal virtual server address[:port] specified", v, detail: error.detail)
-            }
+            let s = try endpoint(v, illegal: "illegal virtual server address[:port] specified")
             service = s
             switch option.tag {
             case .sctpService: refuse("SCTP services are not supported by masq (use -t or -u)", "--sctp-service")
@@ -505,12 +500,7 @@ private struct Parser {
             }
         case .realServer:
             try set(.server)
-            let s: ParsedEndpoint
-            do {
-                s = try parseService(v)
-            } catch {
-                throw invalid("illegal real server address[:port] specified", v, detail: error.detail)
-            }
+            let s = try endpoint(v, illegal: "illegal real server address[:port] specified")
             server = s
             if s.ipv6 {
                 refuse("IPv6 services are not supported by masq yet", "-6")
@@ -627,6 +617,15 @@ private struct Parser {
             throw invalid("invalid timeout value `\(text)' specified", text)
         }
         return t
+    }
+
+    /// `parse_service`, refused in ipvsadm's words (`illegal`) with which name failed.
+    func endpoint(_ text: String, illegal: String) throws(IPVSCommandError) -> ParsedEndpoint {
+        do {
+            return try parseService(text)
+        } catch {
+            throw invalid(illegal, text, detail: error.detail)
+        }
     }
 
     /// ipvsadm's `parse_service`: `[IPv6]:port`, IPv6, or `host[:port]` where host is an `inet_aton`

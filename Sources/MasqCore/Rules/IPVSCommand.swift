@@ -15,9 +15,9 @@ public struct IPVSCommand: Equatable, Sendable {
     public var realServer: (address: IPv4Address, port: UInt16?)?
     public var weight: Int32?
 
-    public init(kind: Kind, service: ServiceKey? = nil) {
+    /// The command with no option given yet.
+    public init(kind: Kind) {
         self.kind = kind
-        self.service = service
     }
 
     public static func == (a: IPVSCommand, b: IPVSCommand) -> Bool {
