@@ -119,6 +119,10 @@ public enum IPVSAdmCommandLine {
                              names: @escaping () -> NameResolver) throws(IPVSCommandError) -> IPVSAdmCommand {
         // main(): no arguments at all lists the table.
         if arguments.isEmpty && !readingStdin { return .list(ListOptions()) }
+        // A C string ends at a NUL: argv never holds one, a rules file line might.
+        if let word = arguments.first(where: { $0.utf8.contains(0) }) {
+            throw IPVSCommandError(.popt, "argument holds a NUL byte", token: word)
+        }
         var parser = Parser(popt: PoptScanner(arguments), names: names)
         return try parser.run(readingStdin: readingStdin)
     }
