@@ -26,6 +26,12 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
+        // libpopt: ipvsadm's own option parser, for ipvsadm's command line (masqadm, rules files, apply).
+        .systemLibrary(
+            name: "CPopt",
+            pkgConfig: "popt",
+            providers: [.apt(["libpopt-dev"])]
+        ),
         .systemLibrary(
             name: "CNetfilterQueue",
             pkgConfig: "libnetfilter_queue",
@@ -39,7 +45,7 @@ let package = Package(
         // properties cost half of the packet path's instructions (callgrind), so they are off here.
         .target(
             name: "MasqCore",
-            dependencies: ["CMasqShims"],
+            dependencies: ["CMasqShims", "CPopt"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
 

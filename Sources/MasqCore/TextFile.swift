@@ -45,3 +45,36 @@ public enum TextFile {
         #endif
     }
 }
+
+/// The words of a line-oriented text file, the one tokeniser for ipvsadm's formats and the name files:
+/// a rules file (`ipvsadm-save` output), what `ipvsadm -R` reads (`config_stream_read`), /etc/hosts
+/// and /etc/services (glibc's `files` backend).
+public struct TextLine: Equatable, Sendable {
+    /// Counting from 1, for file:line messages.
+    public var number: Int
+    /// Never empty.
+    public var words: [String]
+
+    public init(number: Int, words: [String]) {
+        self.number = number
+        self.words = words
+    }
+
+    /// Lines end at "\n" (over Unicode scalars: "\r\n" is a single Character in Swift); words are
+    /// separated by blanks, tabs and carriage returns; with `comment`, that character and the rest of
+    /// its line are ignored (ipvsadm's `-R` has none: in 1.31 its comment test never fires); lines
+    /// with no words are left out.
+    public static func lines(_ text: String, comment: Unicode.Scalar? = "#") -> [TextLine] {
+        var out: [TextLine] = []
+        var number = 0
+        for line in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            var content = line[...]
+            if let comment, let hash = content.firstIndex(of: comment) { content = content[..<hash] }
+            let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+                .map { String(String.UnicodeScalarView($0)) }
+            if !words.isEmpty { out.append(TextLine(number: number, words: words)) }
+        }
+        return out
+    }
+}

@@ -1,7 +1,9 @@
 import MasqCore
 
 /// Reads the LVS part of a keepalived.conf (keepalived.conf(5); semantics from keepalived's
-/// check_parser.c, check_data.c, check_api.c, check_tcp.c, check_http.c and lib/parser.c).
+/// check_parser.c, check_api.c, check_tcp.c, check_http.c and lib/parser.c): the syntax, from the
+/// lexer's words to raw blocks and checked values, here; keepalived's inheritance and corrections
+/// (check_data.c) in `KeepalivedCheckData`, applied as each `virtual_server` block closes.
 ///
 /// Supported: `virtual_server IP [PORT] { }` with its `real_server IP [PORT] { }`s, `TCP_CHECK { }` and
 /// `HTTP_GET { url { } }` checkers, sorry servers, quorum and the notify scripts; NAT only. Sections
@@ -33,14 +35,14 @@ public enum KeepalivedParser {
         try parser.parseFile()
         // Zero services would start a daemon that balances nothing while looking healthy: a VRRP-only
         // file (keepalived's other half) given by mistake must say so, not run.
-        guard !parser.virtualServers.isEmpty else {
+        guard !parser.data.virtualServers.isEmpty else {
             let blocks = parser.virtualServerBlocks
             throw RulesError(file: file, token: "", message: blocks == 0
                 ? "no virtual_server block: masq needs keepalived's LVS part (virtual_server ...); VRRP-only files are for keepalived itself"
                 : "no virtual server to run: \(blocks == 1 ? "its virtual_server block has" : "all its \(blocks) virtual_server blocks have") no real servers (keepalived ignores such blocks)")
         }
-        return KeepalivedConfig(configuration: Configuration(services: parser.services),
-                                virtualServers: parser.virtualServers, warnings: parser.warnings)
+        return KeepalivedConfig(configuration: Configuration(services: parser.data.services),
+                                virtualServers: parser.data.virtualServers, warnings: parser.warnings)
     }
 
     /// Reads `path` and the files it includes (glob patterns expanded as glob(3) does, in order;
@@ -123,73 +125,6 @@ private let unsupported: [String: String] = [
 
 private let natOnly = "masq forwards in NAT mode only"
 
-// MARK: - Raw sections (before keepalived's inheritance is resolved)
-
-private struct RawCheck {
-    var opener: KeepalivedStatement
-    var http: Bool
-    var connectIP: IPv4Address?
-    var connectPort: UInt16?
-    var bindTo: IPv4Address?
-    var connectTimeout: Double?
-    var retry: Int?
-    var delayBeforeRetry: Double?
-    var warmup: Double?
-    var delayLoop: Double?
-    var alpha: Bool?
-    var urls: [HTTPCheck.URLCheck] = []
-    var version: HTTPCheck.Version = .http10
-    var virtualhost: String?
-}
-
-private struct RawRealServer {
-    var opener: KeepalivedStatement
-    var address: IPv4Address
-    var port: UInt16
-    var weight: Int32?
-    var inhibit: Bool?
-    var alpha: Bool?
-    var notifyUp: String?
-    var notifyDown: String?
-    var retry: Int?
-    var delayBeforeRetry: Double?
-    var warmup: Double?
-    var connectTimeout: Double?
-    var delayLoop: Double?
-    var virtualhost: String?
-    var checks: [RawCheck] = []
-}
-
-private struct RawVirtualServer {
-    var opener: KeepalivedStatement
-    var address: IPv4Address
-    var port: UInt16
-    var proto: IPProtocol?
-    var scheduler: String?
-    var flags: [KeepalivedToken] = []
-    var forwardingSet = false
-    var persistence: UInt32?
-    var netmask: IPv4Address?
-    var quorum = KeepalivedDefaults.quorum
-    var hysteresis = KeepalivedDefaults.hysteresis
-    var quorumUp: String?
-    var quorumDown: String?
-    var sorry: RealServerSpec?
-    var sorryInhibit = false
-    var virtualhost: String?
-    var alpha = false
-    var omega = false
-    var haSuspend = false
-    var inhibit = false
-    var weight = KeepalivedDefaults.weight
-    var retry: Int?
-    var delayBeforeRetry: Double?
-    var warmup: Double?
-    var connectTimeout = KeepalivedDefaults.connectTimeout
-    var delayLoop = KeepalivedDefaults.delayLoop
-    var realServers: [RawRealServer] = []
-}
-
 // MARK: - Parser
 
 private final class Parser {
@@ -198,11 +133,10 @@ private final class Parser {
     var warnings: [RulesError] = []
     /// The lexer's warnings, given out as the parse reaches their place.
     private var pending: ArraySlice<(lineID: Int, warning: RulesError)>
-    var services: [ServiceSpec] = []
-    var virtualServers: [VirtualServerHealth] = []
+    /// The virtual servers read so far, resolved as each block closes.
+    var data = KeepalivedCheckData()
     /// `virtual_server` blocks read, kept or not (one without real servers is ignored).
     var virtualServerBlocks = 0
-    private var defined: [ServiceKey: KeepalivedToken] = [:]
 
     init(tokens: [KeepalivedToken], warnings: [(lineID: Int, warning: RulesError)]) {
         var items: [Item] = []
@@ -428,7 +362,7 @@ private final class Parser {
         try noMore(s, after: 3)
         var vs = RawVirtualServer(opener: s, address: address, port: port)
         try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.virtualServerKeyword(st, &vs) }
-        try finish(vs)
+        try data.add(vs) { self.warn($0, $1) }
     }
 
     private func virtualServerKeyword(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
@@ -655,108 +589,5 @@ private final class Parser {
         case "virtualhost": url.virtualhost = try one(s).text
         default: throw refuse(s, in: "url")
         }
-    }
-
-    // MARK: keepalived's inheritance and corrections (check_data.c validate_check_config)
-
-    private func finish(_ vs: RawVirtualServer) throws(RulesError) {
-        let at = vs.opener.keyword
-        let proto = vs.proto ?? .udp
-        let key = ServiceKey(proto: proto, address: vs.address, port: vs.port)
-        let name = "virtual server \(key)"
-        if let previous = defined[key] {
-            throw at.error("\(name) is already defined at \(previous.file):\(previous.line)")
-        }
-        defined[key] = at
-        if vs.proto == nil { warn(at, "\(name): no protocol set, keepalived defaults to UDP") }
-        if vs.scheduler == nil { warn(at, "\(name): no lvs_sched set, keepalived uses \(KeepalivedDefaults.scheduler)") }
-        if !vs.forwardingSet { warn(at, "\(name): no lvs_method set, keepalived uses NAT") }
-        guard !vs.realServers.isEmpty else {
-            warn(at, "\(name) has no real servers: ignored (as keepalived does)")
-            return
-        }
-
-        let scheduler = vs.scheduler ?? KeepalivedDefaults.scheduler
-        var flags: SchedulerFlags = []
-        for t in vs.flags {
-            switch t.text {
-            case "flag-1": flags.insert(.fallback)
-            case "flag-2": flags.insert(.port)
-            default:
-                let owner = String(t.text.prefix(2))  // sh- or mh-
-                guard owner == scheduler else {
-                    warn(t, "\(t.text) only applies to the \(owner) scheduler: ignored")
-                    continue
-                }
-                flags.insert(t.text.hasSuffix("-port") ? .port : .fallback)
-            }
-        }
-
-        var persistence = vs.persistence
-        if persistence == nil && vs.netmask != nil { persistence = ServiceSpec.defaultPersistence }
-        if persistence == nil && vs.port == 0 {
-            warn(at, "\(name): a zero port is only valid for persistent services, "
-                     + "persistence_timeout \(ServiceSpec.defaultPersistence) set (as keepalived does)")
-            persistence = ServiceSpec.defaultPersistence
-        }
-
-        var realServers: [RealServerHealth] = []
-        for rs in vs.realServers {
-            let port = rs.port == 0 ? vs.port : rs.port
-            if realServers.contains(where: { $0.address == rs.address && $0.port == port }) {
-                warn(rs.opener.keyword,
-                     "real server \(rs.address):\(port) is already in \(name): this one is ignored (as keepalived does)")
-                continue
-            }
-            let alpha = rs.alpha ?? vs.alpha
-            let retry = rs.retry ?? vs.retry
-            let timeout = rs.connectTimeout ?? vs.connectTimeout
-            let delayLoop = rs.delayLoop ?? vs.delayLoop
-            let warmup = rs.warmup ?? vs.warmup
-            let delayBeforeRetry = rs.delayBeforeRetry ?? vs.delayBeforeRetry
-            let checks = rs.checks.map { c in
-                var kind = HealthCheck.Kind.tcp
-                if c.http {
-                    let urls = c.urls.map { u in
-                        var u = u
-                        u.virtualhost = u.virtualhost ?? c.virtualhost ?? rs.virtualhost ?? vs.virtualhost
-                        return u
-                    }
-                    kind = .http(HTTPCheck(urls: urls, version: c.version))
-                }
-                return HealthCheck(kind: kind, connectIP: c.connectIP, connectPort: c.connectPort, bindTo: c.bindTo,
-                                   connectTimeout: c.connectTimeout ?? timeout,
-                                   retry: c.retry ?? retry ?? KeepalivedDefaults.retry,
-                                   delayBeforeRetry: c.delayBeforeRetry ?? delayBeforeRetry,
-                                   warmup: c.warmup ?? warmup, delayLoop: c.delayLoop ?? delayLoop,
-                                   alpha: c.alpha ?? alpha)
-            }
-            realServers.append(RealServerHealth(
-                address: rs.address, port: port, weight: rs.weight ?? vs.weight, inhibitOnFailure: rs.inhibit ?? vs.inhibit,
-                alpha: alpha, notifyUp: rs.notifyUp, notifyDown: rs.notifyDown, virtualhost: rs.virtualhost, checks: checks))
-        }
-
-        var quorum = vs.quorum, hysteresis = vs.hysteresis
-        let weightSum = realServers.reduce(0) { $0 + Int($1.weight) }
-        if quorum > weightSum {
-            warn(at, "\(name): quorum \(quorum) exceeds the real servers' total weight \(weightSum), "
-                     + "reduced to \(weightSum) (as keepalived does)")
-            quorum = weightSum
-        }
-        if hysteresis >= quorum && hysteresis > 0 {
-            let reduced = max(0, quorum - 1)
-            warn(at, "\(name): hysteresis \(hysteresis) >= quorum \(quorum), set to \(reduced) (as keepalived does)")
-            hysteresis = reduced
-        }
-        var sorry = vs.sorry
-        if sorry?.port == 0 { sorry?.port = vs.port }
-
-        services.append(ServiceSpec(key: key, scheduler: scheduler, schedulerFlags: flags, persistence: persistence,
-                                    netmask: vs.netmask ?? IPv4Address(rawValue: 0xffff_ffff),
-                                    realServers: realServers.map(\.spec)))
-        virtualServers.append(VirtualServerHealth(
-            key: key, delayLoop: vs.delayLoop, quorum: quorum, hysteresis: hysteresis, quorumUp: vs.quorumUp,
-            quorumDown: vs.quorumDown, sorryServer: sorry, sorryServerInhibit: vs.sorryInhibit, virtualhost: vs.virtualhost,
-            alpha: vs.alpha, omega: vs.omega, haSuspend: vs.haSuspend, realServers: realServers))
     }
 }

@@ -115,8 +115,8 @@ struct MasqAdm {
                     lines.append(normalized.joined(separator: " "))
                 }
                 _ = try ask("restore\n" + lines.joined(separator: "\n"))
-            case .setTimeouts(let t):
-                _ = try ask("timeout \(t.tcp) \(t.tcpFin) \(t.udp)")
+            case .setTimeouts(let tcp, let tcpFin, let udp):
+                _ = try ask("timeout \(tcp) \(tcpFin) \(udp)")
             }
             return 0
         } catch {

@@ -2,8 +2,8 @@ import MasqCore
 import Testing
 @testable import MasqAdmin
 
-private func parse(_ args: [String], readingStdin: Bool = false) throws(AdminError) -> AdminCommand {
-    try AdminCommandLine.parse(args, program: "masqadm", readingStdin: readingStdin, resolver: Fixture.resolver)
+private func parse(_ args: [String], readingStdin: Bool = false) throws(AdminError) -> IPVSAdmCommand {
+    try AdminCommandLine.parse(args, readingStdin: readingStdin, resolver: Fixture.resolver)
 }
 
 private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more information.\n"
@@ -68,7 +68,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
     static let dns = ServiceKey(proto: .udp, address: IPv4Address(198, 18, 0, 53), port: 53)
 
     @Test(arguments: [
-        ([], AdminCommand.list(ListOptions())),  // main(): no argument lists the table
+        ([], IPVSAdmCommand.list(ListOptions())),  // main(): no argument lists the table
         (["-L"], .list(ListOptions())),
         (["-L", "-n"], .list(ListOptions(numeric: true))),
         (["-Ln"], .list(ListOptions(numeric: true))),
@@ -91,15 +91,15 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["-S"], .save(numeric: false)),
         (["--save", "-n"], .save(numeric: true)),
         (["-R"], .restore),
-        (["--set", "900", "120", "300"], .setTimeouts(TimeoutState(tcp: 900, tcpFin: 120, udp: 300))),
-        (["900", "--set", "120", "300"], .setTimeouts(TimeoutState(tcp: 900, tcpFin: 120, udp: 300))),
-        (["--set", "0", "0", "2678400"], .setTimeouts(TimeoutState(tcp: 0, tcpFin: 0, udp: 2_678_400))),
+        (["--set", "900", "120", "300"], .setTimeouts(tcp: 900, tcpFin: 120, udp: 300)),
+        (["900", "--set", "120", "300"], .setTimeouts(tcp: 900, tcpFin: 120, udp: 300)),
+        (["--set", "0", "0", "2678400"], .setTimeouts(tcp: 0, tcpFin: 0, udp: 2_678_400)),
         (["-h"], .help),
         (["--help", "--bogus"], .help),  // usage_exit() before anything else is read
         (["-v"], .version),
         (["--version"], .version),
-    ] as [([String], AdminCommand)])
-    func command(_ args: [String], _ expected: AdminCommand) throws {
+    ] as [([String], IPVSAdmCommand)])
+    func command(_ args: [String], _ expected: IPVSAdmCommand) throws {
         #expect(try parse(args) == expected)
     }
 }
@@ -214,7 +214,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
 }
 
 @Suite struct RefusesWhatMasqDoesNotDo {
-    // masq's own refusals (ipvsadm would accept these): exit 2, masq's words from IPVSCommandParser.
+    // masq's own refusals (ipvsadm would accept these): exit 2, masq's words naming the word at fault.
     @Test(arguments: [
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-g"], "NAT mode only"),
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-i"], "NAT mode only"),

@@ -49,13 +49,24 @@ import Testing
         ("-A -t 198.18.0.1:80\n\n-A -t 198.18.0.1:80", 3, "198.18.0.1:80", "Service already exists"),
         ("-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m", 1, "198.18.0.1:80", "Service not defined"),
         ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m -w 70000", 2, "70000", "illegal weight specified"),
-        ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m -w -1", 2, "-w", "requires a value"),
+        // popt takes the next word as -w's value even when it starts with "-", as ipvsadm does
+        ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m -w -1", 2, "-1", "illegal weight specified"),
+        ("-A -t 198.18.0.1:80 -s", 1, "-s", "-s: missing argument"),
         ("-A -t 198.18.0.300:80", 1, "198.18.0.300:80", "illegal virtual server address"),
         ("-A -t 198.18.0.1:0", 1, "198.18.0.1:0", "Zero port specified for non-persistent service"),
         ("-A -t 198.18.0.1:80 --frobnicate", 1, "--frobnicate", "unknown option"),
         ("-A -t 198.18.0.1:80 extra", 1, "extra", "unexpected argument"),
         ("-t 198.18.0.1:80", 1, "-t", "no command"),
-        ("-A -a -t 198.18.0.1:80", 1, "-a", "multiple commands specified"),
+        // ipvsadm 1.31 reads only the first option as a command
+        ("-A -a -t 198.18.0.1:80", 1, "-a", "invalid option `-a'"),
+        ("-t 198.18.0.1:80 -A", 1, "-t", "no command"),
+        ("-L -n", 1, "-L", "not an editing command"),
+        ("-A -t 198.18.0.1:80\n-R", 2, "-R", "-R cannot be restored"),
+        // ipvsadm's checks hold in a rules file as on masqadm's command line
+        ("-A -t 198.18.0.1:80 -s rr -b sh-port", 1, "sh-port", "incompatible scheduler flag `sh-port'"),
+        ("-A -t 198.18.0.1:80 -p 2678401", 1, "2678401", "invalid timeout value `2678401' specified"),
+        ("-A -t 198.18.0.1:80\n-d -t 198.18.0.1:80 -r 198.19.0.201:80 -w 2", 2, "weight", "Illegal 'weight' option with the 'delete-server' command"),
+        ("-A -t 198.18.0.1:80 -s rr -b flag-3", 1, "flag-3", "scheduler flag flag-3 is not supported by masq"),
         ("-A -f 1", 1, "-f", "firewall-mark"),
         ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -w 1", 2, "-a", "no forwarding method"),
         ("-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m", 3, "198.19.0.201:80", "Destination already exists"),
@@ -74,6 +85,20 @@ import Testing
         }
     }
 
+    @Test func inetAtonFormsAndSignedNumbersReadAsIpvsadmReadsThem() throws {
+        let c = try RulesFile.parse("""
+            -A -t 198.18.1:80 -s rr
+            -a -t 0xc6120001:+080 -r 198.19.0.201 -m -w +2
+            """)
+        #expect(c.services[0].key == ServiceKey(proto: .tcp, address: addr("198.18.0.1"), port: 80))
+        #expect(c.services[0].realServers == [RealServerSpec(address: addr("198.19.0.201"), port: 80, weight: 2)])
+    }
+
+    @Test func carriageReturnLineEndsSplitLines() throws {
+        let c = try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\r\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m\r\n")
+        #expect(c.services[0].realServers.count == 1)
+    }
+
     @Test func editAndDeleteCommandsApplyInOrder() throws {
         let c = try RulesFile.parse("""
             -A -t 198.18.0.1:80 -s rr
@@ -85,5 +110,18 @@ import Testing
             """)
         #expect(c.services[0].scheduler == "wrr")
         #expect(c.services[0].realServers == [RealServerSpec(address: addr("198.19.0.201"), port: 80, weight: 5)])
+    }
+}
+
+@Suite struct TextLineTests {
+    @Test func wordsLinesAndComments() {
+        let text = "# head\n\n  -A\t-t x  # tail\r\n\r\n\tipvsadm -C\nlast"
+        #expect(TextLine.lines(text) == [
+            TextLine(number: 3, words: ["-A", "-t", "x"]), TextLine(number: 5, words: ["ipvsadm", "-C"]),
+            TextLine(number: 6, words: ["last"]),
+        ])
+        // ipvsadm -R has no comments: "#" is a word there.
+        #expect(TextLine.lines("-A # x", comment: nil) == [TextLine(number: 1, words: ["-A", "#", "x"])])
+        #expect(TextLine.lines("") == [])
     }
 }

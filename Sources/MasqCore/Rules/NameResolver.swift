@@ -86,10 +86,10 @@ public struct NameResolver: Sendable {
     /// IPv6 lines are skipped (ipvsadm's IPv4 lookups never match them).
     static func parseHosts(_ text: String) -> [Host] {
         var out: [Host] = []
-        for line in lines(text) {
-            let words = fields(line)
+        for line in TextLine.lines(text) {
+            let words = line.words
             guard words.count >= 2, let address = IPv4Address(words[0]) else { continue }
-            out.append(Host(address: address, names: words.dropFirst().map(String.init)))
+            out.append(Host(address: address, names: Array(words.dropFirst())))
         }
         return out
     }
@@ -97,29 +97,17 @@ public struct NameResolver: Sendable {
     /// glibc `files` services format: `NAME PORT/PROTO [ALIAS...]`, `#` comments.
     static func parseServices(_ text: String) -> [Service] {
         var out: [Service] = []
-        for line in lines(text) {
-            let words = fields(line)
+        for line in TextLine.lines(text) {
+            let words = line.words
             guard words.count >= 2 else { continue }
             let portProto = words[1].split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
             guard portProto.count == 2, !portProto[1].isEmpty,
                   portProto[0].allSatisfy({ $0.isASCII && $0.isNumber }), let port = UInt16(portProto[0])
             else { continue }
-            var names = [String(words[0])]
-            names += words.dropFirst(2).map(String.init)
+            let names = [words[0]] + words.dropFirst(2)
             out.append(Service(names: names, port: port, proto: lowercasedASCII(String(portProto[1]))))
         }
         return out
-    }
-
-    /// The lines, split on "\n" scalars ("\r\n" is one Character in Swift, so Characters won't do).
-    private static func lines(_ text: String) -> [String] {
-        text.unicodeScalars.split(separator: "\n").map { String(String.UnicodeScalarView($0)) }
-    }
-
-    /// The blank-separated words before any `#`.
-    private static func fields(_ line: String) -> [Substring] {
-        let uncommented = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return uncommented.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
     }
 
     private static func lowercasedASCII(_ s: String) -> String {

@@ -24,19 +24,14 @@ public enum RulesFile {
             resolver = system
             return system
         }
-        var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let tokens = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-            if tokens.isEmpty { continue }
+        for line in TextLine.lines(text) {
             do {
-                let command = try IPVSCommandParser.parse(tokens, names: lookup)
+                let command = try IPVSCommandParser.parse(line.words, names: lookup)
                 try configuration.apply(command)
             } catch {
                 var located = error
                 located.file = file
-                located.line = lineNumber
+                located.line = line.number
                 throw located
             }
         }

@@ -1,22 +1,22 @@
-/// ipvsadm 1.31 reads its command line with popt (libpopt 1.19 in Debian 12); masqadm reproduces the
-/// parts of `poptGetNextOpt` that decide what ipvsadm accepts and which word its errors quote:
-///
-/// - `--name` must match a long option exactly; `--name=value` gives the value inline.
-///   `--` makes every later word an argument.
-/// - `-abc` is a cluster of short options; the rest of the cluster after an option that takes a
-///   value is that value (`-t10.0.0.1:80`, a leading `=` skipped), else the next word is, even when
-///   it starts with `-`. An *optional* value (`-p`) is only taken from the next word when that word
-///   does not start with `-`.
-/// - Any other word (including `-` alone) is an argument (`poptGetArg`), wherever it appears.
-/// - Errors: an unknown option is POPT_ERROR_BADOPT ("unknown option"), a value missing at the end
-///   is POPT_ERROR_NOARG ("missing argument"), `=` after an option that takes no value
-///   (`--numeric=1`, `-n=`, `-Ln=`) is POPT_ERROR_UNWANTEDARG ("option does not take an argument");
-///   `poptBadOption` quotes the last word consumed. (Checked against the installed ipvsadm 1.31.)
-struct PoptScanner {
+import CPopt
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// ipvsadm's command line read by libpopt, the library ipvsadm 1.31 itself reads it with (1.19 in
+/// Debian 12), driven by ipvsadm's own option table (`parse_options`): so which words are options,
+/// which take values (`-srr`, `-t=…`, `--scheduler=rr`, `-p` taking the next word only when it does
+/// not start with `-`), where arguments may stand, and which word an error quotes are popt's.
+/// One scanner per command line; `nextEvent` is `poptGetNextOpt` with ipvsadm's `optarg`.
+final class PoptScanner {
     enum Argument { case none, required, optional }
 
     struct Option {
-        let long: String?
+        let long: StaticString?
         let short: Character?
         let argument: Argument
         let tag: OptionTag
@@ -25,95 +25,82 @@ struct PoptScanner {
     enum Event {
         case option(Option, String?)
         case end
+        /// popt's words for the error (`poptStrerror`): "unknown option", "missing argument", …
         case error(String)
     }
 
     private let words: [String]
-    private let program: String
-    private var next = 0
-    private var cluster: Substring?
-    private var restAreArguments = false
-    private(set) var leftovers: [String] = []
-    private var leftoverIndex = 0
+    /// "ipvsadm" and the words, NUL-terminated C strings, as popt wants `argv` (it skips argv[0]).
+    private let argv: UnsafeMutablePointer<UnsafePointer<CChar>?>
+    private let argc: Int
+    /// ipvsadm's `optarg`: where popt stores each option's value (a copy we then own).
+    private let value: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    private let options: UnsafeMutablePointer<masq_popt_option>
+    private let context: poptContext?
+    /// The last option, as its short form (`-s`) or else its long one: what masq's own refusals name.
+    private(set) var optionWord = ""
 
-    init(_ words: [String], program: String) {
+    init(_ words: [String]) {
         self.words = words
-        self.program = program
+        let all = ["ipvsadm"] + words
+        argc = all.count
+        argv = .allocate(capacity: argc + 1)
+        for (i, word) in all.enumerated() { argv[i] = UnsafePointer(strdup(word)) }
+        argv[argc] = nil
+        value = .allocate(capacity: 1)
+        value.initialize(to: nil)
+        options = .allocate(capacity: Self.table.count + 1)
+        for (i, o) in Self.table.enumerated() {
+            let argInfo: UInt32 = switch o.argument {
+            case .none: POPT_ARG_NONE
+            case .required: POPT_ARG_STRING
+            case .optional: POPT_ARG_STRING | POPT_ARGFLAG_OPTIONAL
+            }
+            // Static string literals are NUL-terminated and live as long as the program.
+            let long = o.long.map { UnsafeRawPointer($0.utf8Start).assumingMemoryBound(to: CChar.self) }
+            (options + i).initialize(to: masq_popt_option(
+                longName: long, shortName: CChar(o.short?.asciiValue ?? 0), argInfo: argInfo,
+                arg: o.argument == .none ? nil : UnsafeMutableRawPointer(value), val: Int32(i + 1),
+                descrip: nil, argDescrip: nil))
+        }
+        (options + Self.table.count).initialize(to: masq_popt_option())  // POPT_TABLEEND
+        context = poptGetContext("ipvsadm", Int32(argc), argv, options, 0)
     }
 
-    /// `poptBadOption(con, POPT_BADOPTION_NOALIAS)`: the last word consumed.
-    var badOption: String { next > 0 ? words[next - 1] : program }
+    deinit {
+        poptFreeContext(context)
+        free(value.pointee)
+        value.deallocate()
+        options.deinitialize(count: Self.table.count + 1)
+        options.deallocate()
+        for i in 0..<argc { free(UnsafeMutablePointer(mutating: argv[i])) }
+        argv.deallocate()
+    }
+
+    /// The first word of the command line.
+    var firstWord: String { words.first ?? "" }
+
+    /// `poptBadOption(con, POPT_BADOPTION_NOALIAS)`: the last word popt consumed.
+    var badOption: String { poptBadOption(context, POPT_BADOPTION_NOALIAS).map { String(cString: $0) } ?? "" }
+
+    /// `poptGetNextOpt`, and the option's value (`optarg`) when it has one.
+    func nextEvent() -> Event {
+        let rc = poptGetNextOpt(context)
+        if rc == -1 { return .end }
+        guard rc > 0 else { return .error(String(cString: poptStrerror(rc))) }
+        let option = Self.table[Int(rc) - 1]
+        optionWord = option.short.map { "-\($0)" } ?? option.long.map { "--\($0)" } ?? ""
+        guard let copy = value.pointee else { return .option(option, nil) }
+        defer {
+            free(copy)
+            value.pointee = nil
+        }
+        return .option(option, String(cString: copy))
+    }
 
     /// `poptGetArg`: the next argument word, in order.
-    mutating func nextArgument() -> String? {
-        guard leftoverIndex < leftovers.count else { return nil }
-        defer { leftoverIndex += 1 }
-        return leftovers[leftoverIndex]
-    }
-
-    mutating func nextEvent() -> Event {
-        var option: Option?
-        var inlineValue: Substring?
-        if cluster == nil {
-            while true {
-                guard next < words.count else { return .end }
-                let word = words[next]
-                next += 1
-                if restAreArguments || !word.hasPrefix("-") || word == "-" {
-                    leftovers.append(word)
-                    continue
-                }
-                if word == "--" {
-                    restAreArguments = true
-                    continue
-                }
-                if word.hasPrefix("--") {
-                    let body = word.dropFirst(2)
-                    let name: Substring
-                    if let eq = body.firstIndex(of: "=") {
-                        name = body[..<eq]
-                        inlineValue = body[body.index(after: eq)...]
-                    } else {
-                        name = body
-                    }
-                    guard let o = Self.table.first(where: { $0.long.map { $0 == name } ?? false }) else {
-                        return .error("unknown option")
-                    }
-                    option = o
-                } else {
-                    cluster = word.dropFirst()
-                }
-                break
-            }
-        }
-        if option == nil, let rest = cluster {
-            cluster = nil
-            guard let c = rest.first, let o = Self.table.first(where: { $0.short == c }) else {
-                return .error("unknown option")
-            }
-            option = o
-            let after = rest.dropFirst()
-            if after.first == "=" && o.argument == .none { return .error("option does not take an argument") }
-            if !after.isEmpty { cluster = after.first == "=" ? after.dropFirst() : after }
-        }
-        guard let option else { return .error("unknown option") }
-        switch option.argument {
-        case .none:
-            if inlineValue != nil { return .error("option does not take an argument") }
-            return .option(option, nil)
-        case .required, .optional:
-            if let inlineValue { return .option(option, String(inlineValue)) }
-            if let rest = cluster {
-                cluster = nil
-                return .option(option, String(rest))
-            }
-            guard next < words.count else {
-                return option.argument == .optional ? .option(option, nil) : .error("missing argument")
-            }
-            if option.argument == .optional && words[next].hasPrefix("-") { return .option(option, nil) }
-            next += 1
-            return .option(option, words[next - 1])
-        }
+    func nextArgument() -> String? {
+        poptGetArg(context).map { String(cString: $0) }
     }
 
     /// ipvsadm 1.31's popt option table (`parse_options`), in its order: popt takes the first match.
