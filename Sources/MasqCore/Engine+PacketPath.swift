@@ -158,10 +158,10 @@ extension Engine {
     /// `set_tcp_state`: only ESTABLISHED counts as active) and the handshake's passive health signal.
     private func setState<P: TransportProtocol>(_: P.Type, _ slot: UInt32, _ state: ConnectionState) {
         let previous = table[slot].state
-        let destination = destinations[Int(table[slot].destinationID)]
+        let id = Int(table[slot].destinationID)
         switch P.handshake(from: previous, to: state) {
-        case .completed?: destination?.handshakeFailures = 0
-        case .failed?: destination?.handshakeFailures &+= 1
+        case .completed?: destinations[id]?.handshakeFailures = 0
+        case .failed?: destinations[id]?.handshakeFailures &+= 1
         case nil: break
         }
         let timeout = timeout(for: state, halfOpen: P.isHalfOpen(state, answered: true))
@@ -173,7 +173,7 @@ extension Engine {
             table.expiryShortened(slot)
         }
         let active = state == .established
-        guard table[slot].countedActive != active, let destination else { return }
+        guard table[slot].countedActive != active, let destination = destinations[id] else { return }
         table[slot].countedActive = active
         if active {
             destination.activeConnections += 1
