@@ -64,7 +64,8 @@ extension Engine {
         return .accept
     }
 
-    /// IPVS's hooks' first checks (`ip_vs_in`/`ip_vs_out`), then the protocol's own path.
+    /// The IPv4 header's checks, then the path of the packet's protocol: its table chosen by the header's
+    /// protocol number, as IPVS's hooks choose theirs (`ip_vs_proto_data_get`), but at compile time.
     @inline(__always)
     private func route(_ bytes: PacketBytes, meta: PacketMeta) -> Verdict {
         guard bytes.count >= 20 else { return .drop(.malformedIP) }
