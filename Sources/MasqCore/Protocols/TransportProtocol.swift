@@ -10,7 +10,7 @@
 /// already in the table, through the switches on `Connection.proto` below: no existential and no
 /// witness table on the packet path. A new protocol (SCTP, or TCP and UDP over IPv6 with their own
 /// header checks) is one more conforming type, its states in `ConnectionState`, and a case in
-/// `Engine.route`, in `TransportProtocols.all` and in the switches below.
+/// `Engine.route`, in `TransportProtocols.all`, in `IPProtocol.isTracked` and in the switches below.
 public protocol TransportProtocol {
     /// The IP protocol number the table is for.
     static var number: IPProtocol { get }
