@@ -475,7 +475,7 @@ func checkTable(_ engine: Engine) {
         let id = Int(c.destinationID)
         require(id < n, "engine oracle: an entry names destination \(id) of \(n)")
         require(engine.destinations[id] != nil, "engine oracle: an entry names a released destination")
-        require(engine.serviceID(ofDestination: c.destinationID) == c.serviceID,
+        require(engine.destinations[id]?.serviceID == c.serviceID,
                      "engine oracle: an entry's service is not its destination's")
         require(c.expires / ConnectionTable.nanosPerTick >= nowTick,
                      "engine oracle: \(c.isTemplate ? "template" : "connection") \(c.client):\(c.clientPort) → \(c.virtualAddress):\(c.virtualPort) is live at \(nowTick) s, past its expiry \(c.expires / ConnectionTable.nanosPerTick) s (controlled \(c.controlled))")

@@ -1,49 +1,60 @@
-/// A real server of one virtual service (IPVS `struct ip_vs_dest`): where NAT sends a flow, its weight
-/// and the connection counts the schedulers read.
+/// A real server of one virtual service, and everything the engine keeps about it in one record (IPVS
+/// `struct ip_vs_dest`): where NAT sends a flow, its weight, the service it belongs to, whether it is
+/// still in that service, the connection counts the schedulers read, its traffic counters and rates,
+/// and the passive health signal.
+///
+/// Connections name it by `id`. Its service lists it while it is configured; `Engine.destinations`
+/// holds it by id until its last connection has ended, even once removed (IPVS keeps removed real
+/// servers in its trash while connections use them), so their replies are still NATed.
 public final class Destination {
     /// Stable for the destination's life, even across rule reloads; connections refer to it by this id.
     public let id: UInt32
+    /// ipvsadm `--stats` for this real server, counted on the packet path.
+    public internal(set) var stats = TrafficCounters()
     public let address: IPv4Address
     public let port: UInt16
+    /// The service it belongs (or belonged) to, and that service's protocol.
+    public let serviceID: UInt32
+    public let proto: IPProtocol
     /// 0 quiesces the server: no new connections, existing ones go on.
     public internal(set) var weight: Int32
     /// The last non-zero weight, so hashing schedulers keep a quiesced server's slots (IPVS `last_weight`).
     public internal(set) var lastWeight: Int32
+    /// Still in its service; false once a reload or `-d` removed it, while its connections drain.
+    public internal(set) var inService = true
     /// ESTABLISHED connections (ipvsadm's ActiveConn).
     public internal(set) var activeConnections: Int32 = 0
     /// Connections in any other state (ipvsadm's InActConn).
     public internal(set) var inactiveConnections: Int32 = 0
     /// Persistence templates pointing here (ipvsadm's `--persistent-conn` PersistConn).
     public internal(set) var persistentConnections: Int32 = 0
+    /// New TCP connections in a row the real server reset or never answered (passive health, read by
+    /// the health checks through `Engine.handshakeFailures`); a completed handshake sets it back to 0.
+    public internal(set) var handshakeFailures: UInt32 = 0
+    /// Turns `stats` into ipvsadm `--rate`'s figures (see `Engine.estimateRates(at:)`).
+    var rateEstimator = RateEstimator()
 
-    public init(id: UInt32, address: IPv4Address, port: UInt16, weight: Int32) {
+    init(id: UInt32, address: IPv4Address, port: UInt16, weight: Int32, serviceID: UInt32, proto: IPProtocol) {
         self.id = id
         self.address = address
         self.port = port
         self.weight = weight
         self.lastWeight = weight
+        self.serviceID = serviceID
+        self.proto = proto
     }
 
     /// May take new connections (IPVS: weight > 0 and not overloaded; masq has no thresholds yet).
     @inlinable public var isAvailable: Bool { weight > 0 }
 
+    /// The rates of the last sample (ipvsadm `--rate`).
+    public var rates: TrafficRates { rateEstimator.rates }
+
     func setWeight(_ newWeight: Int32) {
         weight = newWeight
         if newWeight > 0 { lastWeight = newWeight }
     }
-}
 
-/// What a scheduler may look at when it picks a real server for a new connection.
-public struct SchedulingInput: Sendable {
-    public var client: IPv4Address
-    public var clientPort: UInt16
-    public var virtualAddress: IPv4Address
-    public var virtualPort: UInt16
-
-    public init(client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16) {
-        self.client = client
-        self.clientPort = clientPort
-        self.virtualAddress = virtualAddress
-        self.virtualPort = virtualPort
-    }
+    /// Connections and templates that still name this destination.
+    var isUnused: Bool { activeConnections == 0 && inactiveConnections == 0 && persistentConnections == 0 }
 }

@@ -5,6 +5,8 @@ public final class VirtualService {
     public private(set) var scheduler: any Scheduler
     /// In the order they were added (rr and wrr walk this order).
     public private(set) var destinations: [Destination]
+    /// Turns the service's counters (`Engine.serviceStats`) into ipvsadm `--rate`'s figures.
+    var rateEstimator = RateEstimator()
 
     init(id: UInt32, spec: ServiceSpec, destinations: [Destination]) {
         self.id = id
@@ -16,6 +18,9 @@ public final class VirtualService {
     }
 
     @inlinable public var key: ServiceKey { spec.key }
+
+    /// The rates of the last sample (ipvsadm `--rate`; see `Engine.estimateRates(at:)`).
+    public var rates: TrafficRates { rateEstimator.rates }
 
     /// Takes a new spec; keeps the scheduler's state when the algorithm is unchanged.
     func update(spec newSpec: ServiceSpec, destinations newDestinations: [Destination]) {

@@ -15,7 +15,6 @@ public final class DaemonCore: Sendable {
     let logger: Logger
     let iptables: InstalledIptables?
     private let configuration: Mutex<Configuration>
-    private let rates = Mutex<RateEstimator>(RateEstimator())
 
     init(options: DaemonOptions, shared: SharedEngine, configuration: Configuration, iptables: InstalledIptables?,
          logger: Logger) {
@@ -129,15 +128,13 @@ public final class DaemonCore: Sendable {
             throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
         }
         shared.withLock { $0.zeroCounters(key) }
-        rates.withLock { $0 = RateEstimator() }
     }
 
     // MARK: Reading
 
     /// What masqadm renders: services, real servers, counts, counters and rates.
     public func state() -> AdminState {
-        let rateSnapshot = rates.withLock { $0 }
-        return shared.withLock { engine in
+        shared.withLock { engine in
             let services = engine.services.map { service -> ServiceState in
                 let spec = service.spec
                 return ServiceState(
@@ -145,14 +142,13 @@ public final class DaemonCore: Sendable {
                     scheduler: spec.scheduler, schedulerFlags: spec.schedulerFlagNames,
                     persistence: spec.persistence, netmask: spec.netmask.description,
                     stats: StatsState(engine.serviceStats[Int(service.id)]),
-                    rates: rateSnapshot.services[service.id] ?? RateState(),
+                    rates: RateState(service.rates),
                     destinations: service.destinations.map { d in
                         DestinationState(
                             address: d.address.description, port: d.port, weight: d.weight,
                             activeConnections: d.activeConnections, inactiveConnections: d.inactiveConnections,
                             persistentConnections: d.persistentConnections,
-                            stats: StatsState(engine.destinationStats[Int(d.id)]),
-                            rates: rateSnapshot.destinations[d.id] ?? RateState())
+                            stats: StatsState(d.stats), rates: RateState(d.rates))
                     })
             }
             let t = engine.timeouts
@@ -169,11 +165,7 @@ public final class DaemonCore: Sendable {
 
     /// Every 2 s: the rates ipvsadm `--rate` shows, estimated as IPVS does.
     func sampleRates() {
-        let sample = shared.withLock { engine in
-            (engine.services.map { ($0.id, engine.serviceStats[Int($0.id)]) },
-             engine.services.flatMap { $0.destinations.map { ($0.id, engine.destinationStats[Int($0.id)]) } })
-        }
-        rates.withLock { $0.sample(services: sample.0, destinations: sample.1, at: monotonicNanoseconds()) }
+        shared.withLock { $0.estimateRates(at: monotonicNanoseconds()) }
     }
 
     /// What the last `watchPressure` saw: pressure on, times entered, evictions.
@@ -229,42 +221,10 @@ extension StatsState {
     }
 }
 
-/// IPVS's rate estimator (ip_vs_est.c): every 2 s the counters' increase is turned into a per-second
-/// rate and smoothed, `avg += (rate - avg) / 4`.
-struct RateEstimator {
-    struct Entry {
-        var last: TrafficCounters
-        var cps = 0.0, inpps = 0.0, outpps = 0.0, inbps = 0.0, outbps = 0.0
-    }
-
-    private var serviceEntries: [UInt32: Entry] = [:]
-    private var destinationEntries: [UInt32: Entry] = [:]
-    private var lastSample: Int64?
-    private(set) var services: [UInt32: RateState] = [:]
-    private(set) var destinations: [UInt32: RateState] = [:]
-
-    mutating func sample(services s: [(UInt32, TrafficCounters)], destinations d: [(UInt32, TrafficCounters)], at now: Int64) {
-        let seconds = lastSample.map { Double(now - $0) / 1e9 } ?? 0
-        lastSample = now
-        func update(_ entries: inout [UInt32: Entry], _ id: UInt32, _ c: TrafficCounters) -> RateState {
-            var e = entries[id] ?? Entry(last: c)
-            if seconds > 0 {
-                func step(_ avg: inout Double, _ delta: UInt64) { avg += (Double(delta) / seconds - avg) / 4 }
-                // Counters zeroed since the last sample: start over from here.
-                if c.packetsIn < e.last.packetsIn || c.packetsOut < e.last.packetsOut { e = Entry(last: c) }
-                step(&e.cps, c.connections &- e.last.connections)
-                step(&e.inpps, c.packetsIn &- e.last.packetsIn)
-                step(&e.outpps, c.packetsOut &- e.last.packetsOut)
-                step(&e.inbps, c.bytesIn &- e.last.bytesIn)
-                step(&e.outbps, c.bytesOut &- e.last.bytesOut)
-            }
-            e.last = c
-            entries[id] = e
-            return RateState(connectionsPerSecond: UInt64(e.cps.rounded()), packetsInPerSecond: UInt64(e.inpps.rounded()),
-                             packetsOutPerSecond: UInt64(e.outpps.rounded()), bytesInPerSecond: UInt64(e.inbps.rounded()),
-                             bytesOutPerSecond: UInt64(e.outbps.rounded()))
-        }
-        services = Dictionary(uniqueKeysWithValues: s.map { ($0.0, update(&serviceEntries, $0.0, $0.1)) })
-        destinations = Dictionary(uniqueKeysWithValues: d.map { ($0.0, update(&destinationEntries, $0.0, $0.1)) })
+extension RateState {
+    init(_ r: TrafficRates) {
+        self.init(connectionsPerSecond: r.connectionsPerSecond, packetsInPerSecond: r.packetsInPerSecond,
+                  packetsOutPerSecond: r.packetsOutPerSecond, bytesInPerSecond: r.bytesInPerSecond,
+                  bytesOutPerSecond: r.bytesOutPerSecond)
     }
 }

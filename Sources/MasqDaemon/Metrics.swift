@@ -80,7 +80,7 @@ public final class MetricsPublisher: @unchecked Sendable {
                 count("masq_service_bytes_total", [("service", name), ("direction", "out")], s.bytesOut)
                 for d in service.destinations {
                     let labels = [("service", name), ("real_server", "\(d.address):\(d.port)")]
-                    let r = engine.destinationStats[Int(d.id)]
+                    let r = d.stats
                     count("masq_real_server_connections_total", labels, r.connections)
                     count("masq_real_server_packets_total", labels + [("direction", "in")], r.packetsIn)
                     count("masq_real_server_packets_total", labels + [("direction", "out")], r.packetsOut)

@@ -38,34 +38,3 @@ public struct ConnectionState: RawRepresentable, Hashable, Sendable, CustomStrin
         }
     }
 }
-
-/// Idle timeouts per state, in seconds; IPVS's defaults unless `--set tcp tcpfin udp` changed them.
-public struct Timeouts: Equatable, Sendable {
-    public var seconds: [UInt32]
-
-    public init() {
-        seconds = [UInt32](repeating: 0, count: ConnectionState.count)
-        for (state, value) in TCPProtocol.defaultTimeouts { seconds[Int(state.rawValue)] = value }
-        seconds[Int(ConnectionState.udp.rawValue)] = UDPProtocol.defaultTimeout
-    }
-
-    @inlinable public subscript(state: ConnectionState) -> UInt32 {
-        get { seconds[Int(state.rawValue)] }
-        set { seconds[Int(state.rawValue)] = newValue }
-    }
-
-    /// `ipvsadm --set tcp tcpfin udp`: ESTABLISHED, FIN_WAIT and UDP; 0 leaves a value as it is.
-    public mutating func set(tcp: UInt32, tcpFin: UInt32, udp: UInt32) {
-        if tcp != 0 { self[.established] = tcp }
-        if tcpFin != 0 { self[.finWait] = tcpFin }
-        if udp != 0 { self[.udp] = udp }
-    }
-}
-
-/// Which way a packet travels through a NAT connection.
-public enum FlowDirection: UInt8, Sendable {
-    /// Client → virtual service (IPVS `IP_VS_DIR_INPUT`).
-    case inbound = 0
-    /// Real server → client (IPVS `IP_VS_DIR_OUTPUT`).
-    case outbound = 1
-}

@@ -16,6 +16,21 @@ extension Scheduler {
     public func destinationsChanged(_ destinations: [Destination]) {}
 }
 
+/// What a scheduler may look at when it picks a real server for a new connection.
+public struct SchedulingInput: Sendable {
+    public var client: IPv4Address
+    public var clientPort: UInt16
+    public var virtualAddress: IPv4Address
+    public var virtualPort: UInt16
+
+    public init(client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16) {
+        self.client = client
+        self.clientPort = clientPort
+        self.virtualAddress = virtualAddress
+        self.virtualPort = virtualPort
+    }
+}
+
 /// ipvsadm's `-b` scheduler flags: `sh-fallback`/`mh-fallback` (flag-1), `sh-port`/`mh-port` (flag-2).
 public struct SchedulerFlags: OptionSet, Hashable, Sendable {
     public let rawValue: UInt8

@@ -1,0 +1,436 @@
+/// The packet path, as IPVS's ip_vs_core.c is: each packet looked up, scheduled or translated, its
+/// connection's state moved on; new connections and persistence; the early drop and expiry that make
+/// room for them; ICMP errors about a connection translated. Per-protocol behaviour comes from the
+/// tables in Protocols/ through generics specialised per protocol, so nothing here is dispatched
+/// dynamically, and nothing allocates on the heap.
+extension Engine {
+    /// Runs one IPv4 packet through NAT, rewriting `bytes` in place, at time `now` (nanoseconds).
+    public func process(_ bytes: PacketBytes, meta: PacketMeta = PacketMeta(), now: Int64) -> Verdict {
+        counters.packets &+= 1
+        advanceClock(to: now)
+        let verdict = meta.truncated ? truncatedPacket() : route(bytes, meta: meta)
+        switch verdict {
+        case .accept: counters.untouched &+= 1
+        case .rewritten(.inbound): counters.rewrittenInbound &+= 1
+        case .rewritten(.outbound): counters.rewrittenOutbound &+= 1
+        case .drop(let reason): counters.dropped[reason.rawValue] &+= 1
+        }
+        return verdict
+    }
+
+    /// Runs `body(i)` for i in 0..<count, in order, fetching the table's memory ahead: packet i + 8's
+    /// index bucket and packet i + 4's connection start loading while packet i is processed, so in a
+    /// table bigger than the cache the misses of a batch overlap instead of adding up. `bytes(j)` is
+    /// packet j (read only, for its 5-tuple); `body` calls `process` itself. The prefetches are hints:
+    /// whatever they fetch, `process` looks everything up again.
+    public func prefetching(count: Int, bytes: (Int) -> PacketBytes, _ body: (Int) -> Void) {
+        let indexAhead = 8, connectionAhead = 4
+        for j in 0..<min(indexAhead, count) { prefetchHashes[j & 15] = prefetchBucket(bytes(j)) }
+        for j in 0..<min(connectionAhead, count) { prefetchConnection(prefetchHashes[j & 15]) }
+        for i in 0..<count {
+            if i + indexAhead < count { prefetchHashes[(i + indexAhead) & 15] = prefetchBucket(bytes(i + indexAhead)) }
+            if i + connectionAhead < count { prefetchConnection(prefetchHashes[(i + connectionAhead) & 15]) }
+            body(i)
+        }
+    }
+
+    /// The 5-tuple's hash + 1 after prefetching its bucket, or 0 for a packet that has none to look up.
+    @inline(__always) private func prefetchBucket(_ bytes: PacketBytes) -> UInt32 {
+        guard bytes.count >= 20 else { return 0 }
+        let ip = IPv4Header(bytes)
+        let headerLength = ip.headerLength
+        guard ip.version == 4, ip.proto.isTracked, !ip.isFragment,
+              headerLength >= 20, bytes.count >= headerLength + 4 else { return 0 }
+        let key = FlowKey(source: ip.source, destination: ip.destination, sourcePort: bytes.u16(headerLength),
+                          destinationPort: bytes.u16(headerLength + 2), proto: ip.proto)
+        return table.prefetchBucket(key) &+ 1
+    }
+
+    @inline(__always) private func prefetchConnection(_ token: UInt32) {
+        if token != 0 { table.prefetchConnection(hash: token &- 1) }
+    }
+
+    /// Moves the clock on and expires what is due; the daemon also calls this on a timer.
+    public func advanceClock(to time: Int64) {
+        if time > now { now = time }
+        if table.needsExpiry(at: now) {
+            table.expire(now: now) { release($0) }
+            updatePressure()  // so the mode ends once a flood's entries have gone, without new flows
+        }
+    }
+
+    private func truncatedPacket() -> Verdict {
+        counters.truncated &+= 1
+        return .accept
+    }
+
+    /// The IPv4 header's checks, then the path of the packet's protocol: its table chosen by the header's
+    /// protocol number, as IPVS's hooks choose theirs (`ip_vs_proto_data_get`), but at compile time.
+    @inline(__always)
+    private func route(_ bytes: PacketBytes, meta: PacketMeta) -> Verdict {
+        guard bytes.count >= 20 else { return .drop(.malformedIP) }
+        let ip = IPv4Header(bytes)
+        guard ip.version == 4 else { return ip.version == 6 ? .accept : .drop(.malformedIP) }
+        guard ip.ihl >= 5, ip.headerLength <= ip.totalLength, ip.totalLength <= bytes.count else {
+            return .drop(.malformedIP)
+        }
+        guard ip.isChecksumValid else { return .drop(.badIPChecksum) }
+        switch ip.proto {
+        case .tcp: return transport(TCPProtocol.self, ip, meta: meta)
+        case .udp: return transport(UDPProtocol.self, ip, meta: meta)
+        case .icmp: return icmp(ip)
+        default: return .accept
+        }
+    }
+
+    /// Whether a packet without usable ports could belong to masq: to a VIP, or from a real server.
+    private func concernsMasq(_ ip: IPv4Header) -> Bool {
+        virtualAddresses.contains(UInt64(ip.proto.rawValue) << 32 | UInt64(ip.destination.rawValue))
+            || realAddresses.contains(ip.source.rawValue)
+    }
+
+    /// A TCP or UDP packet: its connection's, or a new one if it is for a service and may start one.
+    private func transport<P: TransportProtocol>(_: P.Type, _ ip: IPv4Header, meta: PacketMeta) -> Verdict {
+        if ip.isFragment { return concernsMasq(ip) ? .drop(.fragment) : .accept }
+        guard let segment = P.validate(ip.payload) else { return concernsMasq(ip) ? .drop(.malformedL4) : .accept }
+        let th = TransportHeader(segment, proto: P.number)
+        let key = FlowKey(source: ip.source, destination: ip.destination, sourcePort: th.sourcePort,
+                          destinationPort: th.destinationPort, proto: P.number)
+        if let (slot, direction) = table.lookup(key) {
+            if direction == .inbound && P.reopens(table[slot].state, with: th)
+                && table[slot].controller == ConnectionTable.noSlot {
+                expireNow(slot)
+            } else if table[slot].expires > now {
+                if expireNodestConnections && destinations[Int(table[slot].destinationID)]?.inService != true {
+                    expireNow(slot)
+                    return .drop(.realServerRemoved)
+                }
+                return established(P.self, slot, direction, ip, th, meta: meta)
+            } else {
+                expireNow(slot)
+            }
+        }
+        guard let service = findService(P.number, ip.destination, th.destinationPort) else { return .accept }
+        guard P.startsConnection(th) else { return .accept }
+        return newConnection(P.self, service, ip, th, meta: meta)
+    }
+
+    private func findService(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> VirtualService? {
+        if let s = serviceByKey[ServiceKey(proto: proto, address: address, port: port)] { return s }
+        // A persistent service on port 0 takes every port of its address (ipvsadm `-t VIP:0 -p`).
+        return serviceByKey[ServiceKey(proto: proto, address: address, port: 0)]
+    }
+
+    // MARK: Established connections
+
+    private func established<P: TransportProtocol>(_: P.Type, _ slot: UInt32, _ direction: FlowDirection,
+                                                   _ ip: IPv4Header, _ th: TransportHeader,
+                                                   meta: PacketMeta) -> Verdict {
+        let length = UInt64(ip.totalLength)
+        let state = table[slot].state
+        let next = P.transition(from: state, direction: direction, header: th)
+        if next != state { setState(P.self, slot, next) }
+        let timeout = table[slot].timeout
+        table[slot].expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
+        let c = table[slot]
+        if direction == .inbound {
+            table[slot].packetsIn &+= 1
+            table[slot].bytesIn &+= length
+            serviceStats[Int(c.serviceID)].countInbound(length: length)
+            destinations[Int(c.destinationID)]?.stats.countInbound(length: length)
+            rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
+        } else {
+            // The real server's first answer ends a flow that was half-open for want of one (UDP): its
+            // short pressure timeout, if it had one, ends too.
+            if c.packetsOut == 0 && P.answerEndsHalfOpen(c.state) && c.timeout < timeouts[c.state] {
+                table[slot].timeout = timeouts[c.state]
+                table[slot].expires = now &+ Int64(timeouts[c.state]) &* ConnectionTable.nanosPerTick
+            }
+            table[slot].packetsOut &+= 1
+            table[slot].bytesOut &+= length
+            serviceStats[Int(c.serviceID)].countOutbound(length: length)
+            destinations[Int(c.destinationID)]?.stats.countOutbound(length: length)
+            rewriteOutbound(ip, th, from: c.virtualAddress, port: c.virtualPort, meta: meta)
+        }
+        return .rewritten(direction)
+    }
+
+    /// Moves a connection to `state`, with its timeout, its real server's Active/InAct counts (IPVS
+    /// `set_tcp_state`: only ESTABLISHED counts as active) and the handshake's passive health signal.
+    private func setState<P: TransportProtocol>(_: P.Type, _ slot: UInt32, _ state: ConnectionState) {
+        let previous = table[slot].state
+        let id = Int(table[slot].destinationID)
+        switch P.handshake(from: previous, to: state) {
+        case .completed?: destinations[id]?.handshakeFailures = 0
+        case .failed?: destinations[id]?.handshakeFailures &+= 1
+        case nil: break
+        }
+        let timeout = timeout(for: state, halfOpen: P.isHalfOpen(state, answered: true))
+        let longer = timeout >= table[slot].timeout
+        table[slot].state = state
+        table[slot].timeout = timeout
+        if !longer {
+            table[slot].expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
+            table.expiryShortened(slot)
+        }
+        let active = state == .established
+        guard table[slot].countedActive != active, let destination = destinations[id] else { return }
+        table[slot].countedActive = active
+        if active {
+            destination.activeConnections += 1
+            destination.inactiveConnections -= 1
+        } else {
+            destination.activeConnections -= 1
+            destination.inactiveConnections += 1
+        }
+    }
+
+    @inline(__always)
+    private func rewriteInbound(_ ip: IPv4Header, _ th: TransportHeader, to server: IPv4Address, port: UInt16,
+                                meta: PacketMeta) {
+        let vip = ip.destination
+        ip.setDestination(server)
+        if meta.partialChecksumKept {
+            th.pseudoHeaderSumAddressChanged(from: vip, to: server)
+            th.setDestinationPort(port, adjustChecksum: false)
+        } else if meta.partialChecksum {
+            th.setDestinationPort(port, adjustChecksum: false)
+            th.finishChecksum(source: ip.source, destination: server, proto: ip.proto)
+        } else {
+            th.addressChanged(from: vip, to: server)
+            th.setDestinationPort(port)
+        }
+    }
+
+    @inline(__always)
+    private func rewriteOutbound(_ ip: IPv4Header, _ th: TransportHeader, from vip: IPv4Address, port: UInt16,
+                                 meta: PacketMeta) {
+        let server = ip.source
+        ip.setSource(vip)
+        if meta.partialChecksumKept {
+            th.pseudoHeaderSumAddressChanged(from: server, to: vip)
+            th.setSourcePort(port, adjustChecksum: false)
+        } else if meta.partialChecksum {
+            th.setSourcePort(port, adjustChecksum: false)
+            th.finishChecksum(source: vip, destination: ip.destination, proto: ip.proto)
+        } else {
+            th.addressChanged(from: server, to: vip)
+            th.setSourcePort(port)
+        }
+    }
+
+    // MARK: New connections
+
+    /// IPVS `ip_vs_schedule`: the service's scheduler (or its persistence template) picks the real
+    /// server, and the connection enters the table in its protocol's first state.
+    private func newConnection<P: TransportProtocol>(_: P.Type, _ service: VirtualService, _ ip: IPv4Header,
+                                                     _ th: TransportHeader, meta: PacketMeta) -> Verdict {
+        let input = SchedulingInput(client: ip.source, clientPort: th.sourcePort,
+                                    virtualAddress: ip.destination, virtualPort: th.destinationPort)
+        updatePressure()
+        var controller = ConnectionTable.noSlot
+        let chosen: Destination
+        if let persistence = service.spec.persistence {
+            switch persistentDestination(service, input, timeout: persistence) {
+            case .chosen(let d, let template):
+                chosen = d
+                controller = template
+            case .noRoom:
+                return .drop(.tableFull)
+            case .noRealServer:
+                _ = unreachable.answer(ip, now: now)
+                return .drop(.noRealServer)
+            }
+        } else {
+            guard let d = service.scheduler.select(from: service.destinations, for: input) else {
+                _ = unreachable.answer(ip, now: now)
+                return .drop(.noRealServer)
+            }
+            chosen = d
+        }
+        let state = P.initialState(th)
+        let timeout = timeout(for: state, halfOpen: P.isHalfOpen(state, answered: false))
+        // Room is made only now, for a flow that has its real server (and, if persistent, its template,
+        // which must not be evicted for it, nor be left behind idle by a flow that found no room).
+        guard makeRoom(keeping: controller) else {
+            if controller != ConnectionTable.noSlot && table[controller].controlled == 0 { expireNow(controller) }
+            return .drop(.tableFull)
+        }
+        let length = UInt64(ip.totalLength)
+        let connection = Connection(
+            proto: P.number, state: state, isTemplate: false, countedActive: state == .established,
+            client: input.client, clientPort: input.clientPort,
+            virtualAddress: input.virtualAddress, virtualPort: input.virtualPort,
+            // IPVS: the real server's port applies when the packet is for the service's own port; a port-0
+            // (any port) service keeps the port the client asked for.
+            server: chosen.address,
+            serverPort: input.virtualPort == service.key.port && chosen.port != 0 ? chosen.port : input.virtualPort,
+            serviceID: service.id, destinationID: chosen.id, controller: controller,
+            timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
+            packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0)
+        guard table.insert(connection) != nil else {
+            return .drop(table.isFull ? .tableFull : .tupleConflict)
+        }
+        if connection.countedActive { chosen.activeConnections += 1 } else { chosen.inactiveConnections += 1 }
+        counters.connectionsCreated &+= 1
+        serviceStats[Int(service.id)].countConnection(length: length)
+        chosen.stats.countConnection(length: length)
+        rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
+        return .rewritten(.inbound)
+    }
+
+    /// The idle timeout an entry gets on entering `state`.
+    @inline(__always)
+    private func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
+        pressure && halfOpen ? min(Self.pressureHalfOpenTimeout, timeouts[state]) : timeouts[state]
+    }
+
+    /// IPVS `ip_vs_sched_persist`: a client (under the netmask) keeps its real server while its template
+    /// lives; each new connection re-arms the template. A quiesced (weight 0) server keeps its persistent
+    /// clients (expire_quiescent_template off, the default); a removed one loses them.
+    private enum PersistentChoice {
+        case chosen(Destination, template: UInt32)
+        case noRealServer
+        case noRoom
+    }
+
+    private func persistentDestination(_ service: VirtualService, _ input: SchedulingInput,
+                                       timeout: UInt32) -> PersistentChoice {
+        let masked = IPv4Address(rawValue: input.client.rawValue & service.spec.netmask.rawValue)
+        let templateKey = FlowKey(source: masked, destination: input.virtualAddress, sourcePort: 0,
+                                  destinationPort: service.key.port, proto: service.key.proto)
+        let expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
+        if let slot = table.template(for: templateKey) {
+            let t = table[slot]
+            if (t.expires > now || t.controlled > 0), let d = destinations[Int(t.destinationID)],
+               service.destinations.contains(where: { $0 === d }) {
+                table[slot].expires = expires
+                table.expiryShortened(slot)  // a lower -p (or one under the 60 s re-check) moves it earlier
+                return .chosen(d, template: slot)
+            }
+            // Its real server is gone (or it expired): a new template takes its key; the old one lives
+            // on unseen until its connections end.
+            if t.controlled > 0 { table.invalidateTemplate(slot) } else { expireNow(slot) }
+        }
+        guard let d = service.scheduler.select(from: service.destinations, for: input) else { return .noRealServer }
+        guard makeRoom() else { return .noRoom }
+        let template = Connection(
+            proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
+            client: masked, clientPort: 0, virtualAddress: input.virtualAddress, virtualPort: service.key.port,
+            server: d.address, serverPort: d.port, serviceID: service.id, destinationID: d.id,
+            controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
+            packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
+        guard let slot = table.insert(template) else { return .noRoom }
+        d.persistentConnections += 1
+        counters.templatesCreated &+= 1
+        return .chosen(d, template: slot)
+    }
+
+    // MARK: Early drop
+
+    /// Pressure mode on at `pressureOn`, off below `pressureOff`; checked at each new flow.
+    @inline(__always)
+    private func updatePressure() {
+        let fill = table.fill
+        if !pressure && fill >= Self.pressureOn {
+            pressure = true
+            counters.pressureEntered &+= 1
+        } else if pressure && fill < Self.pressureOff {
+            pressure = false
+        }
+    }
+
+    /// A full table makes room by evicting the longest-idle half-open entry of a sample (early drop);
+    /// false when it is full of flows that completed their handshakes, which are never evicted.
+    /// A persistence template no connection uses any more (its flows evicted or gone) is evictable too,
+    /// except `keeping`, the one the new flow is about to use.
+    private func makeRoom(keeping: UInt32 = ConnectionTable.noSlot) -> Bool {
+        guard table.isFull else { return true }
+        let victim = table.evictionCandidate(samples: Self.evictionSamples, random: { self.nextRandom() }) { slot, c in
+            c.isTemplate ? c.controlled == 0 && slot != keeping : c.isHalfOpen
+        }
+        guard let victim else { return false }
+        let entry = table[victim]
+        let reason: EvictionReason = entry.isTemplate ? .idleTemplate : entry.evictionReason
+        expireNow(victim, evicted: true)
+        counters.evicted[reason.rawValue] &+= 1
+        return !table.isFull
+    }
+
+    private func nextRandom() -> UInt64 {
+        evictionRandom ^= evictionRandom << 13
+        evictionRandom ^= evictionRandom >> 7
+        evictionRandom ^= evictionRandom << 17
+        return evictionRandom
+    }
+
+    // MARK: Expiry
+
+    /// `evicted`: removed by early drop, before its time: no verdict on its real server.
+    private func expireNow(_ slot: UInt32, evicted: Bool = false) {
+        let entry = table[slot]
+        if entry.isTemplate && entry.controlled > 0 { return }
+        release(entry, evicted: evicted)
+        table.remove(slot)
+    }
+
+    /// Gives back what a connection held on its real server (IPVS `ip_vs_unbind_dest`).
+    private func release(_ entry: Connection, evicted: Bool = false) {
+        counters.expired &+= 1
+        guard let d = destinations[Int(entry.destinationID)] else { return }
+        if !evicted && !entry.isTemplate && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }
+        if entry.isTemplate {
+            d.persistentConnections -= 1
+        } else if entry.countedActive {
+            d.activeConnections -= 1
+        } else {
+            d.inactiveConnections -= 1
+        }
+        if d.weight == 0 { releaseIfUnused(d) }
+    }
+
+    // MARK: ICMP
+
+    /// ICMP errors quoting a NATed datagram are translated as IPVS `ip_vs_nat_icmp` does: the outer
+    /// address, the quoted addresses and ports, the quoted IP checksum and the whole ICMP checksum. masq
+    /// also folds the change into the quoted L4 checksum when it is present, so captures stay valid.
+    /// Everything else ICMP (echo to a VIP included) is accepted untouched, as with IPVS.
+    private func icmp(_ ip: IPv4Header) -> Verdict {
+        if ip.isFragment { return .accept }
+        let message = ip.payload
+        guard message.count >= 8 else { return .accept }
+        let icmp = ICMPHeader(message)
+        guard icmp.type.quotesDatagram else { return .accept }
+        let quoted = icmp.quoted
+        guard quoted.count >= 20 else { return .accept }
+        let inner = IPv4Header(quoted)
+        let innerProto = inner.proto
+        guard inner.version == 4, inner.ihl >= 5, quoted.count >= inner.headerLength &+ 8,
+              innerProto.isTracked else { return .accept }
+        let ports = quoted.slice(from: inner.headerLength)
+        // The quoted datagram travelled the other way: its reverse is this connection's key.
+        let key = FlowKey(source: inner.destination, destination: inner.source, sourcePort: ports.u16(2),
+                          destinationPort: ports.u16(0), proto: innerProto)
+        guard let (slot, direction) = table.lookup(key), table[slot].expires > now else { return .accept }
+        guard icmp.isChecksumValid else { return .drop(.badICMPChecksum) }
+        let c = table[slot]
+        let th = TransportHeader(ports, proto: innerProto)
+        let checksumPresent = ports.count >= th.checksumOffset &+ 2
+        if direction == .outbound {
+            // From the real servers' side, about a datagram client → real server.
+            ip.setSource(c.virtualAddress)
+            if checksumPresent { th.addressChanged(from: inner.destination, to: c.virtualAddress) }
+            quoted.setU32(c.virtualAddress.rawValue, 16)
+            th.setDestinationPort(c.virtualPort, adjustChecksum: checksumPresent)
+        } else {
+            // From the client's side, about a datagram VIP → client.
+            ip.setDestination(c.server)
+            if checksumPresent { th.addressChanged(from: inner.source, to: c.server) }
+            quoted.setU32(c.server.rawValue, 12)
+            th.setSourcePort(c.serverPort, adjustChecksum: checksumPresent)
+        }
+        inner.recomputeChecksum()
+        icmp.recomputeChecksum()
+        return .rewritten(direction)
+    }
+}
