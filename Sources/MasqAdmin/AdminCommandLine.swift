@@ -1,3 +1,4 @@
+import MasqControl
 import MasqCore
 
 /// One `masqadm` command line, parsed as ipvsadm 1.31 parses it (`parse_options` and

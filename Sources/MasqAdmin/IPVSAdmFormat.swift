@@ -1,3 +1,4 @@
+import MasqControl
 import MasqCore
 
 /// Renders the daemon's state exactly as ipvsadm 1.31 prints the kernel's (ipvsadm.c's `list_all`,

@@ -1,3 +1,4 @@
+import MasqControl
 import MasqCore
 @testable import MasqAdmin
 
