@@ -247,7 +247,9 @@ struct Flows: ParsableCommand {
     var socket: String?
 
     func run() throws {
-        let flows = try askDaemon(.flows(try flowFilter(filter)), socket: ControlClient.socketPath(option: socket)) { reply throws(ControlError) in try reply.requireFlows() }
+        let flows = try askDaemon(.flows(try flowFilter(filter)), socket: ControlClient.socketPath(option: socket)) {
+            reply throws(ControlError) in try reply.requireFlows()
+        }
         if json {
             print(FlowRecord.jsonLines(flows), terminator: "")
             return
@@ -295,7 +297,9 @@ struct Trace: ParsableCommand {
         guard packets > 0, seconds > 0 else { throw ValidationError("--packets and --seconds must be positive") }
         let path = out.hasPrefix("/") ? out : FileManager.default.currentDirectoryPath + "/" + out
         let note = try askDaemon(.trace(selection, packets: packets, seconds: seconds, file: path),
-                                 socket: ControlClient.socketPath(option: socket)) { reply throws(ControlError) in try reply.requireText() }
+                                 socket: ControlClient.socketPath(option: socket)) {
+            reply throws(ControlError) in try reply.requireText()
+        }
         print(note, terminator: "")
     }
 }

@@ -70,6 +70,19 @@ struct MasqAdm {
         }
     }
 
+    /// A request that only acts: -A -E -D -C -a -e -d, -R, -Z, --set.
+    func act(_ request: ControlRequest) throws(AdminError) {
+        try ask(request) { reply throws(ControlError) in try reply.requireDone() }
+    }
+
+    func state() throws(AdminError) -> AdminState {
+        try ask(.state) { reply throws(ControlError) in try reply.requireState() }
+    }
+
+    func connections() throws(AdminError) -> [ConnectionEntry] {
+        try ask(.flows(FlowFilter())) { reply throws(ControlError) in try reply.requireFlows() }.map(ConnectionEntry.init)
+    }
+
     func run(_ arguments: [String]) -> Int32 {
         do throws(AdminError) {
             let command = try AdminCommandLine.parse(arguments)
@@ -79,18 +92,15 @@ struct MasqAdm {
             case .version:
                 print(AdminCommandLine.versionText, terminator: "")
             case .edit(let command, _):
-                try ask(.apply(command)) { reply throws(ControlError) in try reply.requireDone() }
+                try act(.apply(command))
             case .list(let options):
-                let current = try ask(.state) { reply throws(ControlError) in try reply.requireState() }
-                let entries = options.connections
-                    ? try ask(.flows(FlowFilter())) { reply throws(ControlError) in try reply.requireFlows() }.map(ConnectionEntry.init)
-                    : []
+                let current = try state()
+                let entries = options.connections ? try connections() : []
                 print(try IPVSAdmFormat().list(current, options, connections: entries), terminator: "")
             case .zero(let key):
-                try ask(.zero(key)) { reply throws(ControlError) in try reply.requireDone() }
+                try act(.zero(key))
             case .save(let numeric):
-                let current = try ask(.state) { reply throws(ControlError) in try reply.requireState() }
-                print(IPVSAdmFormat().save(current, numeric: numeric), terminator: "")
+                print(IPVSAdmFormat().save(try state(), numeric: numeric), terminator: "")
             case .restore:
                 let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
                 var lines: [String] = []
@@ -102,9 +112,9 @@ struct MasqAdm {
                     }
                     lines.append(normalized.joined(separator: " "))
                 }
-                try ask(.restore(rules: lines.joined(separator: "\n"))) { reply throws(ControlError) in try reply.requireDone() }
+                try act(.restore(rules: lines.joined(separator: "\n")))
             case .setTimeouts(let t):
-                try ask(.setTimeouts(tcp: t.tcp, tcpFin: t.tcpFin, udp: t.udp)) { reply throws(ControlError) in try reply.requireDone() }
+                try act(.setTimeouts(tcp: t.tcp, tcpFin: t.tcpFin, udp: t.udp))
             }
             return 0
         } catch {
