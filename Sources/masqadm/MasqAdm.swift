@@ -79,8 +79,8 @@ struct MasqAdm {
         try ask(.state) { reply throws(ControlError) in try reply.requireState() }
     }
 
-    func connections() throws(AdminError) -> [ConnectionEntry] {
-        try ask(.flows(FlowFilter())) { reply throws(ControlError) in try reply.requireFlows() }.map(ConnectionEntry.init)
+    func connections() throws(AdminError) -> [FlowRecord] {
+        try ask(.flows(FlowFilter())) { reply throws(ControlError) in try reply.requireFlows() }
     }
 
     func run(_ arguments: [String]) -> Int32 {
