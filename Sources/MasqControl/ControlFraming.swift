@@ -33,6 +33,18 @@ public enum ControlFraming {
 
     /// The answer as sent: its JSON and a newline.
     public static func encode(_ reply: ControlReply) -> [UInt8] {
+        if case .flows(let records) = reply {
+            // The same object JSONEncoder writes, from the records' own lines: JSONEncoder builds a tree
+            // of every record first, 4 times slower and a gigabyte for a table of a million flows.
+            var text = #"{"ok":"flows","flows":["#
+            text.reserveCapacity(records.count * 230 + 32)
+            for (i, record) in records.enumerated() {
+                if i > 0 { text += "," }
+                text += record.jsonLine
+            }
+            text += "]}\n"
+            return Array(text.utf8)
+        }
         let encoder = JSONEncoder()
         do {
             return Array(try encoder.encode(reply)) + [UInt8(ascii: "\n")]

@@ -107,6 +107,11 @@ import Testing
         for reply in replies {
             #expect(ControlFraming.decodeReply(ControlFraming.encode(reply)) == reply, "\(reply)")
         }
+        // A `flows` answer is written from the records' lines: the object JSONEncoder would write.
+        let written = try JSONSerialization.jsonObject(with: Data(ControlFraming.encode(.flows([flow, flow]))))
+        let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(ControlReply.flows([flow, flow])))
+        #expect(try JSONSerialization.data(withJSONObject: written, options: .sortedKeys)
+            == JSONSerialization.data(withJSONObject: encoded, options: .sortedKeys))
     }
 
     @Test func whatIsNotAnAnswerReadsAsAFailure() {
