@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "MasqDaemon",
             dependencies: [
-                "MasqCore", "MasqNFQueue", "MasqAdmin", "MasqCapture", "MasqHealth",
+                "MasqCore", "MasqNFQueue", "MasqControl", "MasqCapture", "MasqHealth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -80,8 +80,11 @@ let package = Package(
             ]
         ),
 
+        // The control socket's protocol: requests, answers, error codes, framing, and the client.
+        .target(name: "MasqControl", dependencies: ["MasqCore"]),
+
         // masqadm's front end: ipvsadm's command line and output layouts over the daemon's state.
-        .target(name: "MasqAdmin", dependencies: ["MasqCore"]),
+        .target(name: "MasqAdmin", dependencies: ["MasqCore", "MasqControl"]),
 
         // Capture files in and out (libpcap), feeding the engine the same way NFQUEUE does.
         .target(name: "MasqCapture", dependencies: ["CPcap", "MasqCore"]),
@@ -89,14 +92,14 @@ let package = Package(
         .executableTarget(
             name: "masq",
             dependencies: [
-                "MasqCore", "MasqCapture", "MasqNFQueue", "MasqDaemon", "MasqAdmin", "MasqHealth",
+                "MasqCore", "MasqCapture", "MasqNFQueue", "MasqDaemon", "MasqControl", "MasqHealth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Counts heap allocations for the benchmark (interposes malloc & co.).
         .target(name: "CMallocCounter"),
-        .executableTarget(name: "masqadm", dependencies: ["MasqAdmin", "MasqCore"]),
+        .executableTarget(name: "masqadm", dependencies: ["MasqAdmin", "MasqControl", "MasqCore"]),
         .executableTarget(
             name: "masq-bench", dependencies: ["MasqCore", "CMallocCounter"],
             swiftSettings: [.swiftLanguageMode(.v5)]  // top-level benchmark script
@@ -112,7 +115,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "MasqAdminTests", dependencies: ["MasqAdmin", "MasqCore"]),
-        .testTarget(name: "MasqDaemonTests", dependencies: ["MasqCore", "MasqNFQueue", "MasqDaemon", "CNetfilterQueue"]),
+        .testTarget(name: "MasqAdminTests", dependencies: ["MasqAdmin", "MasqControl", "MasqCore"]),
+        .testTarget(name: "MasqControlTests", dependencies: ["MasqControl", "MasqCore"]),
+        .testTarget(
+            name: "MasqDaemonTests",
+            dependencies: [
+                "MasqCore", "MasqNFQueue", "MasqDaemon", "MasqControl", "CNetfilterQueue",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
     ]
 )

@@ -1,7 +1,9 @@
-// libFuzzer target: the control protocol's request decoding, the part that does not need the daemon
-// (ControlCommands in Sources/MasqDaemon/ControlServer.swift splits the first line into words and hands
-// them to FlowFilter, IPVSCommandParser and parseEndpoint; that split is repeated here, the rest of
-// ControlCommands needs a running DaemonCore and NIO). Oracles for FlowFilter, which `flows` and `trace`
+// libFuzzer target: the control protocol's request decoder (MasqControl's ControlFraming and
+// ControlRequest, compiled in; the daemon's ControlHandler hands every request it reads to this decoder,
+// and ControlDispatcher needs a running DaemonCore). Never a crash; a request that decodes is one the
+// daemon can apply: it encodes to bytes that decode to the same request, an `apply`'s command travels
+// as ipvsadm words that parse back to it, and the configuration takes it. The same bytes read as an
+// answer (the client's decoder) never crash either. Oracles for FlowFilter, which `flows` and `trace`
 // take: a filter prints (`description`) to text that parses to the same filter, and a flow it selects
 // has both its packets (client → VIP and real server → client) pass `mayMatchPacket`, the test a trace
 // puts every packet to before the engine sees it, so a trace never misses a packet of a flow it shows.
@@ -51,30 +53,26 @@ func checkFilter(_ text: String, _ bytes: [UInt8]) {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    let request = String(decoding: bytes, as: UTF8.self)
-    // As ControlCommands.execute splits a request: the first line's words, the rest as a body.
-    let lines = request.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
-    let words = (lines.first ?? "").split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-    guard let command = words.first else { return 0 }
-    let args = Array(words.dropFirst())
-    switch command {
-    case "flows":
-        checkFilter(args.joined(separator: " "), bytes)
-    case "trace":
-        checkFilter(args.filter { !$0.hasPrefix("packets=") && !$0.hasPrefix("seconds=") && !$0.hasPrefix("file=") }
-            .joined(separator: " "), bytes)
-    case "apply":
-        if let c = try? IPVSCommandParser.parse(args) {
-            var configuration = Configuration()
-            try? configuration.apply(c)
-        }
-    case "restore":
-        _ = try? RulesFile.parse(lines.count > 1 ? String(lines[1]) : "", names: .numericOnly)
-    case "zero":
-        if args.count == 2 { _ = IPVSCommandParser.parseEndpoint(args[1]) }
-    default:
-        // Anything else: the filter parser on the whole first line, the most hostile input it can get.
-        checkFilter(words.joined(separator: " "), bytes)
+    _ = ControlFraming.decodeReply(bytes)
+    guard let request = try? ControlFraming.decodeRequest(bytes) else {
+        // Anything else: the filter parser on the whole input, the most hostile text it can get.
+        checkFilter(String(decoding: bytes, as: UTF8.self), bytes)
+        return 0
+    }
+    let again = try? ControlFraming.decodeRequest(ControlFraming.encode(request))
+    require(again == request, "control oracle: \(request) encodes to bytes that decode to \(again.map { "\($0)" } ?? "nothing")")
+    switch request {
+    case .flows(let filter), .trace(let filter, _, _, _):
+        checkFilter(filter.description, bytes)
+    case .apply(let command):
+        let words = command.ipvsadmArguments
+        require((try? IPVSCommandParser.parse(words)) == command, "control oracle: \(command) travels as \(words), which parses to another command")
+        var configuration = Configuration()
+        try? configuration.apply(command)
+    case .restore(let rules):
+        _ = try? RulesFile.parse(rules, names: .numericOnly)
+    case .state, .save, .help, .zero, .setTimeouts:
+        break
     }
     return 0
 }

@@ -1,3 +1,4 @@
+import MasqControl
 import MasqCore
 
 /// A command line (or an operation) ipvsadm would refuse, with what it prints on stderr and its exit

@@ -1,3 +1,4 @@
+import MasqControl
 import MasqCore
 
 /// Renders the daemon's state exactly as ipvsadm 1.31 prints the kernel's (ipvsadm.c's `list_all`,
@@ -22,11 +23,11 @@ public struct IPVSAdmFormat: Sendable {
         self.resolver = resolver
     }
 
-    /// `ipvsadm -L|-l [options]`: `list_conn` for `-c` (given the daemon's connection entries),
+    /// `ipvsadm -L|-l [options]`: `list_conn` for `-c` (given the daemon's flow records),
     /// `list_service` for `-t|-u` (no version line; "No such service", exit 1, when absent),
     /// `list_timeout` for `--timeout`, `list_daemon` for `--daemon` (nothing: masq runs no sync
     /// daemon), `list_all` otherwise. The order of these tests is `process_options`'.
-    public func list(_ state: AdminState, _ options: ListOptions, connections: [ConnectionEntry] = [])
+    public func list(_ state: AdminState, _ options: ListOptions, connections: [FlowRecord] = [])
         throws(AdminError) -> String {
         if options.connections {
             return self.connections(connections, numeric: options.numeric,
@@ -57,7 +58,7 @@ public struct IPVSAdmFormat: Sendable {
     /// With `--persistent-conn` the title gains "pe name" and "pe_data" columns; a row only gains them
     /// when the kernel's line carries persistence-engine data (11 fields), which needs `--pe sip`, so
     /// masq's rows keep the plain layout.
-    public func connections(_ entries: [ConnectionEntry], numeric: Bool, persistentConnections: Bool = false) -> String {
+    public func connections(_ entries: [FlowRecord], numeric: Bool, persistentConnections: Bool = false) -> String {
         var out = "IPVS connection entries\n"
         if persistentConnections {
             // printf("pro expire %-11s %-18s %-18s %-18s %-16s %s\n", "state", "source", "virtual",
@@ -71,15 +72,16 @@ public struct IPVSAdmFormat: Sendable {
                 + CFormat.left("virtual", 18) + " destination\n"
         }
         for e in entries {
-            let proto = e.proto.lowercased()
-            let cname = name(e.client, e.clientPort, proto: proto, numeric: numeric)
-            let vname = name(e.virtualAddress, e.virtualPort, proto: proto, numeric: numeric)
-            let dname = name(e.server, e.serverPort, proto: proto, numeric: numeric)
+            let proto = e.protoName
+            let cname = name(e.client.description, e.clientPort, proto: proto, numeric: numeric)
+            let vname = name(e.virtualAddress.description, e.virtualPort, proto: proto, numeric: numeric)
+            let dname = name(e.server.description, e.serverPort, proto: proto, numeric: numeric)
             // sprintf(expire_str, "%02d:%02d", expires / 60, expires % 60) of an unsigned
-            let expires = UInt32(clamping: e.expires)
+            let expires = UInt32(clamping: e.expiresIn)
             let expire = Self.twoDigits(expires / 60) + ":" + Self.twoDigits(expires % 60)
             // printf("%-3s %-6s %-11s %-18s %-18s %s\n", protocol, expire_str, state, cname, vname, dname)
-            out += CFormat.left(e.proto, 3) + " " + CFormat.left(expire, 6) + " " + CFormat.left(e.state, 11) + " "
+            out += CFormat.left(proto.uppercased(), 3) + " " + CFormat.left(expire, 6) + " "
+                + CFormat.left(e.state.description, 11) + " "
                 + CFormat.left(cname, 18) + " " + CFormat.left(vname, 18) + " " + dname + "\n"
         }
         return out

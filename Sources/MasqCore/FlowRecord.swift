@@ -1,5 +1,15 @@
-/// One line of a flow dump (`masq replay --flows`, `masq flows`): a connection or template as JSON.
-public struct FlowRecord: Equatable, Sendable {
+/// A connection or persistence template as the tools see it: one line of `masq replay --flows` and of a
+/// SIGUSR1 dump, one entry of the control socket's `flows` answer (`masq flows`, `masqadm -L -c`).
+///
+/// It lives in MasqCore, next to the `Connection` it is taken from, because the engine makes it
+/// (`Engine.flowRecords`) and `masq replay`, which has no control socket, writes it; the control
+/// protocol (MasqControl) carries it as it is.
+///
+/// Codable under the keys of the JSON-lines schema. `jsonLine` writes those keys in their fixed order
+/// (proto, client, vip, real_server, state, expires, template, packets_in, packets_out, bytes_in,
+/// bytes_out) for golden files and diffs: Foundation's `JSONEncoder` on Linux orders an object's keys
+/// as its dictionary hashes them, not as `encode(to:)` wrote them, so it cannot produce these lines.
+public struct FlowRecord: Equatable, Sendable, Codable {
     public var proto: IPProtocol
     public var client: IPv4Address
     public var clientPort: UInt16
@@ -16,30 +26,115 @@ public struct FlowRecord: Equatable, Sendable {
     public var bytesIn: UInt64
     public var bytesOut: UInt64
 
-    public init(_ c: Connection, now: Int64) {
-        proto = c.proto
-        client = c.client
-        clientPort = c.clientPort
-        virtualAddress = c.virtualAddress
-        virtualPort = c.virtualPort
-        server = c.server
-        serverPort = c.serverPort
-        state = c.state
-        expiresIn = max(0, (c.expires - now) / ConnectionTable.nanosPerTick)
-        isTemplate = c.isTemplate
-        packetsIn = UInt64(c.packetsIn)
-        packetsOut = UInt64(c.packetsOut)
-        bytesIn = c.bytesIn
-        bytesOut = c.bytesOut
+    public init(proto: IPProtocol, client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address,
+                virtualPort: UInt16, server: IPv4Address, serverPort: UInt16, state: ConnectionState,
+                expiresIn: Int64, isTemplate: Bool, packetsIn: UInt64 = 0, packetsOut: UInt64 = 0,
+                bytesIn: UInt64 = 0, bytesOut: UInt64 = 0) {
+        self.proto = proto
+        self.client = client
+        self.clientPort = clientPort
+        self.virtualAddress = virtualAddress
+        self.virtualPort = virtualPort
+        self.server = server
+        self.serverPort = serverPort
+        self.state = state
+        self.expiresIn = expiresIn
+        self.isTemplate = isTemplate
+        self.packetsIn = packetsIn
+        self.packetsOut = packetsOut
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
     }
 
-    /// A JSON object on one line, keys in a fixed order (stable for diffs and golden files).
+    public init(_ c: Connection, now: Int64) {
+        self.init(proto: c.proto, client: c.client, clientPort: c.clientPort, virtualAddress: c.virtualAddress,
+                  virtualPort: c.virtualPort, server: c.server, serverPort: c.serverPort, state: c.state,
+                  expiresIn: max(0, (c.expires - now) / ConnectionTable.nanosPerTick), isTemplate: c.isTemplate,
+                  packetsIn: UInt64(c.packetsIn), packetsOut: UInt64(c.packetsOut), bytesIn: c.bytesIn,
+                  bytesOut: c.bytesOut)
+    }
+
+    /// The schema's keys, in the order `jsonLine` writes them.
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case proto, client, vip
+        case realServer = "real_server"
+        case state, expires, template
+        case packetsIn = "packets_in", packetsOut = "packets_out", bytesIn = "bytes_in", bytesOut = "bytes_out"
+    }
+
+    /// `proto`'s value: `tcp`, `udp`, else the protocol number.
+    public var protoName: String {
+        proto == .tcp ? "tcp" : proto == .udp ? "udp" : "\(proto.rawValue)"
+    }
+
+    /// A JSON object on one line, keys in the schema's fixed order (stable for diffs and golden files).
+    /// No value needs escaping: addresses, ports, state names and numbers only.
     public var jsonLine: String {
-        let protoName = proto == .tcp ? "tcp" : proto == .udp ? "udp" : "\(proto.rawValue)"
-        return "{\"proto\":\"\(protoName)\",\"client\":\"\(client):\(clientPort)\","
+        "{\"proto\":\"\(protoName)\",\"client\":\"\(client):\(clientPort)\","
             + "\"vip\":\"\(virtualAddress):\(virtualPort)\",\"real_server\":\"\(server):\(serverPort)\","
             + "\"state\":\"\(state)\",\"expires\":\(expiresIn),\"template\":\(isTemplate),"
             + "\"packets_in\":\(packetsIn),\"packets_out\":\(packetsOut),"
             + "\"bytes_in\":\(bytesIn),\"bytes_out\":\(bytesOut)}"
+    }
+
+    /// Records as JSON lines, each followed by a newline (`--flows`, SIGUSR1 dumps, `masq flows --json`).
+    public static func jsonLines<S: Sequence<FlowRecord>>(_ records: S) -> String {
+        var text = ""
+        text.reserveCapacity(records.underestimatedCount * 220)
+        for record in records {
+            text += record.jsonLine
+            text += "\n"
+        }
+        return text
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(protoName, forKey: .proto)
+        try c.encode("\(client):\(clientPort)", forKey: .client)
+        try c.encode("\(virtualAddress):\(virtualPort)", forKey: .vip)
+        try c.encode("\(server):\(serverPort)", forKey: .realServer)
+        try c.encode(state.description, forKey: .state)
+        try c.encode(expiresIn, forKey: .expires)
+        try c.encode(isTemplate, forKey: .template)
+        try c.encode(packetsIn, forKey: .packetsIn)
+        try c.encode(packetsOut, forKey: .packetsOut)
+        try c.encode(bytesIn, forKey: .bytesIn)
+        try c.encode(bytesOut, forKey: .bytesOut)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func endpoint(_ key: CodingKeys) throws -> (IPv4Address, UInt16) {
+            let text = try c.decode(String.self, forKey: key)
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let address = IPv4Address(parts[0]), let port = UInt16(parts[1]) else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(text)' is not ADDRESS:PORT")
+            }
+            return (address, port)
+        }
+        switch try c.decode(String.self, forKey: .proto) {
+        case "tcp": proto = .tcp
+        case "udp": proto = .udp
+        case let other:
+            guard let number = UInt8(other) else {
+                throw DecodingError.dataCorruptedError(forKey: .proto, in: c, debugDescription: "unknown protocol '\(other)'")
+            }
+            proto = IPProtocol(rawValue: number)
+        }
+        (client, clientPort) = try endpoint(.client)
+        (virtualAddress, virtualPort) = try endpoint(.vip)
+        (server, serverPort) = try endpoint(.realServer)
+        let stateName = try c.decode(String.self, forKey: .state)
+        guard let index = FlowFilter.stateNames.firstIndex(of: stateName) else {
+            throw DecodingError.dataCorruptedError(forKey: .state, in: c, debugDescription: "unknown state '\(stateName)'")
+        }
+        state = ConnectionState(rawValue: UInt8(index))
+        expiresIn = try c.decode(Int64.self, forKey: .expires)
+        isTemplate = try c.decode(Bool.self, forKey: .template)
+        packetsIn = try c.decode(UInt64.self, forKey: .packetsIn)
+        packetsOut = try c.decode(UInt64.self, forKey: .packetsOut)
+        bytesIn = try c.decode(UInt64.self, forKey: .bytesIn)
+        bytesOut = try c.decode(UInt64.self, forKey: .bytesOut)
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import MasqAdmin
+import MasqControl
 #if canImport(Glibc)
 import Glibc
 #endif

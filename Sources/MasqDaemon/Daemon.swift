@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import MasqAdmin
+import MasqControl
 import MasqCore
 import MasqHealth
 import MasqNFQueue

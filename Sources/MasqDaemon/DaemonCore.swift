@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import MasqAdmin
+import MasqControl
 import MasqCapture
 import MasqCore
 import Synchronization

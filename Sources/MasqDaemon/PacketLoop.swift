@@ -103,30 +103,6 @@ public struct LoopCounters: Sendable {
     public var batchVerdicts: UInt64 = 0
 }
 
-/// The connection table as JSON lines (the `masq replay --flows` schema).
-func writeDump(_ records: [FlowRecord], to path: String) -> Result<Int, DaemonError> {
-    var text = ""
-    text.reserveCapacity(records.count * 220)
-    for r in records {
-        text += r.jsonLine
-        text += "\n"
-    }
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    guard fd >= 0 else { return .failure(DaemonError("\(path): \(String(cString: strerror(errno)))")) }
-    defer { close(fd) }
-    let ok = text.utf8CString.withUnsafeBufferPointer { chars in
-        var offset = 0
-        let total = chars.count - 1
-        while offset < total {
-            let n = write(fd, chars.baseAddress! + offset, total - offset)
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
-    return ok ? .success(records.count) : .failure(DaemonError("\(path): \(String(cString: strerror(errno)))"))
-}
-
 /// Closes the trace in progress (under the engine lock) and says so.
 func finishTrace(_ shared: SharedEngine) {
     guard let trace = shared.trace else { return }

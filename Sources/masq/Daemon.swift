@@ -1,7 +1,7 @@
 import ArgumentParser
 import Logging
 import Foundation
-import MasqAdmin
+import MasqControl
 import MasqCore
 import MasqDaemon
 
@@ -206,16 +206,26 @@ struct Iptables: ParsableCommand {
     }
 }
 
-/// Talks to the running daemon; an unreachable daemon or an error answer becomes a user error.
-func askDaemon(_ request: String, socket: String) throws -> String {
-    let reply: ControlClient.Reply
+/// One request to the running daemon, its answer read with `read`; an unreachable daemon or a refusal
+/// becomes a user error.
+func askDaemon<Answer>(_ request: ControlRequest, socket: String,
+                       _ read: (ControlReply) throws(ControlError) -> Answer) throws -> Answer {
+    let reply: ControlReply
     do {
         reply = try ControlClient.request(request, socket: socket)
     } catch {
         throw MasqError("\(error.description) (is `masq run` running?)")
     }
-    guard reply.ok else { throw MasqError(reply.message) }
-    return reply.body
+    do {
+        return try read(reply)
+    } catch {
+        throw MasqError(error.message)
+    }
+}
+
+/// The filter a user gave, or a user error saying why it is not one.
+func flowFilter(_ text: String) throws -> FlowFilter {
+    do { return try FlowFilter(text) } catch { throw MasqError(error.description) }
 }
 
 struct Flows: ParsableCommand {
@@ -237,19 +247,19 @@ struct Flows: ParsableCommand {
     var socket: String?
 
     func run() throws {
-        if !filter.isEmpty {
-            do { _ = try FlowFilter(filter) } catch { throw MasqError(error.description) }
+        let flows = try askDaemon(.flows(try flowFilter(filter)), socket: ControlClient.socketPath(option: socket)) {
+            reply throws(ControlError) in try reply.requireFlows()
         }
-        let body = try askDaemon("flows \(filter)", socket: ControlClient.socketPath(option: socket))
         if json {
-            print(body, terminator: "")
+            print(FlowRecord.jsonLines(flows), terminator: "")
             return
         }
         print("pro  state        client                 virtual                real server            expire  pkts in/out      bytes in/out")
-        for f in FlowLine.parse(body) {
-            let e = f.expires
-            print(pad(f.proto.uppercased() + (f.template ? "*" : ""), 4), pad(f.state, 12), pad(f.client, 22), pad(f.vip, 22),
-                  pad(f.realServer, 22), pad(String(format: "%02d:%02d", e / 60, e % 60), 7),
+        for f in flows {
+            let e = f.expiresIn
+            print(pad(f.protoName.uppercased() + (f.isTemplate ? "*" : ""), 4), pad(f.state.description, 12),
+                  pad("\(f.client):\(f.clientPort)", 22), pad("\(f.virtualAddress):\(f.virtualPort)", 22),
+                  pad("\(f.server):\(f.serverPort)", 22), pad(String(format: "%02d:%02d", e / 60, e % 60), 7),
                   pad("\(f.packetsIn)/\(f.packetsOut)", 16), "\(f.bytesIn)/\(f.bytesOut)")
         }
     }
@@ -283,12 +293,13 @@ struct Trace: ParsableCommand {
     var socket: String?
 
     func run() throws {
-        if !filter.isEmpty {
-            do { _ = try FlowFilter(filter) } catch { throw MasqError(error.description) }
-        }
+        let selection = try flowFilter(filter)
         guard packets > 0, seconds > 0 else { throw ValidationError("--packets and --seconds must be positive") }
         let path = out.hasPrefix("/") ? out : FileManager.default.currentDirectoryPath + "/" + out
-        print(try askDaemon("trace \(filter) packets=\(packets) seconds=\(seconds) file=\(path)", socket: ControlClient.socketPath(option: socket)),
-              terminator: "")
+        let note = try askDaemon(.trace(selection, packets: packets, seconds: seconds, file: path),
+                                 socket: ControlClient.socketPath(option: socket)) {
+            reply throws(ControlError) in try reply.requireText()
+        }
+        print(note, terminator: "")
     }
 }

@@ -1,6 +1,7 @@
 // masqadm: ipvsadm's command line and output, against a running `masq run` (its control socket).
 import Foundation
 import MasqAdmin
+import MasqControl
 import MasqCore
 
 @main
@@ -47,38 +48,39 @@ struct MasqAdm {
     }
 
     /// One request to the daemon; an unreachable daemon reads as ipvsadm's "Can't initialize ipvs".
-    func ask(_ request: String) throws(AdminError) -> String {
-        let reply: ControlClient.Reply
+    func ask(_ request: ControlRequest) throws(AdminError) -> ControlReply {
         do {
-            reply = try ControlClient.request(request, socket: socket)
+            return try ControlClient.request(request, socket: socket)
         } catch {
             throw AdminError.fail("Can't initialize ipvs: \(error.explanation)\n"
                 + "Are you sure that masq is running (masq run, control socket \(socket))?")
         }
-        guard reply.ok else { throw AdminError.operationFailed(reply.message) }
-        return reply.body
+    }
+
+    /// What masqadm does with the daemon's answer: reads it with `read`, and words a refusal as ipvsadm
+    /// words a failed IPVS call, the error's message (libipvs's words and what they are about, e.g.
+    /// "No such service (at '198.18.0.1:80')") and exit 255 (`process_options` returns -1), whatever
+    /// the code; the codes matter to clients that act on them, ipvsadm has one status for them all.
+    func ask<Answer>(_ request: ControlRequest, _ read: (ControlReply) throws(ControlError) -> Answer) throws(AdminError) -> Answer {
+        let reply = try ask(request)
+        do {
+            return try read(reply)
+        } catch {
+            throw AdminError.operationFailed(error.message)
+        }
+    }
+
+    /// A request that only acts: -A -E -D -C -a -e -d, -R, -Z, --set.
+    func act(_ request: ControlRequest) throws(AdminError) {
+        try ask(request) { reply throws(ControlError) in try reply.requireDone() }
     }
 
     func state() throws(AdminError) -> AdminState {
-        let body = try ask("state")
-        do {
-            return try JSONDecoder().decode(AdminState.self, from: Data(body.utf8))
-        } catch {
-            throw AdminError.operationFailed("masq answered something masqadm cannot read: \(error)")
-        }
+        try ask(.state) { reply throws(ControlError) in try reply.requireState() }
     }
 
-    func connections() throws(AdminError) -> [ConnectionEntry] {
-        let body = try ask("flows")
-        func split(_ endpoint: String) -> (String, UInt16) {
-            guard let colon = endpoint.lastIndex(of: ":") else { return (endpoint, 0) }
-            return (String(endpoint[..<colon]), UInt16(endpoint[endpoint.index(after: colon)...]) ?? 0)
-        }
-        return FlowLine.parse(body).map { f in
-            let (c, cp) = split(f.client), (v, vp) = split(f.vip), (r, rp) = split(f.realServer)
-            return ConnectionEntry(proto: f.proto.uppercased(), expires: f.expires, state: f.state, client: c,
-                                   clientPort: cp, virtualAddress: v, virtualPort: vp, server: r, serverPort: rp)
-        }
+    func connections() throws(AdminError) -> [FlowRecord] {
+        try ask(.flows(FlowFilter())) { reply throws(ControlError) in try reply.requireFlows() }
     }
 
     func run(_ arguments: [String]) -> Int32 {
@@ -89,18 +91,14 @@ struct MasqAdm {
                 print(AdminCommandLine.help(), terminator: "")
             case .version:
                 print(AdminCommandLine.versionText, terminator: "")
-            case .edit(_, let words):
-                _ = try ask("apply " + words.joined(separator: " "))
+            case .edit(let command, _):
+                try act(.apply(command))
             case .list(let options):
                 let current = try state()
                 let entries = options.connections ? try connections() : []
                 print(try IPVSAdmFormat().list(current, options, connections: entries), terminator: "")
             case .zero(let key):
-                if let key {
-                    _ = try ask("zero \(key.proto == .udp ? "-u" : "-t") \(key.address):\(key.port)")
-                } else {
-                    _ = try ask("zero")
-                }
+                try act(.zero(key))
             case .save(let numeric):
                 print(IPVSAdmFormat().save(try state(), numeric: numeric), terminator: "")
             case .restore:
@@ -114,9 +112,9 @@ struct MasqAdm {
                     }
                     lines.append(normalized.joined(separator: " "))
                 }
-                _ = try ask("restore\n" + lines.joined(separator: "\n"))
+                try act(.restore(rules: lines.joined(separator: "\n")))
             case .setTimeouts(let tcp, let tcpFin, let udp):
-                _ = try ask("timeout \(tcp) \(tcpFin) \(udp)")
+                try act(.setTimeouts(tcp: tcp, tcpFin: tcpFin, udp: udp))
             }
             return 0
         } catch {

@@ -1,3 +1,4 @@
+import MasqControl
 import MasqCore
 @testable import MasqAdmin
 
@@ -49,15 +50,19 @@ enum Fixture {
         ])
 
     static let connections = [
-        ConnectionEntry(proto: "TCP", expires: 895, state: "ESTABLISHED", client: "10.0.0.2", clientPort: 40000,
-                        virtualAddress: "198.18.0.1", virtualPort: 80, server: "192.168.100.101", serverPort: 80),
-        ConnectionEntry(proto: "UDP", expires: 299, state: "UDP", client: "10.0.0.3", clientPort: 5353,
-                        virtualAddress: "198.18.0.53", virtualPort: 53, server: "10.0.2.1", serverPort: 53),
+        FlowRecord(proto: .tcp, client: IPv4Address(10, 0, 0, 2), clientPort: 40000, virtualAddress: IPv4Address(198, 18, 0, 1),
+                   virtualPort: 80, server: IPv4Address(192, 168, 100, 101), serverPort: 80, state: .established,
+                   expiresIn: 895, isTemplate: false),
+        FlowRecord(proto: .udp, client: IPv4Address(10, 0, 0, 3), clientPort: 5353, virtualAddress: IPv4Address(198, 18, 0, 53),
+                   virtualPort: 53, server: IPv4Address(10, 0, 2, 1), serverPort: 53, state: .udp, expiresIn: 299,
+                   isTemplate: false),
         // A persistence template: client port 0, more than 99 minutes left.
-        ConnectionEntry(proto: "TCP", expires: 6000, state: "NONE", client: "10.0.0.2", clientPort: 0,
-                        virtualAddress: "198.18.0.1", virtualPort: 443, server: "192.168.100.102", serverPort: 443),
-        ConnectionEntry(proto: "TCP", expires: 5, state: "TIME_WAIT", client: "10.0.0.2", clientPort: 40001,
-                        virtualAddress: "198.18.0.1", virtualPort: 80, server: "192.168.100.102", serverPort: 8080),
+        FlowRecord(proto: .tcp, client: IPv4Address(10, 0, 0, 2), clientPort: 0, virtualAddress: IPv4Address(198, 18, 0, 1),
+                   virtualPort: 443, server: IPv4Address(192, 168, 100, 102), serverPort: 443, state: .none,
+                   expiresIn: 6000, isTemplate: true),
+        FlowRecord(proto: .tcp, client: IPv4Address(10, 0, 0, 2), clientPort: 40001, virtualAddress: IPv4Address(198, 18, 0, 1),
+                   virtualPort: 80, server: IPv4Address(192, 168, 100, 102), serverPort: 8080, state: .timeWait,
+                   expiresIn: 5, isTemplate: false),
     ]
 
     /// An /etc/hosts: comments, tabs, aliases, an IPv6 line, a name longer than ipvsadm's columns.

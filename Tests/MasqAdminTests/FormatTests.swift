@@ -1,3 +1,4 @@
+import MasqControl
 import MasqCore
 import Testing
 @testable import MasqAdmin

@@ -1,7 +1,7 @@
 import MasqCore
 
-/// What the running daemon reports of itself over the control socket (`show state`), and what
-/// `masqadm` renders in ipvsadm's layouts. Plain Codable values: the wire format is JSON.
+/// What the running daemon reports of itself over the control socket (the `state` request's answer),
+/// and what `masqadm` renders in ipvsadm's layouts. Plain Codable values: the wire format is JSON.
 public struct AdminState: Codable, Equatable, Sendable {
     /// The IPVS version masq imitates in ipvsadm's first line (`IP Virtual Server version 1.2.1 (size=4096)`).
     public var version: String = "1.2.1"
@@ -126,34 +126,5 @@ public struct DestinationState: Codable, Equatable, Sendable {
         self.persistentConnections = persistentConnections
         self.stats = stats
         self.rates = rates
-    }
-}
-
-/// One row of `ipvsadm -L -c` (a connection or persistence template), from the daemon's table.
-public struct ConnectionEntry: Codable, Equatable, Sendable {
-    /// "TCP" or "UDP".
-    public var proto: String
-    /// Whole seconds left.
-    public var expires: Int64
-    /// "ESTABLISHED", "TIME_WAIT", … ("NONE" for templates).
-    public var state: String
-    public var client: String
-    public var clientPort: UInt16
-    public var virtualAddress: String
-    public var virtualPort: UInt16
-    public var server: String
-    public var serverPort: UInt16
-
-    public init(proto: String, expires: Int64, state: String, client: String, clientPort: UInt16,
-                virtualAddress: String, virtualPort: UInt16, server: String, serverPort: UInt16) {
-        self.proto = proto
-        self.expires = expires
-        self.state = state
-        self.client = client
-        self.clientPort = clientPort
-        self.virtualAddress = virtualAddress
-        self.virtualPort = virtualPort
-        self.server = server
-        self.serverPort = serverPort
     }
 }

@@ -3,8 +3,6 @@ import Foundation
 import Glibc
 #endif
 
-/// The client side of the daemon's control socket (see `ControlService` in MasqDaemon): connect,
-/// send one request, half-close, read the answer until the daemon closes.
 /// Where a control socket lives: a file path, or, with a leading `@`, a name in Linux's abstract
 /// socket namespace (as `ss -x` shows them), which the kernel scopes to the network namespace: one
 /// daemon per namespace can use the default name without meeting the others, and nothing is left in
@@ -41,6 +39,8 @@ public func unixPeerCredentials(_ fd: Int32) -> (pid: Int32, uid: UInt32, gid: U
     return credentials
 }
 
+/// The client side of the daemon's control socket (see `ControlService` in MasqDaemon): connect, send
+/// one request, half-close, read the answer until the daemon closes.
 public enum ControlClient {
     /// The daemon's default: an abstract name, so it is per network namespace (see `ControlSocketAddress`).
     public static let defaultSocket = "@masq"
@@ -64,16 +64,11 @@ public enum ControlClient {
         public var description: String { "cannot reach masq at \(path): \(explanation)" }
     }
 
-    /// The daemon's answer: `ok` with a body, or its exit code and message.
-    public struct Reply: Sendable {
-        public var ok: Bool
-        public var exitCode: Int32
-        public var message: String
-        public var body: String
-    }
-
-    public static func request(_ text: String, socket path: String = defaultSocket) throws(Failure) -> Reply {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    /// Sends one request and reads the daemon's answer (see `ControlFraming`): connect, check the
+    /// server is root or this user, send, half-close, read until the daemon closes. Throws when the
+    /// daemon cannot be reached or talked to; what the daemon refuses is a `.failure` answer.
+    public static func request(_ request: ControlRequest, socket path: String = defaultSocket) throws(Failure) -> ControlReply {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(errno: errno, path: path) }
         defer { close(fd) }
         guard let connected = ControlSocketAddress(path).withSockaddr({ connect(fd, $0, $1) }) else {
@@ -86,8 +81,7 @@ public enum ControlClient {
             throw Failure(errno: EPERM, path: path,
                           reason: "the socket is held by pid \(peer.pid), uid \(peer.uid), which is neither root nor you: not masq's")
         }
-        var outgoing = Array(text.utf8)
-        if outgoing.last != UInt8(ascii: "\n") { outgoing.append(UInt8(ascii: "\n")) }
+        let outgoing = ControlFraming.encode(request)
         var sent = 0
         while sent < outgoing.count {
             let n = outgoing[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -103,16 +97,10 @@ public enum ControlClient {
             guard n >= 0 else { throw Failure(errno: errno, path: path) }
             if n == 0 { break }
             incoming += buffer[0..<n]
+            guard incoming.count <= ControlFraming.maximumReply else {
+                throw Failure(errno: EMSGSIZE, path: path, reason: "the answer is larger than \(ControlFraming.maximumReply) bytes")
+            }
         }
-        let answer = String(decoding: incoming, as: UTF8.self)
-        let split = answer.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
-        let status = split.first.map(String.init) ?? ""
-        let body = split.count > 1 ? String(split[1]) : ""
-        if status == "OK" { return Reply(ok: true, exitCode: 0, message: "", body: body) }
-        // "ERR <code> <message>"
-        let words = status.split(separator: " ", maxSplits: 2)
-        let code = words.count > 1 ? Int32(words[1]) ?? 1 : 1
-        let message = words.count > 2 ? String(words[2]) : (status.isEmpty ? "masq closed the connection without an answer" : status)
-        return Reply(ok: false, exitCode: code, message: message, body: body)
+        return ControlFraming.decodeReply(incoming)
     }
 }
