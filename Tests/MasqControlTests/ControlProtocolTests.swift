@@ -73,7 +73,7 @@ import Testing
             (#"{"filter":"vip=198.18.0.1"}"#, "'command' is missing"),
             (#"{"command":"flows","filter":"vip=198.18.0.300"}"#, "is not an IPv4 address"),
             (#"{"command":"flows","filter":"state=FOO"}"#, "unknown state"),
-            (#"{"command":"apply","arguments":["-A","-t","198.18.0.1:80","-g"]}"#, "NAT mode only"),
+            (#"{"command":"apply","arguments":["-a","-t","198.18.0.1:80","-r","198.19.0.201","-g"]}"#, "NAT mode only"),
             (#"{"command":"apply","arguments":"-C"}"#, "expected"),
             (#"{"command":"zero","service":{"proto":"sctp","address":"198.18.0.1","port":80}}"#, "not tcp or udp"),
             (#"{"command":"setTimeouts","tcp":-1,"tcpFin":0,"udp":0}"#, ""),  // Foundation's words vary
