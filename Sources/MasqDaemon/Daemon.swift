@@ -110,7 +110,7 @@ struct PacketService: Service {
                             continuation.resume(throwing: DaemonError(error))
                             return
                         }
-                        let (c, waits, locks) = context.shared.withLock { ($0.counters, context.shared.lockWaits, context.shared.lockAcquisitions) }
+                        let (c, waits, locks) = context.shared.withLock { ($0.engine.counters, $0.lockWaits, $0.lockAcquisitions) }
                         logger.info("packet loop stopped", metadata: [
                             "engine_lock_waits": "\(waits)", "engine_lock_acquisitions": "\(locks)",
                             "packets": "\(counters.packets)", "receives": "\(counters.receives)",
@@ -197,7 +197,6 @@ final class InstalledIptables: Sendable {
 
 /// `masq run`: load the rules, bind the queue(s), install iptables if asked, serve until SIGTERM/SIGINT.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
-    traceLogger = logger
     let keepalived = options.keepalived ? try loadKeepalived(options.rulesPath, logger: logger) : nil
     // With health checks, the real servers the checks allow at start (keepalived adds no `alpha` server
     // before its first success), so neither the engine nor the iptables rules ever hold one.

@@ -43,7 +43,7 @@ public final class DaemonCore: Sendable {
             defer { current = new }
             return current
         }
-        shared.withLock { $0.apply(new) }
+        shared.withLock { $0.engine.apply(new) }
         refreshIptables()
         let changes = old.changes(to: new)
         for change in changes {
@@ -61,7 +61,7 @@ public final class DaemonCore: Sendable {
     /// (called on every change, and every 2 s so a drained server's rules go when its last flow does).
     func refreshIptables() {
         guard let iptables else { return }
-        let draining = shared.withLock { $0.drainingRealServers }
+        let draining = shared.withLock { $0.engine.drainingRealServers }
         let plan = IptablesPlan(currentConfiguration, queue: options.queue, chain: options.chain, draining: draining)
         guard plan != iptables.plan.withLock({ $0 }) else { return }
         do {
@@ -120,7 +120,7 @@ public final class DaemonCore: Sendable {
             var next = currentConfiguration
             next.timeouts.set(tcp: tcp, tcpFin: tcpFin, udp: udp)
             configuration.withLock { $0 = next }
-            shared.withLock { $0.setTimeouts(next.timeouts) }
+            shared.withLock { $0.engine.setTimeouts(next.timeouts) }
         }
     }
 
@@ -128,7 +128,7 @@ public final class DaemonCore: Sendable {
         if let key, currentConfiguration.serviceIndex(key) == nil {
             throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
         }
-        shared.withLock { $0.zeroCounters(key) }
+        shared.withLock { $0.engine.zeroCounters(key) }
         rates.withLock { $0 = RateEstimator() }
     }
 
@@ -137,7 +137,8 @@ public final class DaemonCore: Sendable {
     /// What masqadm renders: services, real servers, counts, counters and rates.
     public func state() -> AdminState {
         let rateSnapshot = rates.withLock { $0 }
-        return shared.withLock { engine in
+        return shared.withLock { state in
+            let engine = state.engine
             let services = engine.services.map { service -> ServiceState in
                 let spec = service.spec
                 return ServiceState(
@@ -164,13 +165,14 @@ public final class DaemonCore: Sendable {
     }
 
     public func flows(_ filter: FlowFilter) -> [FlowRecord] {
-        shared.withLock { $0.flowRecords(matching: filter) }
+        shared.withLock { $0.engine.flowRecords(matching: filter) }
     }
 
     /// Every 2 s: the rates ipvsadm `--rate` shows, estimated as IPVS does.
     func sampleRates() {
-        let sample = shared.withLock { engine in
-            (engine.services.map { ($0.id, engine.serviceStats[Int($0.id)]) },
+        let sample = shared.withLock { state in
+            let engine = state.engine
+            return (engine.services.map { ($0.id, engine.serviceStats[Int($0.id)]) },
              engine.services.flatMap { $0.destinations.map { ($0.id, engine.destinationStats[Int($0.id)]) } })
         }
         rates.withLock { $0.sample(services: sample.0, destinations: sample.1, at: monotonicNanoseconds()) }
@@ -182,8 +184,9 @@ public final class DaemonCore: Sendable {
     /// Every 2 s (off the packet thread): logs each change of the table's pressure mode once, and the
     /// early drops since the last look, so a flood shows in the log without a line per packet.
     func watchPressure() {
-        let (on, entered, evicted, fill) = shared.withLock { engine in
-            (engine.pressure, engine.counters.pressureEntered, engine.counters.evicted.reduce(0, +), engine.table.fill)
+        let (on, entered, evicted, fill) = shared.withLock { state in
+            let engine = state.engine
+            return (engine.pressure, engine.counters.pressureEntered, engine.counters.evicted.reduce(0, +), engine.table.fill)
         }
         let percent = "\(Int(fill * 100)) %"
         pressureSeen.withLock { seen in
@@ -206,16 +209,16 @@ public final class DaemonCore: Sendable {
     // MARK: Packet traces
 
     public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(DaemonError) {
-        shared.lock()
-        defer { shared.unlock() }
-        if let running = shared.trace {
-            throw DaemonError("a trace is already running (to \(running.path)); wait for it to finish")
-        }
-        do throws(CaptureError) {
-            shared.trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds,
-                                           now: monotonicNanoseconds())
-        } catch {
-            throw DaemonError(error.description)
+        try shared.withLock { state throws(DaemonError) in
+            if let running = state.trace {
+                throw DaemonError("a trace is already running (to \(running.path)); wait for it to finish")
+            }
+            do throws(CaptureError) {
+                state.trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds,
+                                              now: monotonicNanoseconds())
+            } catch {
+                throw DaemonError(error.description)
+            }
         }
         logger.notice("packet trace started", metadata: [
             "file": "\(path)", "filter": "\(filter)", "packets": "\(packets)", "seconds": "\(seconds)"])

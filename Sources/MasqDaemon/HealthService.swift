@@ -86,9 +86,9 @@ public final class HealthController: Sendable {
         // Passive: real servers that reset or never completed new connections, from the engine.
         let now = monotonicNanoseconds()
         for (key, server) in m.checkedServers {
-            let failures = core.shared.withLock { $0.handshakeFailures(key, server.address, server.port) }
+            let failures = core.shared.withLock { $0.engine.handshakeFailures(key, server.address, server.port) }
             if failures >= Self.passiveThreshold {
-                _ = core.shared.withLock { $0.handshakeFailures(key, server.address, server.port, reset: true) }
+                _ = core.shared.withLock { $0.engine.handshakeFailures(key, server.address, server.port, reset: true) }
                 all += m.markDown(service: key, server: server,
                                   reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
             }
