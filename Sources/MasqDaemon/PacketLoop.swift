@@ -141,7 +141,7 @@ func writeDump(_ records: [FlowRecord], to path: String) -> Result<Int, DaemonEr
 /// counters, the trace's end, a dump request, and when idle the expiry tick). Every queued packet
 /// gets exactly one verdict. Idle, it wakes every 100 ms to expire connections. Asked to stop, it
 /// drains what is still queued and returns.
-public struct PacketLoop {
+public struct PacketLoop: Sendable {
     public var logPackets = false
     /// Records each receive batch's size in the `masq_verdict_batch_size` histogram.
     public var recordBatchSizes = false
