@@ -1,12 +1,12 @@
-/// The one driver path: a batch of packets from a source, through the engine with its prefetching,
-/// each verdict to a sink. The daemon's queue threads (an NFQUEUE receive batch in, a verdict batch
-/// out) and `masq replay` (a capture's records in, a capture out) both run their packets through
-/// `Engine.process(batch:into:)`, so the fixtures test the code production runs (glb-director's
-/// one processor with the packet source a small hook).
-///
-/// The hooks are generic parameters, not existentials, and the call is inlinable: specialised for
-/// the daemon's source and sink, it costs what a loop written in place costs (no witness-table call,
-/// no closure context allocated per batch or per packet).
+// The one driver path: a batch of packets from a source, through the engine with its prefetching,
+// each verdict to a sink. The daemon's queue threads (an NFQUEUE receive batch in, a verdict batch
+// out) and `masq replay` (a capture's records in, a capture out) both run their packets through
+// `Engine.process(batch:into:)`, so the fixtures test the code production runs (glb-director's
+// one processor with the packet source a small hook).
+//
+// The hooks are generic parameters, not existentials, and the call is inlinable: specialised for
+// the daemon's source and sink, it costs what a loop written in place costs (no witness-table call,
+// no closure context allocated per batch or per packet).
 
 /// Where a batch's packets come from.
 public protocol PacketBatchSource {
@@ -29,8 +29,8 @@ public protocol VerdictSink: ~Copyable {
     /// Packet `index` as it arrived, before the engine sees it (a packet trace records it here).
     mutating func willProcess(_ index: Int, _ packet: PacketBytes)
     /// Packet `index`'s verdict (nil: not for the engine, see `PacketBatchSource.entersEngine`), its
-    /// bytes already rewritten in place. False stops the batch: the packets after it are not processed (the
-    /// daemon when a verdict send fails; the loop then ends with that error).
+    /// bytes already rewritten in place. False stops the batch: the packets after it are not
+    /// processed (the daemon when a verdict send fails; the loop then ends with that error).
     mutating func take(_ verdict: Verdict?, of index: Int, _ packet: PacketBytes) -> Bool
 }
 
