@@ -222,20 +222,22 @@ public struct PacketLoop: Sendable {
     private func process(_ batch: borrowing ReceiveBatch, into sink: inout QueueVerdicts,
                          _ shared: SharedEngine) throws(NFQError) -> Int64 {
         let packets = batch.packets
-        let (now, finished) = shared.withLock { state in
+        let (now, trace, finished) = shared.withLock { state in
             let now = monotonicNanoseconds()
             let engine = state.engine
+            let trace = state.trace
             sink.packets = packets
             sink.now = now
-            sink.trace = state.trace
+            sink.trace = trace
             engine.process(batch: QueuedPackets(packets: packets, now: now), into: &sink)
             sink.trace = nil
             if engine.unreachable.count > 0 {
                 if let unreachableSender { unreachableSender.send(engine.unreachable) } else { engine.unreachable.drain { _, _ in } }
             }
-            return (now, takeFinishedTrace(&state, now: now))
+            return (now, trace, takeFinishedTrace(&state, now: now))
         }
-        finished.map(closeTrace)
+        // What the batch traced goes to the file outside the lock.
+        if let finished { closeTrace(finished) } else { trace?.writePending() }
         if let sendError = sink.sendError { throw sendError }
         return now
     }
@@ -284,7 +286,7 @@ public struct PacketLoop: Sendable {
         return trace
     }
 
-    /// Flushes a finished trace (no thread records into it any more) and says so.
+    /// Writes out and flushes a finished trace (no thread records into it any more) and says so.
     private func closeTrace(_ trace: PacketTrace) {
         trace.flush()
         logger.notice("packet trace finished", metadata: [
@@ -314,7 +316,7 @@ struct QueueVerdicts: VerdictSink, ~Copyable {
     /// The batch in hand.
     var packets = UnsafeBufferPointer<QueuedPacket>(start: nil, count: 0)
     var now: Int64 = 0
-    /// The trace in progress during the batch (only under the engine lock; nil between batches).
+    /// The trace in progress during the batch (set under the engine lock; nil between batches).
     var trace: PacketTrace?
     /// The early send that failed; the batch stops there and the loop ends with it.
     var sendError: NFQError?
