@@ -189,7 +189,7 @@ public struct PacketLoop: Sendable {
             }
             state.counters.receives &+= 1
             batch.parse()
-            let now = try process(batch, into: &sink, shared)
+            let now = try process(batch.packets, into: &sink, shared)
             if let id = batch.overflowID { sink.verdicts.accept(id) }
             try sink.send()
             batchSizes?.record(batch.packetCount)
@@ -219,9 +219,8 @@ public struct PacketLoop: Sendable {
     /// Runs the batch through the engine under the lock, its verdicts into the sink (sent early if
     /// they fill up); then, still under the lock that guards the outbox, the ICMP answers the batch
     /// caused (rate-limited, 1000/s, non-blocking sends). Returns the batch's time.
-    private func process(_ batch: borrowing ReceiveBatch, into sink: inout QueueVerdicts,
-                         _ shared: SharedEngine) throws(NFQError) -> Int64 {
-        let packets = batch.packets
+    func process(_ packets: UnsafeBufferPointer<QueuedPacket>, into sink: inout QueueVerdicts,
+                 _ shared: SharedEngine) throws(NFQError) -> Int64 {
         let (now, trace, finished) = shared.withLock { state in
             let now = monotonicNanoseconds()
             let engine = state.engine
