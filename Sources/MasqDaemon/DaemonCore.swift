@@ -208,17 +208,28 @@ public final class DaemonCore: Sendable {
 
     // MARK: Packet traces
 
+    /// Starts a packet trace; one at a time. The file is opened outside the engine lock, which is
+    /// taken only to look for a running trace and to install the new one.
     public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(DaemonError) {
-        try shared.withLock { state throws(DaemonError) in
-            if let running = state.trace {
-                throw DaemonError("a trace is already running (to \(running.path)); wait for it to finish")
-            }
-            do throws(CaptureError) {
-                state.trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds,
-                                              now: monotonicNanoseconds())
-            } catch {
-                throw DaemonError(error.description)
-            }
+        func alreadyRunning(_ running: String) -> DaemonError {
+            DaemonError("a trace is already running (to \(running)); wait for it to finish")
+        }
+        if let running = shared.withLock({ $0.trace?.path }) { throw alreadyRunning(running) }
+        let trace: PacketTrace
+        do throws(CaptureError) {
+            trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds, now: monotonicNanoseconds())
+        } catch {
+            throw DaemonError(error.description)
+        }
+        let running = shared.withLock { state -> String? in
+            if let running = state.trace { return running.path }
+            state.trace = trace
+            return nil
+        }
+        if let running {
+            // Another admin's trace started meanwhile: this one's file goes.
+            try? FileManager.default.removeItem(atPath: path)
+            throw alreadyRunning(running)
         }
         logger.notice("packet trace started", metadata: [
             "file": "\(path)", "filter": "\(filter)", "packets": "\(packets)", "seconds": "\(seconds)"])

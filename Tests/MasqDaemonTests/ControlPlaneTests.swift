@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import MasqCore
 @testable import MasqDaemon
@@ -96,5 +97,16 @@ import Testing
         #expect(service.stats.packetsIn == 1 && service.destinations[0].stats.connections == 1)
         // A SYN not yet answered: an inactive connection, as ipvsadm counts it.
         #expect(service.destinations[0].inactiveConnections == 1 && service.destinations[0].activeConnections == 0)
+    }
+
+    @Test func oneTraceAtATime() throws {
+        let core = try controlPlane(Self.rules)
+        let directory = FileManager.default.temporaryDirectory.path
+        let first = "\(directory)/masq-trace-\(UUID().uuidString).pcap", second = "\(directory)/masq-trace-\(UUID().uuidString).pcap"
+        defer { try? FileManager.default.removeItem(atPath: first) }
+        try core.startTrace(filter: FlowFilter(), packets: 10, seconds: 60, path: first)
+        #expect(throws: DaemonError.self) { try core.startTrace(filter: FlowFilter(), packets: 10, seconds: 60, path: second) }
+        #expect(!FileManager.default.fileExists(atPath: second))
+        #expect(core.shared.withLock { $0.trace?.path } == first)
     }
 }
