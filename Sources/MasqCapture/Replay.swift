@@ -50,59 +50,160 @@ extension String {
 }
 
 /// Runs every record of a capture through the engine in order, with capture timestamps as the clock,
-/// and writes each accepted one (rewritten or not) to `output` with its original timestamp.
+/// and writes each accepted one (rewritten or not) to `output` with its original timestamp. The
+/// records go through `Engine.process(batch:into:)` in batches of `Engine.batchSize`, the call the
+/// daemon's queue threads make, so a replay runs the packet path production runs.
 public func replay(_ engine: Engine, input: String, output: String?, recordVerdicts: Bool = false)
     throws(CaptureError) -> ReplaySummary {
     var reader = try CaptureReader(path: input)
     let writer: CaptureWriter? = try output.map { (path: String) throws(CaptureError) -> CaptureWriter in
         try CaptureWriter(path: path, linkType: reader.linkType)
     }
+    var sink = ReplaySink(engine: engine, writer: writer, input: input, linkType: reader.linkType,
+                          recordVerdicts: recordVerdicts)
+    defer { sink.batch.deallocate() }
+    // The sink owns the batch (it writes the records out); the engine reads a copy of the view.
+    while try sink.batch.fill(from: &reader) {
+        engine.process(batch: sink.batch, into: &sink)
+        if let failure = sink.failure { throw failure }
+    }
+    try sink.writer?.flush()
+    sink.summary.engine = engine.counters
+    return sink.summary
+}
+
+/// Up to `Engine.batchSize` records of a capture, copied out of the reader's reused buffer into one
+/// of the batch's own (grown as needed, kept from batch to batch).
+struct ReplayBatch: PacketBatchSource {
+    struct Record {
+        var offset: Int
+        var length: Int
+        var wireLength: Int
+        var timestamp: Int64
+        /// Where the IPv4 header starts in the frame; nil for a frame that carries none.
+        var ipv4Offset: Int?
+        /// tshark's frame.number, for error messages.
+        var number: UInt64
+    }
+
+    private var storage = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
+    private var capacity = 1 << 16
+    private(set) var records: [Record] = []
+
+    init() { records.reserveCapacity(Engine.batchSize) }
+
+    func deallocate() { storage.deallocate() }
+
+    /// Reads the next batch; false at the end of the capture.
+    mutating func fill(from reader: inout CaptureReader) throws(CaptureError) -> Bool {
+        records.removeAll(keepingCapacity: true)
+        var used = 0
+        while records.count < Engine.batchSize, let record = try reader.next() {
+            let length = record.bytes.count
+            if used + length > capacity {
+                capacity = max(capacity * 2, used + length)
+                let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+                grown.copyMemory(from: storage, byteCount: used)
+                storage.deallocate()
+                storage = grown
+            }
+            (storage + used).copyMemory(from: record.bytes.base, byteCount: length)
+            records.append(Record(offset: used, length: length, wireLength: record.wireLength,
+                                  timestamp: record.timestamp, ipv4Offset: reader.linkType.ipv4Offset(record.bytes),
+                                  number: reader.recordNumber))
+            used += length
+        }
+        return !records.isEmpty
+    }
+
+    /// Record `index` as captured, link-layer header and all.
+    func frame(_ index: Int) -> PacketBytes {
+        PacketBytes(base: storage + records[index].offset, count: records[index].length)
+    }
+
+    var count: Int { records.count }
+
+    func packet(_ index: Int) -> PacketBytes {
+        let record = records[index]
+        return frame(index).slice(from: record.ipv4Offset ?? record.length)
+    }
+
+    func entersEngine(_ index: Int) -> Bool { records[index].ipv4Offset != nil }
+
+    func meta(_ index: Int) -> PacketMeta {
+        PacketMeta(truncated: records[index].wireLength > records[index].length)
+    }
+
+    func time(_ index: Int) -> Int64 { records[index].timestamp }
+}
+
+/// Writes each accepted record, and right after it the ICMP port unreachable answers the daemon would
+/// send for it (to the client, in the packet's own link framing turned around).
+struct ReplaySink: VerdictSink, ~Copyable {
+    let engine: Engine
+    let writer: CaptureWriter?
+    let input: String
+    let linkType: LinkType
+    let recordVerdicts: Bool
+    /// The records in flight.
+    var batch = ReplayBatch()
     var summary = ReplaySummary()
-    while let record = try reader.next() {
-        summary.records += 1
-        var verdict: Verdict?
-        if let offset = reader.linkType.ipv4Offset(record.bytes) {
-            let meta = PacketMeta(truncated: record.wireLength > record.bytes.count)
-            verdict = engine.process(record.bytes.slice(from: offset), meta: meta, now: record.timestamp)
-        } else {
-            summary.notIPv4 += 1
-            engine.advanceClock(to: record.timestamp)
-        }
-        if recordVerdicts { summary.verdicts.append(verdict) }
-        if verdict?.accepts ?? true {
-            try writer?.write(record.bytes, wireLength: record.wireLength, timestamp: record.timestamp,
-                              packet: "packet \(reader.recordNumber) of \(input)")
-            summary.written += 1
-        }
-        // What the daemon would send (ICMP port unreachable to the client), written right after the
-        // packet that caused it, in the packet's own link framing turned around.
-        if engine.unreachable.count > 0, let offset = reader.linkType.ipv4Offset(record.bytes) {
-            var answers: [[UInt8]] = []
-            engine.unreachable.drain { bytes, _ in
-                var frame = Array(UnsafeRawBufferPointer(start: record.bytes.base, count: offset))
-                if reader.linkType == .ethernet && offset >= 12 {
-                    frame.replaceSubrange(0..<12, with: frame[6..<12] + frame[0..<6])  // swap the MAC addresses
-                }
-                answers.append(frame + Array(bytes))
-            }
-            for var frame in answers {
-                let count = frame.count
-                let failure = frame.withUnsafeMutableBytes { raw -> CaptureError? in
-                    do throws(CaptureError) {
-                        try writer?.write(PacketBytes(raw), wireLength: count, timestamp: record.timestamp,
-                                          packet: "the answer to packet \(reader.recordNumber) of \(input)")
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-                if let failure { throw failure }
-                summary.written += 1
-                summary.unreachableWritten += 1
-            }
+    /// The first write that failed; the replay stops with it.
+    var failure: CaptureError?
+
+    init(engine: Engine, writer: consuming CaptureWriter?, input: String, linkType: LinkType, recordVerdicts: Bool) {
+        self.engine = engine
+        self.writer = writer
+        self.input = input
+        self.linkType = linkType
+        self.recordVerdicts = recordVerdicts
+    }
+
+    mutating func take(_ verdict: Verdict?, of index: Int, _ packet: PacketBytes) -> Bool {
+        do throws(CaptureError) {
+            try write(verdict, of: index)
+            return true
+        } catch {
+            failure = error
+            return false
         }
     }
-    try writer?.flush()
-    summary.engine = engine.counters
-    return summary
+
+    private mutating func write(_ verdict: Verdict?, of index: Int) throws(CaptureError) {
+        let record = batch.records[index]
+        let frame = batch.frame(index)
+        summary.records += 1
+        if verdict == nil { summary.notIPv4 += 1 }
+        if recordVerdicts { summary.verdicts.append(verdict) }
+        if verdict?.accepts ?? true {
+            try writer?.write(frame, wireLength: record.wireLength, timestamp: record.timestamp,
+                              packet: "packet \(record.number) of \(input)")
+            summary.written += 1
+        }
+        guard engine.unreachable.count > 0, let offset = record.ipv4Offset else { return }
+        var answers: [[UInt8]] = []
+        let linkType = self.linkType
+        engine.unreachable.drain { bytes, _ in
+            var header = Array(UnsafeRawBufferPointer(start: frame.base, count: offset))
+            if linkType == .ethernet && offset >= 12 {
+                header.replaceSubrange(0..<12, with: header[6..<12] + header[0..<6])  // swap the MAC addresses
+            }
+            answers.append(header + Array(bytes))
+        }
+        for var answer in answers {
+            let count = answer.count
+            let failure = answer.withUnsafeMutableBytes { raw -> CaptureError? in
+                do throws(CaptureError) {
+                    try writer?.write(PacketBytes(raw), wireLength: count, timestamp: record.timestamp,
+                                      packet: "the answer to packet \(record.number) of \(input)")
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            if let failure { throw failure }
+            summary.written += 1
+            summary.unreachableWritten += 1
+        }
+    }
 }

@@ -9,7 +9,7 @@ import Synchronization
 import UnixSignals
 
 /// How `masq run` was asked to run.
-public struct DaemonOptions: @unchecked Sendable {
+public struct DaemonOptions: Sendable {
     /// The rules file: ipvsadm-save format, or keepalived.conf with `keepalived`.
     public var rulesPath: String
     /// `rulesPath` is a keepalived.conf: its LVS part, with health checks.
@@ -55,13 +55,17 @@ public func loadRules(_ path: String) throws(DaemonError) -> Configuration {
 }
 
 /// The NFQUEUE handle in a box the packet thread can take along.
+///
+/// `@unchecked Sendable` because `NFQueue` holds libmnl's socket pointer: each box goes to exactly
+/// one queue thread, which alone uses the queue from then on (the daemon keeps only the reference
+/// in `PacketThreadContext`, to hand it over and to name the thread).
 final class QueueBox: @unchecked Sendable {
     let queue: NFQueue
     init(_ queue: consuming NFQueue) { self.queue = queue }
 }
 
 /// Everything the packet threads touch: one queue each, one shared engine.
-final class PacketThreadContext: @unchecked Sendable {
+final class PacketThreadContext: Sendable {
     let boxes: [QueueBox]
     let shared: SharedEngine
     let control: LoopControl
@@ -110,7 +114,7 @@ struct PacketService: Service {
                             continuation.resume(throwing: DaemonError(error))
                             return
                         }
-                        let (c, waits, locks) = context.shared.withLock { ($0.counters, context.shared.lockWaits, context.shared.lockAcquisitions) }
+                        let (c, waits, locks) = context.shared.withLock { ($0.engine.counters, $0.lockWaits, $0.lockAcquisitions) }
                         logger.info("packet loop stopped", metadata: [
                             "engine_lock_waits": "\(waits)", "engine_lock_acquisitions": "\(locks)",
                             "packets": "\(counters.packets)", "receives": "\(counters.receives)",
@@ -154,7 +158,7 @@ struct SignalService: Service {
             logger.info("SIGHUP: reloading", metadata: ["rules": "\(options.rulesPath)"])
             do {
                 if let health {
-                    health.reload(try loadKeepalived(options.rulesPath, logger: logger))
+                    await health.reload(try loadKeepalived(options.rulesPath, logger: logger))
                 } else {
                     try core.reload(from: options.rulesPath)
                 }
@@ -197,7 +201,6 @@ final class InstalledIptables: Sendable {
 
 /// `masq run`: load the rules, bind the queue(s), install iptables if asked, serve until SIGTERM/SIGINT.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
-    traceLogger = logger
     let keepalived = options.keepalived ? try loadKeepalived(options.rulesPath, logger: logger) : nil
     // With health checks, the real servers the checks allow at start (keepalived adds no `alpha` server
     // before its first success), so neither the engine nor the iptables rules ever hold one.

@@ -42,7 +42,7 @@ public final class DaemonCore: Sendable {
             defer { current = new }
             return current
         }
-        shared.withLock { $0.apply(new) }
+        shared.withLock { $0.engine.apply(new) }
         refreshIptables()
         let changes = old.changes(to: new)
         for change in changes {
@@ -60,7 +60,7 @@ public final class DaemonCore: Sendable {
     /// (called on every change, and every 2 s so a drained server's rules go when its last flow does).
     func refreshIptables() {
         guard let iptables else { return }
-        let draining = shared.withLock { $0.drainingRealServers }
+        let draining = shared.withLock { $0.engine.drainingRealServers }
         let plan = IptablesPlan(currentConfiguration, queue: options.queue, chain: options.chain, draining: draining)
         guard plan != iptables.plan.withLock({ $0 }) else { return }
         do {
@@ -119,7 +119,7 @@ public final class DaemonCore: Sendable {
             var next = currentConfiguration
             next.timeouts.set(tcp: tcp, tcpFin: tcpFin, udp: udp)
             configuration.withLock { $0 = next }
-            shared.withLock { $0.setTimeouts(next.timeouts) }
+            shared.withLock { $0.engine.setTimeouts(next.timeouts) }
         }
     }
 
@@ -127,14 +127,15 @@ public final class DaemonCore: Sendable {
         if let key, currentConfiguration.serviceIndex(key) == nil {
             throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
         }
-        shared.withLock { $0.zeroCounters(key) }
+        shared.withLock { $0.engine.zeroCounters(key) }
     }
 
     // MARK: Reading
 
     /// What masqadm renders: services, real servers, counts, counters and rates.
     public func state() -> AdminState {
-        shared.withLock { engine in
+        shared.withLock { state in
+            let engine = state.engine
             let services = engine.services.map { service -> ServiceState in
                 let spec = service.spec
                 return ServiceState(
@@ -160,12 +161,12 @@ public final class DaemonCore: Sendable {
     }
 
     public func flows(_ filter: FlowFilter) -> [FlowRecord] {
-        shared.withLock { $0.flowRecords(matching: filter) }
+        shared.withLock { $0.engine.flowRecords(matching: filter) }
     }
 
     /// Every 2 s: the rates ipvsadm `--rate` shows, estimated as IPVS does.
     func sampleRates() {
-        shared.withLock { $0.estimateRates(at: monotonicNanoseconds()) }
+        shared.withLock { $0.engine.estimateRates(at: monotonicNanoseconds()) }
     }
 
     /// What the last `watchPressure` saw: pressure on, times entered, evictions.
@@ -174,8 +175,9 @@ public final class DaemonCore: Sendable {
     /// Every 2 s (off the packet thread): logs each change of the table's pressure mode once, and the
     /// early drops since the last look, so a flood shows in the log without a line per packet.
     func watchPressure() {
-        let (on, entered, evicted, fill) = shared.withLock { engine in
-            (engine.pressure, engine.counters.pressureEntered, engine.counters.evicted.reduce(0, +), engine.table.fill)
+        let (on, entered, evicted, fill) = shared.withLock { state in
+            let engine = state.engine
+            return (engine.pressure, engine.counters.pressureEntered, engine.counters.evicted.reduce(0, +), engine.table.fill)
         }
         let percent = "\(Int(fill * 100)) %"
         pressureSeen.withLock { seen in
@@ -197,17 +199,28 @@ public final class DaemonCore: Sendable {
 
     // MARK: Packet traces
 
+    /// Starts a packet trace; one at a time. The file is opened outside the engine lock, which is
+    /// taken only to look for a running trace and to install the new one.
     public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(DaemonError) {
-        shared.lock()
-        defer { shared.unlock() }
-        if let running = shared.trace {
-            throw DaemonError("a trace is already running (to \(running.path)); wait for it to finish")
+        func alreadyRunning(_ running: String) -> DaemonError {
+            DaemonError("a trace is already running (to \(running)); wait for it to finish")
         }
+        if let running = shared.withLock({ $0.trace?.path }) { throw alreadyRunning(running) }
+        let trace: PacketTrace
         do throws(CaptureError) {
-            shared.trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds,
-                                           now: monotonicNanoseconds())
+            trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds, now: monotonicNanoseconds())
         } catch {
             throw DaemonError(error.description)
+        }
+        let running = shared.withLock { state -> String? in
+            if let running = state.trace { return running.path }
+            state.trace = trace
+            return nil
+        }
+        if let running {
+            // Another admin's trace started meanwhile: this one's file goes.
+            try? FileManager.default.removeItem(atPath: path)
+            throw alreadyRunning(running)
         }
         logger.notice("packet trace started", metadata: [
             "file": "\(path)", "filter": "\(filter)", "packets": "\(packets)", "seconds": "\(seconds)"])

@@ -4,7 +4,6 @@ import MasqCore
 import MasqHealth
 import Metrics
 import ServiceLifecycle
-import Synchronization
 
 /// Reads a keepalived.conf for the daemon: the configuration, with its warnings logged.
 func loadKeepalived(_ path: String, logger: Logger) throws(DaemonError) -> KeepalivedConfig {
@@ -22,10 +21,15 @@ func loadKeepalived(_ path: String, logger: Logger) throws(DaemonError) -> Keepa
 /// real server's health (or a service's quorum) is logged once, counted, runs its notify script, and
 /// gives the engine the real servers keepalived's rules allow (through the same atomic change path
 /// as SIGHUP and masqadm).
-public final class HealthController: Sendable {
-    private let monitor: Mutex<HealthMonitor>
+///
+/// An actor: the check loop (`step`), SIGHUP (`reload`) and the graceful stop (`shutdown`) come from
+/// different tasks, and the actor serialises what each does with the monitor. A reload during a
+/// step's probes (the one await inside a step) replaces the monitor; the step sees that when it
+/// resumes and records nothing.
+actor HealthController {
+    private var monitor: HealthMonitor
     /// Set by `shutdown()`: no check result, reload or script after it.
-    private let stopped = Atomic<Bool>(false)
+    private var stopped = false
     /// New connections in a row a real server must reset (or leave unanswered until SYN_RECV expires)
     /// before it is marked down without waiting for its checks.
     static let passiveThreshold: UInt32 = 3
@@ -42,36 +46,35 @@ public final class HealthController: Sendable {
     /// `alpha` server until its first successful check), and handles what starting changed.
     init(_ config: KeepalivedConfig, core: DaemonCore, logger: Logger) {
         let m = HealthMonitor(config, now: monotonicNanoseconds())
-        monitor = Mutex(m)
+        monitor = m
         self.core = core
         self.logger = logger
-        handle(m.startEvents)
-        apply(m, reason: "health checks at start")
+        Self.handle(m.startEvents, logger: logger)
+        Self.apply(m, to: core, reason: "health checks at start")
     }
 
     /// SIGHUP: a new keepalived.conf. Real servers in both keep their health and services their
     /// quorum; new ones start as at start (down with alpha); removed ones run their notify_down.
     func reload(_ config: KeepalivedConfig) {
-        guard !stopped.load(ordering: .acquiring) else { return }
-        let fresh = monitor.withLock { current in
-            current = HealthMonitor(config, now: monotonicNanoseconds(), previous: current)
-            return current
-        }
-        handle(fresh.startEvents)
-        apply(fresh, reason: "SIGHUP")
+        guard !stopped else { return }
+        let fresh = HealthMonitor(config, now: monotonicNanoseconds(), previous: monitor)
+        monitor = fresh
+        Self.handle(fresh.startEvents, logger: logger)
+        Self.apply(fresh, to: core, reason: "SIGHUP")
     }
 
     /// Applies the monitor's view unless the engine already runs exactly those services (a health
     /// event that changes no destination, an alpha server's failed first check, need not touch it).
-    private func apply(_ m: HealthMonitor, reason: String) {
+    private static func apply(_ m: HealthMonitor, to core: DaemonCore, reason: String) {
         let current = core.currentConfiguration
         let next = m.effectiveConfiguration(timeouts: current.timeouts)
         guard next.services != current.services else { return }
         core.replaceServices(next, reason: reason)
     }
 
+    /// One round: the checks that are due, then the passive signal. Returns when the next check is due.
     func step() async -> Int64? {
-        let m = monitor.withLock { $0 }
+        let m = monitor
         let events = await m.tick(now: monotonicNanoseconds()) { check, address, port in
             let kind: Probe.Kind
             switch check.kind {
@@ -81,29 +84,50 @@ public final class HealthController: Sendable {
             return await Probe.run(kind, address: address, port: port, bindTo: check.bindTo, timeout: check.connectTimeout)
         }
         // Reloaded or shut down meanwhile: that monitor recorded nothing.
-        guard monitor.withLock({ $0 === m }), !stopped.load(ordering: .acquiring) else { return m.nextDue }
-        var all = events
-        // Passive: real servers that reset or never completed new connections, from the engine.
-        let now = monotonicNanoseconds()
-        for (key, server) in m.checkedServers {
-            let failures = core.shared.withLock { $0.handshakeFailures(key, server.address, server.port) }
-            if failures >= Self.passiveThreshold {
-                _ = core.shared.withLock { $0.handshakeFailures(key, server.address, server.port, reset: true) }
-                all += m.markDown(service: key, server: server,
-                                  reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
-            }
-        }
-        handle(all)
-        if !all.isEmpty { apply(m, reason: "health check") }
+        guard monitor === m, !stopped else { return m.nextDue }
+        let all = events + passiveFailures(m)
+        Self.handle(all, logger: logger)
+        if !all.isEmpty { Self.apply(m, to: core, reason: "health check") }
         return m.nextDue
     }
 
+    /// The passive signal alone (what `step` does after the checks): each checked real server that
+    /// reset or never completed `passiveThreshold` new connections in a row, as the engine counted
+    /// them, is marked down, logged and taken out of the engine's services.
+    func checkHandshakes() -> [HealthEvent] {
+        guard !stopped else { return [] }
+        let events = passiveFailures(monitor)
+        Self.handle(events, logger: logger)
+        if !events.isEmpty { Self.apply(monitor, to: core, reason: "health check") }
+        return events
+    }
+
+    /// Real servers that reset or never completed new connections, from the engine; the count starts
+    /// over for each one acted on.
+    private func passiveFailures(_ m: HealthMonitor) -> [HealthEvent] {
+        let now = monotonicNanoseconds()
+        var events: [HealthEvent] = []
+        for (key, server) in m.checkedServers {
+            let failures = core.shared.withLock { state in
+                let failures = state.engine.handshakeFailures(key, server.address, server.port)
+                if failures >= Self.passiveThreshold {
+                    _ = state.engine.handshakeFailures(key, server.address, server.port, reset: true)
+                }
+                return failures
+            }
+            if failures >= Self.passiveThreshold {
+                events += m.markDown(service: key, server: server,
+                                     reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
+            }
+        }
+        return events
+    }
+
     /// Logs and counts each event and starts its script.
-    private func handle(_ events: [HealthEvent]) {
+    private static func handle(_ events: [HealthEvent], logger: Logger) {
         for event in events {
-            log(event)
+            log(event, logger: logger)
             if let script = event.script {
-                let logger = self.logger
                 do {
                     try NotifyScripts.start(script, limit: Self.scriptLimit) {
                         logger.warning("notify script \(script) ran over \(Self.scriptLimit) and was stopped")
@@ -115,7 +139,7 @@ public final class HealthController: Sendable {
         }
     }
 
-    private func log(_ event: HealthEvent) {
+    private static func log(_ event: HealthEvent, logger: Logger) {
         logger.notice("health: \(event)")
         let labels = [("service", "\(event.service)"),
                       ("real_server", event.server.map { "\($0.address):\($0.port)" } ?? ""),
@@ -127,9 +151,10 @@ public final class HealthController: Sendable {
     /// the real servers in the pool and the quorum_down of their virtual server run, and are waited
     /// for up to `shutdownScriptLimit`; without omega nothing runs and this returns at once.
     func shutdown() async {
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let events = monitor.withLock { $0 }.shutdown()
-        events.forEach(log)
+        guard !stopped else { return }
+        stopped = true
+        let events = monitor.shutdown()
+        for event in events { Self.log(event, logger: logger) }
         let scripts = events.compactMap(\.script)
         guard !scripts.isEmpty else { return }
         let outcomes = await NotifyScripts.runAll(scripts, limit: Self.shutdownScriptLimit)

@@ -1,5 +1,6 @@
 import Foundation
 import MasqCore
+import Synchronization
 
 /// Which queue(s) the NFQUEUE rules send to: one number, or a range the kernel spreads packets over,
 /// by address pair (`--queue-balance`) or by the CPU that handles the packet (`--queue-cpu-fanout`).
@@ -257,12 +258,16 @@ public struct IptablesError: Error, CustomStringConvertible {
     }
 }
 
-/// Runs iptables for a plan, remembering which binary worked so removal uses the same one.
-public final class IptablesRunner: @unchecked Sendable {
-    public private(set) var binary: String
-    private let lock = NSLock()
+/// Runs iptables for a plan, remembering which binary worked so removal uses the same one. The
+/// binary is behind a lock held for each whole run, so changes from several tasks (a reload, the
+/// 2-second refresh, shutdown) never interleave their commands.
+public final class IptablesRunner: Sendable {
+    private let current: Mutex<String>
 
-    public init(binary: String = "iptables") { self.binary = binary }
+    public init(binary: String = "iptables") { current = Mutex(binary) }
+
+    /// The binary in use: the one asked for, or `iptables-legacy` once the nft backend refused a rule.
+    public var binary: String { current.withLock { $0 } }
 
     @discardableResult
     static func run(_ binary: String, _ arguments: [String], input: String? = nil) -> (status: Int32, output: String) {
@@ -291,40 +296,40 @@ public final class IptablesRunner: @unchecked Sendable {
     /// Installs the plan. With `fallbackToLegacy`, a rule the nft backend refuses makes the whole plan
     /// go through `iptables-legacy` instead (and the caller is told, to say so in the log).
     public func install(_ plan: IptablesPlan, fallbackToLegacy: Bool = true) throws -> String? {
-        lock.lock()
-        defer { lock.unlock() }
-        do {
-            try apply(plan.installCommands, binary: binary, rollback: plan.removeCommands)
-            return nil
-        } catch let error as IptablesError where fallbackToLegacy && binary == "iptables"
-            && error.status != 127 && !error.output.contains("Permission denied") {
-            try apply(plan.installCommands, binary: "iptables-legacy", rollback: plan.removeCommands)
-            binary = "iptables-legacy"
-            return "the nft backend of iptables refused a rule (\(error)); installed with iptables-legacy instead"
+        try current.withLock { binary in
+            do {
+                try Self.apply(plan.installCommands, binary: binary, rollback: plan.removeCommands)
+                return nil
+            } catch let error as IptablesError where fallbackToLegacy && binary == "iptables"
+                && error.status != 127 && !error.output.contains("Permission denied") {
+                try Self.apply(plan.installCommands, binary: "iptables-legacy", rollback: plan.removeCommands)
+                binary = "iptables-legacy"
+                return "the nft backend of iptables refused a rule (\(error)); installed with iptables-legacy instead"
+            }
         }
     }
 
     /// Replaces the chains' rules (reload), table by table (see `restoreInput`); on failure the caller keeps
     /// the old plan, so the next refresh tries again.
     public func refill(_ plan: IptablesPlan) throws {
-        lock.lock()
-        defer { lock.unlock() }
-        let restore = binary + "-restore"
-        let (status, output) = Self.run(restore, ["--noflush"], input: plan.restoreInput)
-        if status != 0 {
-            throw IptablesError(command: [restore, "--noflush"], output: output, status: status)
+        try current.withLock { binary throws(IptablesError) in
+            let restore = binary + "-restore"
+            let (status, output) = Self.run(restore, ["--noflush"], input: plan.restoreInput)
+            if status != 0 {
+                throw IptablesError(command: [restore, "--noflush"], output: output, status: status)
+            }
         }
     }
 
     /// Removes the plan's chains; never fails on what is already gone (then step by step).
     public func remove(_ plan: IptablesPlan) {
-        lock.lock()
-        defer { lock.unlock() }
-        if Self.run(binary + "-restore", ["--noflush"], input: plan.removeInput).status == 0 { return }
-        for command in plan.removeCommands { Self.run(binary, command) }
+        current.withLock { binary in
+            if Self.run(binary + "-restore", ["--noflush"], input: plan.removeInput).status == 0 { return }
+            for command in plan.removeCommands { Self.run(binary, command) }
+        }
     }
 
-    private func apply(_ commands: [[String]], binary: String, rollback: [[String]]) throws {
+    private static func apply(_ commands: [[String]], binary: String, rollback: [[String]]) throws {
         // A chain left by a daemon that died without cleaning up: start from nothing.
         for command in rollback { Self.run(binary, command) }
         for command in commands {

@@ -5,17 +5,20 @@ import MasqCore
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// Prometheus metrics over swift-metrics + swift-prometheus, served by Hummingbird at `/metrics`.
 ///
 /// The numbers are the engine's own counters, the ones `masqadm --stats` shows: at each scrape the
-/// publisher reads them under the engine lock and moves each swift-metrics counter on by what it has
-/// not published yet, and sets the gauges. The packet path itself never touches a metrics object,
-/// except one histogram sample per receive batch (the verdict batch size).
-public final class MetricsPublisher: @unchecked Sendable {
+/// publisher copies them under the engine lock (`MetricsSnapshot`), then, outside it, moves each
+/// swift-metrics counter on by what it has not published yet (`PublishedTotals`), and sets the
+/// gauges. The packet path itself never touches a metrics object, except one histogram sample per
+/// receive batch (the verdict batch size).
+public final class MetricsPublisher: Sendable {
     public let registry: PrometheusCollectorRegistry
-    private let lock = NSLock()
-    private var published: [String: Int64] = [:]
+    /// What each counter series has been moved to so far; held for a whole scrape, so two scrapes
+    /// at once cannot both publish the same increase.
+    private let published = Mutex(PublishedTotals())
     private let core: DaemonCore
 
     /// Bootstraps swift-metrics with a Prometheus factory (once per process).
@@ -27,82 +30,17 @@ public final class MetricsPublisher: @unchecked Sendable {
         self.core = core
     }
 
-    private func count(_ name: String, _ labels: [(String, String)], _ value: UInt64) {
-        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
-        let total = Int64(truncatingIfNeeded: value)
-        let delta = total - (published[key] ?? 0)
-        published[key] = total
-        // Creating the counter registers the series (at 0 until something happens).
-        let counter = Counter(label: name, dimensions: labels)
-        if delta > 0 { counter.increment(by: delta) }
-    }
-
-    private func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) {
-        Gauge(label: name, dimensions: labels).record(value)
-    }
-
     /// Brings every metric up to date and renders the exposition text.
     public func scrape() -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        let shared = core.shared
-        shared.withLock { engine in
-            let c = engine.counters
-            count("masq_packets_total", [("result", "rewritten_inbound")], c.rewrittenInbound)
-            count("masq_packets_total", [("result", "rewritten_outbound")], c.rewrittenOutbound)
-            count("masq_packets_total", [("result", "untouched")], c.untouched)
-            for reason in DropReason.allCases {
-                count("masq_dropped_packets_total", [("reason", reason.description)], c[reason])
+        let snapshot = core.shared.withLock { MetricsSnapshot($0) }
+        let sendFailures = core.unreachableSender?.failures.load(ordering: .relaxed) ?? 0
+        let kernelDrops = Self.kernelQueueDrops().filter { core.options.queue.numbers.contains($0.0) }
+        published.withLock { totals in
+            snapshot.publish(into: &totals, unreachableSendFailures: sendFailures)
+            for (queue, full, user) in kernelDrops {
+                totals.count("masq_queue_kernel_dropped_total", [("queue", "\(queue)"), ("cause", "queue_full")], full)
+                totals.count("masq_queue_kernel_dropped_total", [("queue", "\(queue)"), ("cause", "socket")], user)
             }
-            count("masq_truncated_packets_total", [], c.truncated)
-            for reason in EvictionReason.allCases {
-                count("masq_evicted_connections_total", [("reason", reason.description)], c[reason])
-            }
-            count("masq_pressure_mode_entered_total", [], c.pressureEntered)
-            count("masq_unreachable_built_total", [], engine.unreachable.sent)
-            count("masq_unreachable_unanswerable_total", [], engine.unreachable.unanswerable)
-            count("masq_unreachable_send_failures_total", [], core.unreachableSender?.failures.load(ordering: .relaxed) ?? 0)
-            count("masq_unreachable_rate_limited_total", [], engine.unreachable.rateLimited)
-            gauge("masq_pressure_mode", [], engine.pressure ? 1 : 0)
-            count("masq_connections_created_total", [], c.connectionsCreated)
-            count("masq_connections_expired_total", [], c.expired)
-            count("masq_engine_lock_acquisitions_total", [], shared.lockAcquisitions)
-            count("masq_engine_lock_waits_total", [], shared.lockWaits)
-            gauge("masq_connection_table_entries", [], Double(engine.table.connectionCount + engine.table.templateCount))
-            gauge("masq_connection_table_capacity", [], Double(engine.table.capacity))
-            for service in engine.services {
-                let name = "\(service.key.proto) \(service.key.address):\(service.key.port)"
-                let s = engine.serviceStats[Int(service.id)]
-                count("masq_service_connections_total", [("service", name)], s.connections)
-                count("masq_service_packets_total", [("service", name), ("direction", "in")], s.packetsIn)
-                count("masq_service_packets_total", [("service", name), ("direction", "out")], s.packetsOut)
-                count("masq_service_bytes_total", [("service", name), ("direction", "in")], s.bytesIn)
-                count("masq_service_bytes_total", [("service", name), ("direction", "out")], s.bytesOut)
-                for d in service.destinations {
-                    let labels = [("service", name), ("real_server", "\(d.address):\(d.port)")]
-                    let r = d.stats
-                    count("masq_real_server_connections_total", labels, r.connections)
-                    count("masq_real_server_packets_total", labels + [("direction", "in")], r.packetsIn)
-                    count("masq_real_server_packets_total", labels + [("direction", "out")], r.packetsOut)
-                    count("masq_real_server_bytes_total", labels + [("direction", "in")], r.bytesIn)
-                    count("masq_real_server_bytes_total", labels + [("direction", "out")], r.bytesOut)
-                    gauge("masq_real_server_active_connections", labels, Double(d.activeConnections))
-                    gauge("masq_real_server_inactive_connections", labels, Double(d.inactiveConnections))
-                    gauge("masq_real_server_weight", labels, Double(d.weight))
-                }
-            }
-            for (queue, q) in shared.queueCounters {
-                let labels = [("queue", "\(queue)")]
-                count("masq_queue_packets_total", labels, q.packets)
-                count("masq_queue_receives_total", labels, q.receives)
-                count("masq_queue_sendmsg_total", labels, q.sendCalls)
-                count("masq_queue_enobufs_total", labels, q.enobufs)
-                count("masq_queue_netlink_errors_total", labels, q.netlinkErrors)
-            }
-        }
-        for (queue, full, user) in Self.kernelQueueDrops() where core.options.queue.numbers.contains(queue) {
-            count("masq_queue_kernel_dropped_total", [("queue", "\(queue)"), ("cause", "queue_full")], full)
-            count("masq_queue_kernel_dropped_total", [("queue", "\(queue)"), ("cause", "socket")], user)
         }
         return registry.emitToString()
     }
@@ -130,4 +68,138 @@ public func makeMetricsServer(_ publisher: MetricsPublisher, host: String, port:
     var serverLogger = logger
     serverLogger.logLevel = .warning
     return Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: serverLogger)
+}
+
+/// The totals each swift-metrics counter series has been moved to: a scrape publishes only the
+/// increase since the last (a swift-metrics counter only counts up; setting it to the engine's total
+/// would add the total again at every scrape).
+struct PublishedTotals {
+    private var totals: [String: Int64] = [:]
+
+    /// The increase of series `name{labels}` since the last call (the whole total the first time). A
+    /// total that went down (zeroed with `masqadm -Z`) publishes nothing, and counts on from there.
+    mutating func increase(_ name: String, _ labels: [(String, String)], to value: UInt64) -> Int64 {
+        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
+        let total = Int64(truncatingIfNeeded: value)
+        let delta = total - (totals[key] ?? 0)
+        totals[key] = total
+        return delta
+    }
+
+    /// Moves the counter on by the increase; creating it registers the series (at 0 until something
+    /// happens).
+    mutating func count(_ name: String, _ labels: [(String, String)], _ value: UInt64) {
+        let delta = increase(name, labels, to: value)
+        let counter = Counter(label: name, dimensions: labels)
+        if delta > 0 { counter.increment(by: delta) }
+    }
+}
+
+/// What a scrape reads from the engine, copied under its lock; labelled and published outside it.
+struct MetricsSnapshot: Sendable {
+    struct RealServer: Sendable {
+        var address: IPv4Address
+        var port: UInt16
+        var stats: TrafficCounters
+        var activeConnections: Int32
+        var inactiveConnections: Int32
+        var weight: Int32
+    }
+    struct Service: Sendable {
+        var key: ServiceKey
+        var stats: TrafficCounters
+        var realServers: [RealServer]
+    }
+
+    var counters: EngineCounters
+    var unreachableBuilt: UInt64
+    var unreachableUnanswerable: UInt64
+    var unreachableRateLimited: UInt64
+    var pressure: Bool
+    var lockAcquisitions: UInt64
+    var lockWaits: UInt64
+    var tableEntries: Int
+    var tableCapacity: Int
+    var services: [Service]
+    var queues: [(UInt16, LoopCounters)]
+
+    init(_ state: borrowing EngineState) {
+        let engine = state.engine
+        counters = engine.counters
+        unreachableBuilt = engine.unreachable.sent
+        unreachableUnanswerable = engine.unreachable.unanswerable
+        unreachableRateLimited = engine.unreachable.rateLimited
+        pressure = engine.pressure
+        lockAcquisitions = state.lockAcquisitions
+        lockWaits = state.lockWaits
+        tableEntries = engine.table.connectionCount + engine.table.templateCount
+        tableCapacity = engine.table.capacity
+        services = engine.services.map { service in
+            Service(key: service.key, stats: engine.serviceStats[Int(service.id)],
+                    realServers: service.destinations.map { d in
+                        RealServer(address: d.address, port: d.port, stats: d.stats,
+                                   activeConnections: d.activeConnections, inactiveConnections: d.inactiveConnections,
+                                   weight: d.weight)
+                    })
+        }
+        queues = state.queueCounters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    func publish(into totals: inout PublishedTotals, unreachableSendFailures: UInt64) {
+        func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) {
+            Gauge(label: name, dimensions: labels).record(value)
+        }
+        let c = counters
+        totals.count("masq_packets_total", [("result", "rewritten_inbound")], c.rewrittenInbound)
+        totals.count("masq_packets_total", [("result", "rewritten_outbound")], c.rewrittenOutbound)
+        totals.count("masq_packets_total", [("result", "untouched")], c.untouched)
+        for reason in DropReason.allCases {
+            totals.count("masq_dropped_packets_total", [("reason", reason.description)], c[reason])
+        }
+        totals.count("masq_truncated_packets_total", [], c.truncated)
+        for reason in EvictionReason.allCases {
+            totals.count("masq_evicted_connections_total", [("reason", reason.description)], c[reason])
+        }
+        totals.count("masq_pressure_mode_entered_total", [], c.pressureEntered)
+        totals.count("masq_unreachable_built_total", [], unreachableBuilt)
+        totals.count("masq_unreachable_unanswerable_total", [], unreachableUnanswerable)
+        totals.count("masq_unreachable_send_failures_total", [], unreachableSendFailures)
+        totals.count("masq_unreachable_rate_limited_total", [], unreachableRateLimited)
+        gauge("masq_pressure_mode", [], pressure ? 1 : 0)
+        totals.count("masq_connections_created_total", [], c.connectionsCreated)
+        totals.count("masq_connections_expired_total", [], c.expired)
+        totals.count("masq_engine_lock_acquisitions_total", [], lockAcquisitions)
+        totals.count("masq_engine_lock_waits_total", [], lockWaits)
+        gauge("masq_connection_table_entries", [], Double(tableEntries))
+        gauge("masq_connection_table_capacity", [], Double(tableCapacity))
+        for service in services {
+            let name = "\(service.key.proto) \(service.key.address):\(service.key.port)"
+            let s = service.stats
+            totals.count("masq_service_connections_total", [("service", name)], s.connections)
+            totals.count("masq_service_packets_total", [("service", name), ("direction", "in")], s.packetsIn)
+            totals.count("masq_service_packets_total", [("service", name), ("direction", "out")], s.packetsOut)
+            totals.count("masq_service_bytes_total", [("service", name), ("direction", "in")], s.bytesIn)
+            totals.count("masq_service_bytes_total", [("service", name), ("direction", "out")], s.bytesOut)
+            for d in service.realServers {
+                let labels = [("service", name), ("real_server", "\(d.address):\(d.port)")]
+                let r = d.stats
+                totals.count("masq_real_server_connections_total", labels, r.connections)
+                totals.count("masq_real_server_packets_total", labels + [("direction", "in")], r.packetsIn)
+                totals.count("masq_real_server_packets_total", labels + [("direction", "out")], r.packetsOut)
+                totals.count("masq_real_server_bytes_total", labels + [("direction", "in")], r.bytesIn)
+                totals.count("masq_real_server_bytes_total", labels + [("direction", "out")], r.bytesOut)
+                gauge("masq_real_server_active_connections", labels, Double(d.activeConnections))
+                gauge("masq_real_server_inactive_connections", labels, Double(d.inactiveConnections))
+                gauge("masq_real_server_weight", labels, Double(d.weight))
+            }
+        }
+        for (queue, q) in queues {
+            let labels = [("queue", "\(queue)")]
+            totals.count("masq_queue_packets_total", labels, q.packets)
+            totals.count("masq_queue_receives_total", labels, q.receives)
+            totals.count("masq_queue_sendmsg_total", labels, q.sendCalls)
+            totals.count("masq_queue_enobufs_total", labels, q.enobufs)
+            totals.count("masq_queue_netlink_errors_total", labels, q.netlinkErrors)
+        }
+    }
 }

@@ -42,41 +42,50 @@ public final class LoopControl: Sendable {
 
 }
 
+/// What the queue threads share, owned by `SharedEngine`'s lock and reachable only inside its
+/// `withLock`: the engine, the packet trace in progress, each queue's loop counters, and what the
+/// lock itself cost.
+public struct EngineState {
+    public let engine: Engine
+    /// The packet trace in progress, if any.
+    public var trace: PacketTrace?
+    /// Each queue's loop counters, refreshed after every batch.
+    public var queueCounters: [UInt16: LoopCounters] = [:]
+    /// Acquisitions of the lock, and how many found it held and had to wait: what sharing one table
+    /// between queue threads costs.
+    public fileprivate(set) var lockAcquisitions: UInt64 = 0
+    public fileprivate(set) var lockWaits: UInt64 = 0
+}
+
 /// The engine, shared by the packet threads of several queues: both directions of one NAT flow can
 /// land on different queues (`--queue-balance` hashes the address pair), so there is one table.
-/// Each thread holds the lock for one receive batch.
-public final class SharedEngine: @unchecked Sendable {
-    public let engine: Engine
-    private var mutex = pthread_mutex_t()
-    /// The packet trace in progress, if any (under the lock).
-    public var trace: PacketTrace?
-    /// Each queue's loop counters, refreshed after every batch (under the lock).
-    public var queueCounters: [UInt16: LoopCounters] = [:]
-    /// Acquisitions of the lock, and how many found it held and had to wait (under the lock): what
-    /// sharing one table between queue threads costs.
-    public private(set) var lockAcquisitions: UInt64 = 0
-    public private(set) var lockWaits: UInt64 = 0
+/// Each queue thread holds the lock for one receive batch; the control plane, the health checks and
+/// the metrics take it between batches, copy what they need, and format it outside.
+///
+/// swift-nio's `NIOLockedValueBox` shape: a final class, so the `Mutex` (and the state) sits at one
+/// stable address that every thread shares.
+public final class SharedEngine: Sendable {
+    private let state: Mutex<EngineState>
 
-    public init(_ engine: Engine) {
-        self.engine = engine
-        pthread_mutex_init(&mutex, nil)
+    public init(_ engine: sending Engine) {
+        state = Mutex(EngineState(engine: engine))
     }
 
-    deinit { pthread_mutex_destroy(&mutex) }
-
-    @inline(__always) public func lock() {
-        if pthread_mutex_trylock(&mutex) != 0 {
-            pthread_mutex_lock(&mutex)
-            lockWaits &+= 1
+    /// Runs `body` with the state under the lock. The lock is tried first, so a wait (the lock held by
+    /// another thread) is counted apart from an acquisition.
+    @inline(__always)
+    public func withLock<T, E: Error>(_ body: (inout EngineState) throws(E) -> sending T) throws(E) -> sending T {
+        if let result = try state.withLockIfAvailable({ (state: inout sending EngineState) throws(E) -> sending T in
+            state.lockAcquisitions &+= 1
+            return try body(&state)
+        }) {
+            return result
         }
-        lockAcquisitions &+= 1
-    }
-    @inline(__always) public func unlock() { pthread_mutex_unlock(&mutex) }
-
-    public func withLock<T>(_ body: (Engine) throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
-        return try body(engine)
+        return try state.withLock { (state: inout sending EngineState) throws(E) -> sending T in
+            state.lockAcquisitions &+= 1
+            state.lockWaits &+= 1
+            return try body(&state)
+        }
     }
 }
 
@@ -103,21 +112,12 @@ public struct LoopCounters: Sendable {
     public var batchVerdicts: UInt64 = 0
 }
 
-/// Closes the trace in progress (under the engine lock) and says so.
-func finishTrace(_ shared: SharedEngine) {
-    guard let trace = shared.trace else { return }
-    trace.flush()
-    shared.trace = nil
-    traceLogger?.notice("packet trace finished", metadata: [
-        "file": "\(trace.path)", "records": "\(trace.written)", "filter": "\(trace.filter)"])
-}
-
-nonisolated(unsafe) var traceLogger: Logger?
-
-/// The packet loop: receive a batch, run each packet through the engine, send all verdicts in one
-/// `sendmsg`. Every queued packet gets exactly one verdict. Idle, it wakes every 100 ms to expire
-/// connections. Asked to stop, it drains what is still queued and returns.
-public struct PacketLoop {
+/// The packet loop of one queue: receive a batch, run it through the engine (`Engine.process(batch:into:)`,
+/// the call `masq replay` makes too), send all verdicts in one `sendmsg`, then the housekeeping (the
+/// counters, the trace's end, a dump request, and when idle the expiry tick). Every queued packet
+/// gets exactly one verdict. Idle, it wakes every 100 ms to expire connections. Asked to stop, it
+/// drains what is still queued and returns.
+public struct PacketLoop: Sendable {
     public var logPackets = false
     /// Records each receive batch's size in the `masq_verdict_batch_size` histogram.
     public var recordBatchSizes = false
@@ -130,108 +130,212 @@ public struct PacketLoop {
         self.logPackets = logPackets
     }
 
-    public func run(queue: borrowing NFQueue, shared: SharedEngine, control: LoopControl) throws(NFQError) -> LoopCounters {
-        let engine = shared.engine
-        var batch = ReceiveBatch()
-        var verdicts = VerdictBatch()
+    /// What one queue's loop keeps from batch to batch.
+    private struct QueueState {
         var counters = LoopCounters()
         var lastENOBUFSLog: Int64 = 0
+        /// When the stop was asked for: the loop drains what is queued, for at most 500 ms.
         var drainingSince: Int64?
+    }
+
+    /// What a receive found.
+    private enum Received {
+        case batch
+        /// Nothing queued within the poll's wait (the expiry tick ran).
+        case idle
+        /// Stopping, and nothing is left queued.
+        case drained
+    }
+
+    public func run(queue: borrowing NFQueue, shared: SharedEngine, control: LoopControl) throws(NFQError) -> LoopCounters {
+        var batch = ReceiveBatch()
+        var sink = QueueVerdicts(socket: queue.verdictSocket, logger: logPackets ? logger : nil)
+        var state = QueueState()
         let queueNumber = queue.queue
         let batchSizes = recordBatchSizes
             ? Recorder(label: "masq_verdict_batch_size", dimensions: [("queue", "\(queueNumber)")], aggregate: true) : nil
         while true {
-            if let path = control.takeDumpRequest() {
-                // Copy under the lock, format and write outside it: the queues keep flowing.
-                switch writeDump(shared.withLock { $0.flowRecords() }, to: path) {
-                case .success(let count):
-                    logger.notice("connection table written", metadata: ["file": "\(path)", "entries": "\(count)"])
-                case .failure(let error):
-                    logger.error("connection table dump failed: \(error)")
-                }
+            writeDumpIfAsked(control, shared)
+            if state.drainingSince == nil && control.stopRequested { state.drainingSince = monotonicNanoseconds() }
+            if let since = state.drainingSince, monotonicNanoseconds() - since > 500_000_000 { break }
+            switch try receive(queue, into: &batch, state.drainingSince != nil, shared) {
+            case .idle: continue
+            case .drained: return state.counters
+            case .batch: break
             }
-            if drainingSince == nil && control.stopRequested { drainingSince = monotonicNanoseconds() }
-            if let since = drainingSince, monotonicNanoseconds() - since > 500_000_000 { break }
-            // Under load the next batch is usually waiting already: read first, and poll only when
-            // the queue is empty (one syscall fewer per batch).
-            if try queue.receive(into: &batch) == 0 {
-                guard queue.wait(timeoutMilliseconds: drainingSince == nil ? 100 : 20) else {
-                    shared.withLock { engine in
-                        let now = monotonicNanoseconds()
-                        engine.advanceClock(to: now)
-                        if let trace = shared.trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }
-                    }
-                    if drainingSince != nil { break }  // nothing left queued
-                    continue
-                }
-                guard try queue.receive(into: &batch) > 0 else { continue }
-            }
-            counters.receives &+= 1
+            state.counters.receives &+= 1
             batch.parse()
-            shared.lock()
+            let now = try process(batch.packets, into: &sink, shared)
+            if let id = batch.overflowID { sink.verdicts.accept(id) }
+            try sink.send()
+            batchSizes?.record(batch.packetCount)
+            account(batch, sink.verdicts, now: now, &state, queue: queueNumber, shared)
+        }
+        return state.counters
+    }
+
+    /// Reads the next batch; under load it is usually waiting already, so this reads first and polls
+    /// only when the queue is empty (one system call fewer per batch). An idle poll runs the expiry tick
+    /// and ends a trace whose time is up.
+    private func receive(_ queue: borrowing NFQueue, into batch: inout ReceiveBatch, _ draining: Bool,
+                         _ shared: SharedEngine) throws(NFQError) -> Received {
+        if try queue.receive(into: &batch) > 0 { return .batch }
+        guard queue.wait(timeoutMilliseconds: draining ? 20 : 100) else {
+            let finished = shared.withLock { state in
+                let now = monotonicNanoseconds()
+                state.engine.advanceClock(to: now)
+                return takeFinishedTrace(&state, now: now)
+            }
+            finished.map(closeTrace)
+            return draining ? .drained : .idle  // stopping: nothing left queued
+        }
+        return try queue.receive(into: &batch) > 0 ? .batch : .idle
+    }
+
+    /// Runs the batch through the engine under the lock, its verdicts into the sink (sent early if
+    /// they fill up); then, still under the lock that guards the outbox, the ICMP answers the batch
+    /// caused (rate-limited, 1000/s, non-blocking sends). Returns the batch's time.
+    func process(_ packets: UnsafeBufferPointer<QueuedPacket>, into sink: inout QueueVerdicts,
+                 _ shared: SharedEngine) throws(NFQError) -> Int64 {
+        let (now, trace, finished) = shared.withLock { state in
             let now = monotonicNanoseconds()
-            let trace = shared.trace
-            var sendError: NFQError?
-            engine.prefetching(count: batch.packetCount, bytes: { batch.packet($0).payload }) { i in
-                guard sendError == nil else { return }  // the loop ends with the error below
-                let packet = batch.packet(i)
-                let traced = trace.map { !$0.isFinished && $0.selects(packet.payload) } ?? false
-                if traced { trace!.record(packet.payload, at: now) }
-                let verdict = engine.process(packet.payload, meta: packet.meta, now: now)
-                if traced {
-                    if verdict.accepts { trace!.record(packet.payload, at: now) }
-                    trace!.countPacket()
-                }
-                switch verdict {
-                case .accept: verdicts.accept(packet.id)
-                case .rewritten: verdicts.acceptModified(packet.id, payload: packet.payload, queue: queueNumber)
-                case .drop: verdicts.drop(packet.id, queue: queueNumber)
-                }
-                if logPackets {
-                    logger.debug("packet", metadata: ["id": "\(packet.id)", "length": "\(packet.payload.count)",
-                                                      "gso": "\(packet.isGSO)", "verdict": "\(verdict)"])
-                }
-                if verdicts.isNearlyFull {
-                    do throws(NFQError) {
-                        try queue.send(&verdicts)
-                    } catch {
-                        sendError = error
-                    }
-                }
-            }
-            if let sendError {
-                shared.unlock()
-                throw sendError
-            }
-            counters.packets &+= UInt64(batch.packetCount)
-            if let trace, trace.isFinished || now >= trace.deadline { finishTrace(shared) }
-            // Rate-limited (1000/s) non-blocking sends, so cheap enough to make under the lock that
-            // guards the outbox.
+            let engine = state.engine
+            let trace = state.trace
+            sink.packets = packets
+            sink.now = now
+            sink.trace = trace
+            engine.process(batch: QueuedPackets(packets: packets, now: now), into: &sink)
+            sink.trace = nil
             if engine.unreachable.count > 0 {
                 if let unreachableSender { unreachableSender.send(engine.unreachable) } else { engine.unreachable.drain { _, _ in } }
             }
-            shared.unlock()
-            if let id = batch.overflowID { verdicts.accept(id) }
-            try queue.send(&verdicts)
-            batchSizes?.record(batch.packetCount)
-            if batch.enobufs != counters.enobufs {
-                counters.enobufs = batch.enobufs
-                if now - lastENOBUFSLog > 10_000_000_000 {
-                    lastENOBUFSLog = now
-                    logger.warning("the kernel dropped queued packets: masq fell behind (ENOBUFS)",
-                                   metadata: ["enobufs_total": "\(counters.enobufs)"])
-                }
-            }
-            if batch.netlinkErrors != counters.netlinkErrors {
-                counters.netlinkErrors = batch.netlinkErrors
-                logger.warning("the kernel refused a verdict", metadata: [
-                    "errno": "\(batch.lastNetlinkError)", "errors_total": "\(counters.netlinkErrors)"])
-            }
-            counters.sendCalls = verdicts.sendCalls
-            counters.verdictMessages = verdicts.verdictMessages
-            counters.batchVerdicts = verdicts.batchVerdicts
-            shared.withLock { _ in shared.queueCounters[queueNumber] = counters }
+            return (now, trace, takeFinishedTrace(&state, now: now))
         }
-        return counters
+        // What the batch traced goes to the file outside the lock.
+        if let finished { closeTrace(finished) } else { trace?.writePending() }
+        if let sendError = sink.sendError { throw sendError }
+        return now
+    }
+
+    /// After a batch: the counters the metrics read, and the kernel's complaints, logged.
+    private func account(_ batch: borrowing ReceiveBatch, _ verdicts: borrowing VerdictBatch, now: Int64,
+                         _ state: inout QueueState, queue: UInt16, _ shared: SharedEngine) {
+        state.counters.packets &+= UInt64(batch.packetCount)
+        if batch.enobufs != state.counters.enobufs {
+            state.counters.enobufs = batch.enobufs
+            if now - state.lastENOBUFSLog > 10_000_000_000 {
+                state.lastENOBUFSLog = now
+                logger.warning("the kernel dropped queued packets: masq fell behind (ENOBUFS)",
+                               metadata: ["enobufs_total": "\(state.counters.enobufs)"])
+            }
+        }
+        if batch.netlinkErrors != state.counters.netlinkErrors {
+            state.counters.netlinkErrors = batch.netlinkErrors
+            logger.warning("the kernel refused a verdict", metadata: [
+                "errno": "\(batch.lastNetlinkError)", "errors_total": "\(state.counters.netlinkErrors)"])
+        }
+        state.counters.sendCalls = verdicts.sendCalls
+        state.counters.verdictMessages = verdicts.verdictMessages
+        state.counters.batchVerdicts = verdicts.batchVerdicts
+        let counters = state.counters
+        shared.withLock { $0.queueCounters[queue] = counters }
+    }
+
+    /// SIGUSR1's dump: the records copied under the lock, formatted and written outside it, so the
+    /// queues keep flowing.
+    private func writeDumpIfAsked(_ control: LoopControl, _ shared: SharedEngine) {
+        guard let path = control.takeDumpRequest() else { return }
+        switch writeDump(shared.withLock { $0.engine.flowRecords() }, to: path) {
+        case .success(let count):
+            logger.notice("connection table written", metadata: ["file": "\(path)", "entries": "\(count)"])
+        case .failure(let error):
+            logger.error("connection table dump failed: \(error)")
+        }
+    }
+
+    /// Under the lock: the trace in progress, taken out of the state if it is done (its packets, or its
+    /// time, are up), to be closed outside the lock.
+    private func takeFinishedTrace(_ state: inout EngineState, now: Int64) -> PacketTrace? {
+        guard let trace = state.trace, trace.isFinished || now >= trace.deadline else { return nil }
+        state.trace = nil
+        return trace
+    }
+
+    /// Writes out and flushes a finished trace (no thread records into it any more) and says so.
+    private func closeTrace(_ trace: PacketTrace) {
+        trace.flush()
+        logger.notice("packet trace finished", metadata: [
+            "file": "\(trace.path)", "records": "\(trace.written)", "filter": "\(trace.filter)"])
+    }
+}
+
+/// A receive batch as the engine's packet source: every packet at the batch's time.
+struct QueuedPackets: PacketBatchSource {
+    let packets: UnsafeBufferPointer<QueuedPacket>
+    let now: Int64
+
+    var count: Int { packets.count }
+    @inline(__always) func packet(_ index: Int) -> PacketBytes { packets[index].payload }
+    @inline(__always) func meta(_ index: Int) -> PacketMeta { packets[index].meta }
+    @inline(__always) func time(_ index: Int) -> Int64 { now }
+}
+
+/// The queue's verdicts: each into the verdict batch (sent early when nearly full), traced packets
+/// recorded as they arrived and as they leave. One per queue thread, kept from batch to batch; the
+/// batch's packets, time and trace are set for each batch.
+struct QueueVerdicts: VerdictSink, ~Copyable {
+    var verdicts = VerdictBatch()
+    let socket: VerdictSocket
+    /// Set with `--log-packets`: a debug line per packet.
+    let logger: Logger?
+    /// The batch in hand.
+    var packets = UnsafeBufferPointer<QueuedPacket>(start: nil, count: 0)
+    var now: Int64 = 0
+    /// The trace in progress during the batch (set under the engine lock; nil between batches).
+    var trace: PacketTrace?
+    /// The early send that failed; the batch stops there and the loop ends with it.
+    var sendError: NFQError?
+    /// Whether the packet in hand is traced (set in `willProcess`).
+    private var traced = false
+
+    init(socket: VerdictSocket, logger: Logger?) {
+        self.socket = socket
+        self.logger = logger
+    }
+
+    /// Sends what the batch left (the rest of its verdicts, in one `sendmsg`).
+    mutating func send() throws(NFQError) { try socket.send(&verdicts) }
+
+    @inline(__always) mutating func willProcess(_ index: Int, _ packet: PacketBytes) {
+        guard let trace else { return }
+        traced = !trace.isFinished && trace.selects(packet)
+        if traced { trace.record(packet, at: now) }
+    }
+
+    @inline(__always) mutating func take(_ verdict: Verdict?, of index: Int, _ packet: PacketBytes) -> Bool {
+        guard let verdict else { return true }  // every queued packet enters the engine
+        if traced, let trace {
+            if verdict.accepts { trace.record(packet, at: now) }
+            trace.countPacket()
+            traced = false
+        }
+        let queued = packets[index]
+        switch verdict {
+        case .accept: verdicts.accept(queued.id)
+        case .rewritten: verdicts.acceptModified(queued.id, payload: packet, queue: socket.queue)
+        case .drop: verdicts.drop(queued.id, queue: socket.queue)
+        }
+        if let logger {
+            logger.debug("packet", metadata: ["id": "\(queued.id)", "length": "\(packet.count)",
+                                              "gso": "\(queued.isGSO)", "verdict": "\(verdict)"])
+        }
+        guard verdicts.isNearlyFull else { return true }
+        do throws(NFQError) {
+            try socket.send(&verdicts)
+            return true
+        } catch {
+            sendError = error
+            return false
+        }
     }
 }

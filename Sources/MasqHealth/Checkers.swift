@@ -170,14 +170,17 @@ public enum Probe {
                     timeout seconds: Double, group: EventLoopGroup) async -> Result {
         let timeout = TimeAmount.nanoseconds(Int64(seconds * 1e9))
         let what = "GET \(url.path) on \(address):\(port)"
-        let promise = group.next().makePromise(of: (HTTPResponseStatus, [UInt8]).self)
-        let collector = ResponseCollector(promise: promise)
+        // One event loop for the channel, the collector and its promise: the collector's state is
+        // touched only there (NIOLoopBoundBox checks it).
+        let eventLoop = group.next()
+        let promise = eventLoop.makePromise(of: (HTTPResponseStatus, [UInt8]).self)
+        let collector = NIOLoopBoundBox.makeBoxSendingValue(ResponseCollector(promise: promise), eventLoop: eventLoop)
         do {
-            let channel = try await bootstrap(group, bindTo: bindTo, timeout: timeout)
+            let channel = try await bootstrap(eventLoop, bindTo: bindTo, timeout: timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(collector)
+                        try channel.pipeline.syncOperations.addHandler(collector.value)
                     }
                 }
                 .connect(to: socketAddress(address, port)).get()
@@ -188,7 +191,7 @@ public enum Probe {
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
             channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
             let timer = channel.eventLoop.scheduleTask(in: timeout) {
-                collector.fail(ResponseTimedOut())
+                collector.value.fail(ResponseTimedOut())
             }
             defer {
                 timer.cancel()
@@ -209,7 +212,7 @@ public enum Probe {
             }
             return .success
         } catch {
-            collector.fail(error)
+            eventLoop.execute { collector.value.fail(error) }
             return .failure(ProbeFailure(check: what, reason: .init(error, timeout: seconds)))
         }
     }
@@ -223,8 +226,9 @@ public enum Probe {
     }
 }
 
-/// Gathers one HTTP response (status and body) and completes the promise at its end.
-final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+/// Gathers one HTTP response (status and body) and completes the promise at its end. Lives on its
+/// channel's event loop (held in a `NIOLoopBoundBox` by the probe).
+final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
     private let promise: EventLoopPromise<(HTTPResponseStatus, [UInt8])>
     private var status: HTTPResponseStatus = .ok

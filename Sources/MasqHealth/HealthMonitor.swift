@@ -22,8 +22,9 @@ public struct HealthEvent: Equatable, Sendable, CustomStringConvertible {
 /// when quorum is lost. A real server is alive while all its checks are. Driven by the caller's clock
 /// and probe function, so it runs the same on a fake clock in tests and on NIO probes in the daemon.
 ///
-/// Its state is behind a lock: the daemon ticks it from the health task while SIGHUP (a reload reads
-/// the old monitor's state) and shutdown come from others.
+/// Its state is behind a lock and changes only inside it, never across an await: the daemon's health
+/// controller ticks it while a reload reads the old monitor's state and the passive check marks
+/// servers down.
 public final class HealthMonitor: Sendable {
     public typealias ProbeFunction = @Sendable (HealthCheck, IPv4Address, UInt16) async -> Probe.Result
 
@@ -197,47 +198,69 @@ public final class HealthMonitor: Sendable {
         return events
     }
 
-    /// Runs every check due at `now` (concurrently) and returns what changed.
+    /// A check that is due: which one, and where its probe connects.
+    public struct DueCheck: Sendable {
+        let virtualServer: Int, realServer: Int, check: Int
+        public let health: HealthCheck
+        public let address: IPv4Address
+        public let port: UInt16
+    }
+
+    /// Runs every check due at `now` (concurrently) and returns what changed. The state changes in
+    /// two locked steps with the probes between them and no lock held across the await: the checks
+    /// due are read (`dueChecks`), then their results recorded (`record`).
     public func tick(now: Int64, probe: @escaping ProbeFunction) async -> [HealthEvent] {
-        typealias Due = (v: Int, r: Int, c: Int, check: HealthCheck, address: IPv4Address, port: UInt16)
-        let due = state.withLock { s -> [Due] in
-            guard !s.stopped else { return [] }
-            var due: [Due] = []
-            for (v, vs) in config.virtualServers.enumerated() {
-                for (r, rs) in vs.realServers.enumerated() {
-                    for (c, check) in rs.checks.enumerated() where s.schedules[v][r][c].isDue(at: now) {
-                        due.append((v, r, c, check, check.connectIP ?? rs.address, check.connectPort ?? rs.port))
-                    }
-                }
-            }
-            return due
-        }
+        let due = dueChecks(at: now)
         guard !due.isEmpty else { return [] }
         let results = await withTaskGroup(of: (Int, Probe.Result).self) { group in
             for (i, d) in due.enumerated() {
-                group.addTask { (i, await probe(d.check, d.address, d.port)) }
+                group.addTask { (i, await probe(d.health, d.address, d.port)) }
             }
             var out = [Probe.Result](repeating: .success, count: due.count)
             for await (i, r) in group { out[i] = r }
             return out
         }
-        return state.withLock { s -> [HealthEvent] in
-            guard !s.stopped else { return [] }  // shut down or reloaded while the probes ran
+        return record(results, of: due, at: now)
+    }
+
+    /// The checks due at `now` (none once stopped).
+    public func dueChecks(at now: Int64) -> [DueCheck] {
+        state.withLock { s -> [DueCheck] in
+            guard !s.stopped else { return [] }
+            var due: [DueCheck] = []
+            for (v, vs) in config.virtualServers.enumerated() {
+                for (r, rs) in vs.realServers.enumerated() {
+                    for (c, check) in rs.checks.enumerated() where s.schedules[v][r][c].isDue(at: now) {
+                        due.append(DueCheck(virtualServer: v, realServer: r, check: c, health: check,
+                                            address: check.connectIP ?? rs.address, port: check.connectPort ?? rs.port))
+                    }
+                }
+            }
+            return due
+        }
+    }
+
+    /// Records the probes' results (`results[i]` for `due[i]`) and returns what changed; nothing if the
+    /// monitor was stopped (shut down, or a reload took over) while the probes ran.
+    public func record(_ results: [Probe.Result], of due: [DueCheck], at now: Int64) -> [HealthEvent] {
+        state.withLock { s -> [HealthEvent] in
+            guard !s.stopped else { return [] }
             var events: [HealthEvent] = []
             var notified = Set<[Int]>()
-            for (i, d) in due.enumerated() {
-                let wasAlive = s.schedules[d.v][d.r].allSatisfy { $0.status == .up }
-                let firstRun = !s.schedules[d.v][d.r][d.c].hasRun
+            for (d, result) in zip(due, results) {
+                let v = d.virtualServer, r = d.realServer
+                let wasAlive = s.schedules[v][r].allSatisfy { $0.status == .up }
+                let firstRun = !s.schedules[v][r][d.check].hasRun
                 let reason: String
-                if case .failure(let why) = results[i] { reason = why.description } else { reason = "" }
-                let transition = s.schedules[d.v][d.r][d.c].record(success: results[i].succeeded, at: now)
-                let alive = s.schedules[d.v][d.r].allSatisfy { $0.status == .up }
-                let vs = config.virtualServers[d.v], rs = vs.realServers[d.r]
+                if case .failure(let why) = result { reason = why.description } else { reason = "" }
+                let transition = s.schedules[v][r][d.check].record(success: result.succeeded, at: now)
+                let alive = s.schedules[v][r].allSatisfy { $0.status == .up }
+                let vs = config.virtualServers[v], rs = vs.realServers[r]
                 if alive != wasAlive {
                     events.append(HealthEvent(kind: alive ? .serverUp : .serverDown, service: vs.key, server: rs.spec,
                                               reason: alive ? (firstRun ? "first check passed" : "checks pass again") : reason,
                                               script: alive ? rs.notifyUp : rs.notifyDown))
-                } else if transition == .firstCheckFailed, !alive, notified.insert([d.v, d.r]).inserted {
+                } else if transition == .firstCheckFailed, !alive, notified.insert([v, r]).inserted {
                     // alpha: it was never in; keepalived still reports the failed first check.
                     events.append(HealthEvent(kind: .serverDown, service: vs.key, server: rs.spec,
                                               reason: "first check failed (alpha: not added yet): \(reason)",

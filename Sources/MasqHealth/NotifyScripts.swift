@@ -46,11 +46,10 @@ public enum NotifyScripts {
     public static func start(_ commandLine: String, limit: Duration,
                              onOverrun: @escaping @Sendable () -> Void) throws(Failure) {
         let process = try process(commandLine)
-        let box = ProcessBox(process)
         let (seconds, attoseconds) = limit.components
         DispatchQueue.global().asyncAfter(deadline: .now() + Double(seconds) + Double(attoseconds) / 1e18) {
-            if box.process.isRunning {
-                box.process.terminate()
+            if process.isRunning {
+                process.terminate()
                 onOverrun()
             }
         }
@@ -102,10 +101,4 @@ public enum NotifyScripts {
         }
         return results.map { $0 ?? .success(.stopped) }
     }
-}
-
-/// Process is not Sendable; the overrun timer only asks it whether it runs and stops it.
-private final class ProcessBox: @unchecked Sendable {
-    let process: Process
-    init(_ process: Process) { self.process = process }
 }

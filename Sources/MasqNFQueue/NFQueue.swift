@@ -160,6 +160,21 @@ public struct NFQueue: ~Copyable {
 
     /// Sends every verdict of the batch in one `sendmsg` (several netlink messages in one datagram).
     public func send(_ verdicts: inout VerdictBatch) throws(NFQError) {
+        try verdictSocket.send(&verdicts)
+    }
+
+    /// What sending verdicts needs of the queue, as a plain value a verdict sink can hold while the
+    /// queue itself (which closes the socket) stays with its thread.
+    public var verdictSocket: VerdictSocket { VerdictSocket(fd: fd, queue: queue) }
+}
+
+/// The sending side of a bound queue: its socket and number. Valid while the `NFQueue` lives.
+public struct VerdictSocket {
+    public let fd: Int32
+    public let queue: UInt16
+
+    /// Sends every verdict of the batch in one `sendmsg` (several netlink messages in one datagram).
+    public func send(_ verdicts: inout VerdictBatch) throws(NFQError) {
         verdicts.closeRun(queue: queue)
         guard verdicts.iovecCount > 0 else { return }
         var address = sockaddr_nl()

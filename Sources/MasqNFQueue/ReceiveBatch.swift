@@ -55,7 +55,7 @@ public struct ReceiveBatch: ~Copyable {
     public private(set) var lastNetlinkError: Int32 = 0
 
     /// `bufferSize` must hold a 64 KiB GSO packet and its netlink headers.
-    public init(capacity: Int = 64, bufferSize: Int = 65_536 + 4_096) {
+    public init(capacity: Int = Engine.batchSize, bufferSize: Int = 65_536 + 4_096) {
         self.capacity = capacity
         self.bufferSize = bufferSize
         buffers = .allocate(byteCount: capacity * bufferSize, alignment: 64)
@@ -63,7 +63,7 @@ public struct ReceiveBatch: ~Copyable {
         headers = .allocate(capacity: capacity)
         attributes = .allocate(capacity: Int(__NFQA_MAX.rawValue))
         packetCapacity = capacity * 4
-        packets = .allocate(capacity: packetCapacity)
+        parsed = .allocate(capacity: packetCapacity)
         for i in 0..<capacity {
             iovecs[i] = iovec(iov_base: buffers + i * bufferSize, iov_len: bufferSize)
             headers[i] = masq_mmsghdr()
@@ -77,18 +77,21 @@ public struct ReceiveBatch: ~Copyable {
         iovecs.deallocate()
         headers.deallocate()
         attributes.deallocate()
-        packets.deallocate()
+        parsed.deallocate()
     }
 
     /// The queued packets of the last receive, in order, parsed by `parse()`.
     public private(set) var packetCount = 0
-    private let packets: UnsafeMutablePointer<QueuedPacket>
+    private let parsed: UnsafeMutablePointer<QueuedPacket>
     private let packetCapacity: Int
     /// Packets beyond `packetCapacity` in one receive (never expected: one packet per datagram); the
     /// highest such id, which the caller must accept with a batch verdict so none goes unanswered.
     public private(set) var overflowID: UInt32?
 
-    public func packet(_ index: Int) -> QueuedPacket { packets[index] }
+    public func packet(_ index: Int) -> QueuedPacket { parsed[index] }
+
+    /// The queued packets of the last receive, as a view valid until the next `parse()`.
+    public var packets: UnsafeBufferPointer<QueuedPacket> { UnsafeBufferPointer(start: parsed, count: packetCount) }
 
     /// Walks the datagrams of the last receive: queued packets into `packet(_:)`, errors counted.
     public mutating func parse() {
@@ -103,7 +106,7 @@ public struct ReceiveBatch: ~Copyable {
                 if type == packetType {
                     if let packet = parse(nlh) {
                         if packetCount < packetCapacity {
-                            packets[packetCount] = packet
+                            parsed[packetCount] = packet
                             packetCount += 1
                         } else {
                             overflowID = packet.id

@@ -72,8 +72,10 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a pcap or pcapng capture through the engine and write what it lets through.",
         discussion: """
-            Capture timestamps drive the clock, so a replay is deterministic. Accepted packets (rewritten \
-            or untouched) are written with their original timestamps; dropped ones are left out.
+            Capture timestamps drive the clock, so a replay is deterministic. The packets go through the \
+            engine in batches of \(Engine.batchSize), by the call the daemon makes for each receive batch. \
+            Accepted packets (rewritten or untouched) are written with their original timestamps; dropped \
+            ones are left out.
             """)
 
     @Option(help: "The rules file (ipvsadm-save format).")
