@@ -1,6 +1,6 @@
 // libFuzzer target: the control protocol's request decoder (MasqControl's ControlFraming and
 // ControlRequest, compiled in; the daemon's ControlHandler hands every request it reads to this decoder,
-// and ControlDispatcher needs a running DaemonCore). Never a crash; a request that decodes is one the
+// and ControlDispatcher needs a running ControlPlane). Never a crash; a request that decodes is one the
 // daemon can apply: it encodes to bytes that decode to the same request, an `apply`'s command travels
 // as ipvsadm words that parse back to it, and the configuration takes it. The same bytes read as an
 // answer (the client's decoder) never crash either. Oracles for FlowFilter, which `flows` and `trace`

@@ -64,7 +64,8 @@ public struct AdminError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unsupported: self = .fail("\(error.message) (at '\(error.token)')")
         case .notACommand: self = .tryHelpExit
         case .popt: self.init(message: "\(error.token): \(error.message)", exitCode: 255)
-        case .notFound(let listing): self.init(message: error.message, exitCode: listing ? 1 : 255)
+        case .noSuchService(let listing): self.init(message: error.message, exitCode: listing ? 1 : 255)
+        case .noSuchScheduler: self.init(message: error.message, exitCode: 255)
         }
     }
 }

@@ -60,13 +60,13 @@ public struct ControlError: Error, Equatable, Sendable, Codable, CustomStringCon
     /// error's own (libipvs's words and the token, e.g. "No such service (at '198.18.0.1:80')").
     public init(_ error: RulesError) {
         let code: Code
-        switch error.message {
-        case "No such service", "Service not defined": code = .noSuchService
-        case "Service already exists": code = .serviceExists
-        case "No such destination": code = .noSuchDestination
-        case "Destination already exists": code = .destinationExists
-        case let m where m.hasPrefix("Scheduler or persistence engine not found"): code = .noSuchScheduler
-        default: code = .invalidArgument
+        switch error.kind {
+        case .noSuchService: code = .noSuchService
+        case .serviceExists: code = .serviceExists
+        case .noSuchDestination: code = .noSuchDestination
+        case .destinationExists: code = .destinationExists
+        case .noSuchScheduler: code = .noSuchScheduler
+        case .invalid: code = .invalidArgument
         }
         self.init(code, error.description)
     }

@@ -9,13 +9,13 @@ import ServiceLifecycle
 /// The runtime control socket, in the spirit of HAProxy's runtime API: a Unix socket (mode 0600 or an
 /// abstract name; root or the daemon's user only), one request per connection, in MasqControl's
 /// protocol: a JSON `ControlRequest` in, a JSON `ControlReply` out (`ControlFraming`). `ControlHandler`
-/// reads and decodes the request, `ControlDispatcher` applies it to the control plane (`DaemonCore`).
+/// reads and decodes the request, `ControlDispatcher` applies it to the control plane (`ControlPlane`).
 public struct ControlService: Service {
-    let core: DaemonCore
+    let core: ControlPlane
     let listener: ControlSocketListener
     let logger: Logger
 
-    init(core: DaemonCore, listener: ControlSocketListener, logger: Logger) {
+    init(core: ControlPlane, listener: ControlSocketListener, logger: Logger) {
         self.core = core
         self.listener = listener
         self.logger = logger
@@ -164,7 +164,7 @@ struct PeerCredentials {
 /// Applies a decoded request to the daemon's control plane and says how it went, in the protocol's
 /// terms: the typed error codes, never ipvsadm's exit statuses (masqadm words those).
 struct ControlDispatcher: Sendable {
-    let core: DaemonCore
+    let core: ControlPlane
 
     func reply(to request: ControlRequest) -> ControlReply {
         switch request {
@@ -204,9 +204,11 @@ struct ControlDispatcher: Sendable {
             do {
                 try core.startTrace(filter: filter, packets: packets, seconds: seconds, path: file)
             } catch {
-                // `startTrace` says only in words whether another trace holds the one slot.
-                let busy = error.description.hasPrefix("a trace is already running")
-                return .failure(ControlError(busy ? .busy : .failed, error.description))
+                let code: ControlError.Code = switch error {
+                case .busy: .busy
+                case .cannotCreate: .failed
+                }
+                return .failure(ControlError(code, error.description))
             }
             return .text("tracing \(filter.isEmpty ? "every flow" : filter.description) to \(file) for \(packets) packets or \(seconds) s\n")
         }

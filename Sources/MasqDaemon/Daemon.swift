@@ -138,7 +138,7 @@ struct PacketService: Service {
 /// iptables rules when masq installed them), a bad one is logged with file:line and changes nothing.
 /// SIGUSR1: write the connection table to a new file in the dump directory, named in the log.
 struct SignalService: Service {
-    let core: DaemonCore
+    let core: ControlPlane
     let control: LoopControl
     let health: HealthController?
     let logger: Logger
@@ -173,7 +173,7 @@ struct SignalService: Service {
 
 /// Every 2 s, the rates behind `masqadm --rate`, and the iptables rules of draining real servers.
 struct RateService: Service {
-    let core: DaemonCore
+    let core: ControlPlane
 
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -244,7 +244,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     }
 
     let shared = SharedEngine(engine)
-    let core = DaemonCore(options: options, shared: shared, configuration: configuration, iptables: installed,
+    let core = ControlPlane(options: options, shared: shared, configuration: configuration, iptables: installed,
                           logger: logger)
     let control = LoopControl()
     var loop = PacketLoop(logger: logger, logPackets: options.logPackets)

@@ -38,13 +38,13 @@ actor HealthController {
     /// keepalived gives the scripts it runs while stopping one second (TIMER_HZ in
     /// clear_services' system_call_script, then its shutdown backstop kills what is left).
     static let shutdownScriptLimit: Duration = .seconds(1)
-    let core: DaemonCore
+    let core: ControlPlane
     let logger: Logger
 
     /// The daemon builds its engine from the keepalived.conf with every real server in; this gives it
     /// the servers the checks allow at start before the packet loop runs (keepalived never adds an
     /// `alpha` server until its first successful check), and handles what starting changed.
-    init(_ config: KeepalivedConfig, core: DaemonCore, logger: Logger) {
+    init(_ config: KeepalivedConfig, core: ControlPlane, logger: Logger) {
         let m = HealthMonitor(config, now: monotonicNanoseconds())
         monitor = m
         self.core = core
@@ -65,7 +65,7 @@ actor HealthController {
 
     /// Applies the monitor's view unless the engine already runs exactly those services (a health
     /// event that changes no destination, an alpha server's failed first check, need not touch it).
-    private static func apply(_ m: HealthMonitor, to core: DaemonCore, reason: String) {
+    private static func apply(_ m: HealthMonitor, to core: ControlPlane, reason: String) {
         let current = core.currentConfiguration
         let next = m.effectiveConfiguration(timeouts: current.timeouts)
         guard next.services != current.services else { return }

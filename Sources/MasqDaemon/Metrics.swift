@@ -19,10 +19,10 @@ public final class MetricsPublisher: Sendable {
     /// What each counter series has been moved to so far; held for a whole scrape, so two scrapes
     /// at once cannot both publish the same increase.
     private let published = Mutex(PublishedTotals())
-    private let core: DaemonCore
+    private let core: ControlPlane
 
     /// Bootstraps swift-metrics with a Prometheus factory (once per process).
-    public init(core: DaemonCore) {
+    public init(core: ControlPlane) {
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256]

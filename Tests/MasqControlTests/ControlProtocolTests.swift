@@ -142,19 +142,39 @@ import Testing
 
     /// Rules errors get the code of the errno IPVS answers them with; the message stays the error's own.
     @Test func rulesErrorsMapToCodes() {
-        let cases: [(String, ControlError.Code)] = [
-            ("No such service", .noSuchService), ("Service not defined", .noSuchService),
-            ("Service already exists", .serviceExists), ("No such destination", .noSuchDestination),
-            ("Destination already exists", .destinationExists),
-            ("Scheduler or persistence engine not found (masq has rr)", .noSuchScheduler),
-            ("illegal weight specified", .invalidArgument),
+        let cases: [(RulesError.Kind, ControlError.Code)] = [
+            (.noSuchService, .noSuchService), (.serviceExists, .serviceExists),
+            (.noSuchDestination, .noSuchDestination), (.destinationExists, .destinationExists),
+            (.noSuchScheduler, .noSuchScheduler), (.invalid, .invalidArgument),
         ]
-        for (message, code) in cases {
-            let error = ControlError(RulesError(token: "198.18.0.1:80", message: message))
-            #expect(error.code == code, "\(message)")
-            #expect(error.message == "\(message) (at '198.18.0.1:80')")
+        for (kind, code) in cases {
+            let error = ControlError(RulesError(kind, token: "198.18.0.1:80", message: "words"))
+            #expect(error.code == code, "\(kind)")
+            #expect(error.message == "words (at '198.18.0.1:80')")
         }
-        #expect(ControlError(RulesError(file: "<stdin>", line: 2, token: "", message: "No such service")).message
+        #expect(ControlError(RulesError(.noSuchService, file: "<stdin>", line: 2, token: "", message: "No such service")).message
             == "<stdin>:2: No such service")
+    }
+
+    /// The edits IPVS refuses come out of the parser and the configuration with their kind, not just words.
+    @Test func refusedEditsCarryTheirKind() throws {
+        var configuration = try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m\n", file: "rules")
+        let cases: [(String, ControlError.Code)] = [
+            ("-A -t 198.18.0.1:80 -s rr", .serviceExists),
+            ("-E -t 198.18.0.2:80 -s rr", .noSuchService),
+            ("-a -t 198.18.0.2:80 -r 198.19.0.201:80 -m", .noSuchService),
+            ("-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m", .destinationExists),
+            ("-d -t 198.18.0.1:80 -r 198.19.0.202:80", .noSuchDestination),
+            ("-A -t 198.18.0.3:80 -s nosuch", .noSuchScheduler),
+            ("-A -t 198.18.0.3:80 -s rr -w -1", .invalidArgument),
+        ]
+        for (words, code) in cases {
+            do {
+                try configuration.apply(IPVSCommandParser.parse(words.split(separator: " ").map(String.init)))
+                Issue.record("\(words): accepted")
+            } catch {
+                #expect(ControlError(error).code == code, "\(words): \(error)")
+            }
+        }
     }
 }

@@ -16,14 +16,14 @@ import Testing
 
         """
 
-    static func core() throws -> DaemonCore {
+    static func core() throws -> ControlPlane {
         let configuration = try RulesFile.parse(rules)
-        return DaemonCore(options: DaemonOptions(rulesPath: "/nonexistent"), shared: SharedEngine(Engine(configuration: configuration)),
+        return ControlPlane(options: DaemonOptions(rulesPath: "/nonexistent"), shared: SharedEngine(Engine(configuration: configuration)),
                           configuration: configuration, iptables: nil, logger: Logger(label: "test"))
     }
 
     /// A connected channel with the handler, its peer allowed or not.
-    static func channel(_ core: DaemonCore, peerAllowed: Bool = true) throws -> EmbeddedChannel {
+    static func channel(_ core: ControlPlane, peerAllowed: Bool = true) throws -> EmbeddedChannel {
         let handler = ControlHandler(dispatcher: ControlDispatcher(core: core)) { channel in
             channel.eventLoop.makeSucceededFuture(peerAllowed)
         }

@@ -105,7 +105,7 @@ import Testing
         let first = "\(directory)/masq-trace-\(UUID().uuidString).pcap", second = "\(directory)/masq-trace-\(UUID().uuidString).pcap"
         defer { try? FileManager.default.removeItem(atPath: first) }
         try core.startTrace(filter: FlowFilter(), packets: 10, seconds: 60, path: first)
-        #expect(throws: DaemonError.self) { try core.startTrace(filter: FlowFilter(), packets: 10, seconds: 60, path: second) }
+        #expect(throws: ControlPlane.TraceRefusal.self) { try core.startTrace(filter: FlowFilter(), packets: 10, seconds: 60, path: second) }
         #expect(!FileManager.default.fileExists(atPath: second))
         #expect(core.shared.withLock { $0.trace?.path } == first)
     }

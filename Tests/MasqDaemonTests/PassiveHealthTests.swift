@@ -23,16 +23,16 @@ import Testing
         """
     static let server = IPv4Address("198.19.0.201")!
 
-    static func controller() throws -> (HealthController, DaemonCore) {
+    static func controller() throws -> (HealthController, ControlPlane) {
         let config = try KeepalivedParser.parse(text: keepalived)
-        let core = DaemonCore(options: DaemonOptions(rulesPath: "/nonexistent"),
+        let core = ControlPlane(options: DaemonOptions(rulesPath: "/nonexistent"),
                               shared: SharedEngine(Engine(configuration: config.configuration)),
                               configuration: config.configuration, iptables: nil, logger: Logger(label: "test"))
         return (HealthController(config, core: core, logger: Logger(label: "test")), core)
     }
 
     /// A client's SYN, then the real server's answer: a reset, or a SYN-ACK the client acknowledges.
-    static func connect(_ core: DaemonCore, clientPort: UInt16, refused: Bool) {
+    static func connect(_ core: ControlPlane, clientPort: UInt16, refused: Bool) {
         core.shared.process(tcpSegment(from: "198.18.1.10", clientPort, to: "198.18.0.1", 80, flags: .syn))
         if refused {
             core.shared.process(tcpSegment(from: "198.19.0.201", 80, to: "198.18.1.10", clientPort, flags: [.rst, .ack]))
@@ -42,7 +42,7 @@ import Testing
         }
     }
 
-    static func servers(_ core: DaemonCore) -> [IPv4Address] {
+    static func servers(_ core: ControlPlane) -> [IPv4Address] {
         core.currentConfiguration.services[0].realServers.map(\.address)
     }
 

@@ -42,7 +42,7 @@ private struct CapturingHandler: LogHandler {
         let captured = Captured()
         let logger = Logger(label: "test") { _ in CapturingHandler(captured: captured) }
         let configuration = try RulesFile.parse(rules)
-        let core = DaemonCore(options: DaemonOptions(rulesPath: path), shared: SharedEngine(Engine(configuration: configuration)),
+        let core = ControlPlane(options: DaemonOptions(rulesPath: path), shared: SharedEngine(Engine(configuration: configuration)),
                               configuration: configuration, iptables: nil, logger: logger)
         // masqadm at run time: a third real server and a new weight, which the file does not have.
         try core.edit(try IPVSCommandParser.parse(["-a", "-t", "198.18.0.1:80", "-r", "198.19.0.203:80", "-m"]))

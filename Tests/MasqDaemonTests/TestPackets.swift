@@ -40,8 +40,8 @@ extension SharedEngine {
 }
 
 /// A control plane with no iptables and no queue: what masqadm and SIGHUP change, on a bare engine.
-func controlPlane(_ rules: String, logger: Logger = Logger(label: "test")) throws -> DaemonCore {
+func controlPlane(_ rules: String, logger: Logger = Logger(label: "test")) throws -> ControlPlane {
     let configuration = try RulesFile.parse(rules)
-    return DaemonCore(options: DaemonOptions(rulesPath: "/nonexistent"), shared: SharedEngine(Engine(configuration: configuration)),
+    return ControlPlane(options: DaemonOptions(rulesPath: "/nonexistent"), shared: SharedEngine(Engine(configuration: configuration)),
                       configuration: configuration, iptables: nil, logger: logger)
 }

@@ -83,9 +83,11 @@ public struct IPVSCommandError: Error, Equatable, Sendable {
         /// A popt error after the first option ("unknown option", "missing argument", …): ipvsadm
         /// prints "WORD: REASON" and exits 255.
         case popt
-        /// What IPVS itself would refuse (`-s` of a scheduler it lacks, a service masq cannot hold):
-        /// libipvs's words; ipvsadm's `list_service` exits 1, the other commands 255.
-        case notFound(listing: Bool)
+        /// What IPVS itself would refuse with ESRCH: a service masq cannot hold (IPVS has no such
+        /// service); libipvs's words. ipvsadm's `list_service` exits 1, the other commands 255.
+        case noSuchService(listing: Bool)
+        /// IPVS's ENOENT for `-s` naming a scheduler it lacks; libipvs's words, exit 255.
+        case noSuchScheduler
     }
 
     public var kind: Kind
@@ -364,7 +366,7 @@ private struct Parser {
             if options.contains(.service) && !l.connections {
                 // list_service: a service masq cannot have is a service IPVS doesn't have.
                 guard let key = serviceKey() else {
-                    throw IPVSCommandError(.notFound(listing: true), "No such service", token: serviceText)
+                    throw IPVSCommandError(.noSuchService(listing: true), "No such service", token: serviceText)
                 }
                 l.service = key
             }
@@ -373,7 +375,7 @@ private struct Parser {
             guard options.contains(.service) else { return .zero(nil) }
             if fwmark == nil, let s = service, s.isAny, s.port == 0 { return .zero(nil) }  // ipvs_zero_service
             guard let key = serviceKey() else {
-                throw IPVSCommandError(.notFound(listing: false), "No such service", token: serviceText)
+                throw IPVSCommandError(.noSuchService(listing: false), "No such service", token: serviceText)
             }
             return .zero(key)
         case .save:
@@ -476,7 +478,7 @@ private struct Parser {
             scheduler = cut(v, 15)  // IP_VS_SCHEDNAME_MAXLEN - 1
             if Schedulers.type(named: scheduler) == nil, refusal == nil {
                 // IPVS's ENOENT from the add/edit, in libipvs's words.
-                refusal = IPVSCommandError(.notFound(listing: false), "Scheduler or persistence engine not found",
+                refusal = IPVSCommandError(.noSuchScheduler, "Scheduler or persistence engine not found",
                                            token: scheduler,
                                            detail: "masq has \(Schedulers.all.map { $0.name }.joined(separator: ", "))")
             }

@@ -30,12 +30,31 @@ public struct IPVSCommand: Equatable, Sendable {
 
 /// An error in a rules file or command, naming where and which token.
 public struct RulesError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// What IPVS would answer an edit with (libipvs's errno), so a caller can tell a refusal of the
+    /// change apart from a command that does not parse without reading the words.
+    public enum Kind: Equatable, Sendable {
+        /// The text is not a valid command or value (EINVAL, and every syntax error).
+        case invalid
+        /// ESRCH: the service does not exist ("No such service", "Service not defined").
+        case noSuchService
+        /// EEXIST on a service.
+        case serviceExists
+        /// ENOENT on a real server.
+        case noSuchDestination
+        /// EEXIST on a real server.
+        case destinationExists
+        /// ENOENT on `-s`: no such scheduler or persistence engine.
+        case noSuchScheduler
+    }
+
+    public var kind: Kind
     public var file: String
     public var line: Int
     public var token: String
     public var message: String
 
-    public init(file: String = "", line: Int = 0, token: String, message: String) {
+    public init(_ kind: Kind = .invalid, file: String = "", line: Int = 0, token: String, message: String) {
+        self.kind = kind
         self.file = file
         self.line = line
         self.token = token
@@ -64,7 +83,12 @@ public enum IPVSCommandParser {
         do {
             parsed = try IPVSAdmCommandLine.parse(tokens, readingStdin: true, names: names)
         } catch {
-            throw RulesError(token: error.token, message: error.kind == .popt ? "\(error.token): \(error.message)"
+            let kind: RulesError.Kind = switch error.kind {
+            case .noSuchService: .noSuchService
+            case .noSuchScheduler: .noSuchScheduler
+            case .invalid, .unsupported, .notACommand, .popt: .invalid
+            }
+            throw RulesError(kind, token: error.token, message: error.kind == .popt ? "\(error.token): \(error.message)"
                                                                               : error.explained)
         }
         guard case .edit(let command, _) = parsed else {

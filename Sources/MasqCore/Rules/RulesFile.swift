@@ -68,7 +68,7 @@ extension Configuration {
         case .addService:
             let key = c.service!
             guard serviceIndex(key) == nil else {
-                throw RulesError(token: "\(key.address):\(key.port)", message: "Service already exists")
+                throw RulesError(.serviceExists, token: "\(key.address):\(key.port)", message: "Service already exists")
             }
             services.append(ServiceSpec(
                 key: key, scheduler: c.scheduler ?? Schedulers.defaultName, schedulerFlags: c.schedulerFlags ?? [],
@@ -76,7 +76,7 @@ extension Configuration {
         case .editService:
             let key = c.service!
             guard let i = serviceIndex(key) else {
-                throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
+                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
             }
             // ipvsadm -E sets the service afresh from its options, with the defaults for those not given.
             services[i].scheduler = c.scheduler ?? Schedulers.defaultName
@@ -86,13 +86,13 @@ extension Configuration {
         case .deleteService:
             let key = c.service!
             guard let i = serviceIndex(key) else {
-                throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
+                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
             }
             services.remove(at: i)
         case .addServer, .editServer, .deleteServer:
             let key = c.service!
             guard let i = serviceIndex(key) else {
-                throw RulesError(token: "\(key.address):\(key.port)", message: "Service not defined")
+                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "Service not defined")
             }
             let rs = c.realServer!
             // ipvsadm: an omitted real-server port is the virtual port.
@@ -101,13 +101,13 @@ extension Configuration {
             let token = "\(rs.address):\(port)"
             switch c.kind {
             case .addServer:
-                guard existing == nil else { throw RulesError(token: token, message: "Destination already exists") }
+                guard existing == nil else { throw RulesError(.destinationExists, token: token, message: "Destination already exists") }
                 services[i].realServers.append(RealServerSpec(address: rs.address, port: port, weight: c.weight ?? 1))
             case .editServer:
-                guard let j = existing else { throw RulesError(token: token, message: "No such destination") }
+                guard let j = existing else { throw RulesError(.noSuchDestination, token: token, message: "No such destination") }
                 services[i].realServers[j].weight = c.weight ?? 1
             default:
-                guard let j = existing else { throw RulesError(token: token, message: "No such destination") }
+                guard let j = existing else { throw RulesError(.noSuchDestination, token: token, message: "No such destination") }
                 services[i].realServers.remove(at: j)
             }
         }

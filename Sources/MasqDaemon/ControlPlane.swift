@@ -9,7 +9,7 @@ import Synchronization
 /// (SIGHUP, masqadm), and what the admin tools read (state, flows, rates, traces). Every change is
 /// validated whole and applied to the engine under its lock, between two packet batches, so it is
 /// atomic for the packet path; established flows are never dropped by a change.
-public final class DaemonCore: Sendable {
+public final class ControlPlane: Sendable {
     public let options: DaemonOptions
     public let shared: SharedEngine
     let logger: Logger
@@ -125,7 +125,7 @@ public final class DaemonCore: Sendable {
 
     public func zero(_ key: ServiceKey?) throws(RulesError) {
         if let key, currentConfiguration.serviceIndex(key) == nil {
-            throw RulesError(token: "\(key.address):\(key.port)", message: "No such service")
+            throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
         }
         shared.withLock { $0.engine.zeroCounters(key) }
     }
@@ -201,16 +201,28 @@ public final class DaemonCore: Sendable {
 
     /// Starts a packet trace; one at a time. The file is opened outside the engine lock, which is
     /// taken only to look for a running trace and to install the new one.
-    public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(DaemonError) {
-        func alreadyRunning(_ running: String) -> DaemonError {
-            DaemonError("a trace is already running (to \(running)); wait for it to finish")
+    /// Why a trace did not start.
+    public enum TraceRefusal: Error, CustomStringConvertible {
+        /// The one trace slot is taken (by the trace writing to this file).
+        case busy(runningTo: String)
+        /// The capture file could not be created.
+        case cannotCreate(String)
+
+        public var description: String {
+            switch self {
+            case .busy(let running): "a trace is already running (to \(running)); wait for it to finish"
+            case .cannotCreate(let reason): reason
+            }
         }
-        if let running = shared.withLock({ $0.trace?.path }) { throw alreadyRunning(running) }
+    }
+
+    public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(TraceRefusal) {
+        if let running = shared.withLock({ $0.trace?.path }) { throw .busy(runningTo: running) }
         let trace: PacketTrace
         do throws(CaptureError) {
             trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds, now: monotonicNanoseconds())
         } catch {
-            throw DaemonError(error.description)
+            throw .cannotCreate(error.description)
         }
         let running = shared.withLock { state -> String? in
             if let running = state.trace { return running.path }
@@ -220,7 +232,7 @@ public final class DaemonCore: Sendable {
         if let running {
             // Another admin's trace started meanwhile: this one's file goes.
             try? FileManager.default.removeItem(atPath: path)
-            throw alreadyRunning(running)
+            throw .busy(runningTo: running)
         }
         logger.notice("packet trace started", metadata: [
             "file": "\(path)", "filter": "\(filter)", "packets": "\(packets)", "seconds": "\(seconds)"])
