@@ -63,10 +63,13 @@ public func replay(_ engine: Engine, input: String, output: String?, recordVerdi
                           recordVerdicts: recordVerdicts)
     defer { sink.batch.deallocate() }
     // The sink owns the batch (it writes the records out); the engine reads a copy of the view.
-    while try sink.batch.fill(from: &reader) {
+    while sink.batch.fill(from: &reader) {
         engine.process(batch: sink.batch, into: &sink)
         if let failure = sink.failure { throw failure }
     }
+    // A capture that breaks off (a truncated file) fails after every whole record before the break
+    // went through and was written, as a one-by-one replay would.
+    if let failure = sink.batch.readFailure { throw failure }
     try sink.writer?.flush()
     sink.summary.engine = engine.counters
     return sink.summary
@@ -89,16 +92,28 @@ struct ReplayBatch: PacketBatchSource {
     private var storage = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
     private var capacity = 1 << 16
     private(set) var records: [Record] = []
+    /// Why the capture could not be read further, once it could not: the batch before it still runs.
+    private(set) var readFailure: CaptureError?
 
     init() { records.reserveCapacity(Engine.batchSize) }
 
     func deallocate() { storage.deallocate() }
 
-    /// Reads the next batch; false at the end of the capture.
-    mutating func fill(from reader: inout CaptureReader) throws(CaptureError) -> Bool {
+    /// Reads the next batch; false at the end of the capture, or after a read failure (`readFailure`),
+    /// once the records read before it have been handed out.
+    mutating func fill(from reader: inout CaptureReader) -> Bool {
         records.removeAll(keepingCapacity: true)
+        guard readFailure == nil else { return false }
         var used = 0
-        while records.count < Engine.batchSize, let record = try reader.next() {
+        while records.count < Engine.batchSize {
+            let next: CaptureRecord?
+            do throws(CaptureError) {
+                next = try reader.next()
+            } catch {
+                readFailure = error
+                break
+            }
+            guard let record = next else { break }
             let length = record.bytes.count
             if used + length > capacity {
                 capacity = max(capacity * 2, used + length)

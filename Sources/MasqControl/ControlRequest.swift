@@ -20,6 +20,9 @@ public enum ControlRequest: Equatable, Sendable {
     /// Record the packets of the flows the filter selects, before and after NAT, to a pcap file the
     /// daemon writes at `file` (an absolute path), for `packets` packets or `seconds` seconds.
     case trace(FlowFilter, packets: Int, seconds: Int, file: String)
+
+    /// The longest trace a request may ask for, in seconds (a year).
+    public static let longestTrace = 366 * 86_400
     /// What the daemon answers to (`ControlReply.text`, `helpText`).
     case help
 
@@ -146,6 +149,11 @@ extension ControlRequest: Codable {
             guard packets > 0, seconds > 0 else {
                 throw DecodingError.dataCorruptedError(forKey: packets > 0 ? .seconds : .packets, in: c,
                                                        debugDescription: "trace: packets and seconds must be positive")
+            }
+            // A deadline in nanoseconds must not wrap: a year is more than any trace needs.
+            guard seconds <= Self.longestTrace else {
+                throw DecodingError.dataCorruptedError(forKey: .seconds, in: c,
+                                                       debugDescription: "trace: seconds must be at most \(Self.longestTrace)")
             }
             guard file.hasPrefix("/") else {
                 throw DecodingError.dataCorruptedError(forKey: .file, in: c, debugDescription: "trace needs an absolute file path")

@@ -4,9 +4,10 @@
 // `Engine.process(batch:into:)`, so the fixtures test the code production runs (glb-director's
 // one processor with the packet source a small hook).
 //
-// The hooks are generic parameters, not existentials, and the call is inlinable: specialised for
-// the daemon's source and sink, it costs what a loop written in place costs (no witness-table call,
-// no closure context allocated per batch or per packet).
+// The hooks are generic parameters, not existentials, and the call is inlinable, so it is specialised
+// for the daemon's source and sink (no witness-table call). It runs inside `Engine.prefetching`, the
+// loop the daemon ran before, whose per-packet body is a non-escaping closure (its context on the
+// stack): no allocation per batch or per packet, what the old in-place loop cost.
 
 /// Where a batch's packets come from.
 public protocol PacketBatchSource {

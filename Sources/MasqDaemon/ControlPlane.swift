@@ -98,9 +98,16 @@ public final class ControlPlane: Sendable {
 
     /// The health checks replace the services (real servers as health allows); timeouts stay.
     public func replaceServices(_ new: Configuration, reason: String) {
+        replaceServices(reason: reason) { _ in new }
+    }
+
+    /// As `replaceServices(_:reason:)`, with the services computed from the running configuration
+    /// under the change lock (nil: nothing to change), so no edit lands between the look and the change.
+    public func replaceServices(reason: String, _ compute: (Configuration) -> Configuration?) {
         changeLock.withLock { _ in
-            var next = new
-            next.timeouts = currentConfiguration.timeouts
+            let current = currentConfiguration
+            guard var next = compute(current) else { return }
+            next.timeouts = current.timeouts
             replace(next, reason: reason)
         }
     }
@@ -217,23 +224,20 @@ public final class ControlPlane: Sendable {
     }
 
     public func startTrace(filter: FlowFilter, packets: Int, seconds: Int, path: String) throws(TraceRefusal) {
-        if let running = shared.withLock({ $0.trace?.path }) { throw .busy(runningTo: running) }
+        let holder = shared.withLock { state -> String? in
+            if let holder = state.traceSlot { return holder }
+            state.traceSlot = path
+            return nil
+        }
+        if let holder { throw .busy(runningTo: holder) }
         let trace: PacketTrace
         do throws(CaptureError) {
             trace = try PacketTrace(filter: filter, path: path, packets: packets, seconds: seconds, now: monotonicNanoseconds())
         } catch {
+            shared.withLock { $0.traceSlot = nil }
             throw .cannotCreate(error.description)
         }
-        let running = shared.withLock { state -> String? in
-            if let running = state.trace { return running.path }
-            state.trace = trace
-            return nil
-        }
-        if let running {
-            // Another admin's trace started meanwhile: this one's file goes.
-            try? FileManager.default.removeItem(atPath: path)
-            throw .busy(runningTo: running)
-        }
+        shared.withLock { $0.trace = trace }
         logger.notice("packet trace started", metadata: [
             "file": "\(path)", "filter": "\(filter)", "packets": "\(packets)", "seconds": "\(seconds)"])
     }

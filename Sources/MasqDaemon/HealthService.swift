@@ -66,10 +66,10 @@ actor HealthController {
     /// Applies the monitor's view unless the engine already runs exactly those services (a health
     /// event that changes no destination, an alpha server's failed first check, need not touch it).
     private static func apply(_ m: HealthMonitor, to core: ControlPlane, reason: String) {
-        let current = core.currentConfiguration
-        let next = m.effectiveConfiguration(timeouts: current.timeouts)
-        guard next.services != current.services else { return }
-        core.replaceServices(next, reason: reason)
+        core.replaceServices(reason: reason) { current in
+            let next = m.effectiveConfiguration(timeouts: current.timeouts)
+            return next.services != current.services ? next : nil
+        }
     }
 
     /// One round: the checks that are due, then the passive signal. Returns when the next check is due.
@@ -107,18 +107,19 @@ actor HealthController {
     private func passiveFailures(_ m: HealthMonitor) -> [HealthEvent] {
         let now = monotonicNanoseconds()
         var events: [HealthEvent] = []
-        for (key, server) in m.checkedServers {
-            let failures = core.shared.withLock { state in
+        let servers = m.checkedServers
+        // One look at the engine for every server (the lock is the packet threads'), acted on outside it.
+        let failing = core.shared.withLock { state in
+            servers.compactMap { key, server -> (ServiceKey, RealServerSpec, UInt32)? in
                 let failures = state.engine.handshakeFailures(key, server.address, server.port)
-                if failures >= Self.passiveThreshold {
-                    _ = state.engine.handshakeFailures(key, server.address, server.port, reset: true)
-                }
-                return failures
+                guard failures >= Self.passiveThreshold else { return nil }
+                _ = state.engine.handshakeFailures(key, server.address, server.port, reset: true)
+                return (key, server, failures)
             }
-            if failures >= Self.passiveThreshold {
-                events += m.markDown(service: key, server: server,
-                                     reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
-            }
+        }
+        for (key, server, failures) in failing {
+            events += m.markDown(service: key, server: server,
+                                 reason: "passive: \(failures) new connections in a row reset or not completed", now: now)
         }
         return events
     }

@@ -139,7 +139,7 @@ public struct PacketLoop: Sendable {
                 state.engine.advanceClock(to: now)
                 return takeFinishedTrace(&state, now: now)
             }
-            finished.map(closeTrace)
+            finished.map { closeTrace($0, shared) }
             return draining ? .drained : .idle  // stopping: nothing left queued
         }
         return try queue.receive(into: &batch) > 0 ? .batch : .idle
@@ -165,7 +165,7 @@ public struct PacketLoop: Sendable {
             return (now, trace, takeFinishedTrace(&state, now: now))
         }
         // What the batch traced goes to the file outside the lock.
-        if let finished { closeTrace(finished) } else { trace?.writePending() }
+        if let finished { closeTrace(finished, shared) } else { trace?.writePending() }
         if let sendError = sink.sendError { throw sendError }
         return now
     }
@@ -214,9 +214,11 @@ public struct PacketLoop: Sendable {
         return trace
     }
 
-    /// Writes out and flushes a finished trace (no thread records into it any more) and says so.
-    private func closeTrace(_ trace: PacketTrace) {
+    /// Writes out and flushes a finished trace (no thread records into it any more), frees the trace
+    /// slot, and says so.
+    private func closeTrace(_ trace: PacketTrace, _ shared: SharedEngine) {
         trace.flush()
+        shared.withLock { $0.traceSlot = nil }
         logger.notice("packet trace finished", metadata: [
             "file": "\(trace.path)", "records": "\(trace.written)", "filter": "\(trace.filter)"])
     }

@@ -8,6 +8,10 @@ public struct EngineState {
     public let engine: Engine
     /// The packet trace in progress, if any.
     public var trace: PacketTrace?
+    /// The file of the trace that holds the one trace slot: from the request that starts it (before
+    /// its file is created, outside the lock) until its file is flushed after it ends (also outside
+    /// the lock), so a second trace can neither race the first's start nor truncate its tail.
+    public var traceSlot: String?
     /// Each queue's loop counters, refreshed after every batch.
     public var queueCounters: [UInt16: LoopCounters] = [:]
     /// Acquisitions of the lock, and how many found it held and had to wait: what sharing one table

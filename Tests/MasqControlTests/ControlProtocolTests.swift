@@ -79,6 +79,7 @@ import Testing
             (#"{"command":"setTimeouts","tcp":-1,"tcpFin":0,"udp":0}"#, ""),  // Foundation's words vary
             (#"{"command":"trace","filter":"","packets":0,"seconds":5,"file":"/tmp/t"}"#, "must be positive"),
             (#"{"command":"trace","filter":"","packets":1,"seconds":5,"file":"t.pcap"}"#, "absolute file path"),
+            (#"{"command":"trace","filter":"","packets":1,"seconds":9223372036854775807,"file":"/tmp/t"}"#, "at most"),
         ]
         for (text, words) in cases {
             let error = refusal(text)

@@ -90,6 +90,24 @@ import Testing
         #expect(PcapTime.utc(nanosecondsSinceEpoch: times[0]) == "2040-01-01T00:00:00.5Z")
     }
 
+    /// A capture that breaks off mid-record: every whole record before the break is replayed and
+    /// written (replay reads in batches; the batch in hand when the read fails still runs), then the error.
+    @Test func aTruncatedCaptureWritesEveryWholeRecordFirst() throws {
+        let whole = Self.pcap([(1, 0, Self.packet(1)), (2, 0, Self.packet(2)), (3, 0, Self.packet(3))])
+        let input = try Self.write(Array(whole.dropLast(5)), "cut.pcap")
+        let output = Self.temporary("out.pcap")
+        defer {
+            try? FileManager.default.removeItem(atPath: input)
+            try? FileManager.default.removeItem(atPath: output)
+        }
+        let engine = Engine(configuration: try RulesFile.parse(Self.rules))
+        #expect(throws: CaptureError.self) { try replay(engine, input: input, output: output) }
+        var reader = try CaptureReader(path: output)
+        var count = 0
+        while try reader.next() != nil { count += 1 }
+        #expect(count == 2)
+    }
+
     @Test func pcapngBeyondPcapsRangeIsAnErrorNamingThePacket() throws {
         let beyond: UInt64 = (1 << 32) + 5  // 2106-02-07T06:28:21Z
         let input = try Self.write(Self.pcapng([
