@@ -164,30 +164,3 @@ extension ControlRequest: Codable {
         }
     }
 }
-
-extension IPVSCommand {
-    /// The command as numeric ipvsadm words (short options, the order of an `ipvsadm-save -n` line),
-    /// which `IPVSCommandParser.parse` reads back to this command.
-    public var ipvsadmArguments: [String] {
-        var words = [kind.rawValue]
-        if let service {
-            words += [service.proto == .udp ? "-u" : "-t", "\(service.address):\(service.port)"]
-        }
-        if let scheduler { words += ["-s", scheduler] }
-        if let persistence { words += ["-p", String(persistence)] }
-        if let netmask { words += ["-M", netmask.description] }
-        if let flags = schedulerFlags, !flags.isEmpty {
-            // flag-N: the names every scheduler accepts (sh-… and mh-… are the same bits).
-            var names: [String] = []
-            if flags.contains(.fallback) { names.append("flag-1") }
-            if flags.contains(.port) { names.append("flag-2") }
-            words += ["-b", names.joined(separator: ",")]
-        }
-        if let realServer {
-            words += ["-r", realServer.port.map { "\(realServer.address):\($0)" } ?? realServer.address.description]
-            if kind != .deleteServer { words.append("-m") }
-        }
-        if let weight { words += ["-w", String(weight)] }
-        return words
-    }
-}

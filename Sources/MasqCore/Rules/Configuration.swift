@@ -49,13 +49,7 @@ public struct ServiceSpec: Equatable, Sendable {
     }
 
     /// The `-b` flag names ipvsadm prints for this service: sh-/mh- names for sh and mh, else flag-N.
-    public var schedulerFlagNames: [String] {
-        let prefix = scheduler == "sh" || scheduler == "mh" ? scheduler : ""
-        var names: [String] = []
-        if schedulerFlags.contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
-        if schedulerFlags.contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
-        return names
-    }
+    public var schedulerFlagNames: [String] { schedulerFlags.names(scheduler: scheduler) }
 
     /// ipvsadm's default persistence timeout when `-p` has no value (`IPVS_SVC_PERSISTENT_TIMEOUT`, 6 min).
     public static let defaultPersistence: UInt32 = 360

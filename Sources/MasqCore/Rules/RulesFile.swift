@@ -38,21 +38,14 @@ public enum RulesFile {
         return configuration
     }
 
-    /// Prints a configuration as `ipvsadm-save -n` would, so `-S` output and rules files round-trip.
+    /// Prints a configuration as `ipvsadm-save -n` would, so `-S` output and rules files round-trip:
+    /// each service's `-A` line, then an `-a` line per real server.
     public static func format(_ configuration: Configuration) -> String {
         var out = ""
         for s in configuration.services {
-            let flag = s.key.proto == .udp ? "-u" : "-t"
-            let service = "\(flag) \(s.key.address):\(s.key.port)"
-            out += "-A \(service) -s \(s.scheduler)"
-            if let p = s.persistence {
-                out += " -p \(p)"
-                if s.netmask.rawValue != 0xffff_ffff { out += " -M \(s.netmask)" }
-            }
-            if !s.schedulerFlags.isEmpty { out += " -b \(s.schedulerFlagNames.joined(separator: ","))" }
-            out += "\n"
+            out += IPVSCommand(adding: s).ipvsadmArguments.joined(separator: " ") + "\n"
             for r in s.realServers {
-                out += "-a \(service) -r \(r.address):\(r.port) -m -w \(r.weight)\n"
+                out += IPVSCommand(adding: r, to: s.key).ipvsadmArguments.joined(separator: " ") + "\n"
             }
         }
         return out
