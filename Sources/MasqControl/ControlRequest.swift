@@ -1,4 +1,5 @@
 import MasqCore
+import MasqRules
 
 /// One request to the daemon's control socket (see `ControlFraming` for how it travels). Each case is
 /// one thing masqadm, `masq flows` or `masq trace` asks; the daemon's `ControlDispatcher` applies it.

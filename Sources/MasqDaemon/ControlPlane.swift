@@ -3,6 +3,7 @@ import Logging
 import MasqControl
 import MasqCapture
 import MasqCore
+import MasqRules
 import Synchronization
 
 /// The daemon's control plane: the running configuration (the source of truth for `-S`), changes to it

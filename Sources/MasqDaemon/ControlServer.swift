@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MasqControl
 import MasqCore
+import MasqRules
 import NIOCore
 import NIOPosix
 import ServiceLifecycle

@@ -1,5 +1,6 @@
 import MasqControl
 import MasqCore
+import MasqRules
 @testable import MasqAdmin
 
 /// The state every golden test renders: deliberately in a non-sorted configuration order, with a

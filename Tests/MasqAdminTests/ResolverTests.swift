@@ -1,5 +1,6 @@
 import Foundation
 import MasqCore
+import MasqRules
 import Testing
 @testable import MasqAdmin
 

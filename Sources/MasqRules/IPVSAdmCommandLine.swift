@@ -1,3 +1,5 @@
+import MasqCore
+
 /// One ipvsadm command line, parsed and checked as ipvsadm 1.31 does (`parse_options` and
 /// `process_options` in ipvsadm.c): what `masqadm` runs, and, for the editing commands, what a rules
 /// file line (`ipvsadm-save` output, `ipvsadm -R` input) and the daemon's `apply` hold.
