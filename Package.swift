@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "masq", targets: ["masq"]),
         .executable(name: "masqadm", targets: ["masqadm"]),
         .library(name: "MasqCore", targets: ["MasqCore"]),
+        .library(name: "MasqRules", targets: ["MasqRules"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,7 +27,8 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
-        // libpopt: ipvsadm's own option parser, for ipvsadm's command line (masqadm, rules files, apply).
+        // libpopt: ipvsadm's own option parser, for ipvsadm's command line (MasqRules: masqadm, rules
+        // files, apply).
         .systemLibrary(
             name: "CPopt",
             pkgConfig: "popt",
@@ -41,13 +43,18 @@ let package = Package(
         // C helpers Swift cannot spell (cache prefetch), static inline so they inline into the engine.
         .target(name: "CMasqShims"),
 
-        // The engine: pure Swift, no I/O. Exclusivity is proven statically; the dynamic checks on class
-        // properties cost half of the packet path's instructions (callgrind), so they are off here.
+        // The engine and the configuration model: pure Swift, no I/O. Exclusivity is proven statically;
+        // the dynamic checks on class properties cost half of the packet path's instructions
+        // (callgrind), so they are off here.
         .target(
             name: "MasqCore",
-            dependencies: ["CMasqShims", "CPopt"],
+            dependencies: ["CMasqShims"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
+
+        // The text side of the configuration: ipvsadm's command line (libpopt, glibc's parsers), the
+        // rules file, /etc/hosts and /etc/services.
+        .target(name: "MasqRules", dependencies: ["MasqCore", "CPopt"]),
 
         // NFQUEUE over libmnl + libnetfilter_queue: bind, receive in batches, send verdicts in batches.
         .target(name: "MasqNFQueue", dependencies: ["CNetfilterQueue", "MasqCore"]),
@@ -56,7 +63,7 @@ let package = Package(
         .target(
             name: "MasqDaemon",
             dependencies: [
-                "MasqCore", "MasqNFQueue", "MasqControl", "MasqCapture", "MasqHealth",
+                "MasqCore", "MasqRules", "MasqNFQueue", "MasqControl", "MasqCapture", "MasqHealth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -72,7 +79,7 @@ let package = Package(
         .target(
             name: "MasqHealth",
             dependencies: [
-                "MasqCore",
+                "MasqCore", "MasqRules",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -81,10 +88,10 @@ let package = Package(
         ),
 
         // The control socket's protocol: requests, answers, error codes, framing, and the client.
-        .target(name: "MasqControl", dependencies: ["MasqCore"]),
+        .target(name: "MasqControl", dependencies: ["MasqCore", "MasqRules"]),
 
         // masqadm's front end: ipvsadm's command line and output layouts over the daemon's state.
-        .target(name: "MasqAdmin", dependencies: ["MasqCore", "MasqControl"]),
+        .target(name: "MasqAdmin", dependencies: ["MasqCore", "MasqRules", "MasqControl"]),
 
         // Capture files in and out (libpcap), feeding the engine the same way NFQUEUE does.
         .target(name: "MasqCapture", dependencies: ["CPcap", "MasqCore"]),
@@ -92,35 +99,36 @@ let package = Package(
         .executableTarget(
             name: "masq",
             dependencies: [
-                "MasqCore", "MasqCapture", "MasqNFQueue", "MasqDaemon", "MasqControl", "MasqHealth",
+                "MasqCore", "MasqRules", "MasqCapture", "MasqNFQueue", "MasqDaemon", "MasqControl", "MasqHealth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Counts heap allocations for the benchmark (interposes malloc & co.).
         .target(name: "CMallocCounter"),
-        .executableTarget(name: "masqadm", dependencies: ["MasqAdmin", "MasqControl", "MasqCore"]),
+        .executableTarget(name: "masqadm", dependencies: ["MasqAdmin", "MasqControl", "MasqCore", "MasqRules"]),
         .executableTarget(
-            name: "masq-bench", dependencies: ["MasqCore", "CMallocCounter"],
+            name: "masq-bench", dependencies: ["MasqCore", "MasqRules", "CMallocCounter"],
             swiftSettings: [.swiftLanguageMode(.v5)]  // top-level benchmark script
         ),
 
-        .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqCapture"]),
+        .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqRules", "MasqCapture"]),
+        .testTarget(name: "MasqRulesTests", dependencies: ["MasqRules", "MasqCore"]),
         .testTarget(
             name: "MasqHealthTests",
             dependencies: [
-                "MasqHealth", "MasqCore",
+                "MasqHealth", "MasqCore", "MasqRules",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "MasqAdminTests", dependencies: ["MasqAdmin", "MasqControl", "MasqCore"]),
-        .testTarget(name: "MasqControlTests", dependencies: ["MasqControl", "MasqCore"]),
+        .testTarget(name: "MasqAdminTests", dependencies: ["MasqAdmin", "MasqControl", "MasqCore", "MasqRules"]),
+        .testTarget(name: "MasqControlTests", dependencies: ["MasqControl", "MasqCore", "MasqRules"]),
         .testTarget(
             name: "MasqDaemonTests",
             dependencies: [
-                "MasqCore", "MasqNFQueue", "MasqDaemon", "MasqControl", "CNetfilterQueue",
+                "MasqCore", "MasqRules", "MasqNFQueue", "MasqDaemon", "MasqControl", "CNetfilterQueue",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]

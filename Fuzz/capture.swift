@@ -6,6 +6,7 @@
 import Glibc
 #endif
 import MasqCore
+import MasqRules
 
 let rules = try! RulesFile.parse("""
     -A -t 198.18.0.1:80 -s rr

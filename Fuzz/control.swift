@@ -8,6 +8,7 @@
 // has both its packets (client → VIP and real server → client) pass `mayMatchPacket`, the test a trace
 // puts every packet to before the engine sees it, so a trace never misses a packet of a flow it shows.
 import MasqCore
+import MasqRules
 
 @inline(__always) func require(_ condition: Bool, _ message: @autoclosure () -> String) {
     if !condition { fatalError(message()) }  // fatalError keeps its message in -O builds

@@ -3,6 +3,7 @@
 //
 // Built by scripts/fuzz against MasqCore (compiled with -enable-testing) and the unit tests'
 // PacketBuilder, whose from-scratch checksums are the templates' and the oracle's reference.
+import MasqRules
 @testable import MasqCore
 
 // MARK: Input decoding

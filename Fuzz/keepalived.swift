@@ -3,6 +3,7 @@
 // services the engine takes and that survive ipvsadm-save's form unchanged, so `masqadm -S` and the
 // keepalived file describe the same table.
 import MasqCore
+import MasqRules
 
 /// Two include targets, so `include` lines are followed (and loops between them refused).
 func include(_ path: String) throws -> String {

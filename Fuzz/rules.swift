@@ -2,6 +2,7 @@
 // a file that parses formats back (`ipvsadm-save -n`) to text that parses to the same configuration and
 // formats the same again; and the engine takes the configuration, as a fresh start and as a reload.
 import MasqCore
+import MasqRules
 
 /// Names resolve from these texts only: the system's /etc/hosts would make runs differ between hosts.
 let names = NameResolver(hostsText: "198.18.0.1 vip www\n198.19.0.201 web1\n198.19.0.202 web2\n",

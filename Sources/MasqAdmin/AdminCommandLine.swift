@@ -1,5 +1,6 @@
 import MasqControl
 import MasqCore
+import MasqRules
 
 /// A command line (or an operation) ipvsadm would refuse, with what it prints on stderr and its exit
 /// status. The three shapes ipvsadm 1.31 has:

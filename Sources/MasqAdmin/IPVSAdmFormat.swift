@@ -1,5 +1,6 @@
 import MasqControl
 import MasqCore
+import MasqRules
 
 /// Renders the daemon's state exactly as ipvsadm 1.31 prints the kernel's (ipvsadm.c's `list_all`,
 /// `list_service`, `print_title`, `print_service_entry`, `print_largenum`, `print_sched_flags`,

@@ -1,6 +1,7 @@
 import MasqCore
+import MasqRules
 
-// The resolver itself lives in MasqCore (the rules parser reads names too); these are the two
+// The resolver itself lives in MasqRules (the rules parser reads names too); these are the two
 // ipvsadm helpers only its listing uses.
 extension NameResolver {
     /// ipvsadm's `addr_to_anyname`: the host name, else the dotted quad.

@@ -34,42 +34,6 @@ public struct TimeoutState: Codable, Equatable, Sendable {
     }
 }
 
-/// Cumulative counters (`--stats`).
-public struct StatsState: Codable, Equatable, Sendable {
-    public var connections: UInt64 = 0
-    public var packetsIn: UInt64 = 0
-    public var packetsOut: UInt64 = 0
-    public var bytesIn: UInt64 = 0
-    public var bytesOut: UInt64 = 0
-
-    public init(connections: UInt64 = 0, packetsIn: UInt64 = 0, packetsOut: UInt64 = 0, bytesIn: UInt64 = 0,
-                bytesOut: UInt64 = 0) {
-        self.connections = connections
-        self.packetsIn = packetsIn
-        self.packetsOut = packetsOut
-        self.bytesIn = bytesIn
-        self.bytesOut = bytesOut
-    }
-}
-
-/// Per-second rates (`--rate`), estimated as IPVS does (2 s samples, smoothed).
-public struct RateState: Codable, Equatable, Sendable {
-    public var connectionsPerSecond: UInt64 = 0
-    public var packetsInPerSecond: UInt64 = 0
-    public var packetsOutPerSecond: UInt64 = 0
-    public var bytesInPerSecond: UInt64 = 0
-    public var bytesOutPerSecond: UInt64 = 0
-
-    public init(connectionsPerSecond: UInt64 = 0, packetsInPerSecond: UInt64 = 0, packetsOutPerSecond: UInt64 = 0,
-                bytesInPerSecond: UInt64 = 0, bytesOutPerSecond: UInt64 = 0) {
-        self.connectionsPerSecond = connectionsPerSecond
-        self.packetsInPerSecond = packetsInPerSecond
-        self.packetsOutPerSecond = packetsOutPerSecond
-        self.bytesInPerSecond = bytesInPerSecond
-        self.bytesOutPerSecond = bytesOutPerSecond
-    }
-}
-
 public struct ServiceState: Codable, Equatable, Sendable {
     /// "TCP" or "UDP".
     public var proto: String
@@ -82,13 +46,13 @@ public struct ServiceState: Codable, Equatable, Sendable {
     public var persistence: UInt32?
     /// Dotted netmask ("255.255.255.255" when not set).
     public var netmask: String
-    public var stats: StatsState
-    public var rates: RateState
+    public var stats: TrafficCounters
+    public var rates: TrafficRates
     public var destinations: [DestinationState]
 
     public init(proto: String, address: String, port: UInt16, scheduler: String, schedulerFlags: [String] = [],
-                persistence: UInt32? = nil, netmask: String = "255.255.255.255", stats: StatsState = StatsState(),
-                rates: RateState = RateState(), destinations: [DestinationState] = []) {
+                persistence: UInt32? = nil, netmask: String = "255.255.255.255", stats: TrafficCounters = TrafficCounters(),
+                rates: TrafficRates = TrafficRates(), destinations: [DestinationState] = []) {
         self.proto = proto
         self.address = address
         self.port = port
@@ -111,12 +75,12 @@ public struct DestinationState: Codable, Equatable, Sendable {
     public var activeConnections: Int32
     public var inactiveConnections: Int32
     public var persistentConnections: Int32
-    public var stats: StatsState
-    public var rates: RateState
+    public var stats: TrafficCounters
+    public var rates: TrafficRates
 
     public init(address: String, port: UInt16, forward: String = "Masq", weight: Int32, activeConnections: Int32 = 0,
-                inactiveConnections: Int32 = 0, persistentConnections: Int32 = 0, stats: StatsState = StatsState(),
-                rates: RateState = RateState()) {
+                inactiveConnections: Int32 = 0, persistentConnections: Int32 = 0, stats: TrafficCounters = TrafficCounters(),
+                rates: TrafficRates = TrafficRates()) {
         self.address = address
         self.port = port
         self.forward = forward

@@ -1,4 +1,5 @@
 import MasqCore
+import MasqRules
 
 /// One request to the daemon's control socket (see `ControlFraming` for how it travels). Each case is
 /// one thing masqadm, `masq flows` or `masq trace` asks; the daemon's `ControlDispatcher` applies it.
@@ -162,32 +163,5 @@ extension ControlRequest: Codable {
         default:
             throw DecodingError.dataCorruptedError(forKey: .command, in: c, debugDescription: "unknown command '\(command)'")
         }
-    }
-}
-
-extension IPVSCommand {
-    /// The command as numeric ipvsadm words (short options, the order of an `ipvsadm-save -n` line),
-    /// which `IPVSCommandParser.parse` reads back to this command.
-    public var ipvsadmArguments: [String] {
-        var words = [kind.rawValue]
-        if let service {
-            words += [service.proto == .udp ? "-u" : "-t", "\(service.address):\(service.port)"]
-        }
-        if let scheduler { words += ["-s", scheduler] }
-        if let persistence { words += ["-p", String(persistence)] }
-        if let netmask { words += ["-M", netmask.description] }
-        if let flags = schedulerFlags, !flags.isEmpty {
-            // flag-N: the names every scheduler accepts (sh-… and mh-… are the same bits).
-            var names: [String] = []
-            if flags.contains(.fallback) { names.append("flag-1") }
-            if flags.contains(.port) { names.append("flag-2") }
-            words += ["-b", names.joined(separator: ",")]
-        }
-        if let realServer {
-            words += ["-r", realServer.port.map { "\(realServer.address):\($0)" } ?? realServer.address.description]
-            if kind != .deleteServer { words.append("-m") }
-        }
-        if let weight { words += ["-w", String(weight)] }
-        return words
     }
 }

@@ -40,7 +40,8 @@ public struct RateEstimator: Equatable, Sendable {
 }
 
 /// Per-second rates of a service or real server (ipvsadm `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS).
-public struct TrafficRates: Equatable, Sendable {
+/// Codable: the control protocol's `state` answer carries them as they are.
+public struct TrafficRates: Codable, Equatable, Sendable {
     public var connectionsPerSecond: UInt64 = 0
     public var packetsInPerSecond: UInt64 = 0
     public var packetsOutPerSecond: UInt64 = 0

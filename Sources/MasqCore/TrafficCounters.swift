@@ -1,11 +1,20 @@
-/// Packet and byte counts of a service or real server (ipvsadm `--stats`).
-public struct TrafficCounters: Equatable, Sendable {
+/// Packet and byte counts of a service or real server (ipvsadm `--stats`). Codable: the control
+/// protocol's `state` answer carries them as they are.
+public struct TrafficCounters: Codable, Equatable, Sendable {
     public var connections: UInt64 = 0
     public var packetsIn: UInt64 = 0
     public var packetsOut: UInt64 = 0
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
-    public init() {}
+
+    public init(connections: UInt64 = 0, packetsIn: UInt64 = 0, packetsOut: UInt64 = 0, bytesIn: UInt64 = 0,
+                bytesOut: UInt64 = 0) {
+        self.connections = connections
+        self.packetsIn = packetsIn
+        self.packetsOut = packetsOut
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+    }
 }
 
 extension TrafficCounters {

@@ -3,6 +3,7 @@ import Logging
 import MasqControl
 import MasqCapture
 import MasqCore
+import MasqRules
 import Synchronization
 
 /// The daemon's control plane: the running configuration (the source of truth for `-S`), changes to it
@@ -149,14 +150,14 @@ public final class ControlPlane: Sendable {
                     proto: spec.key.proto.description, address: spec.key.address.description, port: spec.key.port,
                     scheduler: spec.scheduler, schedulerFlags: spec.schedulerFlagNames,
                     persistence: spec.persistence, netmask: spec.netmask.description,
-                    stats: StatsState(engine.serviceStats[Int(service.id)]),
-                    rates: RateState(service.rates),
+                    stats: engine.serviceStats[Int(service.id)],
+                    rates: service.rates,
                     destinations: service.destinations.map { d in
                         DestinationState(
                             address: d.address.description, port: d.port, weight: d.weight,
                             activeConnections: d.activeConnections, inactiveConnections: d.inactiveConnections,
                             persistentConnections: d.persistentConnections,
-                            stats: StatsState(d.stats), rates: RateState(d.rates))
+                            stats: d.stats, rates: d.rates)
                     })
             }
             let t = engine.timeouts
@@ -240,20 +241,5 @@ public final class ControlPlane: Sendable {
         shared.withLock { $0.trace = trace }
         logger.notice("packet trace started", metadata: [
             "file": "\(path)", "filter": "\(filter)", "packets": "\(packets)", "seconds": "\(seconds)"])
-    }
-}
-
-extension StatsState {
-    init(_ c: TrafficCounters) {
-        self.init(connections: c.connections, packetsIn: c.packetsIn, packetsOut: c.packetsOut,
-                  bytesIn: c.bytesIn, bytesOut: c.bytesOut)
-    }
-}
-
-extension RateState {
-    init(_ r: TrafficRates) {
-        self.init(connectionsPerSecond: r.connectionsPerSecond, packetsInPerSecond: r.packetsInPerSecond,
-                  packetsOutPerSecond: r.packetsOutPerSecond, bytesInPerSecond: r.bytesInPerSecond,
-                  bytesOutPerSecond: r.bytesOutPerSecond)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MasqControl
 import MasqCore
+import MasqRules
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -175,26 +176,11 @@ struct ControlDispatcher: Sendable {
         case .flows(let filter):
             return .flows(core.flows(filter))
         case .apply(let command):
-            do {
-                try core.edit(command)
-                return .done
-            } catch {
-                return .failure(ControlError(error))
-            }
+            return done { () throws(RulesError) in try core.edit(command) }
         case .restore(let rules):
-            do {
-                try core.restore(rules)
-                return .done
-            } catch {
-                return .failure(ControlError(error))
-            }
+            return done { () throws(RulesError) in try core.restore(rules) }
         case .zero(let key):
-            do {
-                try core.zero(key)
-                return .done
-            } catch {
-                return .failure(ControlError(error))
-            }
+            return done { () throws(RulesError) in try core.zero(key) }
         case .setTimeouts(let tcp, let tcpFin, let udp):
             core.setTimeouts(tcp: tcp, tcpFin: tcpFin, udp: udp)
             return .done
@@ -211,6 +197,16 @@ struct ControlDispatcher: Sendable {
                 return .failure(ControlError(code, error.description))
             }
             return .text("tracing \(filter.isEmpty ? "every flow" : filter.description) to \(file) for \(packets) packets or \(seconds) s\n")
+        }
+    }
+
+    /// A change's answer: done, or IPVS's refusal as its error code.
+    private func done(_ change: () throws(RulesError) -> Void) -> ControlReply {
+        do {
+            try change()
+            return .done
+        } catch {
+            return .failure(ControlError(error))
         }
     }
 }

@@ -4,6 +4,7 @@ import MasqControl
 import MasqCore
 import MasqHealth
 import MasqNFQueue
+import MasqRules
 import ServiceLifecycle
 import Synchronization
 import UnixSignals

@@ -172,22 +172,21 @@ struct MetricsSnapshot: Sendable {
         totals.count("masq_engine_lock_waits_total", [], lockWaits)
         gauge("masq_connection_table_entries", [], Double(tableEntries))
         gauge("masq_connection_table_capacity", [], Double(tableCapacity))
+        /// A service's or real server's counters (`--stats`): PREFIX_connections_total, and
+        /// PREFIX_packets_total and PREFIX_bytes_total by direction.
+        func countTraffic(_ prefix: String, _ labels: [(String, String)], _ t: TrafficCounters) {
+            totals.count("\(prefix)_connections_total", labels, t.connections)
+            totals.count("\(prefix)_packets_total", labels + [("direction", "in")], t.packetsIn)
+            totals.count("\(prefix)_packets_total", labels + [("direction", "out")], t.packetsOut)
+            totals.count("\(prefix)_bytes_total", labels + [("direction", "in")], t.bytesIn)
+            totals.count("\(prefix)_bytes_total", labels + [("direction", "out")], t.bytesOut)
+        }
         for service in services {
             let name = "\(service.key.proto) \(service.key.address):\(service.key.port)"
-            let s = service.stats
-            totals.count("masq_service_connections_total", [("service", name)], s.connections)
-            totals.count("masq_service_packets_total", [("service", name), ("direction", "in")], s.packetsIn)
-            totals.count("masq_service_packets_total", [("service", name), ("direction", "out")], s.packetsOut)
-            totals.count("masq_service_bytes_total", [("service", name), ("direction", "in")], s.bytesIn)
-            totals.count("masq_service_bytes_total", [("service", name), ("direction", "out")], s.bytesOut)
+            countTraffic("masq_service", [("service", name)], service.stats)
             for d in service.realServers {
                 let labels = [("service", name), ("real_server", "\(d.address):\(d.port)")]
-                let r = d.stats
-                totals.count("masq_real_server_connections_total", labels, r.connections)
-                totals.count("masq_real_server_packets_total", labels + [("direction", "in")], r.packetsIn)
-                totals.count("masq_real_server_packets_total", labels + [("direction", "out")], r.packetsOut)
-                totals.count("masq_real_server_bytes_total", labels + [("direction", "in")], r.bytesIn)
-                totals.count("masq_real_server_bytes_total", labels + [("direction", "out")], r.bytesOut)
+                countTraffic("masq_real_server", labels, d.stats)
                 gauge("masq_real_server_active_connections", labels, Double(d.activeConnections))
                 gauge("masq_real_server_inactive_connections", labels, Double(d.inactiveConnections))
                 gauge("masq_real_server_weight", labels, Double(d.weight))

@@ -3,9 +3,9 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import MasqCore
+import MasqRules
 
-/// Files for `KeepalivedParser.load(path:)`: MasqCore's plain POSIX reads and glob(3), no Foundation.
+/// Files for `KeepalivedParser.load(path:)`: MasqRules' plain POSIX reads (`TextFile`) and glob(3), no Foundation.
 enum KeepalivedFiles {
     struct Failure: Error, CustomStringConvertible {
         var description: String

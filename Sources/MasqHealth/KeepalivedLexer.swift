@@ -181,19 +181,18 @@ struct KeepalivedLexer {
                     if c == q {
                         quoting = nil
                         i += 1
-                    } else if c == backslash {
-                        try escape(text, &i, into: &word, fail)
-                    } else {
-                        word.append(c)
-                        i += 1
+                        continue
                     }
-                    continue
+                } else {
+                    if isBlank(c) || (braces && (c == open || c == close)) { break }
+                    if c == quote || c == apostrophe {
+                        quoting = c
+                        i += 1
+                        continue
+                    }
                 }
-                if isBlank(c) || (braces && (c == open || c == close)) { break }
-                if c == quote || c == apostrophe {
-                    quoting = c
-                    i += 1
-                } else if c == backslash {
+                // Inside quotes or out, a backslash escapes and anything else is the word's.
+                if c == backslash {
                     try escape(text, &i, into: &word, fail)
                 } else {
                     word.append(c)

@@ -5,6 +5,7 @@
 // path allocates at all.
 import CMallocCounter
 import MasqCore
+import MasqRules
 
 #if canImport(Glibc)
 import Glibc

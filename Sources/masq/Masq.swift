@@ -4,6 +4,7 @@ import MasqCapture
 import MasqCore
 import MasqHealth
 import MasqDaemon
+import MasqRules
 
 @main
 struct Masq: AsyncParsableCommand {

@@ -91,7 +91,7 @@ struct MasqAdm {
                 print(AdminCommandLine.help(), terminator: "")
             case .version:
                 print(AdminCommandLine.versionText, terminator: "")
-            case .edit(let command, _):
+            case .edit(let command):
                 try act(.apply(command))
             case .list(let options):
                 let current = try state()
@@ -107,10 +107,11 @@ struct MasqAdm {
                 for words in AdminCommandLine.restoreArguments(input) where !words.isEmpty {
                     // Each line is checked as ipvsadm would before anything is sent; the daemon then
                     // applies them all or none.
-                    guard case .edit(_, let normalized) = try AdminCommandLine.parse(words, readingStdin: true) else {
+                    guard case .edit(let command) = try AdminCommandLine.parse(words, readingStdin: true) else {
                         throw AdminError.fail("-R takes editing commands only (-A -E -D -C -a -e -d): \(words.joined(separator: " "))")
                     }
-                    lines.append(normalized.joined(separator: " "))
+                    // Sent as numeric words: the daemon needs none of this host's names.
+                    lines.append(command.ipvsadmArguments.joined(separator: " "))
                 }
                 try act(.restore(rules: lines.joined(separator: "\n")))
             case .setTimeouts(let tcp, let tcpFin, let udp):

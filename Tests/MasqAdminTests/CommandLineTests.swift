@@ -1,5 +1,6 @@
 import MasqControl
 import MasqCore
+import MasqRules
 import Testing
 @testable import MasqAdmin
 
@@ -10,11 +11,13 @@ private func parse(_ args: [String], readingStdin: Bool = false) throws(AdminErr
 private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more information.\n"
 
 @Suite struct ParsesEditingCommands {
-    // Each command line and the numeric words it comes down to (what IPVSCommandParser then reads).
+    // Each command line and the numeric words its command travels as (`ipvsadmArguments`: short
+    // options in ipvsadm-save's order, names resolved, defaults written out), which IPVSCommandParser
+    // reads back to the same command.
     @Test(arguments: [
         (["-A", "-t", "198.18.0.1:80", "-s", "rr"], ["-A", "-t", "198.18.0.1:80", "-s", "rr"]),
         (["--add-service", "--tcp-service=198.18.0.1:80", "--scheduler=rr", "--persistent"],
-         ["-A", "-t", "198.18.0.1:80", "-s", "rr", "-p"]),
+         ["-A", "-t", "198.18.0.1:80", "-s", "rr", "-p", "360"]),
         (["--add-service", "--tcp-service", "198.18.0.1:80", "--scheduler", "rr", "--persistent", "60"],
          ["-A", "-t", "198.18.0.1:80", "-s", "rr", "-p", "60"]),
         // popt clusters and attached values
@@ -22,13 +25,13 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
          ["-A", "-t", "198.18.0.1:80", "-s", "rr", "-p", "300", "-M", "255.255.255.0"]),
         (["-A", "-t=198.18.0.1:80", "-s", "rr"], ["-A", "-t", "198.18.0.1:80", "-s", "rr"]),
         // an address without port is port 0, allowed when persistent; -p takes no value before "-s"
-        (["-A", "-t", "198.18.0.1", "-p", "-s", "rr"], ["-A", "-t", "198.18.0.1:0", "-p", "-s", "rr"]),
+        (["-A", "-t", "198.18.0.1", "-p", "-s", "rr"], ["-A", "-t", "198.18.0.1:0", "-s", "rr", "-p", "360"]),
         // inet_aton forms
         (["-A", "-t", "198.18.1:80", "-s", "rr"], ["-A", "-t", "198.18.0.1:80", "-s", "rr"]),
         (["-A", "-t", "0xc6120001:80", "-s", "rr"], ["-A", "-t", "198.18.0.1:80", "-s", "rr"]),
         (["-A", "-t", "198.18.0.4:+080", "-s", "rr"], ["-A", "-t", "198.18.0.4:80", "-s", "rr"]),
         (["-E", "-u", "198.18.0.53:53", "-s", "sh", "-b", "sh-port,sh-fallback"],
-         ["-E", "-u", "198.18.0.53:53", "-s", "sh", "-b", "sh-port,sh-fallback"]),
+         ["-E", "-u", "198.18.0.53:53", "-s", "sh", "-b", "sh-fallback,sh-port"]),
         (["-a", "-t", "198.18.0.1:80", "-r", "192.168.100.101", "-m", "-w", "+2"],
          ["-a", "-t", "198.18.0.1:80", "-r", "192.168.100.101", "-m", "-w", "2"]),
         // names from /etc/hosts and /etc/services (Fixture's)
@@ -36,7 +39,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
          ["-a", "-t", "198.18.0.1:80", "-r", "192.168.100.101:80", "-m"]),
         (["-A", "-u", "VIP.example.org:domain", "-s", "sh"], ["-A", "-u", "198.18.0.1:53", "-s", "sh"]),
         (["-a", "-t", "198.18.0.1:80", "-r", "198.19.0.203", "-m", "-x", "0", "-y", "0"],
-         ["-a", "-t", "198.18.0.1:80", "-r", "198.19.0.203", "-m", "-x", "0", "-y", "0"]),
+         ["-a", "-t", "198.18.0.1:80", "-r", "198.19.0.203", "-m"]),  // no threshold: nothing to say
         (["-e", "-t", "198.18.0.1:80", "-r", "192.168.100.101:80", "-m", "-w", "0"],
          ["-e", "-t", "198.18.0.1:80", "-r", "192.168.100.101:80", "-m", "-w", "0"]),
         (["-d", "-t", "198.18.0.1:80", "-r", "192.168.100.102:8080"],
@@ -46,11 +49,12 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
     ])
     func edit(_ args: [String], _ words: [String]) throws {
         let expected = try IPVSCommandParser.parse(words)
-        #expect(try parse(args) == .edit(expected, arguments: words))
+        #expect(try parse(args) == .edit(expected))
+        #expect(expected.ipvsadmArguments == words)
     }
 
     @Test func valuesReachTheCommand() throws {
-        guard case .edit(let c, _) = try parse(["-A", "-u", "198.18.0.53:53", "-s", "sh", "-p", "3600",
+        guard case .edit(let c) = try parse(["-A", "-u", "198.18.0.53:53", "-s", "sh", "-p", "3600",
                                                 "-M", "255.255.255.0", "-b", "sh-fallback"]) else {
             Issue.record("not an edit")
             return

@@ -1,5 +1,6 @@
 import MasqControl
 import MasqCore
+import MasqRules
 @testable import MasqAdmin
 
 /// The state every golden test renders: deliberately in a non-sorted configuration order, with a
@@ -12,18 +13,18 @@ enum Fixture {
             ServiceState(
                 proto: "UDP", address: "198.18.0.53", port: 53, scheduler: "sh",
                 schedulerFlags: ["sh-fallback", "sh-port"], persistence: 3600, netmask: "255.255.255.0",
-                stats: StatsState(connections: 123_456_789, packetsIn: 98_765_432_109, packetsOut: 5,
+                stats: TrafficCounters(connections: 123_456_789, packetsIn: 98_765_432_109, packetsOut: 5,
                                   bytesIn: 123_456_789_012_345, bytesOut: 99_999_999_999_999),
-                rates: RateState(connectionsPerSecond: 12, packetsInPerSecond: 100_000_000,
+                rates: TrafficRates(connectionsPerSecond: 12, packetsInPerSecond: 100_000_000,
                                  packetsOutPerSecond: 999_999_999, bytesInPerSecond: 1_000_000_000,
                                  bytesOutPerSecond: UInt64.max),
                 destinations: [
                     DestinationState(
                         address: "10.0.2.2", port: 53, weight: 2, activeConnections: 0, inactiveConnections: 7,
                         persistentConnections: 3,
-                        stats: StatsState(connections: 4_294_967_301, packetsIn: 100_000_000, packetsOut: 99_999_999,
+                        stats: TrafficCounters(connections: 4_294_967_301, packetsIn: 100_000_000, packetsOut: 99_999_999,
                                           bytesIn: 5_000_000_000, bytesOut: 1000),
-                        rates: RateState(connectionsPerSecond: 4_294_967_303, packetsInPerSecond: 123_456_789,
+                        rates: TrafficRates(connectionsPerSecond: 4_294_967_303, packetsInPerSecond: 123_456_789,
                                          packetsOutPerSecond: 0, bytesInPerSecond: 4_294_967_295,
                                          bytesOutPerSecond: 100_000_000)),
                     DestinationState(address: "10.0.2.1", port: 53, weight: 1, inactiveConnections: 2,
@@ -31,19 +32,19 @@ enum Fixture {
                 ]),
             ServiceState(
                 proto: "TCP", address: "198.18.0.1", port: 80, scheduler: "rr",
-                stats: StatsState(connections: 10, packetsIn: 60, packetsOut: 50, bytesIn: 4000, bytesOut: 30000),
-                rates: RateState(connectionsPerSecond: 1, packetsInPerSecond: 6, packetsOutPerSecond: 5,
+                stats: TrafficCounters(connections: 10, packetsIn: 60, packetsOut: 50, bytesIn: 4000, bytesOut: 30000),
+                rates: TrafficRates(connectionsPerSecond: 1, packetsInPerSecond: 6, packetsOutPerSecond: 5,
                                  bytesInPerSecond: 400, bytesOutPerSecond: 3000),
                 destinations: [
                     DestinationState(
                         address: "192.168.100.102", port: 8080, weight: 3, activeConnections: 1, inactiveConnections: 0,
-                        stats: StatsState(connections: 5, packetsIn: 30, packetsOut: 25, bytesIn: 2000, bytesOut: 15000),
-                        rates: RateState(connectionsPerSecond: 0, packetsInPerSecond: 3, packetsOutPerSecond: 3,
+                        stats: TrafficCounters(connections: 5, packetsIn: 30, packetsOut: 25, bytesIn: 2000, bytesOut: 15000),
+                        rates: TrafficRates(connectionsPerSecond: 0, packetsInPerSecond: 3, packetsOutPerSecond: 3,
                                          bytesInPerSecond: 200, bytesOutPerSecond: 1500)),
                     DestinationState(
                         address: "192.168.100.101", port: 80, weight: 1, activeConnections: 2, inactiveConnections: 3,
-                        stats: StatsState(connections: 5, packetsIn: 30, packetsOut: 25, bytesIn: 2000, bytesOut: 15000),
-                        rates: RateState(connectionsPerSecond: 1, packetsInPerSecond: 3, packetsOutPerSecond: 2,
+                        stats: TrafficCounters(connections: 5, packetsIn: 30, packetsOut: 25, bytesIn: 2000, bytesOut: 15000),
+                        rates: TrafficRates(connectionsPerSecond: 1, packetsInPerSecond: 3, packetsOutPerSecond: 2,
                                          bytesInPerSecond: 200, bytesOutPerSecond: 1500)),
                 ]),
             ServiceState(proto: "TCP", address: "198.18.0.1", port: 443, scheduler: "wlc", persistence: 300),

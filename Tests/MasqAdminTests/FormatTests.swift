@@ -1,5 +1,6 @@
 import MasqControl
 import MasqCore
+import MasqRules
 import Testing
 @testable import MasqAdmin
 

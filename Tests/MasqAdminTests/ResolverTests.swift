@@ -1,5 +1,6 @@
 import Foundation
 import MasqCore
+import MasqRules
 import Testing
 @testable import MasqAdmin
 
@@ -65,11 +66,11 @@ private func withTemporaryFiles<T>(_ body: (String, String) throws -> T) throws 
         try withTemporaryFiles { hosts, services in
             let r = NameResolver(hostsPath: hosts, servicesPath: services)
             let command = try AdminCommandLine.parse(["-a", "-t", "vip:https", "-r", "web2:webcache", "-m"], resolver: r)
-            guard case .edit(_, let words) = command else {
+            guard case .edit(let edit) = command else {
                 Issue.record("not an edit")
                 return
             }
-            #expect(words == ["-a", "-t", "198.18.0.1:443", "-r", "192.168.100.102:8080", "-m"])
+            #expect(edit.ipvsadmArguments == ["-a", "-t", "198.18.0.1:443", "-r", "192.168.100.102:8080", "-m"])
         }
     }
 

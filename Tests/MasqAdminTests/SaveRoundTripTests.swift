@@ -1,5 +1,6 @@
 import MasqControl
 import MasqCore
+import MasqRules
 import Testing
 @testable import MasqAdmin
 
@@ -43,11 +44,11 @@ import Testing
     @Test func masqadmAndTheRulesFileResolveAlike() throws {
         // One resolver: the words masqadm sends for a named command are what the rules file reads.
         let line = ["-a", "-t", "vip:https", "-r", "web2:webcache", "-m", "-w", "2"]
-        guard case .edit(let command, let words) = try AdminCommandLine.parse(line, resolver: Fixture.resolver) else {
+        guard case .edit(let command) = try AdminCommandLine.parse(line, resolver: Fixture.resolver) else {
             Issue.record("not an edit")
             return
         }
         #expect(try IPVSCommandParser.parse(line, names: Fixture.resolver) == command)
-        #expect(try IPVSCommandParser.parse(words) == command)
+        #expect(try IPVSCommandParser.parse(command.ipvsadmArguments) == command)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import MasqControl
 import MasqCore
+import MasqRules
 import Testing
 
 /// Requests and answers through the framing: what a client encodes the daemon decodes to the same

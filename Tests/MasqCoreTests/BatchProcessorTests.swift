@@ -1,5 +1,6 @@
 import Foundation
 import MasqCapture
+import MasqRules
 import Testing
 @testable import MasqCore
 

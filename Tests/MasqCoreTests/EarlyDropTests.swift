@@ -1,3 +1,4 @@
+import MasqRules
 import Testing
 @testable import MasqCore
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MasqControl
+import MasqRules
 import NIOCore
 import NIOEmbedded
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import MasqRules
 import Testing
 @testable import MasqCore
 @testable import MasqDaemon

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MasqRules
 import Synchronization
 import Testing
 @testable import MasqCore

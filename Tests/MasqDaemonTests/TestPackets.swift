@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MasqRules
 @testable import MasqCore
 @testable import MasqDaemon
 

@@ -49,13 +49,7 @@ public struct ServiceSpec: Equatable, Sendable {
     }
 
     /// The `-b` flag names ipvsadm prints for this service: sh-/mh- names for sh and mh, else flag-N.
-    public var schedulerFlagNames: [String] {
-        let prefix = scheduler == "sh" || scheduler == "mh" ? scheduler : ""
-        var names: [String] = []
-        if schedulerFlags.contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
-        if schedulerFlags.contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
-        return names
-    }
+    public var schedulerFlagNames: [String] { schedulerFlags.names(scheduler: scheduler) }
 
     /// ipvsadm's default persistence timeout when `-p` has no value (`IPVS_SVC_PERSISTENT_TIMEOUT`, 6 min).
     public static let defaultPersistence: UInt32 = 360
@@ -71,5 +65,60 @@ public struct RealServerSpec: Equatable, Sendable {
         self.address = address
         self.port = port
         self.weight = weight
+    }
+}
+
+extension Configuration {
+    /// Applies one command as ipvsadm would to the kernel's table, with ipvsadm's error words.
+    public mutating func apply(_ c: IPVSCommand) throws(RulesError) {
+        switch c.kind {
+        case .clear:
+            services.removeAll()
+        case .addService:
+            let key = c.service!
+            guard serviceIndex(key) == nil else {
+                throw RulesError(.serviceExists, token: "\(key.address):\(key.port)", message: "Service already exists")
+            }
+            services.append(ServiceSpec(
+                key: key, scheduler: c.scheduler ?? Schedulers.defaultName, schedulerFlags: c.schedulerFlags ?? [],
+                persistence: c.persistence, netmask: c.netmask ?? IPv4Address(rawValue: 0xffff_ffff)))
+        case .editService:
+            let key = c.service!
+            guard let i = serviceIndex(key) else {
+                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
+            }
+            // ipvsadm -E sets the service afresh from its options, with the defaults for those not given.
+            services[i].scheduler = c.scheduler ?? Schedulers.defaultName
+            services[i].schedulerFlags = c.schedulerFlags ?? []
+            services[i].persistence = c.persistence
+            services[i].netmask = c.netmask ?? IPv4Address(rawValue: 0xffff_ffff)
+        case .deleteService:
+            let key = c.service!
+            guard let i = serviceIndex(key) else {
+                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
+            }
+            services.remove(at: i)
+        case .addServer, .editServer, .deleteServer:
+            let key = c.service!
+            guard let i = serviceIndex(key) else {
+                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "Service not defined")
+            }
+            let rs = c.realServer!
+            // ipvsadm: an omitted real-server port is the virtual port.
+            let port = rs.port ?? key.port
+            let existing = services[i].realServers.firstIndex { $0.address == rs.address && $0.port == port }
+            let token = "\(rs.address):\(port)"
+            switch c.kind {
+            case .addServer:
+                guard existing == nil else { throw RulesError(.destinationExists, token: token, message: "Destination already exists") }
+                services[i].realServers.append(RealServerSpec(address: rs.address, port: port, weight: c.weight ?? 1))
+            case .editServer:
+                guard let j = existing else { throw RulesError(.noSuchDestination, token: token, message: "No such destination") }
+                services[i].realServers[j].weight = c.weight ?? 1
+            default:
+                guard let j = existing else { throw RulesError(.noSuchDestination, token: token, message: "No such destination") }
+                services[i].realServers.remove(at: j)
+            }
+        }
     }
 }

@@ -28,6 +28,50 @@ public struct IPVSCommand: Equatable, Sendable {
     }
 }
 
+extension IPVSCommand {
+    /// `-A` for a service as a rules file holds it: what `ipvsadm-save` prints for it (`-M` only with
+    /// `-p`, as `print_service_entry` does, and only when it is not 255.255.255.255).
+    public init(adding service: ServiceSpec) {
+        self.init(kind: .addService)
+        self.service = service.key
+        scheduler = service.scheduler
+        schedulerFlags = service.schedulerFlags.isEmpty ? nil : service.schedulerFlags
+        persistence = service.persistence
+        if service.persistence != nil && service.netmask.rawValue != 0xffff_ffff { netmask = service.netmask }
+    }
+
+    /// `-a` for a real server of the service `key`, with its port and weight.
+    public init(adding server: RealServerSpec, to key: ServiceKey) {
+        self.init(kind: .addServer)
+        service = key
+        realServer = (server.address, server.port)
+        weight = server.weight
+    }
+
+    /// The command as numeric ipvsadm words, short options in the order of an `ipvsadm-save -n` line:
+    /// the one writer of ipvsadm's syntax, for the control protocol's `apply`, the lines masqadm `-R`
+    /// sends, and the rules file (`RulesFile.format`). `IPVSCommandParser.parse` reads them back to
+    /// this command.
+    public var ipvsadmArguments: [String] {
+        var words = [kind.rawValue]
+        if let service {
+            words += [service.proto == .udp ? "-u" : "-t", "\(service.address):\(service.port)"]
+        }
+        if let scheduler { words += ["-s", scheduler] }
+        if let persistence { words += ["-p", String(persistence)] }
+        if let netmask { words += ["-M", netmask.description] }
+        if let flags = schedulerFlags, !flags.isEmpty {
+            words += ["-b", flags.names(scheduler: scheduler ?? Schedulers.defaultName).joined(separator: ",")]
+        }
+        if let realServer {
+            words += ["-r", realServer.port.map { "\(realServer.address):\($0)" } ?? realServer.address.description]
+            if kind != .deleteServer { words.append("-m") }
+        }
+        if let weight { words += ["-w", String(weight)] }
+        return words
+    }
+}
+
 /// An error in a rules file or command, naming where and which token.
 public struct RulesError: Error, Equatable, CustomStringConvertible, Sendable {
     /// What IPVS would answer an edit with (libipvs's errno), so a caller can tell a refusal of the
@@ -64,42 +108,5 @@ public struct RulesError: Error, Equatable, CustomStringConvertible, Sendable {
     public var description: String {
         let place = file.isEmpty ? "" : line > 0 ? "\(file):\(line): " : "\(file): "
         return token.isEmpty ? "\(place)\(message)" : "\(place)\(message) (at '\(token)')"
-    }
-}
-
-/// An editing command (a rules file line, the daemon's `apply`) read by ipvsadm's own parser
-/// (`IPVSAdmCommandLine`), as `ipvsadm -R` reads a line.
-public enum IPVSCommandParser {
-    /// Parses one command from its words (`["-A", "-t", "198.18.0.1:80", "-s", "rr"]`). Host and port
-    /// names (`web1:http`) are looked up in `names`; the default knows none, so only numbers parse.
-    public static func parse(_ tokens: [String], names: NameResolver = .numericOnly) throws(RulesError) -> IPVSCommand {
-        try parse(tokens, names: { names })
-    }
-
-    /// As `parse(_:names:)`, asking `names` for the resolver only when a word is not numeric, so a
-    /// numeric rules file never reads /etc/hosts or /etc/services.
-    public static func parse(_ tokens: [String], names: @escaping () -> NameResolver) throws(RulesError) -> IPVSCommand {
-        let parsed: IPVSAdmCommand
-        do {
-            parsed = try IPVSAdmCommandLine.parse(tokens, readingStdin: true, names: names)
-        } catch {
-            let kind: RulesError.Kind = switch error.kind {
-            case .noSuchService: .noSuchService
-            case .noSuchScheduler: .noSuchScheduler
-            case .invalid, .unsupported, .notACommand, .popt: .invalid
-            }
-            throw RulesError(kind, token: error.token, message: error.kind == .popt ? "\(error.token): \(error.message)"
-                                                                              : error.explained)
-        }
-        guard case .edit(let command, _) = parsed else {
-            throw RulesError(token: tokens.first ?? "",
-                             message: "not an editing command (-A, -E, -D, -C, -a, -e or -d)")
-        }
-        return command
-    }
-
-    /// `A.B.C.D[:PORT]`, numeric only (what `ipvsadm-save -n` prints).
-    public static func parseEndpoint(_ text: String) -> (IPv4Address, UInt16?)? {
-        IPVSAdmCommandLine.endpoint(text, names: { .numericOnly })
     }
 }

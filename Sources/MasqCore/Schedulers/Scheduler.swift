@@ -41,6 +41,18 @@ public struct SchedulerFlags: OptionSet, Hashable, Sendable {
     public static let port = SchedulerFlags(rawValue: 2)
 }
 
+extension SchedulerFlags {
+    /// The `-b` names ipvsadm gives these flags under `scheduler` (`print_sched_flags`): sh-… and mh-…
+    /// for sh and mh, else flag-N, the names every scheduler accepts.
+    public func names(scheduler: String) -> [String] {
+        let prefix = scheduler == "sh" || scheduler == "mh" ? scheduler : ""
+        var names: [String] = []
+        if contains(.fallback) { names.append(prefix.isEmpty ? "flag-1" : "\(prefix)-fallback") }
+        if contains(.port) { names.append(prefix.isEmpty ? "flag-2" : "\(prefix)-port") }
+        return names
+    }
+}
+
 /// The schedulers masq has, by ipvsadm name.
 public enum Schedulers {
     public static var all: [any Scheduler.Type] { [

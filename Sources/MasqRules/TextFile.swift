@@ -6,7 +6,7 @@ import Musl
 import Darwin
 #endif
 
-/// Whole text files read with plain POSIX calls (the engine's modules use no Foundation): the rules
+/// Whole text files read with plain POSIX calls (MasqCore and MasqRules use no Foundation): the rules
 /// parser's /etc/hosts and /etc/services, keepalived.conf and its includes.
 public enum TextFile {
     /// Why a file could not be read: the system's own words (`strerror`).

@@ -1,5 +1,6 @@
+import MasqCore
 import Testing
-@testable import MasqCore
+@testable import MasqRules
 
 /// The glibc calls ipvsadm's command line relies on, as masq's parser makes them: what they accept
 /// is what masqadm and the rules file accept.

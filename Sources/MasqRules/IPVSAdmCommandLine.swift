@@ -1,11 +1,12 @@
+import MasqCore
+
 /// One ipvsadm command line, parsed and checked as ipvsadm 1.31 does (`parse_options` and
 /// `process_options` in ipvsadm.c): what `masqadm` runs, and, for the editing commands, what a rules
 /// file line (`ipvsadm-save` output, `ipvsadm -R` input) and the daemon's `apply` hold.
 public enum IPVSAdmCommand: Equatable, Sendable {
-    /// `-A -E -D -C -a -e -d`: the command, and the same command as numeric ipvsadm words (host and
-    /// port names resolved, short options, in the order given), fit to send to the daemon or to write
-    /// in a rules file.
-    case edit(IPVSCommand, arguments: [String])
+    /// `-A -E -D -C -a -e -d`, host and port names resolved (`IPVSCommand.ipvsadmArguments` gives it
+    /// back as numeric ipvsadm words, to send to the daemon or to write in a rules file).
+    case edit(IPVSCommand)
     /// `-L|-l|--list` (and no arguments at all, which ipvsadm treats as `-L`).
     case list(ListOptions)
     /// `-Z|--zero [service]`: nil zeroes every service (as ipvsadm does for no service, or for the
@@ -231,7 +232,6 @@ private struct Parser {
 
     var options = Set<OptionCode>()
     var commandWord = ""
-    var words: [String] = []  // the numeric command, in the order given
     var serviceProto: String?  // "tcp", "udp", "sctp"; `ce->svc.protocol`
     var serviceText = ""
     var service: ParsedEndpoint?
@@ -295,7 +295,6 @@ private struct Parser {
         case .deleteDest: .deleteServer
         default: nil
         }
-        if let kind { words = [kind.rawValue] }
 
         // The other options, in order; the first bad value stops everything (fail() exits).
         loop: while true {
@@ -391,7 +390,7 @@ private struct Parser {
             throw unsupported("the connection synchronisation daemon (--start-daemon, --stop-daemon) is not supported by masq",
                               commandWord)
         case .add, .edit, .delete, .flush, .addDest, .editDest, .deleteDest:
-            return .edit(try editCommand(kind!), arguments: words)
+            return .edit(try editCommand(kind!))
         }
     }
 
@@ -458,10 +457,10 @@ private struct Parser {
             serviceText = v
             let s = try endpoint(v, illegal: "illegal virtual server address[:port] specified")
             service = s
-            switch option.tag {
-            case .sctpService: refuse("SCTP services are not supported by masq (use -t or -u)", "--sctp-service")
-            case _ where s.ipv6: refuse("IPv6 services are not supported by masq yet", "-6")
-            default: words += [option.tag == .udpService ? "-u" : "-t", "\(s.address):\(s.port)"]
+            if option.tag == .sctpService {
+                refuse("SCTP services are not supported by masq (use -t or -u)", "--sctp-service")
+            } else if s.ipv6 {
+                refuse("IPv6 services are not supported by masq yet", "-6")
             }
         case .fwmarkService:
             try set(.service)
@@ -482,16 +481,12 @@ private struct Parser {
                                            token: scheduler,
                                            detail: "masq has \(Schedulers.all.map { $0.name }.joined(separator: ", "))")
             }
-            words += ["-s", scheduler]
         case .persistent:
             try set(.persistent)
             if let value {
-                let t = try timeout(value, min: 1)
-                persistence = t
-                words += ["-p", String(t)]
+                persistence = try timeout(value, min: 1)
             } else {
                 persistence = Int(ServiceSpec.defaultPersistence)  // libipvs's IPVS_SVC_PERSISTENT_TIMEOUT
-                words += ["-p"]
             }
         case .netmask:
             try set(.netmask)
@@ -502,32 +497,22 @@ private struct Parser {
                     throw invalid("illegal virtual server persistent mask specified", v)
                 }
                 netmask = mask
-                words += ["-M", mask.description]
             }
         case .realServer:
             try set(.server)
             let s = try endpoint(v, illegal: "illegal real server address[:port] specified")
             server = s
-            if s.ipv6 {
-                refuse("IPv6 services are not supported by masq yet", "-6")
-            } else {
-                words += ["-r", s.portGiven ? "\(s.address):\(s.port)" : s.address.description]
-            }
+            if s.ipv6 { refuse("IPv6 services are not supported by masq yet", "-6") }
         case .ipip, .gatewaying, .masquerading:
             try set(.forward)
             forward = option.tag == .ipip ? .tunnelling : option.tag == .gatewaying ? .gatewaying : .masquerading
-            if forward == .masquerading {
-                words += ["-m"]
-            } else {
-                refuse(IPVSAdmCommandLine.natOnly, option.tag == .ipip ? "-i" : "-g")
-            }
+            if forward != .masquerading { refuse(IPVSAdmCommandLine.natOnly, option.tag == .ipip ? "-i" : "-g") }
         case .weight:
             try set(.weight)
             guard let w = GlibcParsing.stringToNumber(v, min: 0, max: 65535) else {
                 throw invalid("illegal weight specified", v)
             }
             weight = w
-            words += ["-w", String(w)]
         case .uThreshold, .lThreshold:
             let upper = option.tag == .uThreshold
             try set(upper ? .uThreshold : .lThreshold)
@@ -537,7 +522,6 @@ private struct Parser {
             if t != 0 {
                 refuse("connection thresholds are not supported by masq (only 0, no threshold)", upper ? "-x" : "-y")
             }
-            words += [upper ? "-x" : "-y", String(t)]
         case .connection: try set(.connection)
         case .numeric: try set(.numeric)
         case .mcastInterface: try set(.mcast)
@@ -568,7 +552,6 @@ private struct Parser {
         case .schedFlags:
             try set(.schedFlags)
             schedFlags = cut(v, 127)  // sched_flags_arg[128]
-            words += ["-b", schedFlags]
         case .mcastGroup:
             try set(.mcastGroup)
             if v.contains(":") {

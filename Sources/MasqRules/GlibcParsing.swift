@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import MasqCore
 
 /// The C library calls ipvsadm 1.31 reads its command line with, called rather than copied, so what
 /// masqadm and the rules file accept is what glibc accepts. A word holding a NUL byte (never in

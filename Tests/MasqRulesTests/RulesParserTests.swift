@@ -1,5 +1,6 @@
+import MasqCore
 import Testing
-@testable import MasqCore
+@testable import MasqRules
 
 @Suite struct RulesParserTests {
     @Test func seedRulesParse() throws {
@@ -24,7 +25,7 @@ import Testing
         let s = c.services[0]
         #expect(s.key.proto == .udp && s.scheduler == "wlc" && s.persistence == 360)
         #expect(s.netmask.description == "255.255.255.0")
-        #expect(s.realServers == [RealServerSpec(address: addr("198.19.0.201"), port: 53, weight: 1)])
+        #expect(s.realServers == [RealServerSpec(address: IPv4Address(198, 19, 0, 201), port: 53, weight: 1)])
         #expect(c.services[1].schedulerFlags == [.port, .fallback] && c.services[1].persistence == 600)
     }
 
@@ -90,8 +91,8 @@ import Testing
             -A -t 198.18.1:80 -s rr
             -a -t 0xc6120001:+080 -r 198.19.0.201 -m -w +2
             """)
-        #expect(c.services[0].key == ServiceKey(proto: .tcp, address: addr("198.18.0.1"), port: 80))
-        #expect(c.services[0].realServers == [RealServerSpec(address: addr("198.19.0.201"), port: 80, weight: 2)])
+        #expect(c.services[0].key == ServiceKey(proto: .tcp, address: IPv4Address(198, 18, 0, 1), port: 80))
+        #expect(c.services[0].realServers == [RealServerSpec(address: IPv4Address(198, 19, 0, 201), port: 80, weight: 2)])
     }
 
     @Test func carriageReturnLineEndsSplitLines() throws {
@@ -109,7 +110,7 @@ import Testing
             -E -t 198.18.0.1:80 -s wrr
             """)
         #expect(c.services[0].scheduler == "wrr")
-        #expect(c.services[0].realServers == [RealServerSpec(address: addr("198.19.0.201"), port: 80, weight: 5)])
+        #expect(c.services[0].realServers == [RealServerSpec(address: IPv4Address(198, 19, 0, 201), port: 80, weight: 5)])
     }
 }
 

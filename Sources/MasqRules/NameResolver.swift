@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import MasqCore
 
 /// Host and port names for ipvsadm's non-numeric output (no `-n`), for names on its command line and
 /// for names in a rules file (what `ipvsadm-save` without `-n` writes), read from `/etc/hosts` and

@@ -1,5 +1,6 @@
+import MasqCore
 import Testing
-@testable import MasqCore
+@testable import MasqRules
 
 /// Names in a rules file, read as `ipvsadm -R` reads them: hosts from an /etc/hosts, ports from an
 /// /etc/services for the service's protocol. The files here are fakes, so nothing depends on the
