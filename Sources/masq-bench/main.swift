@@ -115,6 +115,27 @@ let batch = UnsafeMutableRawPointer.allocate(byteCount: batchSize * stride, alig
 
 enum Mode { case copyOnly, inOrder, prefetching }
 
+/// The bench's packets as the engine's batch source: `count` packets of `length` bytes, `stride` apart,
+/// all at one time (as a receive batch is).
+struct BenchBatch: PacketBatchSource {
+    let base: UnsafeMutableRawPointer
+    let count: Int
+    let length: Int
+    let now: Int64
+    func packet(_ k: Int) -> PacketBytes { PacketBytes(base: base + k * stride, count: length) }
+    func meta(_ k: Int) -> PacketMeta { PacketMeta() }
+    func time(_ k: Int) -> Int64 { now }
+}
+
+/// Counts the rewritten verdicts (the daemon's sink puts them in a verdict batch instead).
+struct CountRewritten: VerdictSink {
+    var rewritten = 0
+    mutating func take(_ verdict: Verdict?, of index: Int, _ packet: PacketBytes) -> Bool {
+        if case .rewritten? = verdict { rewritten &+= 1 }
+        return true
+    }
+}
+
 func runEstablished(_ mode: Mode) -> (ns: Double, allocations: UInt64, rewritten: Int) {
     var rewritten = 0
     let mask = order.count - 1
@@ -136,10 +157,10 @@ func runEstablished(_ mode: Mode) -> (ns: Double, allocations: UInt64, rewritten
                 for k in 0..<count {
                     if case .rewritten = engine.process(packet(k), now: now) { rewritten &+= 1 }
                 }
-            case .prefetching:  // as the daemon runs a batch
-                engine.prefetching(count: count, bytes: packet) { k in
-                    if case .rewritten = engine.process(packet(k), now: now) { rewritten &+= 1 }
-                }
+            case .prefetching:  // as the daemon runs a batch: the one driver call, prefetching ahead
+                var sink = CountRewritten()
+                engine.process(batch: BenchBatch(base: batch, count: count, length: 40 + payload, now: now), into: &sink)
+                rewritten &+= sink.rewritten
             }
             n += count
         }
@@ -170,7 +191,8 @@ func runSYNs(_ target: Engine, count: Int, sourceBase: UInt32, process: Bool = t
                      flags: 0x02, payload: 0)
         }
         if process {
-            target.prefetching(count: n, bytes: syn) { k in _ = target.process(syn(k), now: clock) }
+            var sink = CountRewritten()
+            target.process(batch: BenchBatch(base: batch, count: n, length: 40, now: clock), into: &sink)
         }
         clock += 1_000_000
         i += n
