@@ -729,7 +729,7 @@ struct ErrorCase: Sendable, CustomTestStringConvertible {
                   "virtual_server_group is not supported by masq (declare each virtual_server by address and port)"),
         ErrorCase("virtual_server fwmark 1 {\n}", 1, "fwmark",
                   "firewall-mark virtual servers are not supported by masq (declare each virtual_server by address and port)"),
-        ErrorCase("virtual_server 2001:db8::1 80 {\n}", 1, "2001:db8::1", "IPv6 virtual server addresses are not supported by masq yet"),
+        ErrorCase("virtual_server 2001:2::1 80 {\n}", 1, "2001:2::1", "IPv6 virtual server addresses are not supported by masq yet"),
         ErrorCase("virtual_server 198.18.0.300 80 {\n}", 1, "198.18.0.300", "invalid virtual server address"),
         ErrorCase("virtual_server 198.18.0.1 http {\n}", 1, "http", "invalid virtual server port"),
         ErrorCase(service("real_server 198.19.0.1 80 {\n}") + "\n" + service("real_server 198.19.0.1 80 {\n}"), 8,

@@ -33,7 +33,7 @@ import Testing
     }
 
     // inet_pton(AF_INET6)
-    @Test(arguments: ["::1", "::", "fe80::1", "2001:db8::1:2", "1:2:3:4:5:6:7:8", "::ffff:1.2.3.4", "1::"])
+    @Test(arguments: ["::1", "::", "fe80::1", "2001:2::1:2", "1:2:3:4:5:6:7:8", "::ffff:1.2.3.4", "1::"])
     func ipv6(_ text: String) { #expect(GlibcParsing.isIPv6(text)) }
 
     @Test(arguments: ["1.2.3.4", "1:2:3:4:5:6:7:8:9", ":1", "1:::2", "12345::", "::1.2.3", "1.2.3.4:80", "", "fe80::1::2",
