@@ -96,10 +96,14 @@ let package = Package(
         // Capture files in and out (libpcap), feeding the engine the same way NFQUEUE does.
         .target(name: "MasqCapture", dependencies: ["CPcap", "MasqCore"]),
 
+        // The IPVS connection-sync protocol's wire format (ip_vs_sync.c): v1 encoder, v1/v0 decoder; no I/O.
+        .target(name: "MasqSync", dependencies: ["MasqCore"]),
+
         .executableTarget(
             name: "masq",
             dependencies: [
                 "MasqCore", "MasqRules", "MasqCapture", "MasqNFQueue", "MasqDaemon", "MasqControl", "MasqHealth",
+                "MasqSync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -114,6 +118,7 @@ let package = Package(
 
         .testTarget(name: "MasqCoreTests", dependencies: ["MasqCore", "MasqRules", "MasqCapture"]),
         .testTarget(name: "MasqRulesTests", dependencies: ["MasqRules", "MasqCore"]),
+        .testTarget(name: "MasqSyncTests", dependencies: ["MasqSync", "MasqCore"]),
         .testTarget(
             name: "MasqHealthTests",
             dependencies: [
