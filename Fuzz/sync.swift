@@ -1,0 +1,44 @@
+// libFuzzer target: SyncDecoder.decode (IPVS sync messages, v1 and v0) on arbitrary bytes. Never a
+// crash; never more entries than the header announces or than the bytes hold (36 per v1 entry, 24 per
+// v0 one); skipped entries carry entry-level reasons and a stop a datagram-level one; and whatever
+// decodes re-encodes as one v1 message whose decoding is complete and gives the same entries.
+// Compiled together with Sources/MasqSync (scripts/fuzz), so MasqSync's names are this module's.
+import MasqCore
+
+@inline(__always) func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fatalError(message()) }  // fatalError keeps its message in -O builds
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    for syncID in [UInt8(0), bytes.first ?? 0] {
+        let decoded = SyncDecoder.decode(bytes, syncID: syncID)
+        let used = decoded.entries.count + decoded.rejectedEntries.count
+        guard let header = decoded.header else {
+            require(used == 0 && decoded.datagramRejection?.entryIndex == nil, "sync oracle: entries without a header")
+            continue
+        }
+        require(header.size == size, "sync oracle: accepted a size other than the length")
+        require(used <= header.count, "sync oracle: more entries than announced")
+        let room = header.version == .v1 ? (size - 8) / SyncEntry.fixedLength : (size - 4) / SyncDecoder.v0EntryLength
+        require(used <= room, "sync oracle: more entries than the bytes hold")
+        require(decoded.rejectedEntries.allSatisfy { !$0.reason.dropsDatagram }, "sync oracle: a skip that drops")
+        require(decoded.datagramRejection.map(\.reason.dropsDatagram) ?? true, "sync oracle: a stop that skips")
+        if decoded.datagramRejection == nil {
+            require(used == header.count, "sync oracle: entries lost without a reason")
+        }
+        var again: [UInt8] = []
+        do {
+            let taken = try SyncEncoder.encode(decoded.entries, syncID: header.syncID,
+                                               maxLength: SyncEncoder.maximumMaxLength, into: &again)
+            require(taken == decoded.entries.count, "sync oracle: re-encoding took \(taken) of \(decoded.entries.count)")
+        } catch {
+            fatalError("sync oracle: decoded entries do not re-encode: \(error)")
+        }
+        let redecoded = SyncDecoder.decode(again)
+        require(redecoded.isComplete && redecoded.header?.version == .v1, "sync oracle: the re-encoding does not decode whole")
+        require(redecoded.entries == decoded.entries, "sync oracle: the re-encoding decodes to other entries")
+    }
+    return 0
+}
