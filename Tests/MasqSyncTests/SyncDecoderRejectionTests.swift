@@ -226,8 +226,8 @@ private let entryCases: [([UInt8], SyncRejection)] = [
         #expect(SyncDecoder.decode(v0(count: 1, v0Entry(proto: 0, flags: 0x1000, state: 0))).isComplete)
     }
 
-    @Test func everyReasonIsCovered() {
-        // The cases this suite provokes; a new case must get a test here.
+    @Test func rejectionScopesAreTheKernels() {
+        // Which problems drop the rest of a datagram and which skip one entry, as ip_vs_sync.c does.
         let datagramLevel = SyncRejection.allCases.filter(\.dropsDatagram)
         let entryLevel = SyncRejection.allCases.filter { !$0.dropsDatagram }
         #expect(datagramLevel.count == 15)
