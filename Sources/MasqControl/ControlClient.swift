@@ -30,11 +30,23 @@ public struct ControlSocketAddress: Sendable, CustomStringConvertible {
     }
 }
 
-/// The process at the other end of a connected Unix socket (SO_PEERCRED; glibc shows `struct ucred`
-/// only under _GNU_SOURCE, so its three fields are read as a tuple: pid, uid, gid).
-public func unixPeerCredentials(_ fd: Int32) -> (pid: Int32, uid: UInt32, gid: UInt32)? {
-    var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
-    var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+/// The process at the other end of a connected Unix socket: `struct ucred` (SO_PEERCRED), which glibc
+/// declares only under _GNU_SOURCE, laid out as the kernel writes it (pid, uid, gid).
+public struct PeerCredentials: Sendable {
+    public var pid: pid_t = 0
+    public var uid: uid_t = 0
+    public var gid: gid_t = 0
+
+    public init() {}
+
+    /// Root, or the user this process runs as: the only peers masq's control socket talks to.
+    public var isRootOrSelf: Bool { uid == 0 || uid == getuid() }
+}
+
+/// The credentials of the peer of a connected Unix socket `fd` (nil if the kernel gives none).
+public func unixPeerCredentials(_ fd: Int32) -> PeerCredentials? {
+    var credentials = PeerCredentials()
+    var length = socklen_t(MemoryLayout<PeerCredentials>.size)
     guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return nil }
     return credentials
 }
@@ -77,7 +89,7 @@ public enum ControlClient {
         guard connected == 0 else { throw Failure(errno: errno, path: path) }
         // Anyone may bind an abstract name first: talk only to root or to ourselves, never send rules
         // (or trust a listing) to another user's process holding masq's name.
-        if let peer = unixPeerCredentials(fd), peer.uid != 0, peer.uid != getuid() {
+        if let peer = unixPeerCredentials(fd), !peer.isRootOrSelf {
             throw Failure(errno: EPERM, path: path,
                           reason: "the socket is held by pid \(peer.pid), uid \(peer.uid), which is neither root nor you: not masq's")
         }

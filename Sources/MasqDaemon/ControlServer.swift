@@ -67,7 +67,7 @@ final class ControlHandler: ChannelInboundHandler {
         guard let provider = channel as? SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(false) }
         let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
             level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-        return credentials.map { $0.uid == 0 || $0.uid == getuid() }.recover { _ in false }
+        return credentials.map { $0.isRootOrSelf }.recover { _ in false }
     }
 
     private let dispatcher: ControlDispatcher
@@ -153,13 +153,6 @@ final class ControlHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
     }
-}
-
-/// `struct ucred` (SO_PEERCRED), which glibc declares only under _GNU_SOURCE.
-struct PeerCredentials {
-    var pid: pid_t = 0
-    var uid: uid_t = 0
-    var gid: gid_t = 0
 }
 
 /// Applies a decoded request to the daemon's control plane and says how it went, in the protocol's

@@ -85,7 +85,7 @@ struct ControlSocketListener {
     /// One connect to `address`, without blocking (a live daemon whose backlog is full answers EAGAIN
     /// instead of stalling start-up): errno 0 and the listener's credentials when it answered, else the
     /// connect's errno. nil when no probe socket could be made.
-    private static func knock(_ address: ControlSocketAddress) -> (errno: Int32, peer: (pid: Int32, uid: UInt32, gid: UInt32)?)? {
+    private static func knock(_ address: ControlSocketAddress) -> (errno: Int32, peer: PeerCredentials?)? {
         let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard probe >= 0 else { return nil }
         defer { close(probe) }
