@@ -1,3 +1,4 @@
+import Foundation
 import MasqRules
 import Testing
 @testable import MasqCore
@@ -216,6 +217,25 @@ import Testing
         #expect(Array(ssh[16..<20]) == [198, 19, 0, 202])
         #expect(engine.counters.templatesCreated == 0)
         #expect(engine.table.liveEntries.first { $0.isTemplate }?.controlled == 1)
+    }
+
+    /// A synced entry's flow record says so (`"origin":"sync"` last, as /proc/net/ip_vs_conn_sync's
+    /// Origin column), and reads back; a local one's line is unchanged.
+    @Test func flowRecordsShowTheOrigin() throws {
+        let engine = Engine(configuration: try RulesFile.parse(Self.rules))
+        #expect(engine.applySynced(Self.tcp(.established)) == .created)
+        let client = PacketBuilder(source: addr("198.18.0.13"), destination: addr("198.18.0.1"))
+        _ = run(engine, client.tcp(40000, 80, flags: .syn))
+        let records = engine.flowRecords()
+        #expect(records.map(\.isSynced) == [true, false])
+        #expect(records[0].jsonLine == #"{"proto":"tcp","client":"198.18.0.12:40000","vip":"198.18.0.1:80","real_server":"198.19.0.201:8080","state":"ESTABLISHED","expires":900,"template":false,"packets_in":0,"packets_out":0,"bytes_in":0,"bytes_out":0,"origin":"sync"}"#)
+        #expect(!records[1].jsonLine.contains("origin"))
+        for record in records {
+            #expect(try JSONDecoder().decode(FlowRecord.self, from: Data(record.jsonLine.utf8)) == record)
+            #expect(try JSONDecoder().decode(FlowRecord.self, from: JSONEncoder().encode(record)) == record)
+        }
+        let bad = records[0].jsonLine.replacingOccurrences(of: "\"sync\"", with: "\"elsewhere\"")
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(FlowRecord.self, from: Data(bad.utf8)) }
     }
 
     /// A synced entry lives one timeout after its last update, not longer, and gives its counts back.
