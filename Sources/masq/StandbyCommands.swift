@@ -104,7 +104,8 @@ struct Ready: ParsableCommand {
         discussion: """
             For keepalived's vrrp_script (interval 1, fall 1, rise 1, weight 0): it fails when masq \
             does not answer, and while a backup sync daemon waits for the table of a master it has just \
-            heard (ready once the table has arrived, or when no master has been heard for 3 s). A \
+            heard (ready once the table has arrived, or when no master has been heard for 3 s of \
+            listening). A \
             returning director so takes the VIPs back only once it holds the connections.
             """)
 

@@ -57,12 +57,15 @@ import Testing
 @Suite struct BackupReadinessTests {
     static let second: Int64 = 1_000_000_000
 
-    @Test func noMasterHeardIsReady() {
-        #expect(BackupReadiness().isReady(now: 10 * Self.second))
+    @Test func noMasterHeardIsReadyAfterThreeSecondsOfListening() {
+        let r = BackupReadiness(startedAt: 10 * Self.second)
+        #expect(!r.isReady(now: 11 * Self.second))
+        #expect(!r.isReady(now: 13 * Self.second))
+        #expect(r.isReady(now: 13 * Self.second + 1))
     }
 
     @Test func aHeardMasterMakesItWaitForTheTable() {
-        var r = BackupReadiness()
+        var r = BackupReadiness(startedAt: 0)
         r.sequence = 5
         do { let v = r.heardHeartbeat(now: 10 * Self.second); #expect(v) }  // the first heartbeat: ask for the table
         #expect(!r.isReady(now: 10 * Self.second))
@@ -75,7 +78,7 @@ import Testing
     }
 
     @Test func aSilentMasterIsGoneAfterThreeSeconds() {
-        var r = BackupReadiness()
+        var r = BackupReadiness(startedAt: 0)
         _ = r.heardHeartbeat(now: 10 * Self.second)
         #expect(!r.isReady(now: 13 * Self.second))
         #expect(r.isReady(now: 13 * Self.second + 1))
@@ -85,10 +88,17 @@ import Testing
         #expect(!r.isReady(now: 20 * Self.second))
     }
 
+    @Test func theTableMayCompleteWithinTheFirstSeconds() {
+        var r = BackupReadiness(startedAt: 10 * Self.second)
+        r.sequence = 3
+        do { let v = r.received(done: 3, now: 10 * Self.second + 1); #expect(v) }
+        #expect(r.isReady(now: 10 * Self.second + 2))
+    }
+
     @Test func theAnswerMayComeBeforeTheFirstHeartbeat() {
         // The request made at start is answered before a heartbeat arrives: that heartbeat does not
         // start over.
-        var r = BackupReadiness()
+        var r = BackupReadiness(startedAt: 0)
         r.sequence = 1
         do { let v = r.received(done: 1, now: 10 * Self.second); #expect(v) }
         do { let v = r.heardHeartbeat(now: 10 * Self.second + 1); #expect(!v) }

@@ -41,7 +41,7 @@ final class SyncDaemon: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     let counters = Mutex(SyncCounters())
     /// Backup: the readiness state, read by `masq ready`.
-    let readiness = Mutex(BackupReadiness())
+    let readiness = Mutex(BackupReadiness(startedAt: monotonicNanoseconds()))
 
     /// How long after the last heartbeat a master counts as gone, in nanoseconds.
     static let masterSilence: Int64 = 3_000_000_000
@@ -321,8 +321,12 @@ final class SyncDaemon: Sendable {
 }
 
 /// What a backup knows of its master, for readiness: a backup may take over when no masq master is
-/// heard (none for 3 s), or when the whole table has arrived since it was (re)heard.
+/// heard (none for 3 s, and it has listened that long: a director starting up does not take the VIPs
+/// in the second before the master's first heartbeat), or when the whole table has arrived since the
+/// master was (re)heard.
 struct BackupReadiness: Sendable, Equatable {
+    /// When the daemon started listening (monotonic ns).
+    var startedAt: Int64
     /// The last heartbeat (monotonic ns); nil: none heard yet.
     var lastHeartbeat: Int64?
     /// A `resyncDone` answering `sequence` has arrived since the master was (re)heard.
@@ -336,7 +340,9 @@ struct BackupReadiness: Sendable, Equatable {
     }
 
     /// Whether the daemon may take over now.
-    func isReady(now: Int64) -> Bool { !masterHeard(now: now) || tableComplete }
+    func isReady(now: Int64) -> Bool {
+        tableComplete || (!masterHeard(now: now) && now - startedAt > SyncDaemon.masterSilence)
+    }
 
     /// A heartbeat; true when it ends a silence (or is the first): the table must come again.
     mutating func heardHeartbeat(now: Int64) -> Bool {
