@@ -74,6 +74,7 @@ enum SyncReceiverReason {
     static let persistenceEngine = "persistence_engine"
     static let forwardingMethod = "forwarding_method"
     static let tooLong = "longer_than_maxlen"
+    static let tooManyRequests = "too_many_resync_requests"
 }
 
 /// A backup's handling of one received datagram, without the socket: a control message is returned
