@@ -183,7 +183,7 @@ final class SyncConsumer {
     let outbox: SyncOutbox
     let stopping = Atomic<Bool>(false)
     private let updates = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: 256)
-    private let entries = UnsafeMutableBufferPointer<SyncEntry>.allocate(capacity: 256)
+    private var entries: [SyncEntry] = []
     private var datagram: [UInt8] = []
     /// Written by the consumer thread only, read after it has been joined.
     private(set) var entryCount = 0
@@ -193,6 +193,7 @@ final class SyncConsumer {
 
     init(_ outbox: SyncOutbox) {
         self.outbox = outbox
+        entries.reserveCapacity(updates.count)
         datagram.reserveCapacity(SyncTransport.defaultMaxLength)
         updates.initialize(repeating: SyncUpdate(proto: .tcp, state: .none, isActive: false,
                                                  client: IPv4Address(rawValue: 0), clientPort: 0,
@@ -200,10 +201,7 @@ final class SyncConsumer {
                                                  server: IPv4Address(rawValue: 0), serverPort: 0, timeout: 0))
     }
 
-    deinit {
-        updates.deallocate()
-        entries.deallocate()
-    }
+    deinit { updates.deallocate() }
 
     func start() {
         pthread_create(&thread, nil, { context in
@@ -231,18 +229,13 @@ final class SyncConsumer {
         }
     }
 
-    /// Converts and encodes `batch`, counting entries, datagrams and bytes. The entries are handed to
-    /// the encoder as an UnsafeBufferPointer: its iterator reads elements directly, where an Array's or
-    /// ArraySlice's, called from SyncEncoder's unspecialised generic code, allocates a coroutine frame
-    /// per element (about one malloc an entry).
+    /// Converts and encodes `batch`, counting entries, datagrams and bytes.
     func encode(_ batch: UnsafeMutableBufferPointer<SyncUpdate>) {
-        let n = batch.count
-        for i in 0..<n { (entries.baseAddress! + i).initialize(to: SyncEntry(batch[i])) }
-        defer { entries.baseAddress!.deinitialize(count: n) }
+        entries.removeAll(keepingCapacity: true)
+        for update in batch { entries.append(SyncEntry(update)) }
         var offset = 0
-        while offset < n {
-            let rest = UnsafeBufferPointer(rebasing: entries[offset..<n])
-            let taken = try! SyncEncoder.encode(rest, syncID: 1, into: &datagram)
+        while offset < entries.count {
+            let taken = try! SyncEncoder.encode(entries[offset...], syncID: 1, into: &datagram)
             offset += taken
             entryCount += taken
             datagramCount += 1
@@ -266,12 +259,6 @@ func runEstablishedSynced() -> (run: (ns: Double, allocations: UInt64, rewritten
 }
 
 _ = runEstablished(.prefetching)  // warm up
-do {
-    // The encoder's generic metadata is instantiated (allocated) at its first use: not in a timed run.
-    let warm = SyncConsumer(SyncOutbox(capacity: 2))
-    var update = [SyncUpdate(engine.table[0])]
-    update.withUnsafeMutableBufferPointer { warm.encode($0) }
-}
 let baseline = runEstablished(.copyOnly)
 let inOrder = runEstablished(.inOrder)
 let established = runEstablished(.prefetching)
