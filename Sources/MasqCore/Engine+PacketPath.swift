@@ -139,7 +139,8 @@ extension Engine {
             serviceStats[Int(c.serviceID)].countInbound(length: length)
             destinations[Int(c.destinationID)]?.stats.countInbound(length: length)
             rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
-            if syncOutbox != nil { syncIfNeeded(slot) }  // no retain of the outbox on this path
+            // One branch with sync off (and no retain of the outbox either way).
+            if syncOutbox != nil && syncDue(c, packets: c.packetsIn &+ 1) { pushSynced(slot) }
         } else {
             // The real server's first answer ends a flow that was half-open for want of one (UDP): its
             // short pressure timeout, if it had one, ends too.
@@ -279,13 +280,13 @@ extension Engine {
         rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
         // A first packet counts toward the threshold too (the kernel's in_pkts is 1 after it): with a
         // threshold of 1 a UDP flow is sent at once.
-        if syncOutbox != nil { syncIfNeeded(slot) }
+        if syncOutbox != nil && syncDue(connection, packets: 1) { pushSynced(slot) }
         return .rewritten(.inbound)
     }
 
     /// The idle timeout an entry gets on entering `state`.
     @inline(__always)
-    func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
+    private func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
         pressure && halfOpen ? min(Self.pressureHalfOpenTimeout, timeouts[state]) : timeouts[state]
     }
 
@@ -334,7 +335,7 @@ extension Engine {
 
     /// Pressure mode on at `pressureOn`, off below `pressureOff`; checked at each new flow.
     @inline(__always)
-    func updatePressure() {
+    private func updatePressure() {
         let fill = table.fill
         if !pressure && fill >= Self.pressureOn {
             pressure = true
@@ -379,7 +380,7 @@ extension Engine {
     }
 
     /// Gives back what a connection held on its real server (IPVS `ip_vs_unbind_dest`).
-    func release(_ entry: Connection, evicted: Bool = false) {
+    private func release(_ entry: Connection, evicted: Bool = false) {
         counters.expired &+= 1
         guard let d = destinations[Int(entry.destinationID)] else { return }
         if !evicted && !entry.isTemplate && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }
