@@ -383,7 +383,8 @@ extension Engine {
     private func release(_ entry: Connection, evicted: Bool = false) {
         counters.expired &+= 1
         guard let d = destinations[Int(entry.destinationID)] else { return }
-        if !evicted && !entry.isTemplate && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }
+        // A synced entry's handshake happened on the master: its expiry here says nothing of the server.
+        if !evicted && !entry.isTemplate && !entry.isSynced && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }
         if entry.isTemplate {
             d.persistentConnections -= 1
         } else if entry.countedActive {

@@ -77,7 +77,7 @@ struct SyncOptions: ParsableArguments {
         guard syncPeriod == 0 || syncThreshold < syncPeriod else {
             throw ValidationError("--sync-threshold must be below --sync-period (or the period 0), as sync_threshold wants")
         }
-        guard syncRefreshPeriod >= 0 else { throw ValidationError("--sync-refresh-period: seconds, 0 for none") }
+        guard (0...31_622_400).contains(syncRefreshPeriod) else { throw ValidationError("--sync-refresh-period: seconds, at most a year (31622400), 0 for none") }
         guard vrrpInstance == nil || vrrpGroup == nil else { throw ValidationError("give --vrrp-instance or --vrrp-group, not both") }
         if (vrrpInstance != nil || vrrpGroup != nil) && vrrpNotifyFifo == nil {
             throw ValidationError("--vrrp-instance and --vrrp-group need --vrrp-notify-fifo")

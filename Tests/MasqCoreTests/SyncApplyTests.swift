@@ -295,6 +295,31 @@ import Testing
         #expect(flooded.table.liveEntries.allSatisfy { $0.state == .established })
     }
 
+    /// A template the master moved to another real server, in a table full of established flows
+    /// whose old template still controls a connection: refused, and the old template still answers.
+    @Test func aRefusedTemplateReplacementChangesNothing() throws {
+        let engine = Engine(configuration: try RulesFile.parse(Self.rules), capacity: 2)
+        let client = PacketBuilder(source: addr("198.18.0.12"), destination: addr("198.18.0.1"))
+        _ = run(engine, client.tcp(40022, 22, flags: .syn), at: 1)   // template (→ web1) + connection
+        _ = run(engine, client.tcp(40022, 22, flags: .ack), at: 1)   // established: not evictable
+        let before = engine.table.liveEntries.map(\.server)
+        #expect(engine.applySynced(Self.template(server: "198.19.0.202")) == .tableFull)
+        #expect(engine.table.liveEntries.map(\.server) == before)
+        let key = FlowKey(source: addr("198.18.0.0"), destination: addr("198.18.0.1"), sourcePort: 0,  // -M /24
+                          destinationPort: 22, proto: .tcp)
+        #expect(engine.table.template(for: key) != nil)
+    }
+
+    /// A synced entry's expiry is no verdict on its real server: its handshake was on the master
+    /// (a forged SYN_RECV left to expire must not count as a failed handshake here).
+    @Test func syncedEntriesAreNoHealthSignal() throws {
+        let engine = Engine(configuration: try RulesFile.parse(Self.rules))
+        #expect(engine.applySynced(Self.tcp(.synRecv, timeout: 5)) == .created)
+        for t in 1...10 { engine.advanceClock(to: Int64(t) * ConnectionTable.nanosPerTick) }
+        #expect(engine.table.connectionCount == 0)
+        #expect(engine.destinations.compactMap { $0 }.allSatisfy { $0.handshakeFailures == 0 })
+    }
+
     /// Random updates, forged as a hostile sender would (services, servers, states, protocols and
     /// timeouts drawn from pools that mix valid and invalid ones), mixed with packets on the same
     /// tuples and the clock moving on: the table never exceeds its capacity, every real server's

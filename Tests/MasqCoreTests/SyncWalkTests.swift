@@ -14,13 +14,13 @@ import Testing
         -a -t 198.18.0.1:22 -r 198.19.0.201:22 -m
         """
 
-    func walk(_ engine: Engine, slice: Int) -> (updates: [SyncUpdate], slices: Int) {
+    func walk(_ engine: Engine, slice: Int, refresh: Bool = false) -> (updates: [SyncUpdate], slices: Int) {
         var buffer = [SyncUpdate](repeating: SyncUpdate(Connection.blank), count: slice)
         var cursor: UInt32? = 0
         var updates: [SyncUpdate] = []
         var slices = 0
         while cursor != nil {
-            let n = buffer.withUnsafeMutableBufferPointer { engine.collectSyncable(from: &cursor, into: $0) }
+            let n = buffer.withUnsafeMutableBufferPointer { engine.collectSyncable(from: &cursor, into: $0, refresh: refresh) }
             #expect(n <= slice)
             updates += buffer.prefix(n)
             slices += 1
@@ -151,5 +151,22 @@ import Testing
         engine.advanceClock(to: 301 * ConnectionTable.nanosPerTick + 500_000_000)
         #expect(engine.table.connectionCount == 1)
         #expect(buffer.withUnsafeMutableBufferPointer { engine.collectSyncable(from: &cursor, into: $0) } == 0)
+    }
+
+    /// A refresh leaves out what came from a peer and carried nothing here since (with both daemons
+    /// on both directors, two refreshes would keep such entries alive forever between them); a
+    /// resend a backup asked for sends them too, and a synced entry that carried a packet is sent.
+    @Test func aRefreshLeavesOutUnusedSyncedEntries() throws {
+        let engine = Engine(configuration: try RulesFile.parse(Self.rules))
+        let synced = SyncUpdate(proto: .tcp, state: .established, isActive: true, client: addr("198.18.0.77"),
+                                clientPort: 5000, virtualAddress: addr("198.18.0.1"), virtualPort: 80,
+                                server: addr("198.19.0.201"), serverPort: 8080, timeout: 900)
+        var used = synced
+        used.clientPort = 5001
+        #expect(engine.applySynced(synced) == .created && engine.applySynced(used) == .created)
+        let client = PacketBuilder(source: addr("198.18.0.77"), destination: addr("198.18.0.1"))
+        #expect(run(engine, client.tcp(5001, 80, flags: .ack), at: 1).0 == .rewritten(.inbound))
+        #expect(walk(engine, slice: 8).updates.map(\.clientPort).sorted() == [5000, 5001])
+        #expect(walk(engine, slice: 8, refresh: true).updates.map(\.clientPort) == [5001])
     }
 }

@@ -39,8 +39,9 @@ extension Engine {
     func pushSynced(_ slot: UInt32) {
         guard let outbox = syncOutbox else { return }
         let c = table[slot]
+        // Only a change the sender has: a dropped one (a full outbox) is tried again at the next packet.
+        guard outbox.push(SyncUpdate(c)) else { return }
         table[slot].syncedState = c.state
-        _ = outbox.push(SyncUpdate(c))
         // A template replaced since (its real server left the service) is not the client's any more.
         if c.controller != ConnectionTable.noSlot && table.isCurrentTemplate(c.controller) {
             _ = outbox.push(SyncUpdate(table[c.controller]))
@@ -54,9 +55,12 @@ extension Engine {
     public static let syncWalkSlotsPerEntry = 16
 
     /// Whether a walk sends this entry: a template still current, a UDP flow, or a TCP connection in
-    /// a state the packet path would send it in; live and not past its expiry.
-    func isSyncable(_ slot: UInt32, _ c: Connection) -> Bool {
+    /// a state the packet path would send it in; live and not past its expiry. A refresh leaves out
+    /// entries that came from a peer and carried no packet here since: with both daemons on both
+    /// directors they would otherwise echo between the two refreshes and never expire anywhere.
+    func isSyncable(_ slot: UInt32, _ c: Connection, refresh: Bool) -> Bool {
         guard c.expires > now else { return false }
+        if refresh && c.isSynced && c.packetsIn == 0 && c.packetsOut == 0 { return false }
         if c.isTemplate { return table.isCurrentTemplate(slot) }
         switch c.proto {
         case .tcp: return c.state == .established || c.state == .finWait || c.state == .close
@@ -71,13 +75,15 @@ extension Engine {
     /// at most `buffer.count` of them, in slot order; advances `cursor` past what it looked at and
     /// returns the count. `cursor` becomes nil when the walk is done; a walk starts at 0, and a nil
     /// cursor returns 0. A slice may return 0 with the walk not done (a sparse stretch of slots).
-    public func collectSyncable(from cursor: inout UInt32?,
-                                into buffer: UnsafeMutableBufferPointer<SyncUpdate>) -> Int {
+    /// `refresh`: a periodic walk, which leaves out synced entries unused here (see `isSyncable`);
+    /// a resend a backup asked for sends them too.
+    public func collectSyncable(from cursor: inout UInt32?, into buffer: UnsafeMutableBufferPointer<SyncUpdate>,
+                                refresh: Bool = false) -> Int {
         guard let start = cursor, let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var n = 0
         let limit = buffer.count
         cursor = table.forEachLive(from: start, maximumSlots: limit &* Self.syncWalkSlotsPerEntry) { slot, c in
-            guard isSyncable(slot, c) else { return true }
+            guard isSyncable(slot, c, refresh: refresh) else { return true }
             base[n] = SyncUpdate(c)
             n += 1
             return n < limit
@@ -147,7 +153,7 @@ extension Engine {
         if table.lookup(connection.outboundKey) != nil || connection.inboundKey == connection.outboundKey {
             return .conflict
         }
-        if let (slot, _) = existing { expireNow(slot) }
+        if let (slot, _) = existing { expireNow(slot, evicted: true) }  // no verdict on its real server
         guard makeRoom(), let slot = table.insert(connection) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
         if connection.countedActive {
@@ -173,17 +179,24 @@ extension Engine {
         // persistentDestination's key, so a new connection after takeover finds this template.
         let key = FlowKey(source: masked, destination: update.virtualAddress, sourcePort: 0,
                           destinationPort: service.key.port, proto: service.key.proto)
-        var replacing = false
-        if let slot = table.template(for: key) {
+        let existing = table.template(for: key)
+        if let slot = existing {
             let t = table[slot]
             if t.server == update.server && t.serverPort == update.serverPort {
                 updateSynced(slot, state: .none, timeout: timeout)
                 return .updated
             }
+        }
+        // Room first, so a refused update changes nothing: removing an unused old template makes its
+        // own room; otherwise early drop may (never taking the old template it is about to replace).
+        let freesItsSlot = existing.map { table[$0].controlled == 0 } ?? false
+        if !freesItsSlot {
+            guard makeRoom(keeping: existing ?? ConnectionTable.noSlot) else { return .tableFull }
+        }
+        if let slot = existing {
             // The master chose another real server for this client: its choice wins (a template still
             // controlling connections here lives on unseen until they end, as persistentDestination does).
-            if t.controlled > 0 { table.invalidateTemplate(slot) } else { expireNow(slot) }
-            replacing = true
+            if table[slot].controlled > 0 { table.invalidateTemplate(slot) } else { expireNow(slot, evicted: true) }
         }
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
@@ -192,11 +205,11 @@ extension Engine {
             destinationID: destination.id, controller: ConnectionTable.noSlot, timeout: timeout,
             expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
-        guard makeRoom(), let slot = table.insert(template) else { return table.isFull ? .tableFull : .conflict }
+        guard let slot = table.insert(template) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
         destination.persistentConnections += 1
         counters.syncedCreated &+= 1
-        return replacing ? .replaced : .created
+        return existing != nil ? .replaced : .created
     }
 
     /// An update's timeout: 0 (v0, or unknown) is the local one, and none is longer than it.

@@ -53,6 +53,8 @@ final class SyncDaemon: Sendable {
     static let sliceEntries = 256
     /// Slices a master walks per pass of its loop (between two drains).
     static let slicesPerPass = 8
+    /// Datagrams one loop pass reads at most, before it looks at its other work and at `stopping`.
+    static let datagramsPerPass = 64
     /// Distinct resync requests a master keeps for its next walk (a pair has one backup).
     static let maximumPendingRequests = 16
 
@@ -146,6 +148,8 @@ final class SyncDaemon: Sendable {
     private struct Walk {
         var cursor: UInt32? = 0
         var answers: [UInt32] = []
+        /// A periodic refresh (no backup asked): leaves out synced entries unused here.
+        var isRefresh: Bool { answers.isEmpty }
     }
 
     private func runMaster() {
@@ -155,7 +159,8 @@ final class SyncDaemon: Sendable {
             state.engine.syncSettings = settings
             state.engine.syncOutbox = outbox
         }
-        defer { shared.withLock { $0.engine.syncOutbox = nil } }
+        // Only this daemon's outbox: a master started while this one stopped has put its own there.
+        defer { shared.withLock { if $0.engine.syncOutbox === outbox { $0.engine.syncOutbox = nil } } }
         // Preallocated: the outbox's and the walk's updates, the packer's entries and datagram.
         let updates = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: Self.sliceEntries)
         defer { updates.deallocate() }
@@ -195,11 +200,14 @@ final class SyncDaemon: Sendable {
                     pending.append(sequence)
                 }
             }
-            // What the packet path handed over since the last pass.
-            while true {
+            // What the packet path handed over since the last pass: at most a ring's worth, so a
+            // packet path that pushes as fast as this drains still lets heartbeats and stop through.
+            var drained = 0
+            while drained < tuning.outboxCapacity {
                 let n = outbox.pop(into: updates)
                 if n == 0 { break }
                 take(n)
+                drained += n
             }
             flush()
             let now = monotonicNanoseconds()
@@ -224,7 +232,7 @@ final class SyncDaemon: Sendable {
             }
             guard var current = walk else { continue }
             for _ in 0..<Self.slicesPerPass {
-                let n = shared.withLock { state in state.engine.collectSyncable(from: &current.cursor, into: updates) }
+                let n = shared.withLock { state in state.engine.collectSyncable(from: &current.cursor, into: updates, refresh: current.isRefresh) }
                 take(n)
                 if current.cursor == nil { break }
             }
@@ -244,7 +252,9 @@ final class SyncDaemon: Sendable {
     /// A master's socket hears backups' requests (and another master's heartbeats and data, if one
     /// shares the group: its heartbeats are counted, its data left alone).
     private func drainMasterSocket(_ buffer: UnsafeMutableRawBufferPointer, request: (UInt32) -> Void) {
-        while true {
+        // Bounded per pass: a flood on the group (sync is unauthenticated) must not keep this thread
+        // from draining the outbox, sending heartbeats or stopping.
+        for _ in 0..<Self.datagramsPerPass {
             let n = recv(receiveSocket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             guard n >= 0 else { return }
             let datagram = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
@@ -285,7 +295,8 @@ final class SyncDaemon: Sendable {
         while !stopping.load(ordering: .acquiring) {
             var p = pollfd(fd: receiveSocket, events: Int16(POLLIN), revents: 0)
             if poll(&p, 1, 100) > 0 {
-                while true {
+                // Bounded per pass (a flood must not keep the thread from its requests or from stopping).
+                for _ in 0..<Self.datagramsPerPass where !stopping.load(ordering: .relaxed) {
                     let n = recv(receiveSocket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
                     guard n >= 0 else { break }
                     receiveDatagram(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), cut: n == capacity)

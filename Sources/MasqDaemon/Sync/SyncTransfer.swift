@@ -45,6 +45,11 @@ struct SyncPacker {
             let rest = entries[sent...]
             do {
                 let taken = try SyncEncoder.encode(rest, syncID: syncID, maxLength: maxLength, into: &datagram)
+                guard taken > 0 else {  // an entry no datagram of maxLength holds: refused, not retried
+                    refused &+= 1
+                    sent += 1
+                    continue
+                }
                 if full && taken == rest.count { break }
                 datagram.withUnsafeBytes { send($0, taken) }
                 sent += taken
