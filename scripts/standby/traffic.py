@@ -31,6 +31,8 @@ p.add_argument("--vip", required=True)
 p.add_argument("--dir", required=True)
 p.add_argument("--sha256", required=True)
 p.add_argument("--udp-port", type=int, default=47053)
+p.add_argument("--decoy-source", default=None,
+               help="a second client address: its :8080 connection takes rr's first pick before ours")
 p.add_argument("--max-seconds", type=float, default=90)
 p.add_argument("--recovery-slack", type=float, default=0.5,
                help="new connections must succeed again this long after the takeover")
@@ -62,6 +64,7 @@ def run_download():
     # A long stall is a lost flow, not a slow one: TCP's retransmission backoff after a ~4 s outage
     # waits about 6 s; 25 s of silence means nobody forwards this connection any more.
     s.settimeout(25)
+    log("download", "port", s.getsockname()[1])
     s.sendall(b"GET /slow.bin HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
     h = hashlib.sha256()
     head = b""
@@ -95,6 +98,7 @@ def run_download():
             if download["bytes"] >= length:
                 break
     except (OSError, RuntimeError) as e:
+        download["gaps"].append((last, time.time() - last))
         download["error"] = "%s after %d bytes" % (e, download["bytes"])
     finally:
         s.close()
@@ -120,6 +124,7 @@ def run_idle():
     n = 1
     try:
         idle_get(conn, "first")
+        log("idle", "port", conn.sock.getsockname()[1])
         while not stop.is_set():
             if os.path.exists(os.path.join(args.dir, "poke.%d" % n)):
                 idle_get(conn, "poke.%d" % n)
@@ -213,6 +218,37 @@ def run_new():
         th.join(5)
 
 
+# ---------------------------------------------------------------- decoys
+# A fresh director's rr gives the first new flow of a service its first real server. So that a
+# director that lost the flows cannot keep them by that luck, a decoy flow takes that pick first:
+# one datagram from another source port, one :8080 connection from another client address (the
+# persistence template is per client address). Ours then land on the other real server.
+decoys = []
+
+
+def run_decoys():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(2)
+    u.sendto(b"decoy", (args.vip, 5353))
+    try:
+        decoys.append("udp:" + server_of(u.recvfrom(2048)[0]))
+    except socket.timeout:
+        decoys.append("udp:timeout")
+    u.close()
+    if args.decoy_source:
+        conn = http.client.HTTPConnection(args.vip, 8080, timeout=2, source_address=(args.decoy_source, 0))
+        try:
+            conn.request("GET", "/", headers={"Connection": "close"})
+            decoys.append("8080:" + server_of(conn.getresponse().read()))
+        except (OSError, http.client.HTTPException) as e:
+            decoys.append("8080:%s" % type(e).__name__)
+        finally:
+            conn.close()
+    log("decoys", *decoys)
+
+
+run_decoys()
+
 # ---------------------------------------------------------------- run
 workers = {name: threading.Thread(target=fn, name=name, daemon=True) for name, fn in
            [("download", run_download), ("idle", run_idle), ("persistent", run_persistent),
@@ -261,10 +297,14 @@ def count(good):
 if workers["download"].is_alive():
     download["error"] = "still running after %d s (%d bytes)" % (args.max_seconds, download["bytes"])
 gap, gap_at = max(download["gaps"], key=lambda g: g[1], default=(started, 0.0))[::-1]
-good = download["error"] is None and download["sha256"] == args.sha256
-count(result("download", good, "%d bytes, sha256 %s, longest gap %.2f s at %s, %d gaps over 0.3 s%s" % (
+# The download proves something only if it was in flight across every event (failure and failback).
+spans = download["done"] is not None and download["done"] > max(events.values(), default=started)
+good = download["error"] is None and download["sha256"] == args.sha256 and spans
+count(result("download", good, "%d bytes, sha256 %s, longest gap %.2f s at %s, %d gaps over 0.3 s, ended %s%s%s" % (
     download["bytes"], "matches" if download["sha256"] == args.sha256 else "DIFFERS",
-    gap, rel(gap_at), len(download["gaps"]), "" if download["error"] is None else ", " + download["error"])))
+    gap, rel(gap_at), len(download["gaps"]), rel(download["done"] or time.time()),
+    "" if spans else " (BEFORE the last event: a longer download is needed)",
+    "" if download["error"] is None else ", " + download["error"])))
 
 first = idle["answers"][0][3] if idle["answers"] else None
 pokes = [a for a in idle["answers"] if a[1] != "first"]
@@ -304,7 +344,7 @@ for start_name, end_name in (("fail", "takeover"), ("restore", "failback")):
     nxt = min([t for t in events.values() if t > t0 and t != t1] + [float("inf")])
     in_window = [f for f in failed if t0 - 3 <= f[0] < nxt]
     late_fail = [f for f in in_window if t1 is None or f[0] > t1 + args.recovery_slack]
-    windows.append("%s: %d failed, the last started %s, takeover %s" % (
+    windows.append("%s: %d failed, the last started %s, the VIPs moved at %s" % (
         start_name, len(in_window), rel(in_window[-1][0]) if in_window else "-",
         rel(t1) if t1 else "never"))
     good = good and t1 is not None and not late_fail
