@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "MasqDaemon",
             dependencies: [
-                "MasqCore", "MasqRules", "MasqNFQueue", "MasqControl", "MasqCapture", "MasqHealth",
+                "MasqCore", "MasqRules", "MasqNFQueue", "MasqControl", "MasqCapture", "MasqHealth", "MasqSync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "MasqDaemonTests",
             dependencies: [
-                "MasqCore", "MasqRules", "MasqNFQueue", "MasqDaemon", "MasqControl", "CNetfilterQueue",
+                "MasqCore", "MasqRules", "MasqNFQueue", "MasqDaemon", "MasqControl", "CNetfilterQueue", "MasqSync",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]

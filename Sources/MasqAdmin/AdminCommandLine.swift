@@ -120,6 +120,8 @@ public enum AdminCommandLine {
               \(p) -L|l [virtual-service] [options]
               \(p) -Z [virtual-service]
               \(p) --set tcp tcpfin udp
+              \(p) --start-daemon {master|backup} [daemon-options]
+              \(p) --stop-daemon {master|backup}
               \(p) -h
 
             Commands:
@@ -136,6 +138,8 @@ public enum AdminCommandLine {
               --list            -L|-l     list the table
               --zero            -Z        zero counters in a service or all services
               --set tcp tcpfin udp        set connection timeout values
+              --start-daemon              start connection sync daemon
+              --stop-daemon               stop connection sync daemon
               --help            -h        display this help message
               --version         -v        display ipvsadm's version line and masq's version
 
@@ -162,10 +166,18 @@ public enum AdminCommandLine {
               --sort                              does nothing, for backwards compatibility
               --numeric      -n                   numeric output of addresses and ports
               --sched-flags  -b flags             scheduler flags (comma-separated)
+              --daemon                            output of daemon information
+            Daemon Options:
+              --syncid sid                        syncid for connection sync (default=0: no filtering)
+              --sync-maxlen length                Max sync message length (default=1472)
+              --mcast-interface interface         multicast interface for connection sync (default=eth0)
+              --mcast-group address               IPv4 multicast group (default=224.0.0.81)
+              --mcast-port port                   UDP port (default=8848)
+              --mcast-ttl ttl                     Multicast TTL (default=1)
 
             masq forwards in NAT mode only: -g (direct routing) and -i (tunnelling) are refused, and so are
-            firewall-mark, SCTP and IPv6 services, --pe, -o, connection thresholds (-x, -y) and the sync
-            daemon. Host and port names are read from /etc/hosts and /etc/services only, never from DNS.
+            firewall-mark, SCTP and IPv6 services, --pe, -o, connection thresholds (-x, -y) and IPv6
+            multicast groups for the sync daemon. Host and port names are read from /etc/hosts and /etc/services only, never from DNS.
 
             """
     }

@@ -26,10 +26,10 @@ public struct IPVSAdmFormat: Sendable {
 
     /// `ipvsadm -L|-l [options]`: `list_conn` for `-c` (given the daemon's flow records),
     /// `list_service` for `-t|-u` (no version line; "No such service", exit 1, when absent),
-    /// `list_timeout` for `--timeout`, `list_daemon` for `--daemon` (nothing: masq runs no sync
-    /// daemon), `list_all` otherwise. The order of these tests is `process_options`'.
-    public func list(_ state: AdminState, _ options: ListOptions, connections: [FlowRecord] = [])
-        throws(AdminError) -> String {
+    /// `list_timeout` for `--timeout`, `list_daemon` for `--daemon` (given the daemon's sync status:
+    /// a line per sync daemon, nothing when none runs), `list_all` otherwise. The order of these tests is `process_options`'.
+    public func list(_ state: AdminState, _ options: ListOptions, connections: [FlowRecord] = [],
+                     syncStatus: SyncStatus? = nil) throws(AdminError) -> String {
         if options.connections {
             return self.connections(connections, numeric: options.numeric,
                                     persistentConnections: options.persistentConnections)
@@ -42,7 +42,7 @@ public struct IPVSAdmFormat: Sendable {
             return title(format) + service(s, format)
         }
         if options.timeout { return timeouts(state.timeouts) }
-        if options.daemon { return "" }
+        if options.daemon { return syncStatus?.listText ?? "" }
         return listAll(state, format)
     }
 

@@ -8,6 +8,7 @@ public enum ControlReply: Equatable, Sendable {
     case text(String)
     case state(AdminState)
     case flows([FlowRecord])
+    case syncStatus(SyncStatus)
     /// Refused or failed; nothing changed.
     case failure(ControlError)
 }
@@ -39,6 +40,10 @@ public struct ControlError: Error, Equatable, Sendable, Codable, CustomStringCon
         case noSuchScheduler
         /// Something already runs that there can be one of: a packet trace (EBUSY).
         case busy
+        /// A sync daemon of that role runs already (EEXIST: libipvs's "Daemon has already run").
+        case daemonExists
+        /// No sync daemon of that role runs (ESRCH: "No daemon is running").
+        case noDaemon
         /// The daemon could not do it: a file it cannot write, an answer it cannot encode (EIO).
         case failed
         /// The daemon closed the connection without an answer (the client's reading).
@@ -80,7 +85,7 @@ public struct ControlError: Error, Equatable, Sendable, Codable, CustomStringCon
 /// or `{"error":{"code":"noSuchService","message":…}}`.
 extension ControlReply: Codable {
     enum CodingKeys: String, CodingKey {
-        case ok, text, state, flows, error
+        case ok, text, state, flows, error, syncStatus
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -97,6 +102,9 @@ extension ControlReply: Codable {
         case .flows(let flows):
             try c.encode("flows", forKey: .ok)
             try c.encode(flows, forKey: .flows)
+        case .syncStatus(let status):
+            try c.encode("syncStatus", forKey: .ok)
+            try c.encode(status, forKey: .syncStatus)
         case .failure(let error):
             try c.encode(error, forKey: .error)
         }
@@ -113,6 +121,7 @@ extension ControlReply: Codable {
         case "text": self = .text(try c.decode(String.self, forKey: .text))
         case "state": self = .state(try c.decode(AdminState.self, forKey: .state))
         case "flows": self = .flows(try c.decode([FlowRecord].self, forKey: .flows))
+        case "syncStatus": self = .syncStatus(try c.decode(SyncStatus.self, forKey: .syncStatus))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .ok, in: c, debugDescription: "unknown answer '\(other)'")
         }
@@ -156,12 +165,21 @@ extension ControlReply {
         }
     }
 
+    public func requireSyncStatus() throws(ControlError) -> SyncStatus {
+        switch self {
+        case .syncStatus(let status): return status
+        case .failure(let error): throw error
+        default: throw unexpected("the sync status")
+        }
+    }
+
     private var kind: String {
         switch self {
         case .done: "done"
         case .text: "text"
         case .state: "the state"
         case .flows: "flows"
+        case .syncStatus: "the sync status"
         case .failure: "an error"
         }
     }

@@ -26,11 +26,17 @@ public enum ControlRequest: Equatable, Sendable {
     public static let longestTrace = 366 * 86_400
     /// What the daemon answers to (`ControlReply.text`, `helpText`).
     case help
+    /// Start a sync daemon (`ipvsadm --start-daemon`); one per role (`daemonExists`).
+    case startDaemon(SyncDaemonConfig)
+    /// Stop the sync daemon of a role (`ipvsadm --stop-daemon`; `noDaemon` if none runs).
+    case stopDaemon(SyncDaemonRole)
+    /// The sync daemons, their counters and readiness (`ControlReply.syncStatus`).
+    case syncStatus
 
     /// The requests, for `help`.
     public static let helpText = """
         state | flows FILTER | apply IPVSADM-COMMAND | restore RULES | zero [SERVICE] | setTimeouts TCP TCPFIN UDP
-        save | trace FILTER PACKETS SECONDS FILE | help
+        save | trace FILTER PACKETS SECONDS FILE | startDaemon DAEMON | stopDaemon ROLE | syncStatus | help
         (one JSON object per connection: {"command":"flows","filter":"vip=198.18.0.1:80"}; see ControlFraming)
 
         """
@@ -45,7 +51,7 @@ public enum ControlRequest: Equatable, Sendable {
 /// request the daemon can apply.
 extension ControlRequest: Codable {
     enum CodingKeys: String, CodingKey {
-        case command, filter, arguments, rules, service, tcp, tcpFin, udp, packets, seconds, file
+        case command, filter, arguments, rules, service, tcp, tcpFin, udp, packets, seconds, file, daemon, role
     }
 
     enum ServiceKeys: String, CodingKey {
@@ -64,6 +70,9 @@ extension ControlRequest: Codable {
         case .save: "save"
         case .trace: "trace"
         case .help: "help"
+        case .startDaemon: "startDaemon"
+        case .stopDaemon: "stopDaemon"
+        case .syncStatus: "syncStatus"
         }
     }
 
@@ -71,8 +80,12 @@ extension ControlRequest: Codable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .command)
         switch self {
-        case .state, .save, .help:
+        case .state, .save, .help, .syncStatus:
             break
+        case .startDaemon(let daemon):
+            try c.encode(daemon, forKey: .daemon)
+        case .stopDaemon(let role):
+            try c.encode(role, forKey: .role)
         case .flows(let filter):
             try c.encode(filter.description, forKey: .filter)
         case .apply(let command):
@@ -113,6 +126,9 @@ extension ControlRequest: Codable {
         case "state": self = .state
         case "save": self = .save
         case "help": self = .help
+        case "syncStatus": self = .syncStatus
+        case "startDaemon": self = .startDaemon(try c.decode(SyncDaemonConfig.self, forKey: .daemon))
+        case "stopDaemon": self = .stopDaemon(try c.decode(SyncDaemonRole.self, forKey: .role))
         case "flows": self = .flows(try filter())
         case "apply":
             let words = try c.decode([String].self, forKey: .arguments)

@@ -16,6 +16,8 @@ public final class ControlPlane: Sendable {
     let logger: Logger
     let iptables: InstalledIptables?
     private let configuration: Mutex<Configuration>
+    /// The sync daemons (masqadm --start-daemon, `masq run --sync-daemon`, keepalived's FIFO).
+    public let sync: SyncManager
 
     init(options: DaemonOptions, shared: SharedEngine, configuration: Configuration, iptables: InstalledIptables?,
          logger: Logger) {
@@ -24,6 +26,7 @@ public final class ControlPlane: Sendable {
         self.configuration = Mutex(configuration)
         self.iptables = iptables
         self.logger = logger
+        sync = SyncManager(shared: shared, tuning: options.syncTuning, logger: logger)
     }
 
     /// Sends the engine's ICMP port-unreachable answers (see `PacketLoop`); nil without a raw socket.
@@ -62,7 +65,8 @@ public final class ControlPlane: Sendable {
     func refreshIptables() {
         guard let iptables else { return }
         let draining = shared.withLock { $0.engine.drainingRealServers }
-        let plan = IptablesPlan(currentConfiguration, queue: options.queue, chain: options.chain, draining: draining)
+        let plan = IptablesPlan(currentConfiguration, queue: options.queue, chain: options.chain, draining: draining,
+                                failClosed: options.failClosedIptables || sync.everStarted.load(ordering: .acquiring))
         guard plan != iptables.plan.withLock({ $0 }) else { return }
         do {
             try iptables.runner.refill(plan)
@@ -129,6 +133,17 @@ public final class ControlPlane: Sendable {
             configuration.withLock { $0 = next }
             shared.withLock { $0.engine.setTimeouts(next.timeouts) }
         }
+    }
+
+    /// `masqadm --start-daemon`: the first daemon of a director that had none turns its iptables rules
+    /// to fail closed (`IptablesPlan.failClosed`).
+    public func startSyncDaemon(_ config: SyncDaemonConfig) throws(SyncDaemonError) {
+        try sync.start(config)
+        periodicRefresh()
+    }
+
+    public func stopSyncDaemon(_ role: SyncDaemonRole) throws(SyncDaemonError) {
+        try sync.stop(role)
     }
 
     public func zero(_ key: ServiceKey?) throws(RulesError) {

@@ -190,6 +190,22 @@ struct ControlDispatcher: Sendable {
                 return .failure(ControlError(code, error.description))
             }
             return .text("tracing \(filter.isEmpty ? "every flow" : filter.description) to \(file) for \(packets) packets or \(seconds) s\n")
+        case .startDaemon(let config):
+            do {
+                try core.startSyncDaemon(config)
+                return .done
+            } catch {
+                return .failure(error.controlError)
+            }
+        case .stopDaemon(let role):
+            do {
+                try core.stopSyncDaemon(role)
+                return .done
+            } catch {
+                return .failure(error.controlError)
+            }
+        case .syncStatus:
+            return .syncStatus(core.sync.status())
         }
     }
 

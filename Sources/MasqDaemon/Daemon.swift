@@ -30,6 +30,18 @@ public struct DaemonOptions: Sendable {
     public var metricsAddress: (String, Int)?
     /// IPVS's expire_nodest_conn: drop the flows of a removed real server instead of letting them finish.
     public var expireNodestConnections = false
+    /// Sync daemons to start (`--sync-daemon`, with the rules file's `--start-daemon` lines after them).
+    public var syncDaemons: [SyncDaemonConfig] = []
+    /// The masters' pacing: sync_threshold, refresh walks.
+    public var syncTuning = SyncTuning()
+    /// keepalived's `vrrp_notify_fifo` to follow (nil: none), which instance or group, and the
+    /// parameters of the daemons it starts (the role is replaced).
+    public var vrrpNotifyFIFO: String?
+    public var vrrpTarget = VRRPFollowTarget.first
+    public var vrrpSyncParameters = SyncDaemonConfig(role: .backup)
+    /// NFQUEUE rules without `--queue-bypass` (`IptablesPlan.failClosed`): set for a director with a
+    /// sync daemon or a notify FIFO, and from the first daemon masqadm starts.
+    public var failClosedIptables = false
 
     public init(rulesPath: String) { self.rulesPath = rulesPath }
 }
@@ -42,6 +54,11 @@ public struct DaemonError: Error, CustomStringConvertible {
 
 /// Reads and parses a rules file; errors name file:line and the token.
 public func loadRules(_ path: String) throws(DaemonError) -> Configuration {
+    try loadRulesDocument(path).configuration
+}
+
+/// As `loadRules`, with the sync daemons the file's `--start-daemon` lines start.
+public func loadRulesDocument(_ path: String) throws(DaemonError) -> RulesFile.Document {
     let text: String
     do {
         text = try String(contentsOfFile: path, encoding: .utf8)
@@ -49,7 +66,7 @@ public func loadRules(_ path: String) throws(DaemonError) -> Configuration {
         throw DaemonError("\(path): cannot read: \(error.localizedDescription)")
     }
     do {
-        return try RulesFile.parse(text, file: path)
+        return try RulesFile.load(text, file: path)
     } catch {
         throw DaemonError(error.description)
     }
@@ -202,12 +219,28 @@ final class InstalledIptables: Sendable {
 
 /// `masq run`: load the rules, bind the queue(s), install iptables if asked, serve until SIGTERM/SIGINT.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
+    var options = options
     let keepalived = options.keepalived ? try loadKeepalived(options.rulesPath, logger: logger) : nil
     // With health checks, the real servers the checks allow at start (keepalived adds no `alpha` server
     // before its first success), so neither the engine nor the iptables rules ever hold one.
-    let configuration = try keepalived.map {
-        HealthMonitor($0, now: monotonicNanoseconds()).effectiveConfiguration(timeouts: $0.configuration.timeouts)
-    } ?? loadRules(options.rulesPath)
+    let configuration: Configuration
+    if let keepalived {
+        configuration = HealthMonitor(keepalived, now: monotonicNanoseconds())
+            .effectiveConfiguration(timeouts: keepalived.configuration.timeouts)
+    } else {
+        let document = try loadRulesDocument(options.rulesPath)
+        configuration = document.configuration
+        for daemon in document.syncDaemons {
+            guard !options.syncDaemons.contains(where: { $0.role == daemon.role }) else {
+                throw DaemonError("\(options.rulesPath): --start-daemon \(daemon.role): Daemon has already run (given on the command line too)")
+            }
+            options.syncDaemons.append(daemon)
+        }
+    }
+    if !options.syncDaemons.isEmpty && options.vrrpNotifyFIFO != nil {
+        throw DaemonError("--vrrp-notify-fifo starts and stops the sync daemons itself: give no --sync-daemon (or rules file --start-daemon) with it")
+    }
+    options.failClosedIptables = options.failClosedIptables || !options.syncDaemons.isEmpty || options.vrrpNotifyFIFO != nil
     let engine = Engine(configuration: configuration, capacity: options.maxFlows)
     engine.expireNodestConnections = options.expireNodestConnections
     var boxes: [QueueBox] = []
@@ -224,8 +257,12 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
 
     var iptables: InstalledIptables?
     if options.installIptables {
-        let plan = IptablesPlan(configuration, queue: options.queue, chain: options.chain)
+        let plan = IptablesPlan(configuration, queue: options.queue, chain: options.chain,
+                                failClosed: options.failClosedIptables)
         let runner = IptablesRunner(binary: options.iptablesBinary)
+        if options.failClosedIptables {
+            logger.notice("iptables rules fail closed (NFQUEUE without --queue-bypass): this director is one of a sync pair, and while its masq is down the kernel must drop the queued packets, not let its own stack reset the flows the other director holds")
+        }
         do {
             if let note = try runner.install(plan) { logger.warning("\(note)") }
         } catch {
@@ -257,6 +294,32 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
 
     HostChecks.log(options, configuration, to: logger)
+    // The sync daemons and the keepalived follower, before masq says it is serving.
+    var follower: VRRPFollower?
+    do throws(DaemonError) {
+        for daemon in options.syncDaemons {
+            do {
+                try core.sync.start(daemon)
+            } catch {
+                throw DaemonError("--start-daemon \(daemon.role): \(error.description)")
+            }
+        }
+        if let fifo = options.vrrpNotifyFIFO {
+            let f = VRRPFollower(path: fifo, target: options.vrrpTarget, parameters: options.vrrpSyncParameters,
+                                 sync: core.sync, logger: logger)
+            try f.start()
+            follower = f
+        }
+    } catch {
+        core.sync.stopAll()
+        removeRules()
+        throw error
+    }
+    let syncFollower = follower
+    defer {
+        syncFollower?.stop()
+        core.sync.stopAll()
+    }
     // Every listener is bound before masq says it is serving: a taken address stops start-up, named.
     var controlListener: ControlSocketListener?
     do {

@@ -26,14 +26,19 @@ public enum QueueSelection: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The NFQUEUE target's options. `--queue-bypass`: while no process has the queue bound, packets
-    /// go on through the stack instead of being dropped.
-    var targetArguments: [String] {
+    /// The NFQUEUE target's options. `--queue-bypass` (unless `failClosed`): while no process has the
+    /// queue bound, packets go on through the stack instead of being dropped. A director of a pair
+    /// must not: while its masq is dead and before keepalived moves the VIPs, its own stack would
+    /// reset every client connection (no socket on the VIP's port) and let the real servers' replies
+    /// out un-NATed, so the flows the standby holds would be lost anyway; without the bypass the
+    /// kernel drops those packets and TCP retransmits them to whichever director then holds the VIP.
+    func targetArguments(failClosed: Bool) -> [String] {
+        let bypass = failClosed ? [] : ["--queue-bypass"]
         switch self {
-        case .single(let q): ["-j", "NFQUEUE", "--queue-num", "\(q)", "--queue-bypass"]
-        case .balance(let a, let b): ["-j", "NFQUEUE", "--queue-balance", "\(a):\(b)", "--queue-bypass"]
+        case .single(let q): return ["-j", "NFQUEUE", "--queue-num", "\(q)"] + bypass
+        case .balance(let a, let b): return ["-j", "NFQUEUE", "--queue-balance", "\(a):\(b)"] + bypass
         case .cpuFanout(let a, let b):
-            ["-j", "NFQUEUE", "--queue-balance", "\(a):\(b)", "--queue-cpu-fanout", "--queue-bypass"]
+            return ["-j", "NFQUEUE", "--queue-balance", "\(a):\(b)", "--queue-cpu-fanout"] + bypass
         }
     }
 
@@ -81,6 +86,9 @@ public struct IptablesChain: Equatable, Sendable {
 public struct IptablesPlan: Equatable, Sendable {
     public var chain: String
     public var queue: QueueSelection
+    /// No `--queue-bypass`: packets for a dead masq are dropped, not passed (see
+    /// `QueueSelection.targetArguments(failClosed:)`); a director of a sync pair runs so.
+    public var failClosed: Bool
     /// raw PREROUTING: inbound queued, replies notracked.
     public var preRouting: [[String]] = []
     /// raw OUTPUT: local clients' connections to a VIP, the director's own frag-needed.
@@ -95,10 +103,11 @@ public struct IptablesPlan: Equatable, Sendable {
 
     /// `draining`: real servers no longer configured whose flows still live; their replies stay queued.
     public init(_ configuration: Configuration, queue: QueueSelection, chain: String = "MASQ",
-                draining: [(proto: IPProtocol, address: IPv4Address, port: UInt16)] = []) {
+                draining: [(proto: IPProtocol, address: IPv4Address, port: UInt16)] = [], failClosed: Bool = false) {
         self.chain = chain
         self.queue = queue
-        let target = queue.targetArguments
+        self.failClosed = failClosed
+        let target = queue.targetArguments(failClosed: failClosed)
         let notrack = ["-j", "CT", "--notrack"]
         var seen = Set<[String]>()
         /// Appends `match + action` to `rules` once (real servers shared by services appear once).

@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
 import Logging
+import MasqControl
 import MasqCore
+import MasqRules
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -35,14 +37,55 @@ public final class MetricsPublisher: Sendable {
         let snapshot = core.shared.withLock { MetricsSnapshot($0) }
         let sendFailures = core.unreachableSender?.failures.load(ordering: .relaxed) ?? 0
         let kernelDrops = Self.kernelQueueDrops().filter { core.options.queue.numbers.contains($0.0) }
+        let sync = core.sync.status()
         published.withLock { totals in
             snapshot.publish(into: &totals, unreachableSendFailures: sendFailures)
+            Self.publish(sync, into: &totals)
             for (queue, full, user) in kernelDrops {
                 totals.count("masq_queue_kernel_dropped_total", [("queue", "\(queue)"), ("cause", "queue_full")], full)
                 totals.count("masq_queue_kernel_dropped_total", [("queue", "\(queue)"), ("cause", "socket")], user)
             }
         }
         return registry.emitToString()
+    }
+
+    /// The sync daemons' counters, `masq_sync_*` by role (and direction, kind, reason, result), the
+    /// last datagram times, which daemons run and whether this director is ready to be master.
+    static func publish(_ sync: SyncStatus, into totals: inout PublishedTotals) {
+        func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) {
+            Gauge(label: name, dimensions: labels).record(value)
+        }
+        for role in SyncDaemonRole.allCases {
+            gauge("masq_sync_daemon_running", [("role", role.rawValue)], sync.daemons.contains { $0.config.role == role } ? 1 : 0)
+        }
+        gauge("masq_sync_ready", [], sync.ready ? 1 : 0)
+        for daemon in sync.daemons {
+            let c = daemon.counters
+            let role = ("role", daemon.config.role.rawValue)
+            totals.count("masq_sync_datagrams_total", [role, ("direction", "sent")], c.datagramsSent)
+            totals.count("masq_sync_datagrams_total", [role, ("direction", "received")], c.datagramsReceived)
+            totals.count("masq_sync_entries_total", [role, ("direction", "sent")], c.entriesSent)
+            totals.count("masq_sync_entries_total", [role, ("direction", "received")], c.entriesReceived)
+            for (kind, n) in c.controlSent.sorted(by: { $0.key < $1.key }) {
+                totals.count("masq_sync_control_messages_total", [role, ("direction", "sent"), ("kind", kind)], n)
+            }
+            for (kind, n) in c.controlReceived.sorted(by: { $0.key < $1.key }) {
+                totals.count("masq_sync_control_messages_total", [role, ("direction", "received"), ("kind", kind)], n)
+            }
+            for (reason, n) in c.rejected.sorted(by: { $0.key < $1.key }) {
+                totals.count("masq_sync_rejected_total", [role, ("reason", reason)], n)
+            }
+            for (result, n) in c.applied.sorted(by: { $0.key < $1.key }) {
+                totals.count("masq_sync_applied_total", [role, ("result", result)], n)
+            }
+            totals.count("masq_sync_queue_dropped_total", [role], c.queueDrops)
+            totals.count("masq_sync_send_errors_total", [role], c.sendErrors)
+            totals.count("masq_sync_table_walks_total", [role], c.walks)
+            if let t = c.lastSent { gauge("masq_sync_last_datagram_timestamp_seconds", [role, ("direction", "sent")], t) }
+            if let t = c.lastReceived {
+                gauge("masq_sync_last_datagram_timestamp_seconds", [role, ("direction", "received")], t)
+            }
+        }
     }
 
     /// `/proc/net/netfilter/nfnetlink_queue`: queue, portid, queued, copy mode, copy range,

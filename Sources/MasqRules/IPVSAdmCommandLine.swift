@@ -22,6 +22,12 @@ public enum IPVSAdmCommand: Equatable, Sendable {
     case help
     /// `-v|--version`.
     case version
+    /// `--start-daemon master|backup [--mcast-interface IF] [--syncid N] [--sync-maxlen N]
+    /// [--mcast-group A] [--mcast-port P] [--mcast-ttl T]`: what was given (the daemon fills in the
+    /// kernel's defaults when it starts, `SyncDaemonConfig.resolved`).
+    case startDaemon(SyncDaemonConfig)
+    /// `--stop-daemon master|backup`.
+    case stopDaemon(SyncDaemonRole)
 }
 
 /// What `-L` prints, from its options.
@@ -34,7 +40,7 @@ public struct ListOptions: Equatable, Sendable {
     public var service: ServiceKey?
     /// `--timeout`: the timeout line only.
     public var timeout = false
-    /// `--daemon`: the sync daemons (masq runs none, so nothing).
+    /// `--daemon`: the sync daemons running (`list_daemon`), nothing else.
     public var daemon = false
     public var stats = false
     public var rate = false
@@ -246,6 +252,14 @@ private struct Parser {
     var onePacket = false
     var schedFlags = ""
     var tunnelType = 0
+    // --start-daemon's parameters (`ce->daemon`).
+    var daemonRole: SyncDaemonRole?
+    var mcastInterface = ""
+    var syncID: UInt8 = 0
+    var syncMaxLength: Int?
+    var mcastGroup: IPv4Address?
+    var mcastPort: UInt16?
+    var mcastTTL: UInt8?
     /// masq's first refusal of what ipvsadm accepts, in the order given; thrown once ipvsadm's own
     /// checks pass, so a line ipvsadm refuses gets ipvsadm's words.
     var refusal: IPVSCommandError?
@@ -279,10 +293,11 @@ private struct Parser {
         case .version: return .version
         case .startDaemon, .stopDaemon:
             command = first.tag == .startDaemon ? .startDaemon : .stopDaemon
-            guard firstValue == "master" || firstValue == "backup" else {
+            guard let role = firstValue.flatMap(SyncDaemonRole.init(rawValue:)) else {
                 throw invalid(first.tag == .startDaemon
                     ? "illegal start-daemon parameter specified" : "illegal start_daemon specified", firstValue ?? "")
             }
+            daemonRole = role
         default: throw notACommand
         }
         let kind: IPVSCommand.Kind? = switch command {
@@ -386,9 +401,13 @@ private struct Parser {
         case .timeout:
             let t = timeouts!
             return .setTimeouts(tcp: t.tcp, tcpFin: t.tcpFin, udp: t.udp)
-        case .startDaemon, .stopDaemon:
-            throw unsupported("the connection synchronisation daemon (--start-daemon, --stop-daemon) is not supported by masq",
-                              commandWord)
+        case .startDaemon:
+            if let refusal { throw refusal }
+            return .startDaemon(SyncDaemonConfig(
+                role: daemonRole!, interface: mcastInterface.isEmpty ? SyncDaemonConfig.defaultInterface : mcastInterface,
+                syncID: syncID, maxLength: syncMaxLength, group: mcastGroup, port: mcastPort, ttl: mcastTTL))
+        case .stopDaemon:
+            return .stopDaemon(daemonRole!)
         case .add, .edit, .delete, .flush, .addDest, .editDest, .deleteDest:
             return .edit(try editCommand(kind!))
         }
@@ -524,10 +543,13 @@ private struct Parser {
             }
         case .connection: try set(.connection)
         case .numeric: try set(.numeric)
-        case .mcastInterface: try set(.mcast)
+        case .mcastInterface:
+            try set(.mcast)
+            mcastInterface = cut(v, SyncDaemonConfig.interfaceNameMaximum)  // strncpy(mcast_ifn, optarg, IP_VS_IFNAME_MAXLEN - 1)
         case .syncID:
             try set(.syncID)
-            guard GlibcParsing.stringToNumber(v, min: 0, max: 255) != nil else { throw invalid("illegal syncid specified", v) }
+            guard let id = GlibcParsing.stringToNumber(v, min: 0, max: 255) else { throw invalid("illegal syncid specified", v) }
+            syncID = UInt8(id)
         case .timeout: try set(.timeout)
         case .daemon: try set(.daemon)
         case .stats: try set(.stats)
@@ -559,27 +581,32 @@ private struct Parser {
                 guard GlibcParsing.isIPv6(v), first.count == 4, first.lowercased().hasPrefix("ff") else {
                     throw invalid("invalid IPv6 mcast-group `\(v)'", v)
                 }
+                refuse("IPv6 multicast groups are not supported by masq (its sync runs over IPv4)", v)
             } else {
                 guard let a = IPv4Address(v), v.split(separator: ".").allSatisfy({ $0 == "0" || $0.first != "0" }),
                       a.rawValue >> 28 == 0xe else {
                     throw invalid("invalid IPv4 mcast-group `\(v)'", v)
                 }
+                mcastGroup = a
             }
         case .mcastPort:
             try set(.mcastPort)
-            guard GlibcParsing.stringToNumber(v, min: 1, max: 65535) != nil else {
+            guard let p = GlibcParsing.stringToNumber(v, min: 1, max: 65535) else {
                 throw invalid("illegal mcast-port specified", v)
             }
+            mcastPort = UInt16(p)
         case .mcastTTL:
             try set(.mcastTTL)
-            guard GlibcParsing.stringToNumber(v, min: 1, max: 255) != nil else {
+            guard let t = GlibcParsing.stringToNumber(v, min: 1, max: 255) else {
                 throw invalid("illegal mcast-ttl specified", v)
             }
+            mcastTTL = UInt8(t)
         case .syncMaxlen:
             try set(.syncMaxlen)
-            guard GlibcParsing.stringToNumber(v, min: 1, max: 65535 - 20 - 8) != nil else {
+            guard let n = GlibcParsing.stringToNumber(v, min: 1, max: 65535 - 20 - 8) else {
                 throw invalid("illegal sync-maxlen specified", v)
             }
+            syncMaxLength = n
         case .tunInfo: try set(.tunInfo)
         case .tunType:
             try set(.tunType)

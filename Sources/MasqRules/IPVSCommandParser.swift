@@ -12,6 +12,16 @@ public enum IPVSCommandParser {
     /// As `parse(_:names:)`, asking `names` for the resolver only when a word is not numeric, so a
     /// numeric rules file never reads /etc/hosts or /etc/services.
     public static func parse(_ tokens: [String], names: @escaping () -> NameResolver) throws(RulesError) -> IPVSCommand {
+        guard case .edit(let command) = try parseLine(tokens, names: names) else {
+            throw RulesError(token: tokens.first ?? "",
+                             message: "not an editing command (-A, -E, -D, -C, -a, -e or -d)")
+        }
+        return command
+    }
+
+    /// One rules file line: an editing command, or masq's extension `--start-daemon master|backup
+    /// [options]` (ipvsadm-save has no form for a sync daemon; a director's file can start one).
+    public static func parseLine(_ tokens: [String], names: @escaping () -> NameResolver) throws(RulesError) -> RulesLine {
         let parsed: IPVSAdmCommand
         do {
             parsed = try IPVSAdmCommandLine.parse(tokens, readingStdin: true, names: names)
@@ -24,15 +34,23 @@ public enum IPVSCommandParser {
             throw RulesError(kind, token: error.token, message: error.kind == .popt ? "\(error.token): \(error.message)"
                                                                               : error.explained)
         }
-        guard case .edit(let command) = parsed else {
+        switch parsed {
+        case .edit(let command): return .edit(command)
+        case .startDaemon(let daemon): return .startDaemon(daemon)
+        default:
             throw RulesError(token: tokens.first ?? "",
-                             message: "not an editing command (-A, -E, -D, -C, -a, -e or -d)")
+                             message: "not an editing command (-A, -E, -D, -C, -a, -e or -d) or --start-daemon")
         }
-        return command
     }
 
     /// `A.B.C.D[:PORT]`, numeric only (what `ipvsadm-save -n` prints).
     public static func parseEndpoint(_ text: String) -> (IPv4Address, UInt16?)? {
         IPVSAdmCommandLine.endpoint(text, names: { .numericOnly })
     }
+}
+
+/// What a rules file line holds.
+public enum RulesLine: Equatable, Sendable {
+    case edit(IPVSCommand)
+    case startDaemon(SyncDaemonConfig)
 }

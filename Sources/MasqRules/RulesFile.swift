@@ -11,12 +11,41 @@ public enum RulesFile {
     /// reads the system's /etc/hosts and /etc/services, once, and only when a line has a name.
     public static func parse(_ text: String, file: String = "<rules>", names: NameResolver? = nil)
         throws(RulesError) -> Configuration {
-        try apply(text, to: Configuration(), file: file, names: names)
+        try load(text, file: file, names: names).configuration
     }
 
-    /// Applies every line of `text` in order to `base` (`ipvsadm -R`); all or nothing.
+    /// A whole rules file: the configuration, and the sync daemons its `--start-daemon` lines start
+    /// (at most one per role, as IPVS runs them: a second is "Daemon has already run").
+    public struct Document: Equatable, Sendable {
+        public var configuration: Configuration
+        public var syncDaemons: [SyncDaemonConfig]
+    }
+
+    /// As `parse`, with the sync daemons the file starts.
+    public static func load(_ text: String, file: String = "<rules>", names: NameResolver? = nil)
+        throws(RulesError) -> Document {
+        var daemons: [SyncDaemonConfig] = []
+        let configuration = try apply(text, to: Configuration(), file: file, names: names) { daemon throws(RulesError) in
+            guard !daemons.contains(where: { $0.role == daemon.role }) else {
+                throw RulesError(token: "--start-daemon", message: "Daemon has already run (a second \(daemon.role) sync daemon)")
+            }
+            daemons.append(daemon)
+        }
+        return Document(configuration: configuration, syncDaemons: daemons)
+    }
+
+    /// Applies every line of `text` in order to `base` (`ipvsadm -R`); all or nothing. A
+    /// `--start-daemon` line is refused here: a restore edits the table, the daemons are masqadm's.
     public static func apply(_ text: String, to base: Configuration, file: String, names: NameResolver? = nil)
         throws(RulesError) -> Configuration {
+        try apply(text, to: base, file: file, names: names) { _ throws(RulesError) in
+            throw RulesError(token: "--start-daemon",
+                             message: "a sync daemon is started with masqadm --start-daemon or in the rules file, not restored")
+        }
+    }
+
+    private static func apply(_ text: String, to base: Configuration, file: String, names: NameResolver?,
+                              daemon: (SyncDaemonConfig) throws(RulesError) -> Void) throws(RulesError) -> Configuration {
         var configuration = base
         var resolver = names
         // Read the system's files the first time a name needs them, then keep them for the whole file.
@@ -28,8 +57,10 @@ public enum RulesFile {
         }
         for line in TextLine.lines(text) {
             do {
-                let command = try IPVSCommandParser.parse(line.words, names: lookup)
-                try configuration.apply(command)
+                switch try IPVSCommandParser.parseLine(line.words, names: lookup) {
+                case .edit(let command): try configuration.apply(command)
+                case .startDaemon(let config): try daemon(config)
+                }
             } catch {
                 var located = error
                 located.file = file

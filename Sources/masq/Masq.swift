@@ -12,7 +12,8 @@ struct Masq: AsyncParsableCommand {
         commandName: "masq",
         abstract: "An LVS-NAT director in userspace: IPVS's NAT over NFQUEUE, and offline over captures.",
         version: masqVersion,
-        subcommands: [Run.self, Iptables.self, Flows.self, Trace.self, Replay.self, Check.self, SyncSample.self]
+        subcommands: [Run.self, Iptables.self, Flows.self, Trace.self, Ready.self, SyncStatusCommand.self, Replay.self, Check.self,
+                      SyncSample.self]
     )
 }
 

@@ -103,6 +103,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @OptionGroup(title: "Director pair (connection sync, keepalived)")
+    var sync: SyncOptions
+
     var metricsAddress: (String, Int)? {
         guard let metrics, let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]),
               (1...65535).contains(port) else { return nil }
@@ -145,6 +148,7 @@ struct Run: AsyncParsableCommand {
         options.controlSocket = noControlSocket ? nil : ControlClient.socketPath(option: controlSocket)
         options.metricsAddress = metricsAddress
         options.expireNodestConnections = expireNodestConn
+        try sync.apply(to: &options)
         do {
             try await runDaemon(options, logger: logger)
         } catch let error as DaemonError {
@@ -182,13 +186,16 @@ struct Iptables: ParsableCommand {
     @Flag(exclusivity: .exclusive, help: "What to do (default: print).")
     var action: Action = .print
 
+    @Flag(help: "NFQUEUE rules without --queue-bypass, as a director of a sync pair installs them (masq run does so with a sync daemon or --vrrp-notify-fifo): while masq is down the kernel drops the queued packets rather than letting its own stack reset the flows the other director holds.")
+    var failClosed = false
+
     enum Action: String, EnumerableFlag {
         case print, install, remove
     }
 
     func run() throws {
         let configuration = try loadRules(rules)
-        let plan = IptablesPlan(configuration, queue: queueOptions.selection, chain: chain)
+        let plan = IptablesPlan(configuration, queue: queueOptions.selection, chain: chain, failClosed: failClosed)
         let runner = IptablesRunner(binary: iptables)
         switch action {
         case .print:

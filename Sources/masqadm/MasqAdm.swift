@@ -83,6 +83,10 @@ struct MasqAdm {
         try ask(.flows(FlowFilter())) { reply throws(ControlError) in try reply.requireFlows() }
     }
 
+    func syncStatus() throws(AdminError) -> SyncStatus {
+        try ask(.syncStatus) { reply throws(ControlError) in try reply.requireSyncStatus() }
+    }
+
     func run(_ arguments: [String]) -> Int32 {
         do throws(AdminError) {
             let command = try AdminCommandLine.parse(arguments)
@@ -96,7 +100,8 @@ struct MasqAdm {
             case .list(let options):
                 let current = try state()
                 let entries = options.connections ? try connections() : []
-                print(try IPVSAdmFormat().list(current, options, connections: entries), terminator: "")
+                let daemons = options.daemon ? try syncStatus() : nil
+                print(try IPVSAdmFormat().list(current, options, connections: entries, syncStatus: daemons), terminator: "")
             case .zero(let key):
                 try act(.zero(key))
             case .save(let numeric):
@@ -116,6 +121,10 @@ struct MasqAdm {
                 try act(.restore(rules: lines.joined(separator: "\n")))
             case .setTimeouts(let tcp, let tcpFin, let udp):
                 try act(.setTimeouts(tcp: tcp, tcpFin: tcpFin, udp: udp))
+            case .startDaemon(let daemon):
+                try act(.startDaemon(daemon))
+            case .stopDaemon(let role):
+                try act(.stopDaemon(role))
             }
             return 0
         } catch {

@@ -231,7 +231,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["-A", "-t", "198.18.0.4:80", "--pe", "sip"], "option --pe is not supported"),
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-x", "5"], "connection thresholds are not supported"),
         (["-A", "-t", "198.18.0.4:80", "-s", "rr", "-b", "flag-3"], "flag-3 is not supported"),
-        (["--start-daemon", "master"], "synchronisation daemon"),
+        (["--start-daemon", "master", "--mcast-group", "ff02::81"], "IPv6 multicast groups are not supported"),
     ])
     func refuses(_ args: [String], _ words: String) {
         do {
@@ -275,7 +275,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         #expect(text.contains("  --masquerading -m "))
         #expect(text.contains("one of rr|wrr|lc|wlc|sed|nq|sh|dh|mh,"))
         #expect(text.contains("NAT mode only"))
-        for unsupported in ["--gatewaying", "--ipip", "--fwmark-service", "--sctp-service", "--start-daemon", "--tun-type", "--pe "] {
+        for unsupported in ["--gatewaying", "--ipip", "--fwmark-service", "--sctp-service", "--tun-type", "--pe "] {
             #expect(!text.contains(unsupported), "\(unsupported)")
         }
     }

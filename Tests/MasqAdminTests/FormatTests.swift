@@ -223,9 +223,30 @@ private let versionLine = "IP Virtual Server version 1.2.1 (size=4096)"
         #expect(try render(ListOptions(timeout: true)) == "Timeout (tcp tcpfin udp): 900 120 300\n")
     }
 
-    @Test func daemonPrintsNothing() throws {
-        // list_daemon(): one line per running sync daemon; masq runs none.
+    @Test func daemonPrintsNothingWithoutDaemons() throws {
+        // list_daemon(): one line per running sync daemon; none runs.
         #expect(try render(ListOptions(daemon: true)) == "")
+        let none = SyncStatus(daemons: [], ready: true)
+        #expect(try numeric.list(Fixture.state, ListOptions(daemon: true), syncStatus: none) == "")
+    }
+
+    @Test func daemonLines() throws {
+        // list_daemon(): printf("%s sync daemon (mcast=%s, syncid=%d") then ", maxlen=%u", ", group=%s",
+        // ", port=%u", ", ttl=%u" for what the kernel reports (all of them once it has filled in its
+        // defaults), ")\n"; the master first.
+        let master = SyncDaemonConfig(role: .master, interface: "sy0", syncID: 7).resolved(interfaceMTU: 9000)
+        let backup = SyncDaemonConfig(role: .backup, interface: "sy0", syncID: 7, port: 8850).resolved(interfaceMTU: 9000)
+        let status = SyncStatus(daemons: [master, backup].map {
+            SyncDaemonStatus(config: $0, localAddress: "198.19.254.1", counters: SyncCounters())
+        }, ready: true)
+        #expect(try numeric.list(Fixture.state, ListOptions(daemon: true), syncStatus: status) == """
+            master sync daemon (mcast=sy0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)
+            backup sync daemon (mcast=sy0, syncid=7, maxlen=8972, group=224.0.0.81, port=8850, ttl=1)
+
+            """)
+        // -c wins over --daemon, as in process_options.
+        #expect(try numeric.list(Fixture.state, ListOptions(connections: true, daemon: true), syncStatus: status)
+                    .hasPrefix("IPVS connection entries\n"))
     }
 
     @Test func emptyTable() throws {

@@ -23,6 +23,10 @@ import Testing
             .zero(ServiceKey(proto: .udp, address: IPv4Address(198, 18, 0, 1), port: 53)),
             .setTimeouts(tcp: 900, tcpFin: 0, udp: 300),
             .trace(try FlowFilter("vip=198.18.0.1:80,state=SYN_RECV"), packets: 10, seconds: 5, file: "/tmp/t.pcap"),
+            .startDaemon(SyncDaemonConfig(role: .master, interface: "sy0", syncID: 7)),
+            .startDaemon(SyncDaemonConfig(role: .backup, interface: "eth1", syncID: 0, maxLength: 9000,
+                                          group: IPv4Address(239, 0, 0, 1), port: 8850, ttl: 3)),
+            .stopDaemon(.master), .stopDaemon(.backup), .syncStatus,
         ]
     }
 
@@ -177,6 +181,32 @@ import Testing
             } catch {
                 #expect(ControlError(error).code == code, "\(words): \(error)")
             }
+        }
+    }
+
+    @Test func syncStatusRoundTrips() throws {
+        var counters = SyncCounters()
+        counters.datagramsReceived = 12
+        counters.rejected = ["size_mismatch": 2, "unknown_service": 1]
+        counters.applied = ["created": 9]
+        counters.lastReceived = 1_790_000_000.5
+        let daemon = SyncDaemonStatus(config: SyncDaemonConfig(role: .backup, interface: "sy0", syncID: 7).resolved(interfaceMTU: 1500),
+                                      localAddress: "198.19.254.2", counters: counters, masterHeard: true, tableComplete: false)
+        let status = SyncStatus(daemons: [daemon], ready: false, notReadyReason: "backup: waiting for the master's table",
+                                vrrp: VRRPFollowStatus(fifo: "/run/masq/vrrp.fifo", followed: "GROUP \"G\"", state: "BACKUP"))
+        let bytes = ControlFraming.encode(.syncStatus(status))
+        #expect(ControlFraming.decodeReply(bytes) == .syncStatus(status))
+        #expect(try ControlReply.syncStatus(status).requireSyncStatus() == status)
+        #expect(throws: ControlError.self) { try ControlReply.done.requireSyncStatus() }
+    }
+
+    @Test func daemonRequestsAreChecked() {
+        // A request that decodes is one the daemon can start: the interface name and the group are checked.
+        for text in [#"{"command":"startDaemon","daemon":{"role":"master","interface":"","syncid":0}}"#,
+                     #"{"command":"startDaemon","daemon":{"role":"master","interface":"eth0","syncid":0,"group":"198.18.0.1"}}"#,
+                     #"{"command":"startDaemon","daemon":{"role":"both","interface":"eth0","syncid":0}}"#,
+                     #"{"command":"stopDaemon","role":"none"}"#] {
+            #expect(throws: ControlError.self, "\(text)") { try ControlFraming.decodeRequest(Array(text.utf8)) }
         }
     }
 }
