@@ -52,8 +52,11 @@ public struct Connection: Sendable {
     public var proto: IPProtocol
     public var state: ConnectionState
     private var flags: UInt8
+    /// The state last handed to the sync outbox (IPVS `cp->old_state`): a change into a closing TCP
+    /// state is sent at the next client packet even when a reply made it. In the layout's last spare byte.
+    var syncedState: ConnectionState
 
-    private static let templateFlag: UInt8 = 1, activeFlag: UInt8 = 2, liveFlag: UInt8 = 4
+    private static let templateFlag: UInt8 = 1, activeFlag: UInt8 = 2, liveFlag: UInt8 = 4, syncFlag: UInt8 = 8
 
     public init(proto: IPProtocol, state: ConnectionState, isTemplate: Bool, countedActive: Bool,
                 client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
@@ -81,6 +84,7 @@ public struct Connection: Sendable {
         self.proto = proto
         self.state = state
         self.flags = (isTemplate ? Self.templateFlag : 0) | (countedActive ? Self.activeFlag : 0)
+        self.syncedState = state
     }
 
     private func flag(_ f: UInt8) -> Bool { flags & f != 0 }
@@ -96,6 +100,12 @@ public struct Connection: Sendable {
     var live: Bool {
         get { flag(Self.liveFlag) }
         set { setFlag(Self.liveFlag, newValue) }
+    }
+    /// Created by a sync update from a master (IPVS's IP_VS_CONN_F_SYNC, `Origin SYNC` in
+    /// /proc/net/ip_vs_conn_sync), not by a packet here; it behaves as any entry once packets arrive.
+    public internal(set) var isSynced: Bool {
+        get { flag(Self.syncFlag) }
+        set { setFlag(Self.syncFlag, newValue) }
     }
     /// The template this connection was scheduled by, or `ConnectionTable.noSlot`.
     public var controller: UInt32 { isTemplate ? ConnectionTable.noSlot : link }
@@ -410,5 +420,22 @@ public final class ConnectionTable {
 
     public func forEachLive(_ body: (UInt32, Connection) -> Void) {
         for i in 0..<slotsUsed where slots[i].live { body(UInt32(i), slots[i]) }
+    }
+
+    /// A slice of a walk in slot order, for walks done a piece at a time between packets (the sync
+    /// refresh): live entries from slot `start` on, until `body` returns false (it took its last one)
+    /// or `maximumSlots` slots have been looked at, so one slice costs a bounded time however sparse
+    /// the slab is. Returns the slot the next slice starts at, or nil when the walk has passed the
+    /// last slot in use. Entries inserted or removed between slices may be seen or missed, once.
+    public func forEachLive(from start: UInt32, maximumSlots: Int,
+                            _ body: (UInt32, Connection) -> Bool) -> UInt32? {
+        var i = Int(start)
+        let end = min(slotsUsed, i &+ max(maximumSlots, 1))
+        while i < end {
+            let slot = i
+            i += 1
+            if slots[slot].live && !body(UInt32(slot), slots[slot]) { break }
+        }
+        return i < slotsUsed ? UInt32(i) : nil
     }
 }

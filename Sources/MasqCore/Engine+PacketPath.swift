@@ -115,7 +115,7 @@ extension Engine {
         return newConnection(P.self, service, ip, th, meta: meta)
     }
 
-    private func findService(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> VirtualService? {
+    func findService(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> VirtualService? {
         if let s = serviceByKey[ServiceKey(proto: proto, address: address, port: port)] { return s }
         // A persistent service on port 0 takes every port of its address (ipvsadm `-t VIP:0 -p`).
         return serviceByKey[ServiceKey(proto: proto, address: address, port: 0)]
@@ -139,6 +139,7 @@ extension Engine {
             serviceStats[Int(c.serviceID)].countInbound(length: length)
             destinations[Int(c.destinationID)]?.stats.countInbound(length: length)
             rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
+            if let outbox = syncOutbox { syncIfNeeded(slot, outbox) }
         } else {
             // The real server's first answer ends a flow that was half-open for want of one (UDP): its
             // short pressure timeout, if it had one, ends too.
@@ -268,7 +269,7 @@ extension Engine {
             serviceID: service.id, destinationID: chosen.id, controller: controller,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0)
-        guard table.insert(connection) != nil else {
+        guard let slot = table.insert(connection) else {
             return .drop(table.isFull ? .tableFull : .tupleConflict)
         }
         if connection.countedActive { chosen.activeConnections += 1 } else { chosen.inactiveConnections += 1 }
@@ -276,12 +277,15 @@ extension Engine {
         serviceStats[Int(service.id)].countConnection(length: length)
         chosen.stats.countConnection(length: length)
         rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
+        // A first packet counts toward the threshold too (the kernel's in_pkts is 1 after it): with a
+        // threshold of 1 a UDP flow is sent at once.
+        if let outbox = syncOutbox { syncIfNeeded(slot, outbox) }
         return .rewritten(.inbound)
     }
 
     /// The idle timeout an entry gets on entering `state`.
     @inline(__always)
-    private func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
+    func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
         pressure && halfOpen ? min(Self.pressureHalfOpenTimeout, timeouts[state]) : timeouts[state]
     }
 
@@ -330,7 +334,7 @@ extension Engine {
 
     /// Pressure mode on at `pressureOn`, off below `pressureOff`; checked at each new flow.
     @inline(__always)
-    private func updatePressure() {
+    func updatePressure() {
         let fill = table.fill
         if !pressure && fill >= Self.pressureOn {
             pressure = true
@@ -344,7 +348,7 @@ extension Engine {
     /// false when it is full of flows that completed their handshakes, which are never evicted.
     /// A persistence template no connection uses any more (its flows evicted or gone) is evictable too,
     /// except `keeping`, the one the new flow is about to use.
-    private func makeRoom(keeping: UInt32 = ConnectionTable.noSlot) -> Bool {
+    func makeRoom(keeping: UInt32 = ConnectionTable.noSlot) -> Bool {
         guard table.isFull else { return true }
         let victim = table.evictionCandidate(samples: Self.evictionSamples, random: { self.nextRandom() }) { slot, c in
             c.isTemplate ? c.controlled == 0 && slot != keeping : c.isHalfOpen
@@ -367,7 +371,7 @@ extension Engine {
     // MARK: Expiry
 
     /// `evicted`: removed by early drop, before its time: no verdict on its real server.
-    private func expireNow(_ slot: UInt32, evicted: Bool = false) {
+    func expireNow(_ slot: UInt32, evicted: Bool = false) {
         let entry = table[slot]
         if entry.isTemplate && entry.controlled > 0 { return }
         release(entry, evicted: evicted)
@@ -375,7 +379,7 @@ extension Engine {
     }
 
     /// Gives back what a connection held on its real server (IPVS `ip_vs_unbind_dest`).
-    private func release(_ entry: Connection, evicted: Bool = false) {
+    func release(_ entry: Connection, evicted: Bool = false) {
         counters.expired &+= 1
         guard let d = destinations[Int(entry.destinationID)] else { return }
         if !evicted && !entry.isTemplate && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }

@@ -35,6 +35,15 @@ public final class Engine {
     /// and its connection expired, instead of the default (the flow lives out its timeout).
     public var expireNodestConnections = false
 
+    // MARK: Connection sync (ip_vs_sync.c; see Sync/Engine+Sync.swift)
+
+    /// Where a master's packet path hands connections over to the sync sender; nil: sync off, which
+    /// costs the packet path one branch. Set by the daemon when a master sync daemon starts, nil when
+    /// it stops.
+    public var syncOutbox: SyncOutbox?
+    /// When a connection is sent again (`sync_threshold`).
+    public var syncSettings = SyncSettings()
+
     public static let defaultCapacity = 1 << 20
 
     // MARK: Defence (conntrack's early_drop, IPVS's drop_entry and secure_tcp)

@@ -13,6 +13,8 @@ public struct EngineCounters: Equatable, Sendable {
     /// Times the engine entered pressure mode (see `Engine.pressure`).
     public var pressureEntered: UInt64 = 0
     public var templatesCreated: UInt64 = 0
+    /// Entries a master's sync updates created here (not in `connectionsCreated`/`templatesCreated`).
+    public var syncedCreated: UInt64 = 0
     public var expired: UInt64 = 0
     public init() {}
 

@@ -1,0 +1,224 @@
+/// Connection sync, the engine's side, as IPVS's ip_vs_sync.c has it (`ip_vs_sync_conn_needed` and
+/// `ip_vs_sync_conn` on the master, `ip_vs_proc_conn` on the backup): which connections the packet
+/// path hands to the sync sender and when, what a backup does with an update it receives, and the
+/// whole-table walk masq adds for refreshes and resends. No I/O: the daemon's sender drains
+/// `syncOutbox` and its receiver calls `applySynced`, both under the engine's owner.
+extension Engine {
+    // MARK: Master: what the packet path sends
+
+    /// IPVS `ip_vs_sync_conn_needed` for a client's packet on `slot` (`pkts`: its packetsIn after it):
+    /// TCP only in ESTABLISHED and the closing states, a change into a closing state at once, else (UDP
+    /// too) at packet `threshold` and every `period` after; with the controlling template after it each
+    /// time (v0's rule: the kernel's v1 re-sends a template on every packet of its connections unless
+    /// `sync_refresh_period` is set, far more than a backup needs). Never called for replies.
+    @inline(never)
+    func syncIfNeeded(_ slot: UInt32, _ outbox: SyncOutbox) {
+        let c = table[slot]
+        switch c.proto {
+        case .tcp:
+            switch c.state {
+            case .established:
+                break
+            case .finWait, .close, .closeWait, .timeWait:
+                if c.state != c.syncedState { return push(slot, c, outbox) }
+            default:
+                return
+            }
+        case .udp:
+            break
+        default:
+            return
+        }
+        let pkts = c.packetsIn, settings = syncSettings
+        if settings.period > 0 ? pkts % settings.period == settings.threshold : pkts == settings.threshold {
+            push(slot, c, outbox)
+        }
+    }
+
+    private func push(_ slot: UInt32, _ c: Connection, _ outbox: SyncOutbox) {
+        table[slot].syncedState = c.state
+        _ = outbox.push(SyncUpdate(c))
+        if c.controller != ConnectionTable.noSlot { _ = outbox.push(SyncUpdate(table[c.controller])) }
+    }
+
+    // MARK: Master: the whole-table walk
+
+    /// Slots one `collectSyncable` call looks at, at most, for each entry it may return: a slice of a
+    /// sparse table ends in bounded time (the caller holds the engine lock for it).
+    public static let syncWalkSlotsPerEntry = 16
+
+    /// Whether a walk sends this entry: a template, a UDP flow, or a TCP connection in a state the
+    /// packet path would send it in; live and not past its expiry.
+    func isSyncable(_ c: Connection) -> Bool {
+        guard c.expires > now else { return false }
+        if c.isTemplate { return true }
+        switch c.proto {
+        case .tcp: return c.state == .established || c.state == .finWait || c.state == .close
+            || c.state == .closeWait || c.state == .timeWait
+        case .udp: return true
+        default: return false
+        }
+    }
+
+    /// A slice of the whole-table walk (masq's periodic refresh, the kernel's `sync_refresh_period` in
+    /// spirit, and the full resend a new backup asks for): the syncable entries from slot `cursor` on,
+    /// at most `buffer.count` of them, in slot order; advances `cursor` past what it looked at and
+    /// returns the count. `cursor` becomes nil when the walk is done; a walk starts at 0, and a nil
+    /// cursor returns 0. A slice may return 0 with the walk not done (a sparse stretch of slots).
+    public func collectSyncable(from cursor: inout UInt32?,
+                                into buffer: UnsafeMutableBufferPointer<SyncUpdate>) -> Int {
+        guard let start = cursor, let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        var n = 0
+        let limit = buffer.count
+        cursor = table.forEachLive(from: start, maximumSlots: limit &* Self.syncWalkSlotsPerEntry) { _, c in
+            guard isSyncable(c) else { return true }
+            base[n] = SyncUpdate(c)
+            n += 1
+            return n < limit
+        }
+        return n
+    }
+
+    // MARK: Backup: applying what a master sent
+
+    /// Backup side (IPVS `ip_vs_proc_conn`, reference §1.5): creates or updates the entry for a
+    /// configured service, bound to the LOCAL real server with the update's address and port. Nothing
+    /// in the update is trusted: an unknown service (or a fwmark, or a template for a service without
+    /// persistence), no such real server, a state the protocol lacks, a full table (an established
+    /// entry is never evicted for it: only what early drop may take, `makeRoom`), or tuples that
+    /// collide with another entry's give a result and change nothing.
+    ///
+    /// Lookup by the inbound key (templates by their persistence key, the client under the local
+    /// netmask). An entry bound to another real server is replaced, unless the update is INACTIVE
+    /// (the master expiring one it has already replaced: ignored). An existing entry takes the state,
+    /// the timeout and expires now + timeout, its real server's ActiveConn/InActConn moved as a state
+    /// change moves them. A new one is counted as a new flow would be (ActiveConn/InActConn, or
+    /// PersistConn for a template), in `counters.syncedCreated`, not in `connectionsCreated`, and is
+    /// marked `isSynced`; templates are not linked to connections (as the kernel's backup).
+    /// The timeout is clamped to the local timeout of the state (templates: the service's
+    /// persistence timeout), and 0 means the local timeout.
+    public func applySynced(_ update: SyncUpdate) -> SyncApplyResult {
+        guard update.fwmark == 0 else { return .unknownService }
+        if update.isTemplate { return applySyncedTemplate(update) }
+        guard let service = findService(update.proto, update.virtualAddress, update.virtualPort) else {
+            return .unknownService
+        }
+        switch update.proto {
+        case .tcp: guard update.state.rawValue <= ConnectionState.synAck.rawValue else { return .badState }
+        case .udp: guard update.state == .udp else { return .badState }
+        default: return .unknownService
+        }
+        // The port a connection to `d` would carry: the real server's, or the client's for a port-0
+        // service (newConnection's rule), so a port-0 real server matches as `ip_vs_find_dest` does.
+        let destination = service.destinations.first { d in
+            let port = update.virtualPort == service.key.port && d.port != 0 ? d.port : update.virtualPort
+            return d.address == update.server && port == update.serverPort
+        }
+        guard let destination else { return .noDestination }
+        let timeout = clampedTimeout(update.timeout, local: timeouts[update.state])
+        let key = FlowKey(source: update.client, destination: update.virtualAddress, sourcePort: update.clientPort,
+                          destinationPort: update.virtualPort, proto: update.proto)
+        let existing = table.lookup(key)
+        if let (slot, direction) = existing {
+            guard direction == .inbound else { return .conflict }
+            let c = table[slot]
+            if c.server == update.server && c.serverPort == update.serverPort {
+                updateSynced(slot, state: update.state, timeout: timeout)
+                return .updated
+            }
+            guard update.isActive else { return .staleIgnored }
+        }
+        let connection = Connection(
+            proto: update.proto, state: update.state, isTemplate: false,
+            countedActive: update.state == .established,
+            client: update.client, clientPort: update.clientPort,
+            virtualAddress: update.virtualAddress, virtualPort: update.virtualPort,
+            server: destination.address, serverPort: update.serverPort,
+            serviceID: service.id, destinationID: destination.id, controller: ConnectionTable.noSlot,
+            timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
+            packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
+        // Checked before anything is removed, so a refused update changes nothing.
+        if table.lookup(connection.outboundKey) != nil || connection.inboundKey == connection.outboundKey {
+            return .conflict
+        }
+        if let (slot, _) = existing { expireNow(slot) }
+        guard makeRoom(), let slot = table.insert(connection) else { return table.isFull ? .tableFull : .conflict }
+        table[slot].isSynced = true
+        if connection.countedActive {
+            destination.activeConnections += 1
+        } else {
+            destination.inactiveConnections += 1
+        }
+        counters.syncedCreated &+= 1
+        return existing != nil ? .replaced : .created
+    }
+
+    private func applySyncedTemplate(_ update: SyncUpdate) -> SyncApplyResult {
+        let serviceKey = ServiceKey(proto: update.proto, address: update.virtualAddress, port: update.virtualPort)
+        guard let service = self.service(serviceKey), let persistence = service.spec.persistence else {
+            return .unknownService
+        }
+        guard update.state == .none else { return .badState }
+        guard let destination = service.destinations.first(where: {
+            $0.address == update.server && $0.port == update.serverPort
+        }) else { return .noDestination }
+        let timeout = clampedTimeout(update.timeout, local: persistence)
+        let masked = IPv4Address(rawValue: update.client.rawValue & service.spec.netmask.rawValue)
+        // persistentDestination's key, so a new connection after takeover finds this template.
+        let key = FlowKey(source: masked, destination: update.virtualAddress, sourcePort: 0,
+                          destinationPort: service.key.port, proto: service.key.proto)
+        var replacing = false
+        if let slot = table.template(for: key) {
+            let t = table[slot]
+            if t.server == update.server && t.serverPort == update.serverPort {
+                updateSynced(slot, state: .none, timeout: timeout)
+                return .updated
+            }
+            // The master chose another real server for this client: its choice wins (a template still
+            // controlling connections here lives on unseen until they end, as persistentDestination does).
+            if t.controlled > 0 { table.invalidateTemplate(slot) } else { expireNow(slot) }
+            replacing = true
+        }
+        let template = Connection(
+            proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
+            client: masked, clientPort: 0, virtualAddress: update.virtualAddress, virtualPort: service.key.port,
+            server: destination.address, serverPort: destination.port, serviceID: service.id,
+            destinationID: destination.id, controller: ConnectionTable.noSlot, timeout: timeout,
+            expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
+            packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
+        guard makeRoom(), let slot = table.insert(template) else { return table.isFull ? .tableFull : .conflict }
+        table[slot].isSynced = true
+        destination.persistentConnections += 1
+        counters.syncedCreated &+= 1
+        return replacing ? .replaced : .created
+    }
+
+    /// An update's timeout: 0 (v0, or unknown) is the local one, and none is longer than it.
+    private func clampedTimeout(_ sent: UInt32, local: UInt32) -> UInt32 {
+        sent == 0 ? local : min(sent, local)
+    }
+
+    /// An existing entry takes the master's state and timeout, and expires one timeout from now
+    /// (`ip_vs_conn_put` re-arming the timer), its real server's counts moved as `setState` moves them.
+    private func updateSynced(_ slot: UInt32, state: ConnectionState, timeout: UInt32) {
+        table[slot].state = state
+        table[slot].syncedState = state
+        table[slot].timeout = timeout
+        let expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
+        let earlier = expires < table[slot].expires
+        table[slot].expires = expires
+        if earlier { table.expiryShortened(slot) }
+        let c = table[slot]
+        guard !c.isTemplate else { return }
+        let active = state == .established
+        guard c.countedActive != active, let destination = destinations[Int(c.destinationID)] else { return }
+        table[slot].countedActive = active
+        if active {
+            destination.activeConnections += 1
+            destination.inactiveConnections -= 1
+        } else {
+            destination.activeConnections -= 1
+            destination.inactiveConnections += 1
+        }
+    }
+}
