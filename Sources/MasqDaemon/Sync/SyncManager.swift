@@ -54,7 +54,7 @@ public final class SyncManager: Sendable {
         try daemons.withLock { (running: inout [SyncDaemonRole: SyncDaemon]) throws(SyncDaemonError) in
             guard running[config.role] == nil else { throw .alreadyRunning(config.role) }
             let daemon: SyncDaemon
-            do {
+            do throws(SyncSocketError) {
                 daemon = try SyncDaemon(config, shared: shared, tuning: tuning, logger: logger)
             } catch {
                 throw .socket(error)
