@@ -395,6 +395,10 @@ final class SyncDaemon: Sendable {
         if !updates.isEmpty {
             let batch = updates
             results = shared.withLock { state in
+                // The engine's clock moves only with packets and the queue thread's idle tick: a
+                // backup that has just started (or sees no traffic) may still be at 0, and an entry
+                // applied then would expire `timeout` after boot, long past, at once.
+                state.engine.advanceClock(to: monotonicNanoseconds())
                 var out = results
                 for update in batch { out.append(state.engine.applySynced(update)) }
                 return out
