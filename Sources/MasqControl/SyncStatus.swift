@@ -1,3 +1,4 @@
+import Foundation
 import MasqRules
 
 /// The sync daemons as `masq sync-status`, `masq ready`, `masqadm -L --daemon` and the metrics see
@@ -23,6 +24,41 @@ public struct SyncStatus: Equatable, Sendable, Codable {
     /// `ipvsadm -L --daemon`'s lines (`list_daemon`), one per daemon, each ending in a newline.
     public var listText: String {
         daemons.map { $0.config.listLine + "\n" }.joined()
+    }
+
+    /// The human form: one block per daemon, counters that are not zero.
+    public var summary: String {
+        var out = "ready: \(ready ? "yes" : "no\(notReadyReason.map { " (\($0))" } ?? "")")\n"
+        if let vrrp {
+            out += "keepalived: \(vrrp.fifo), following \(vrrp.followed ?? "the first instance or group named"), state \(vrrp.state ?? "none yet")\n"
+        }
+        if daemons.isEmpty { out += "no sync daemon\n" }
+        for d in daemons {
+            let c = d.counters
+            out += d.config.listLine + ", from \(d.localAddress)\n"
+            if let heard = d.masterHeard {
+                out += "  master heard: \(heard ? "yes" : "no"), its table: \(d.tableComplete == true ? "complete" : "not yet")\n"
+            }
+            out += "  sent: \(c.datagramsSent) datagrams, \(c.entriesSent) entries; received: \(c.datagramsReceived) datagrams, \(c.entriesReceived) entries\n"
+            func line(_ title: String, _ values: [String: UInt64]) {
+                guard !values.isEmpty else { return }
+                out += "  \(title): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
+            }
+            line("control sent", c.controlSent)
+            line("control received", c.controlReceived)
+            line("applied", c.applied)
+            line("rejected", c.rejected)
+            if c.queueDrops > 0 || c.sendErrors > 0 { out += "  send queue drops: \(c.queueDrops), send errors: \(c.sendErrors)\n" }
+            if c.walks > 0 { out += "  whole-table walks: \(c.walks)\n" }
+            func time(_ t: Double?) -> String {
+                guard let t else { return "never" }
+                let formatter = ISO8601DateFormatter()
+                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                return formatter.string(from: Date(timeIntervalSince1970: t))
+            }
+            out += "  last datagram sent: \(time(c.lastSent)), received: \(time(c.lastReceived))\n"
+        }
+        return out
     }
 }
 

@@ -9,6 +9,8 @@
 /// (proto, client, vip, real_server, state, expires, template, packets_in, packets_out, bytes_in,
 /// bytes_out) for golden files and diffs: Foundation's `JSONEncoder` on Linux orders an object's keys
 /// as its dictionary hashes them, not as `encode(to:)` wrote them, so it cannot produce these lines.
+/// An entry a master's sync update created adds `"origin":"sync"` last (the `Origin` column of the
+/// kernel's /proc/net/ip_vs_conn_sync); every other line is as it has always been.
 public struct FlowRecord: Equatable, Sendable, Codable {
     public var proto: IPProtocol
     public var client: IPv4Address
@@ -25,11 +27,13 @@ public struct FlowRecord: Equatable, Sendable, Codable {
     public var packetsOut: UInt64
     public var bytesIn: UInt64
     public var bytesOut: UInt64
+    /// Created by a sync update from a master (`Connection.isSynced`), not by a packet here.
+    public var isSynced: Bool
 
     public init(proto: IPProtocol, client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address,
                 virtualPort: UInt16, server: IPv4Address, serverPort: UInt16, state: ConnectionState,
                 expiresIn: Int64, isTemplate: Bool, packetsIn: UInt64 = 0, packetsOut: UInt64 = 0,
-                bytesIn: UInt64 = 0, bytesOut: UInt64 = 0) {
+                bytesIn: UInt64 = 0, bytesOut: UInt64 = 0, isSynced: Bool = false) {
         self.proto = proto
         self.client = client
         self.clientPort = clientPort
@@ -44,6 +48,7 @@ public struct FlowRecord: Equatable, Sendable, Codable {
         self.packetsOut = packetsOut
         self.bytesIn = bytesIn
         self.bytesOut = bytesOut
+        self.isSynced = isSynced
     }
 
     public init(_ c: Connection, now: Int64) {
@@ -51,7 +56,7 @@ public struct FlowRecord: Equatable, Sendable, Codable {
                   virtualPort: c.virtualPort, server: c.server, serverPort: c.serverPort, state: c.state,
                   expiresIn: max(0, (c.expires - now) / ConnectionTable.nanosPerTick), isTemplate: c.isTemplate,
                   packetsIn: UInt64(c.packetsIn), packetsOut: UInt64(c.packetsOut), bytesIn: c.bytesIn,
-                  bytesOut: c.bytesOut)
+                  bytesOut: c.bytesOut, isSynced: c.isSynced)
     }
 
     /// The schema's keys, in the order `jsonLine` writes them.
@@ -61,6 +66,13 @@ public struct FlowRecord: Equatable, Sendable, Codable {
         case state, expires, template
         case packetsIn = "packets_in", packetsOut = "packets_out", bytesIn = "bytes_in", bytesOut = "bytes_out"
     }
+
+    /// The key only a synced entry's line has, after the schema's: `"origin":"sync"`.
+    enum OriginKey: String, CodingKey {
+        case origin
+    }
+
+    static let syncedOrigin = "sync"
 
     /// `proto`'s value: `tcp`, `udp`, else the protocol number.
     public var protoName: String {
@@ -74,7 +86,8 @@ public struct FlowRecord: Equatable, Sendable, Codable {
             + "\"vip\":\"\(virtualAddress):\(virtualPort)\",\"real_server\":\"\(server):\(serverPort)\","
             + "\"state\":\"\(state)\",\"expires\":\(expiresIn),\"template\":\(isTemplate),"
             + "\"packets_in\":\(packetsIn),\"packets_out\":\(packetsOut),"
-            + "\"bytes_in\":\(bytesIn),\"bytes_out\":\(bytesOut)}"
+            + "\"bytes_in\":\(bytesIn),\"bytes_out\":\(bytesOut)"
+            + (isSynced ? ",\"origin\":\"\(Self.syncedOrigin)\"}" : "}")
     }
 
     /// Records as JSON lines, each followed by a newline (`--flows`, SIGUSR1 dumps, `masq flows --json`).
@@ -101,6 +114,10 @@ public struct FlowRecord: Equatable, Sendable, Codable {
         try c.encode(packetsOut, forKey: .packetsOut)
         try c.encode(bytesIn, forKey: .bytesIn)
         try c.encode(bytesOut, forKey: .bytesOut)
+        if isSynced {
+            var origin = encoder.container(keyedBy: OriginKey.self)
+            try origin.encode(Self.syncedOrigin, forKey: .origin)
+        }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -136,5 +153,12 @@ public struct FlowRecord: Equatable, Sendable, Codable {
         packetsOut = try c.decode(UInt64.self, forKey: .packetsOut)
         bytesIn = try c.decode(UInt64.self, forKey: .bytesIn)
         bytesOut = try c.decode(UInt64.self, forKey: .bytesOut)
+        let origin = try decoder.container(keyedBy: OriginKey.self)
+        switch try origin.decodeIfPresent(String.self, forKey: .origin) {
+        case nil: isSynced = false
+        case Self.syncedOrigin?: isSynced = true
+        case let other?:
+            throw DecodingError.dataCorruptedError(forKey: .origin, in: origin, debugDescription: "unknown origin '\(other)'")
+        }
     }
 }

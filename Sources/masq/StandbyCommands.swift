@@ -104,7 +104,8 @@ struct Ready: ParsableCommand {
         discussion: """
             For keepalived's vrrp_script (interval 1, fall 1, rise 1, weight 0): it fails when masq \
             does not answer, and while a backup sync daemon waits for the table of a master it has just \
-            heard (ready once the table has arrived, or when no master has been heard for 3 s). A \
+            heard (ready once the table has arrived, or when no master has been heard for 3 s of \
+            listening). A \
             returning director so takes the VIPs back only once it holds the connections.
             """)
 
@@ -153,39 +154,6 @@ struct SyncStatusCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(status), as: UTF8.self))
             return
         }
-        print(Self.text(status), terminator: "")
-    }
-
-    /// The human form: one block per daemon, counters that are not zero.
-    static func text(_ status: SyncStatus) -> String {
-        var out = "ready: \(status.ready ? "yes" : "no\(status.notReadyReason.map { " (\($0))" } ?? "")")\n"
-        if let vrrp = status.vrrp {
-            out += "keepalived: \(vrrp.fifo), following \(vrrp.followed ?? "the first instance or group named"), state \(vrrp.state ?? "none yet")\n"
-        }
-        if status.daemons.isEmpty { out += "no sync daemon\n" }
-        for d in status.daemons {
-            let c = d.counters
-            out += d.config.listLine + ", from \(d.localAddress)\n"
-            if let heard = d.masterHeard {
-                out += "  master heard: \(heard ? "yes" : "no"), its table: \(d.tableComplete == true ? "complete" : "not yet")\n"
-            }
-            out += "  sent: \(c.datagramsSent) datagrams, \(c.entriesSent) entries; received: \(c.datagramsReceived) datagrams, \(c.entriesReceived) entries\n"
-            func line(_ title: String, _ values: [String: UInt64]) {
-                guard !values.isEmpty else { return }
-                out += "  \(title): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
-            }
-            line("control sent", c.controlSent)
-            line("control received", c.controlReceived)
-            line("applied", c.applied)
-            line("rejected", c.rejected)
-            if c.queueDrops > 0 || c.sendErrors > 0 { out += "  send queue drops: \(c.queueDrops), send errors: \(c.sendErrors)\n" }
-            if c.walks > 0 { out += "  whole-table walks: \(c.walks)\n" }
-            func time(_ t: Double?) -> String {
-                guard let t else { return "never" }
-                return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: t))
-            }
-            out += "  last datagram sent: \(time(c.lastSent)), received: \(time(c.lastReceived))\n"
-        }
-        return out
+        print(status.summary, terminator: "")
     }
 }

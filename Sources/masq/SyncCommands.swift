@@ -16,7 +16,8 @@ struct SyncSample: ParsableCommand {
             and enough connections to fill more than one message. Standard output gets one line per \
             datagram, the fields as `tshark -T fields -E occurrence=a -E aggregator=,` prints them: \
             syncid, count, size, then per entry protocol, client, virtual and real server addresses \
-            and ports, state, flags and timeout. masq does not send or receive sync messages yet.
+            and ports, state, flags and timeout. With --control, a second pcap gets masq's own \
+            control messages (heartbeat, resync request, resync done: v1 datagrams with no entries).
             """)
 
     @Argument(help: "The pcap file to write.")
@@ -27,6 +28,9 @@ struct SyncSample: ParsableCommand {
 
     @Option(help: "The most bytes of UDP payload per message (IPVS's sync_maxlen).")
     var maxLength = SyncTransport.defaultMaxLength
+
+    @Option(help: ArgumentHelp("Also write masq's control messages, one of each kind, to this pcap.", valueName: "PCAP"))
+    var control: String?
 
     func run() throws {
         // Each message with the entries it carries, taken in order as the encoder packs them.
@@ -51,6 +55,20 @@ struct SyncSample: ParsableCommand {
             let packet = Self.udpDatagram(message.bytes, identification: UInt16(index + 1))
             try Self.write(packet, to: writer, timestamp: start + Int64(index) * 20_000_000, number: index + 1)
             print(Self.fieldsLine(message.entries, size: message.bytes.count, syncID: syncID))
+        }
+        do { try writer.flush() } catch { throw MasqError(error.description) }
+        if let control { try Self.writeControlSample(control, syncID: syncID, start: start) }
+    }
+
+    /// A heartbeat, a resync request and the resync done answering it.
+    static func writeControlSample(_ path: String, syncID: UInt8, start: Int64) throws {
+        let writer = try openWriter(path)
+        let messages = [SyncControlMessage(.heartbeat, syncID: syncID),
+                        SyncControlMessage(.resyncRequest, syncID: syncID, sequence: 0x1234_5678),
+                        SyncControlMessage(.resyncDone, syncID: syncID, sequence: 0x1234_5678)]
+        for (index, message) in messages.enumerated() {
+            try write(udpDatagram(message.bytes, identification: UInt16(100 + index)), to: writer,
+                      timestamp: start + Int64(index) * 1_000_000_000, number: index + 1)
         }
         do { try writer.flush() } catch { throw MasqError(error.description) }
     }

@@ -210,3 +210,40 @@ import Testing
         }
     }
 }
+
+/// `masq sync-status`'s text.
+@Suite struct SyncStatusSummaryTests {
+    @Test func noDaemon() {
+        #expect(SyncStatus(daemons: [], ready: true).summary == "ready: yes\nno sync daemon\n")
+    }
+
+    @Test func aWaitingBackup() {
+        var c = SyncCounters()
+        c.datagramsSent = 2
+        c.datagramsReceived = 5
+        c.entriesReceived = 40
+        c.controlSent = ["resync_request": 2]
+        c.controlReceived = ["heartbeat": 3]
+        c.applied = ["created": 38]
+        c.rejected = ["unknown_service": 1, "no_destination": 1]
+        c.lastSent = 1_767_225_600
+        c.lastReceived = 1_767_225_601.25
+        let backup = SyncDaemonStatus(config: SyncDaemonConfig(role: .backup, interface: "sy0", syncID: 7).resolved(interfaceMTU: 1500),
+                                      localAddress: "198.19.254.2", counters: c, masterHeard: true, tableComplete: false)
+        let status = SyncStatus(daemons: [backup], ready: false, notReadyReason: "backup: waiting for the master's table",
+                                vrrp: VRRPFollowStatus(fifo: "/run/masq/vrrp.fifo", followed: #"GROUP "G""#, state: "BACKUP"))
+        #expect(status.summary == """
+            ready: no (backup: waiting for the master's table)
+            keepalived: /run/masq/vrrp.fifo, following GROUP "G", state BACKUP
+            backup sync daemon (mcast=sy0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1), from 198.19.254.2
+              master heard: yes, its table: not yet
+              sent: 2 datagrams, 0 entries; received: 5 datagrams, 40 entries
+              control sent: resync_request 2
+              control received: heartbeat 3
+              applied: created 38
+              rejected: no_destination 1, unknown_service 1
+              last datagram sent: 2026-01-01T00:00:00.000Z, received: 2026-01-01T00:00:01.250Z
+
+            """)
+    }
+}

@@ -41,7 +41,7 @@ final class SyncDaemon: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     let counters = Mutex(SyncCounters())
     /// Backup: the readiness state, read by `masq ready`.
-    let readiness = Mutex(BackupReadiness())
+    let readiness = Mutex(BackupReadiness(startedAt: monotonicNanoseconds()))
 
     /// How long after the last heartbeat a master counts as gone, in nanoseconds.
     static let masterSilence: Int64 = 3_000_000_000
@@ -154,18 +154,12 @@ final class SyncDaemon: Sendable {
             state.engine.syncOutbox = outbox
         }
         defer { shared.withLock { $0.engine.syncOutbox = nil } }
-        // Preallocated: the outbox's and the walk's updates, the entries of one flush, the datagram.
+        // Preallocated: the outbox's and the walk's updates, the packer's entries and datagram.
         let updates = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: Self.sliceEntries)
         defer { updates.deallocate() }
-        var entries: [SyncEntry] = []
-        entries.reserveCapacity(2 * Self.sliceEntries)
-        var datagram: [UInt8] = []
-        datagram.reserveCapacity(config.effectiveMaxLength)
+        var packer = SyncPacker(syncID: config.syncID, maxLength: config.effectiveMaxLength)
         let receive = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
         defer { receive.deallocate() }
-        // The encoder needs room for a header and one entry: a smaller `--sync-maxlen` (the kernel
-        // sends over-long datagrams then) is raised to it.
-        let maxLength = max(config.effectiveMaxLength, SyncEncoder.minimumMaxLength)
 
         var walk: Walk?
         var pending: [UInt32] = []
@@ -173,26 +167,14 @@ final class SyncDaemon: Sendable {
         var nextRefresh = tuning.refreshPeriod > 0 ? monotonicNanoseconds() + Int64(tuning.refreshPeriod) * 1_000_000_000 : Int64.max
         var dropsSeen: UInt64 = 0
 
+        let send: SyncPacker.Send = { bytes, entries in self.send(bytes, entries: entries) }
         func flush() {
-            var rest = entries[...]
-            while !rest.isEmpty {
-                do {
-                    let taken = try SyncEncoder.encode(rest, syncID: config.syncID, maxLength: maxLength, into: &datagram)
-                    datagram.withUnsafeBytes { send($0, entries: taken) }
-                    rest = rest.dropFirst(taken)
-                } catch {
-                    // Bare entries always fit in `maxLength` ≥ 44; nothing else is sent.
-                    counters.withLock { $0.rejected["encoding", default: 0] &+= UInt64(rest.count) }
-                    break
-                }
-            }
-            entries.removeAll(keepingCapacity: true)
+            packer.flush(send: send)
+            let refused = packer.refused
+            if refused > 0 { counters.withLock { $0.rejected["encoding"] = refused } }
         }
         func take(_ count: Int) {
-            for i in 0..<count {
-                entries.append(SyncEntry(updates[i]))
-                if entries.count >= SyncEncoder.maximumEntries { flush() }
-            }
+            for i in 0..<count { packer.add(updates[i], send: send) }
         }
 
         while !stopping.load(ordering: .acquiring) {
@@ -267,9 +249,9 @@ final class SyncDaemon: Sendable {
                 case .message:
                     c.rejected[SyncRejection.syncIDMismatch.rawValue, default: 0] &+= 1
                 case .malformed:
-                    c.rejected[Self.malformedControl, default: 0] &+= 1
+                    c.rejected[SyncReceiverReason.malformedControl, default: 0] &+= 1
                 case nil:
-                    c.rejected[Self.dataOnMaster, default: 0] &+= 1
+                    c.rejected[SyncReceiverReason.dataOnMaster, default: 0] &+= 1
                 }
             }
             if case .message(let m) = reading, m.kind == .resyncRequest, config.syncID == 0 || m.syncID == config.syncID {
@@ -277,13 +259,6 @@ final class SyncDaemon: Sendable {
             }
         }
     }
-
-    /// Rejection labels of the daemon's own (beside `SyncRejection` and `SyncApplyResult`).
-    static let malformedControl = "malformed_control"
-    static let dataOnMaster = "data_on_master"
-    static let persistenceEngine = "persistence_engine"
-    static let forwardingMethod = "forwarding_method"
-    static let tooLong = "longer_than_maxlen"
 
     // MARK: Backup
 
@@ -293,13 +268,8 @@ final class SyncDaemon: Sendable {
         let capacity = config.effectiveMaxLength + 1
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 8)
         defer { buffer.deallocate() }
-        var updates: [SyncUpdate] = []
-        updates.reserveCapacity(SyncEncoder.maximumEntries)
-        var results: [SyncApplyResult] = []
-        results.reserveCapacity(SyncEncoder.maximumEntries)
-        var lastRequest: Int64 = 0
         requestResync(now: monotonicNanoseconds(), newPeriod: true)
-        lastRequest = monotonicNanoseconds()
+        var lastRequest = monotonicNanoseconds()
 
         while !stopping.load(ordering: .acquiring) {
             var p = pollfd(fd: receiveSocket, events: Int16(POLLIN), revents: 0)
@@ -307,8 +277,7 @@ final class SyncDaemon: Sendable {
                 while true {
                     let n = recv(receiveSocket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
                     guard n >= 0 else { break }
-                    receiveDatagram(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), cut: n == capacity,
-                                    updates: &updates, results: &results)
+                    receiveDatagram(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), cut: n == capacity)
                 }
             }
             // Ask again every second while a master is heard and its table has not all come.
@@ -329,101 +298,39 @@ final class SyncDaemon: Sendable {
         sendControl(SyncControlMessage(.resyncRequest, syncID: config.syncID, sequence: sequence))
     }
 
-    /// One datagram: a control message, or sync data decoded with the kernel backup's checks and
-    /// applied under one hold of the engine lock; every refusal counted by reason.
-    private func receiveDatagram(_ datagram: UnsafeRawBufferPointer, cut: Bool,
-                                 updates: inout [SyncUpdate], results: inout [SyncApplyResult]) {
+    /// One datagram (`SyncReceiver`), counted; a master's heartbeat or resync done moves readiness.
+    private func receiveDatagram(_ datagram: UnsafeRawBufferPointer, cut: Bool) {
+        // The engine's clock moves only with packets and the queue thread's idle tick: a backup that
+        // has just started (or has had no packet yet) may still be at 0, and entries applied then
+        // would expire `timeout` after boot, long past, at once.
+        shared.withLock { $0.engine.advanceClock(to: monotonicNanoseconds()) }
+        let receipt = SyncReceiver.receive(datagram, cut: cut, syncID: config.syncID, engine: shared)
         let now = monotonicNanoseconds()
-        let wall = Date().timeIntervalSince1970
-        if cut {
-            counters.withLock { c in
-                c.datagramsReceived &+= 1
-                c.lastReceived = wall
-                c.rejected[Self.tooLong, default: 0] &+= 1
-            }
-            return
-        }
-        if let reading = SyncControlMessage.read(datagram) {
-            var heardAgain = false
-            counters.withLock { c in
-                c.datagramsReceived &+= 1
-                c.lastReceived = wall
-                switch reading {
-                case .message(let m) where config.syncID == 0 || m.syncID == config.syncID:
-                    c.controlReceived[m.kind.description, default: 0] &+= 1
-                case .message:
-                    c.rejected[SyncRejection.syncIDMismatch.rawValue, default: 0] &+= 1
-                case .malformed:
-                    c.rejected[Self.malformedControl, default: 0] &+= 1
-                }
-            }
-            guard case .message(let m) = reading, config.syncID == 0 || m.syncID == config.syncID else { return }
-            switch m.kind {
-            case .heartbeat:
-                heardAgain = readiness.withLock { $0.heardHeartbeat(now: now) }
-            case .resyncDone:
-                let completed = readiness.withLock { $0.received(done: m.sequence, now: now) }
-                if completed { logger.notice("sync: the master's whole table has arrived: ready to take over") }
-            case .resyncRequest:
-                break  // another backup's; its master answers it
-            }
-            if heardAgain {
+        counters.withLock { $0.record(receipt, at: Date().timeIntervalSince1970) }
+        guard let message = receipt.control else { return }
+        switch message.kind {
+        case .heartbeat:
+            if readiness.withLock({ $0.heardHeartbeat(now: now) }) {
                 logger.notice("sync: a master is heard: asking for its table, not ready until it has arrived")
                 requestResync(now: now, newPeriod: true)
             }
-            return
-        }
-
-        let decoding = SyncDecoder.decode(datagram, syncID: config.syncID)
-        updates.removeAll(keepingCapacity: true)
-        var refused: [(String, UInt64)] = []
-        for rejection in decoding.rejectedEntries { refused.append((rejection.reason.rawValue, 1)) }
-        if let rejection = decoding.datagramRejection { refused.append((rejection.reason.rawValue, 1)) }
-        for entry in decoding.entries {
-            if entry.persistenceEngineName != nil || entry.persistenceEngineData != nil {
-                // masq has no persistence engine; a kernel backup drops an entry naming one it lacks.
-                refused.append((Self.persistenceEngine, 1))
-            } else if entry.flags.forwarding != .masquerade {
-                refused.append((Self.forwardingMethod, 1))
-            } else if let update = entry.update {
-                updates.append(update)
-            } else {
-                refused.append((SyncApplyResult.badState.rawValue, 1))
+        case .resyncDone:
+            if readiness.withLock({ $0.received(done: message.sequence, now: now) }) {
+                logger.notice("sync: the master's whole table has arrived: ready to take over")
             }
-        }
-        results.removeAll(keepingCapacity: true)
-        if !updates.isEmpty {
-            let batch = updates
-            results = shared.withLock { state in
-                // The engine's clock moves only with packets and the queue thread's idle tick: a
-                // backup that has just started (or sees no traffic) may still be at 0, and an entry
-                // applied then would expire `timeout` after boot, long past, at once.
-                state.engine.advanceClock(to: monotonicNanoseconds())
-                var out = results
-                for update in batch { out.append(state.engine.applySynced(update)) }
-                return out
-            }
-        }
-        counters.withLock { c in
-            c.datagramsReceived &+= 1
-            c.entriesReceived &+= UInt64(decoding.entries.count + decoding.rejectedEntries.count)
-            c.lastReceived = wall
-            for (reason, n) in refused { c.rejected[reason, default: 0] &+= n }
-            for result in results {
-                switch result {
-                case .created, .updated, .replaced, .staleIgnored:
-                    c.applied[result.rawValue, default: 0] &+= 1
-                default:
-                    c.rejected[result.rawValue, default: 0] &+= 1
-                }
-            }
+        case .resyncRequest:
+            break  // another backup's; its master answers it
         }
     }
 }
 
 /// What a backup knows of its master, for readiness: a backup may take over when no masq master is
-/// heard (none for 3 s), or when the whole table has arrived since it was (re)heard.
+/// heard (none for 3 s, and it has listened that long: a director starting up does not take the VIPs
+/// in the second before the master's first heartbeat), or when the whole table has arrived since the
+/// master was (re)heard.
 struct BackupReadiness: Sendable, Equatable {
+    /// When the daemon started listening (monotonic ns).
+    var startedAt: Int64
     /// The last heartbeat (monotonic ns); nil: none heard yet.
     var lastHeartbeat: Int64?
     /// A `resyncDone` answering `sequence` has arrived since the master was (re)heard.
@@ -437,7 +344,9 @@ struct BackupReadiness: Sendable, Equatable {
     }
 
     /// Whether the daemon may take over now.
-    func isReady(now: Int64) -> Bool { !masterHeard(now: now) || tableComplete }
+    func isReady(now: Int64) -> Bool {
+        tableComplete || (!masterHeard(now: now) && now - startedAt > SyncDaemon.masterSilence)
+    }
 
     /// A heartbeat; true when it ends a silence (or is the first): the table must come again.
     mutating func heardHeartbeat(now: Int64) -> Bool {

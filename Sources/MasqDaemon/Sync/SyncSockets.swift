@@ -139,9 +139,10 @@ enum SyncSockets {
         return fd
     }
 
-    private static func option<T>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: inout T, _ what: String,
-                                  _ interface: String) throws(SyncSocketError) {
-        guard setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<T>.size)) == 0 else {
+    private static func option<T: BitwiseCopyable>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: inout T,
+                                                   _ what: String, _ interface: String) throws(SyncSocketError) {
+        let result = withUnsafeBytes(of: &value) { setsockopt(fd, level, name, $0.baseAddress, socklen_t($0.count)) }
+        guard result == 0 else {
             throw .call(what, interface: interface, errno: errno)
         }
     }
