@@ -112,7 +112,7 @@ let package = Package(
         .target(name: "CMallocCounter"),
         .executableTarget(name: "masqadm", dependencies: ["MasqAdmin", "MasqControl", "MasqCore", "MasqRules"]),
         .executableTarget(
-            name: "masq-bench", dependencies: ["MasqCore", "MasqRules", "CMallocCounter"],
+            name: "masq-bench", dependencies: ["MasqCore", "MasqRules", "MasqSync", "CMallocCounter"],
             swiftSettings: [.swiftLanguageMode(.v5)]  // top-level benchmark script
         ),
 

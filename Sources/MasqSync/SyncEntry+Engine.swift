@@ -38,3 +38,41 @@ extension SyncEntry {
                           timeout: timeoutSeconds, fwmark: fwmark)
     }
 }
+
+// MARK: The encoder, specialised for the senders' containers
+
+/// `SyncEncoder.encode` is generic over its collection and not inlinable, so a caller in another
+/// module (the daemon's sender, masq-bench) runs its unspecialised form, whose element reads through
+/// the collection's witness allocate a coroutine frame per entry for an Array or an ArraySlice
+/// (about one malloc an entry, measured with masq-bench's allocation counter). These overloads,
+/// chosen over the generic one for those types, are specialised here, in the encoder's module, and
+/// allocate nothing.
+extension SyncEncoder {
+    @discardableResult
+    public static func encode(_ entries: ArraySlice<SyncEntry>, syncID: UInt8,
+                              maxLength: Int = SyncTransport.defaultMaxLength,
+                              into datagram: inout [UInt8]) throws(SyncEncodingError) -> Int {
+        try encodeCollection(entries, syncID: syncID, maxLength: maxLength, into: &datagram)
+    }
+
+    @discardableResult
+    public static func encode(_ entries: [SyncEntry], syncID: UInt8,
+                              maxLength: Int = SyncTransport.defaultMaxLength,
+                              into datagram: inout [UInt8]) throws(SyncEncodingError) -> Int {
+        try encodeCollection(entries, syncID: syncID, maxLength: maxLength, into: &datagram)
+    }
+
+    @discardableResult
+    public static func encode(_ entries: UnsafeBufferPointer<SyncEntry>, syncID: UInt8,
+                              maxLength: Int = SyncTransport.defaultMaxLength,
+                              into datagram: inout [UInt8]) throws(SyncEncodingError) -> Int {
+        try encodeCollection(entries, syncID: syncID, maxLength: maxLength, into: &datagram)
+    }
+
+    /// The generic encoder for `C` (in a generic context only the generic overload applies).
+    private static func encodeCollection<C: Collection<SyncEntry>>(
+        _ entries: C, syncID: UInt8, maxLength: Int, into datagram: inout [UInt8]
+    ) throws(SyncEncodingError) -> Int {
+        try encode(entries, syncID: syncID, maxLength: maxLength, into: &datagram)
+    }
+}

@@ -1,11 +1,15 @@
 // The in-process engine benchmark: runs the packet path over a synthetic flow mix on one core and
-// prints ns/packet, packets/s and heap allocations per packet for established flows, the rate of new
-// flows, memory per flow with the table filled to `--memory-flows`, and the cost of expiring them.
+// prints ns/packet, packets/s and heap allocations per packet for established flows, the same with
+// connection sync on (an outbox drained and encoded by a consumer thread, as the daemon's sender),
+// the sync encoder's rate and the datagrams new flows cost, the rate of new flows, memory per flow
+// with the table filled to `--memory-flows`, and the cost of expiring them.
 // Not a test: figures, not assertions, except `--check-allocations`, which fails when the established
-// path allocates at all.
+// path allocates at all, with sync off or on.
 import CMallocCounter
 import MasqCore
 import MasqRules
+import MasqSync
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -169,10 +173,105 @@ func runEstablished(_ mode: Mode) -> (ns: Double, allocations: UInt64, rewritten
     return (Double(elapsed) / Double(options.packets), masq_allocation_count() - allocationsBefore, rewritten)
 }
 
+// MARK: Connection sync's consumer
+
+/// The master sync daemon's sender, minus the socket: drains the outbox every millisecond (the
+/// daemon's is at most 10 ms; no signal from the packet thread), converts each update to its wire
+/// entry and packs them into datagrams of at most 1472 bytes with `SyncEncoder`, all into buffers
+/// allocated once, so the allocation check counts its thread too.
+final class SyncConsumer {
+    let outbox: SyncOutbox
+    let stopping = Atomic<Bool>(false)
+    private let updates = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: 256)
+    private var entries: [SyncEntry] = []
+    private var datagram: [UInt8] = []
+    /// Written by the consumer thread only, read after it has been joined.
+    private(set) var entryCount = 0
+    private(set) var datagramCount = 0
+    private(set) var byteCount = 0
+    private var thread = pthread_t()
+
+    init(_ outbox: SyncOutbox) {
+        self.outbox = outbox
+        entries.reserveCapacity(updates.count)
+        datagram.reserveCapacity(SyncTransport.defaultMaxLength)
+        updates.initialize(repeating: SyncUpdate(proto: .tcp, state: .none, isActive: false,
+                                                 client: IPv4Address(rawValue: 0), clientPort: 0,
+                                                 virtualAddress: IPv4Address(rawValue: 0), virtualPort: 0,
+                                                 server: IPv4Address(rawValue: 0), serverPort: 0, timeout: 0))
+    }
+
+    deinit { updates.deallocate() }
+
+    func start() {
+        pthread_create(&thread, nil, { context in
+            let consumer = Unmanaged<SyncConsumer>.fromOpaque(context!).takeUnretainedValue()
+            while !consumer.stopping.load(ordering: .acquiring) {
+                consumer.drain()
+                usleep(1000)
+            }
+            consumer.drain()
+            return nil
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        pthread_join(thread, nil)
+    }
+
+    /// Everything queued, into as many datagrams as it takes.
+    func drain() {
+        while true {
+            let n = outbox.pop(into: updates)
+            guard n > 0 else { return }
+            encode(UnsafeMutableBufferPointer(rebasing: updates[0..<n]))
+        }
+    }
+
+    /// Converts and encodes `batch`, counting entries, datagrams and bytes.
+    func encode(_ batch: UnsafeMutableBufferPointer<SyncUpdate>) {
+        entries.removeAll(keepingCapacity: true)
+        for update in batch { entries.append(SyncEntry(update)) }
+        var offset = 0
+        while offset < entries.count {
+            let taken = try! SyncEncoder.encode(entries[offset...], syncID: 1, into: &datagram)
+            offset += taken
+            entryCount += taken
+            datagramCount += 1
+            byteCount += datagram.count
+        }
+    }
+}
+
+/// The established run with sync on: the engine pushing into an outbox that a consumer thread drains
+/// and encodes meanwhile; the outbox detached afterwards.
+func runEstablishedSynced() -> (run: (ns: Double, allocations: UInt64, rewritten: Int), pushed: UInt64,
+                                dropped: UInt64, entries: Int, datagrams: Int) {
+    let outbox = SyncOutbox(capacity: 1 << 16)
+    let consumer = SyncConsumer(outbox)
+    consumer.start()
+    engine.syncOutbox = outbox
+    let result = runEstablished(.prefetching)
+    engine.syncOutbox = nil
+    consumer.stop()
+    return (result, outbox.pushed, outbox.dropped, consumer.entryCount, consumer.datagramCount)
+}
+
 _ = runEstablished(.prefetching)  // warm up
 let baseline = runEstablished(.copyOnly)
 let inOrder = runEstablished(.inOrder)
 let established = runEstablished(.prefetching)
+// Sync on and off in turn, three times, the best of each: the ratio should not be the noise of a
+// shared core.
+var syncedRuns: [(run: (ns: Double, allocations: UInt64, rewritten: Int), pushed: UInt64, dropped: UInt64,
+                  entries: Int, datagrams: Int)] = []
+var syncOffNs = established.ns
+for _ in 0..<3 {
+    syncedRuns.append(runEstablishedSynced())
+    syncOffNs = min(syncOffNs, runEstablished(.prefetching).ns)
+}
+let syncOn = syncedRuns.min { $0.run.ns < $1.run.ns }!
 
 // MARK: New flows
 
@@ -224,6 +323,13 @@ print("established: \(format(established.ns)) ns/packet incl. \(format(baseline.
 let inOrderNet = inOrder.ns - baseline.ns
 print("             without prefetching ahead in the batch: \(format(inOrderNet)) ns net, \(format(1000 / max(inOrderNet, 0.001), 2)) M packets/s "
       + "(prefetching: \(format(inOrderNet / max(establishedNet, 0.001), 2))x)")
+let syncOnNet = syncOn.run.ns - baseline.ns, syncOffNet = syncOffNs - baseline.ns
+print("sync:        established with an outbox drained and encoded by a consumer thread: \(format(syncOnNet)) ns net, "
+      + "\(format(1000 / max(syncOnNet, 0.001), 2)) M packets/s against \(format(1000 / max(syncOffNet, 0.001), 2)) M without "
+      + "= \(format(syncOffNet / max(syncOnNet, 0.001), 2))x (target >= 0.90x; best of 3 each, alternating); "
+      + "allocations/packet \(format(Double(syncOn.run.allocations) / Double(options.packets), 4)) "
+      + "(\(syncOn.pushed) updates pushed, \(syncOn.dropped) dropped, \(syncOn.entries) entries in \(syncOn.datagrams) datagrams)")
+
 print("new flows:   \(format(newFlows.ns)) ns/flow incl. \(format(writeNs)) ns building the SYN = \(format(newNet)) ns net; "
       + "\(format(1000 / max(newNet, 0.001), 2)) M flows/s; "
       + "allocations/flow \(format(Double(newFlows.allocations) / Double(options.newFlows), 4)) "
@@ -235,7 +341,96 @@ if options.checkAllocations {
         print("FAIL: the established path allocated \(established.allocations) times or missed packets")
         exit(1)
     }
-    print("ok: no heap allocation on the established path")
+    for run in syncedRuns {
+        guard run.run.allocations == 0, run.run.rewritten == options.packets, run.pushed > 0,
+              run.entries == Int(run.pushed) else {
+            print("FAIL: with sync on, the established path and its consumer allocated \(run.run.allocations) times, "
+                  + "missed packets or lost updates (\(run.pushed) pushed, \(run.entries) encoded)")
+            exit(1)
+        }
+    }
+    print("ok: no heap allocation on the established path, with sync off and on")
+}
+
+// MARK: Connection sync: the encoder, and what new flows cost
+
+do {
+    // The whole table as a full resend walks it (collectSyncable slices of 256), then converted and
+    // encoded as the sender does, timed: entries per second one core packs into datagrams.
+    var walked: [SyncUpdate] = []
+    walked.reserveCapacity(engine.table.connectionCount)
+    let slice = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: 256)
+    slice.initialize(repeating: SyncUpdate(Connection(
+        proto: .tcp, state: .none, isTemplate: false, countedActive: false, client: IPv4Address(rawValue: 0),
+        clientPort: 0, virtualAddress: IPv4Address(rawValue: 0), virtualPort: 0, server: IPv4Address(rawValue: 0),
+        serverPort: 0, serviceID: 0, destinationID: 0, controller: ConnectionTable.noSlot, timeout: 0, expires: 0,
+        packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)))
+    var cursor: UInt32? = 0
+    let walkStart = nanoseconds()
+    while cursor != nil {
+        let n = engine.collectSyncable(from: &cursor, into: slice)
+        walked.append(contentsOf: slice[0..<n])
+    }
+    let walkNs = Double(nanoseconds() - walkStart) / Double(max(walked.count, 1))
+    slice.deallocate()
+    let consumer = SyncConsumer(SyncOutbox(capacity: 2))
+    let rounds = max(1, 2_000_000 / max(walked.count, 1))
+    let allocationsBefore = masq_allocation_count()
+    let encodeStart = nanoseconds()
+    walked.withUnsafeMutableBufferPointer { all in
+        for _ in 0..<rounds {
+            // Slices of 240 (6 full datagrams): what a sender with a backlog packs.
+            var i = 0
+            while i < all.count {
+                let n = min(240, all.count - i)
+                consumer.encode(UnsafeMutableBufferPointer(rebasing: all[i..<(i + n)]))
+                i += n
+            }
+        }
+    }
+    let encodeNs = Double(nanoseconds() - encodeStart) / Double(max(consumer.entryCount, 1))
+    let allocations = masq_allocation_count() - allocationsBefore
+    let perDatagram = Double(consumer.entryCount) / Double(max(consumer.datagramCount, 1))
+    print("encoder:     \(format(encodeNs)) ns per entry (SyncUpdate -> SyncEntry -> SyncEncoder v1, \(format(perDatagram, 1)) entries "
+          + "per datagram of at most \(SyncTransport.defaultMaxLength) bytes) = \(format(1000 / max(encodeNs, 0.001), 2)) M entries/s "
+          + "= \(format(1e6 / max(encodeNs * perDatagram, 0.001), 1)) k datagrams/s; allocations/datagram "
+          + "\(format(Double(allocations) / Double(max(consumer.datagramCount, 1)), 4)); "
+          + "the table walk (collectSyncable) \(format(walkNs)) ns per entry sent (\(walked.count) of \(engine.table.connectionCount))")
+
+    // A short TCP flow's whole life on a master with sync on: handshake, a request and its answer,
+    // FIN both ways. Its updates are the entries a new flow costs; at 100,000 new flows per second,
+    // the datagrams per second follow from the entries per datagram.
+    let flows = 10_000
+    let shortLived = Engine(configuration: configuration, capacity: flows + 16)
+    let outbox = SyncOutbox(capacity: 1 << 16)
+    shortLived.syncOutbox = outbox
+    var clock = now
+    func send(_ src: UInt32, _ dst: UInt32, _ sport: UInt16, _ dport: UInt16, _ flags: UInt8, payload: Int = 0) -> UInt32 {
+        let p = PacketBytes(base: work, count: 40 + payload)
+        writeTCP(p, src: src, dst: dst, sport: sport, dport: dport, flags: flags, payload: payload)
+        _ = shortLived.process(p, now: clock)
+        clock += 10_000
+        return p.u32(16)
+    }
+    for i in 0..<flows {
+        let client = 0xC615_0000 &+ UInt32(i >> 14), port = clientPort(i)
+        let server = send(client, vip, port, 80, 0x02)                       // SYN
+        _ = send(server, client, 80, port, 0x12)                            // SYN-ACK
+        _ = send(client, vip, port, 80, 0x10)                                // ACK
+        _ = send(client, vip, port, 80, 0x18, payload: 64)                   // request
+        _ = send(server, client, 80, port, 0x18, payload: 64)                // answer
+        _ = send(client, vip, port, 80, 0x11)                                // client FIN
+        _ = send(server, client, 80, port, 0x11)                             // server FIN
+        _ = send(client, vip, port, 80, 0x10)                                // last ACK
+    }
+    let entriesPerFlow = Double(outbox.pushed) / Double(flows)
+    let perDatagramMax = (SyncTransport.defaultMaxLength - 8) / SyncEntry.fixedLength
+    let newFlowRate = 100_000.0
+    let datagramsPerSecond = newFlowRate * entriesPerFlow / Double(perDatagramMax)
+    print("sync flows:  a short TCP flow (handshake, request, answer, FIN both ways) sends \(format(entriesPerFlow, 2)) entries "
+          + "(ESTABLISHED, CLOSE_WAIT, TIME_WAIT); \(Int(newFlowRate)) new flows/s = \(Int(newFlowRate * entriesPerFlow)) entries/s "
+          + "= \(Int(datagramsPerSecond.rounded(.up))) datagrams/s of \(perDatagramMax) entries "
+          + "(\(format(newFlowRate * entriesPerFlow * encodeNs / 1e7, 2))% of one core encoding)")
 }
 
 // MARK: Memory per flow and expiry cost

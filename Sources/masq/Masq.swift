@@ -51,6 +51,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let configuration: Configuration
+        var daemons: [SyncDaemonConfig] = []
         if let keepalived {
             let parsed: KeepalivedConfig
             do { parsed = try KeepalivedParser.load(path: keepalived) } catch { throw MasqError(error.description) }
@@ -61,12 +62,16 @@ struct Check: ParsableCommand {
                 print("\(keepalived): OK, \(checks) health checks")
             }
         } else {
-            configuration = try loadRules(rules!)
+            let document: RulesFile.Document
+            do { document = try loadRulesDocument(rules!) } catch { throw MasqError(error.description) }
+            configuration = document.configuration
+            daemons = document.syncDaemons
         }
         guard !quiet else { return }
         let servers = configuration.services.reduce(0) { $0 + $1.realServers.count }
         print("\(rules ?? keepalived!): OK, \(configuration.services.count) virtual services, \(servers) real servers")
         print(RulesFile.format(configuration), terminator: "")
+        for daemon in daemons { print(daemon.ipvsadmArguments.joined(separator: " ")) }
     }
 }
 

@@ -5,6 +5,7 @@ import Foundation
 import MasqControl
 import MasqCore
 import MasqDaemon
+import MasqRules
 
 extension QueueSelection: ExpressibleByArgument {
     public init?(argument: String) {
@@ -186,7 +187,7 @@ struct Iptables: ParsableCommand {
     @Flag(exclusivity: .exclusive, help: "What to do (default: print).")
     var action: Action = .print
 
-    @Flag(help: "NFQUEUE rules without --queue-bypass, as a director of a sync pair installs them (masq run does so with a sync daemon or --vrrp-notify-fifo): while masq is down the kernel drops the queued packets rather than letting its own stack reset the flows the other director holds.")
+    @Flag(help: "NFQUEUE rules without --queue-bypass, as a director of a sync pair installs them (masq run does so with a sync daemon or --vrrp-notify-fifo; so does this command for a rules file with a --start-daemon line): while masq is down the kernel drops the queued packets rather than letting its own stack reset the flows the other director holds.")
     var failClosed = false
 
     enum Action: String, EnumerableFlag {
@@ -194,8 +195,11 @@ struct Iptables: ParsableCommand {
     }
 
     func run() throws {
-        let configuration = try loadRules(rules)
-        let plan = IptablesPlan(configuration, queue: queueOptions.selection, chain: chain, failClosed: failClosed)
+        let document: RulesFile.Document
+        do { document = try loadRulesDocument(rules) } catch { throw MasqError(error.description) }
+        // A file that starts a sync daemon is a pair director's: its rules fail closed, as masq run's.
+        let plan = IptablesPlan(document.configuration, queue: queueOptions.selection, chain: chain,
+                                failClosed: failClosed || !document.syncDaemons.isEmpty)
         let runner = IptablesRunner(binary: iptables)
         switch action {
         case .print:

@@ -102,6 +102,37 @@ import Testing
         #expect(slices >= 2000 / (4 * Engine.syncWalkSlotsPerEntry))
     }
 
+    /// A template replaced because its real server left the service lives on for its connections,
+    /// but is not sent: neither by the walk nor after its connection; the new one is.
+    @Test func aReplacedTemplateIsNotSent() throws {
+        let two = """
+            -A -t 198.18.0.1:22 -s rr -p 300
+            -a -t 198.18.0.1:22 -r 198.19.0.201:22 -m
+            -a -t 198.18.0.1:22 -r 198.19.0.202:22 -m
+            """
+        let engine = Engine(configuration: try RulesFile.parse(two))
+        let client = PacketBuilder(source: addr("198.18.0.12"), destination: addr("198.18.0.1"))
+        _ = run(engine, client.tcp(1000, 22, flags: .syn), at: 1)
+        _ = run(engine, client.tcp(1000, 22, flags: .ack), at: 1)
+        engine.apply(try RulesFile.parse("""
+            -A -t 198.18.0.1:22 -s rr -p 300
+            -a -t 198.18.0.1:22 -r 198.19.0.202:22 -m
+            """))
+        _ = run(engine, client.tcp(1001, 22, flags: .syn), at: 2)  // a new template, on .202
+        _ = run(engine, client.tcp(1001, 22, flags: .ack), at: 2)
+        #expect(engine.table.templateCount == 2)
+        let templates = walk(engine, slice: 16).updates.filter(\.isTemplate)
+        #expect(templates.map(\.server) == [addr("198.19.0.202")])
+        let outbox = SyncOutbox(capacity: 8)
+        engine.syncOutbox = outbox
+        _ = run(engine, client.tcp(1000, 22, flags: .ack), at: 3)  // the old flow's 3rd packet: sent alone
+        _ = run(engine, client.tcp(1001, 22, flags: .ack), at: 3)  // the new one's: with its template
+        var buffer = [SyncUpdate](repeating: SyncUpdate(Connection.blank), count: 8)
+        let n = buffer.withUnsafeMutableBufferPointer { outbox.pop(into: $0) }
+        #expect(buffer.prefix(n).map { "\($0.clientPort) \($0.server) \($0.isTemplate)" }
+                == ["1000 198.19.0.201 false", "1001 198.19.0.202 false", "0 198.19.0.202 true"])
+    }
+
     @Test func doneAndEmptyWalks() throws {
         let engine = Engine(configuration: try RulesFile.parse(Self.rules))
         var buffer = [SyncUpdate](repeating: SyncUpdate(Connection.blank), count: 4)

@@ -86,6 +86,21 @@ import Testing
         #expect(engine.withLock { $0.engine.flowRecords() }.count == 53)
     }
 
+    @Test func entriesAppliedToAFreshEngineLiveTheirTimeout() throws {
+        // A backup just started: its engine's clock is still at 0 when the first datagram comes.
+        let engine = try Self.backup()
+        #expect(engine.withLock { $0.engine.now } == 0)
+        let now: Int64 = 5_000 * 1_000_000_000
+        let receipt = Self.pack([Self.tcp(1)])[0].0.withUnsafeBytes {
+            SyncReceiver.receive($0, cut: false, syncID: 7, engine: engine, now: now)
+        }
+        #expect(receipt.results == [.created])
+        // The queue thread's next tick, a second later: the entry (900 s) is still there.
+        engine.withLock { $0.engine.advanceClock(to: now + 1_000_000_000) }
+        let flows = engine.withLock { $0.engine.flowRecords() }
+        #expect(flows.count == 1 && flows[0].expiresIn >= 898)
+    }
+
     @Test func forgedEntriesAreCountedByReason() throws {
         let engine = try Self.backup()
         let updates = [

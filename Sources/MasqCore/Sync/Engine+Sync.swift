@@ -12,15 +12,15 @@ extension Engine {
     /// time (v0's rule: the kernel's v1 re-sends a template on every packet of its connections unless
     /// `sync_refresh_period` is set, far more than a backup needs). Never called for replies.
     @inline(never)
-    func syncIfNeeded(_ slot: UInt32, _ outbox: SyncOutbox) {
-        let c = table[slot]
-        switch c.proto {
+    func syncIfNeeded(_ slot: UInt32) {
+        let state = table[slot].state
+        switch table[slot].proto {
         case .tcp:
-            switch c.state {
+            switch state {
             case .established:
                 break
             case .finWait, .close, .closeWait, .timeWait:
-                if c.state != c.syncedState { return push(slot, c, outbox) }
+                if state != table[slot].syncedState { return push(slot) }
             default:
                 return
             }
@@ -29,16 +29,21 @@ extension Engine {
         default:
             return
         }
-        let pkts = c.packetsIn, settings = syncSettings
+        let pkts = table[slot].packetsIn, settings = syncSettings
         if settings.period > 0 ? pkts % settings.period == settings.threshold : pkts == settings.threshold {
-            push(slot, c, outbox)
+            push(slot)
         }
     }
 
-    private func push(_ slot: UInt32, _ c: Connection, _ outbox: SyncOutbox) {
+    private func push(_ slot: UInt32) {
+        guard let outbox = syncOutbox else { return }
+        let c = table[slot]
         table[slot].syncedState = c.state
         _ = outbox.push(SyncUpdate(c))
-        if c.controller != ConnectionTable.noSlot { _ = outbox.push(SyncUpdate(table[c.controller])) }
+        // A template replaced since (its real server left the service) is not the client's any more.
+        if c.controller != ConnectionTable.noSlot && table.isCurrentTemplate(c.controller) {
+            _ = outbox.push(SyncUpdate(table[c.controller]))
+        }
     }
 
     // MARK: Master: the whole-table walk
@@ -47,11 +52,11 @@ extension Engine {
     /// sparse table ends in bounded time (the caller holds the engine lock for it).
     public static let syncWalkSlotsPerEntry = 16
 
-    /// Whether a walk sends this entry: a template, a UDP flow, or a TCP connection in a state the
-    /// packet path would send it in; live and not past its expiry.
-    func isSyncable(_ c: Connection) -> Bool {
+    /// Whether a walk sends this entry: a template still current, a UDP flow, or a TCP connection in
+    /// a state the packet path would send it in; live and not past its expiry.
+    func isSyncable(_ slot: UInt32, _ c: Connection) -> Bool {
         guard c.expires > now else { return false }
-        if c.isTemplate { return true }
+        if c.isTemplate { return table.isCurrentTemplate(slot) }
         switch c.proto {
         case .tcp: return c.state == .established || c.state == .finWait || c.state == .close
             || c.state == .closeWait || c.state == .timeWait
@@ -70,8 +75,8 @@ extension Engine {
         guard let start = cursor, let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var n = 0
         let limit = buffer.count
-        cursor = table.forEachLive(from: start, maximumSlots: limit &* Self.syncWalkSlotsPerEntry) { _, c in
-            guard isSyncable(c) else { return true }
+        cursor = table.forEachLive(from: start, maximumSlots: limit &* Self.syncWalkSlotsPerEntry) { slot, c in
+            guard isSyncable(slot, c) else { return true }
             base[n] = SyncUpdate(c)
             n += 1
             return n < limit

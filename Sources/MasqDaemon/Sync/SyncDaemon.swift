@@ -53,6 +53,8 @@ final class SyncDaemon: Sendable {
     static let sliceEntries = 256
     /// Slices a master walks per pass of its loop (between two drains).
     static let slicesPerPass = 8
+    /// Distinct resync requests a master keeps for its next walk (a pair has one backup).
+    static let maximumPendingRequests = 16
 
     /// Opens the sockets (typed errors naming the interface); `start` runs the thread.
     init(_ config: SyncDaemonConfig, shared: SharedEngine, tuning: SyncTuning, logger: Logger) throws(SyncSocketError) {
@@ -181,9 +183,13 @@ final class SyncDaemon: Sendable {
             var p = pollfd(fd: receiveSocket, events: Int16(POLLIN), revents: 0)
             if poll(&p, 1, Self.drainInterval) > 0 {
                 drainMasterSocket(receive) { sequence in
-                    if !pending.contains(sequence) && !(walk?.answers.contains(sequence) ?? false) {
-                        pending.append(sequence)
+                    guard !pending.contains(sequence) && !(walk?.answers.contains(sequence) ?? false) else { return }
+                    // Requests are unauthenticated: a flood of forged ones must not grow this list.
+                    guard pending.count < Self.maximumPendingRequests else {
+                        counters.withLock { $0.rejected[SyncReceiverReason.tooManyRequests, default: 0] &+= 1 }
+                        return
                     }
+                    pending.append(sequence)
                 }
             }
             // What the packet path handed over since the last pass.

@@ -74,6 +74,7 @@ enum SyncReceiverReason {
     static let persistenceEngine = "persistence_engine"
     static let forwardingMethod = "forwarding_method"
     static let tooLong = "longer_than_maxlen"
+    static let tooManyRequests = "too_many_resync_requests"
 }
 
 /// A backup's handling of one received datagram, without the socket: a control message is returned
@@ -82,7 +83,9 @@ enum SyncReceiverReason {
 /// (`Engine.applySynced`, which trusts nothing). Nothing in a datagram can make it trap or grow the
 /// table past its limit.
 enum SyncReceiver {
-    static func receive(_ datagram: UnsafeRawBufferPointer, cut: Bool, syncID: UInt8, engine shared: SharedEngine) -> SyncReceipt {
+    /// `now`: the monotonic clock (ns) the engine is brought to before it applies anything.
+    static func receive(_ datagram: UnsafeRawBufferPointer, cut: Bool, syncID: UInt8, engine shared: SharedEngine,
+                        now: Int64 = monotonicNanoseconds()) -> SyncReceipt {
         var receipt = SyncReceipt()
         // The kernel reads into a buffer of its maxlen: a longer datagram arrives cut, and its size
         // field no longer matches.
@@ -124,7 +127,13 @@ enum SyncReceiver {
         }
         if !updates.isEmpty {
             let batch = updates
-            receipt.results = shared.withLock { state in batch.map { state.engine.applySynced($0) } }
+            receipt.results = shared.withLock { state in
+                // The engine's clock moves with packets and the queue thread's idle tick only: a
+                // backup that has just started (or has seen no packet) may still be at 0, and an
+                // entry applied then would expire its timeout after boot, long past, at once.
+                state.engine.advanceClock(to: now)
+                return batch.map { state.engine.applySynced($0) }
+            }
         }
         return receipt
     }
