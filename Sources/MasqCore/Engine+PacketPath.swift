@@ -139,7 +139,8 @@ extension Engine {
             serviceStats[Int(c.serviceID)].countInbound(length: length)
             destinations[Int(c.destinationID)]?.stats.countInbound(length: length)
             rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
-            if syncOutbox != nil { syncIfNeeded(slot) }  // no retain of the outbox on this path
+            // One branch with sync off (and no retain of the outbox either way).
+            if syncOutbox != nil && syncDue(c, packets: c.packetsIn &+ 1) { pushSynced(slot) }
         } else {
             // The real server's first answer ends a flow that was half-open for want of one (UDP): its
             // short pressure timeout, if it had one, ends too.
@@ -279,7 +280,7 @@ extension Engine {
         rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
         // A first packet counts toward the threshold too (the kernel's in_pkts is 1 after it): with a
         // threshold of 1 a UDP flow is sent at once.
-        if syncOutbox != nil { syncIfNeeded(slot) }
+        if syncOutbox != nil && syncDue(connection, packets: 1) { pushSynced(slot) }
         return .rewritten(.inbound)
     }
 

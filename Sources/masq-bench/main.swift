@@ -175,6 +175,11 @@ func runEstablished(_ mode: Mode) -> (ns: Double, allocations: UInt64, rewritten
 
 // MARK: Connection sync's consumer
 
+/// A placeholder the sync buffers start filled with.
+let blankUpdate = SyncUpdate(proto: .tcp, state: .none, isActive: false, client: IPv4Address(rawValue: 0),
+                             clientPort: 0, virtualAddress: IPv4Address(rawValue: 0), virtualPort: 0,
+                             server: IPv4Address(rawValue: 0), serverPort: 0, timeout: 0)
+
 /// The master sync daemon's sender, minus the socket: drains the outbox every millisecond (the
 /// daemon's is at most 10 ms; no signal from the packet thread), converts each update to its wire
 /// entry and packs them into datagrams of at most 1472 bytes with `SyncEncoder`, all into buffers
@@ -188,17 +193,13 @@ final class SyncConsumer {
     /// Written by the consumer thread only, read after it has been joined.
     private(set) var entryCount = 0
     private(set) var datagramCount = 0
-    private(set) var byteCount = 0
     private var thread = pthread_t()
 
     init(_ outbox: SyncOutbox) {
         self.outbox = outbox
         entries.reserveCapacity(updates.count)
         datagram.reserveCapacity(SyncTransport.defaultMaxLength)
-        updates.initialize(repeating: SyncUpdate(proto: .tcp, state: .none, isActive: false,
-                                                 client: IPv4Address(rawValue: 0), clientPort: 0,
-                                                 virtualAddress: IPv4Address(rawValue: 0), virtualPort: 0,
-                                                 server: IPv4Address(rawValue: 0), serverPort: 0, timeout: 0))
+        updates.initialize(repeating: blankUpdate)
     }
 
     deinit { updates.deallocate() }
@@ -239,15 +240,16 @@ final class SyncConsumer {
             offset += taken
             entryCount += taken
             datagramCount += 1
-            byteCount += datagram.count
         }
     }
 }
 
+typealias SyncedRun = (run: (ns: Double, allocations: UInt64, rewritten: Int), pushed: UInt64, dropped: UInt64,
+                      entries: Int, datagrams: Int)
+
 /// The established run with sync on: the engine pushing into an outbox that a consumer thread drains
 /// and encodes meanwhile; the outbox detached afterwards.
-func runEstablishedSynced() -> (run: (ns: Double, allocations: UInt64, rewritten: Int), pushed: UInt64,
-                                dropped: UInt64, entries: Int, datagrams: Int) {
+func runEstablishedSynced() -> SyncedRun {
     let outbox = SyncOutbox(capacity: 1 << 16)
     let consumer = SyncConsumer(outbox)
     consumer.start()
@@ -264,8 +266,7 @@ let inOrder = runEstablished(.inOrder)
 let established = runEstablished(.prefetching)
 // Sync on and off in turn, three times, the best of each: the ratio should not be the noise of a
 // shared core.
-var syncedRuns: [(run: (ns: Double, allocations: UInt64, rewritten: Int), pushed: UInt64, dropped: UInt64,
-                  entries: Int, datagrams: Int)] = []
+var syncedRuns: [SyncedRun] = []
 var syncOffNs = established.ns
 for _ in 0..<3 {
     syncedRuns.append(runEstablishedSynced())
@@ -360,11 +361,7 @@ do {
     var walked: [SyncUpdate] = []
     walked.reserveCapacity(engine.table.connectionCount)
     let slice = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: 256)
-    slice.initialize(repeating: SyncUpdate(Connection(
-        proto: .tcp, state: .none, isTemplate: false, countedActive: false, client: IPv4Address(rawValue: 0),
-        clientPort: 0, virtualAddress: IPv4Address(rawValue: 0), virtualPort: 0, server: IPv4Address(rawValue: 0),
-        serverPort: 0, serviceID: 0, destinationID: 0, controller: ConnectionTable.noSlot, timeout: 0, expires: 0,
-        packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)))
+    slice.initialize(repeating: blankUpdate)
     var cursor: UInt32? = 0
     let walkStart = nanoseconds()
     while cursor != nil {
@@ -424,11 +421,16 @@ do {
         _ = send(client, vip, port, 80, 0x10)                                // last ACK
     }
     let entriesPerFlow = Double(outbox.pushed) / Double(flows)
+    // What the first flow sent, in order (the outbox holds every flow's updates).
+    let sent = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: outbox.count)
+    sent.initialize(repeating: blankUpdate)
+    let firstFlow = sent[0..<outbox.pop(into: sent)].filter { $0.clientPort == clientPort(0) && $0.client.rawValue == 0xC615_0000 }
+    sent.deallocate()
     let perDatagramMax = (SyncTransport.defaultMaxLength - 8) / SyncEntry.fixedLength
     let newFlowRate = 100_000.0
     let datagramsPerSecond = newFlowRate * entriesPerFlow / Double(perDatagramMax)
     print("sync flows:  a short TCP flow (handshake, request, answer, FIN both ways) sends \(format(entriesPerFlow, 2)) entries "
-          + "(ESTABLISHED, CLOSE_WAIT, TIME_WAIT); \(Int(newFlowRate)) new flows/s = \(Int(newFlowRate * entriesPerFlow)) entries/s "
+          + "(\(firstFlow.map { "\($0.state)" }.joined(separator: ", "))); \(Int(newFlowRate)) new flows/s = \(Int(newFlowRate * entriesPerFlow)) entries/s "
           + "= \(Int(datagramsPerSecond.rounded(.up))) datagrams/s of \(perDatagramMax) entries "
           + "(\(format(newFlowRate * entriesPerFlow * encodeNs / 1e7, 2))% of one core encoding)")
 }

@@ -151,6 +151,14 @@ import Testing
         #expect(outbox.dropped == 0)
     }
 
+    /// The kernel's check on `sync_threshold` (`proc_do_sync_threshold`): a threshold not below a
+    /// non-zero period could never be reached.
+    @Test(arguments: [(3, 50, true), (0, 50, true), (49, 50, true), (50, 50, false), (60, 50, false),
+                      (3, 0, true), (0, 0, true)])
+    func settingsValidity(threshold: UInt32, period: UInt32, valid: Bool) {
+        #expect(SyncSettings(threshold: threshold, period: period).isValid == valid)
+    }
+
     /// Sync off (no outbox): the same traffic pushes nothing and the packet path is otherwise the same.
     @Test func noOutboxNoPushes() throws {
         let on = Engine(configuration: try RulesFile.parse(Self.rules))

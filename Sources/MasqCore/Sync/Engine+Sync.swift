@@ -6,36 +6,37 @@
 extension Engine {
     // MARK: Master: what the packet path sends
 
-    /// IPVS `ip_vs_sync_conn_needed` for a client's packet on `slot` (`pkts`: its packetsIn after it):
-    /// TCP only in ESTABLISHED and the closing states, a change into a closing state at once, else (UDP
-    /// too) at packet `threshold` and every `period` after; with the controlling template after it each
-    /// time (v0's rule: the kernel's v1 re-sends a template on every packet of its connections unless
-    /// `sync_refresh_period` is set, far more than a backup needs). Never called for replies.
-    @inline(never)
-    func syncIfNeeded(_ slot: UInt32) {
-        let state = table[slot].state
-        switch table[slot].proto {
+    /// IPVS `ip_vs_sync_conn_needed` for a client's packet on a connection now `c`, its `pkts`-th
+    /// (packetsIn after it): TCP only in ESTABLISHED and the closing states, a change into a closing
+    /// state at once, else (UDP too) at packet `threshold` and every `period` after. Never asked for
+    /// replies. Inlined into the packet path (only `pushSynced` is a call), so sync on costs a few
+    /// compares and a division per client packet.
+    @inline(__always)
+    func syncDue(_ c: Connection, packets pkts: UInt32) -> Bool {
+        switch c.proto {
         case .tcp:
-            switch state {
+            switch c.state {
             case .established:
                 break
             case .finWait, .close, .closeWait, .timeWait:
-                if state != table[slot].syncedState { return push(slot) }
+                if c.state != c.syncedState { return true }
             default:
-                return
+                return false
             }
         case .udp:
             break
         default:
-            return
+            return false
         }
-        let pkts = table[slot].packetsIn, settings = syncSettings
-        if settings.period > 0 ? pkts % settings.period == settings.threshold : pkts == settings.threshold {
-            push(slot)
-        }
+        let settings = syncSettings
+        return settings.period > 0 ? pkts % settings.period == settings.threshold : pkts == settings.threshold
     }
 
-    private func push(_ slot: UInt32) {
+    /// Hands the connection in `slot` to the outbox, with its controlling template after it each time
+    /// (v0's rule: the kernel's v1 re-sends a template on every packet of its connections unless
+    /// `sync_refresh_period` is set, far more than a backup needs).
+    @inline(never)
+    func pushSynced(_ slot: UInt32) {
         guard let outbox = syncOutbox else { return }
         let c = table[slot]
         table[slot].syncedState = c.state
