@@ -306,10 +306,6 @@ final class SyncDaemon: Sendable {
 
     /// One datagram (`SyncReceiver`), counted; a master's heartbeat or resync done moves readiness.
     private func receiveDatagram(_ datagram: UnsafeRawBufferPointer, cut: Bool) {
-        // The engine's clock moves only with packets and the queue thread's idle tick: a backup that
-        // has just started (or has had no packet yet) may still be at 0, and entries applied then
-        // would expire `timeout` after boot, long past, at once.
-        shared.withLock { $0.engine.advanceClock(to: monotonicNanoseconds()) }
         let receipt = SyncReceiver.receive(datagram, cut: cut, syncID: config.syncID, engine: shared)
         let now = monotonicNanoseconds()
         counters.withLock { $0.record(receipt, at: Date().timeIntervalSince1970) }
