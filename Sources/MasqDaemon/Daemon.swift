@@ -305,6 +305,13 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
             }
         }
         if let fifo = options.vrrpNotifyFIFO {
+            // The daemons keepalived's state starts must be able to run: a mistyped interface stops
+            // start-up here, not at the first state change.
+            do {
+                _ = try SyncInterface.lookup(options.vrrpSyncParameters.interface)
+            } catch {
+                throw DaemonError("--vrrp-notify-fifo: \(error.description)")
+            }
             let f = VRRPFollower(path: fifo, target: options.vrrpTarget, parameters: options.vrrpSyncParameters,
                                  sync: core.sync, logger: logger)
             try f.start()

@@ -179,6 +179,9 @@ import Testing
         #expect(lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO && st.st_mode & 0o777 == 0o600)
         let initial = core.sync.vrrp.withLock { $0 }
         #expect(initial == VRRPFollowStatus(fifo: path, followed: #"INSTANCE "VI_1""#))
+        // The backup could not start (no such interface): not ready, and saying why.
+        let status = core.sync.status()
+        #expect(!status.ready && status.notReadyReason == "following keepalived, but no sync daemon runs (see the log)")
 
         try write("garbage\nINSTANCE \"VI_2\" MASTER 100\nINSTANCE \"VI_1\" MASTER 100\n", to: path)
         #expect(waitFor { state(core) == "MASTER" })

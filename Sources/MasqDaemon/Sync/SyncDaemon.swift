@@ -181,7 +181,10 @@ final class SyncDaemon: Sendable {
 
         while !stopping.load(ordering: .acquiring) {
             var p = pollfd(fd: receiveSocket, events: Int16(POLLIN), revents: 0)
-            if poll(&p, 1, Self.drainInterval) > 0 {
+            // A backup waiting for the table gets it as fast as the link takes it; a refresh walk
+            // goes at the drain's pace (2048 entries per 10 ms), so it never bursts on the link.
+            let resyncing = walk.map { !$0.answers.isEmpty } ?? false
+            if poll(&p, 1, resyncing ? 1 : Self.drainInterval) > 0 {
                 drainMasterSocket(receive) { sequence in
                     guard !pending.contains(sequence) && !(walk?.answers.contains(sequence) ?? false) else { return }
                     // Requests are unauthenticated: a flood of forged ones must not grow this list.
@@ -238,8 +241,8 @@ final class SyncDaemon: Sendable {
         }
     }
 
-    /// A master's socket hears backups' requests (and, if another master shares the group, its data,
-    /// which is counted and left alone).
+    /// A master's socket hears backups' requests (and another master's heartbeats and data, if one
+    /// shares the group: its heartbeats are counted, its data left alone).
     private func drainMasterSocket(_ buffer: UnsafeMutableRawBufferPointer, request: (UInt32) -> Void) {
         while true {
             let n = recv(receiveSocket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
@@ -257,7 +260,9 @@ final class SyncDaemon: Sendable {
                 case .malformed:
                     c.rejected[SyncReceiverReason.malformedControl, default: 0] &+= 1
                 case nil:
-                    c.rejected[SyncReceiverReason.dataOnMaster, default: 0] &+= 1
+                    // Another master's data (a director running both daemons hears its peer's):
+                    // for its backup, not for this master; counted as received only.
+                    break
                 }
             }
             if case .message(let m) = reading, m.kind == .resyncRequest, config.syncID == 0 || m.syncID == config.syncID {

@@ -88,6 +88,10 @@ public final class SyncManager: Sendable {
            !backup.readiness.withLock({ $0.isReady(now: now) }) {
             status.ready = false
             status.notReadyReason = "backup: waiting for the master's table"
+        } else if status.vrrp != nil && running.isEmpty {
+            // Following keepalived, a daemon runs in every state; none means it could not start.
+            status.ready = false
+            status.notReadyReason = "following keepalived, but no sync daemon runs (see the log)"
         }
         return status
     }

@@ -70,7 +70,6 @@ struct SyncReceipt: Sendable {
 /// Rejection labels of the receiver's own (beside `SyncRejection` and `SyncApplyResult`).
 enum SyncReceiverReason {
     static let malformedControl = "malformed_control"
-    static let dataOnMaster = "data_on_master"
     static let persistenceEngine = "persistence_engine"
     static let forwardingMethod = "forwarding_method"
     static let tooLong = "longer_than_maxlen"
