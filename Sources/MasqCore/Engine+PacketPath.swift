@@ -286,7 +286,7 @@ extension Engine {
 
     /// The idle timeout an entry gets on entering `state`.
     @inline(__always)
-    func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
+    private func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
         pressure && halfOpen ? min(Self.pressureHalfOpenTimeout, timeouts[state]) : timeouts[state]
     }
 
@@ -335,7 +335,7 @@ extension Engine {
 
     /// Pressure mode on at `pressureOn`, off below `pressureOff`; checked at each new flow.
     @inline(__always)
-    func updatePressure() {
+    private func updatePressure() {
         let fill = table.fill
         if !pressure && fill >= Self.pressureOn {
             pressure = true
@@ -380,7 +380,7 @@ extension Engine {
     }
 
     /// Gives back what a connection held on its real server (IPVS `ip_vs_unbind_dest`).
-    func release(_ entry: Connection, evicted: Bool = false) {
+    private func release(_ entry: Connection, evicted: Bool = false) {
         counters.expired &+= 1
         guard let d = destinations[Int(entry.destinationID)] else { return }
         if !evicted && !entry.isTemplate && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }

@@ -126,6 +126,10 @@ import Testing
         Case(description: "its reply tuple taken by another connection (same client to another VIP, same real server)",
              before: [tcp(.established)], update: tcp(.established, vip: "198.18.0.3"), expected: .conflict,
              connections: 1, counts: [web1: Counts(active: 1)]),
+        Case(description: "its client tuple is another connection's reply tuple",
+             before: [tcp(.established, client: "198.18.0.3", port: 80)],
+             update: tcp(.established, client: "198.19.0.201", port: 8080, vip: "198.18.0.3", vport: 80),
+             expected: .conflict, connections: 1, counts: [web1: Counts(active: 1)]),
         Case(description: "a real server as the client: its tuples are distinct, created",
              update: tcp(.established, client: "198.19.0.201", port: 8080, vip: "198.18.0.1", vport: 80,
                          server: "198.19.0.201", sport: 8080),
@@ -238,6 +242,25 @@ import Testing
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(FlowRecord.self, from: Data(bad.utf8)) }
     }
 
+    /// After takeover the new master re-syncs what it was sent, once packets arrive: at the
+    /// threshold of its own count (which starts at 0 here), as any entry.
+    @Test func syncedEntriesAreSentOnAfterTakeover() throws {
+        let engine = Engine(configuration: try RulesFile.parse(Self.rules))
+        #expect(engine.applySynced(Self.tcp(.established)) == .created)
+        let outbox = SyncOutbox(capacity: 8)
+        engine.syncOutbox = outbox
+        let client = PacketBuilder(source: addr("198.18.0.12"), destination: addr("198.18.0.1"))
+        for _ in 0..<2 { #expect(run(engine, client.tcp(40000, 80, flags: .ack), at: 1).0 == .rewritten(.inbound)) }
+        #expect(outbox.count == 0)
+        #expect(run(engine, client.tcp(40000, 80, flags: .ack), at: 1).0 == .rewritten(.inbound))
+        var buffer = [SyncUpdate](repeating: SyncUpdate(Connection.blank), count: 8)
+        let n = buffer.withUnsafeMutableBufferPointer { outbox.pop(into: $0) }
+        #expect(Array(buffer.prefix(n)) == [Self.tcp(.established)])
+        // The client's FIN: CLOSE_WAIT at once, as for a local entry.
+        #expect(run(engine, client.tcp(40000, 80, flags: [.fin, .ack]), at: 2).0 == .rewritten(.inbound))
+        #expect(outbox.count == 1)
+    }
+
     /// A synced entry lives one timeout after its last update, not longer, and gives its counts back.
     @Test func syncedEntriesExpire() throws {
         let engine = Engine(configuration: try RulesFile.parse(Self.rules))
@@ -273,9 +296,9 @@ import Testing
     }
 
     /// Random updates, forged as a hostile sender would (services, servers, states, protocols and
-    /// timeouts drawn from pools that mix valid and invalid ones), with the clock moving on: the table
-    /// never exceeds its capacity, every real server's counts equal the entries that name it, and once
-    /// everything has expired the counts are all zero.
+    /// timeouts drawn from pools that mix valid and invalid ones), mixed with packets on the same
+    /// tuples and the clock moving on: the table never exceeds its capacity, every real server's
+    /// counts equal the entries that name it, and once everything has expired the counts are all zero.
     @Test(arguments: [1, 2, 3, 4])
     func randomUpdatesKeepTheCountsRight(seed: UInt64) throws {
         let capacity = 24
@@ -298,8 +321,26 @@ import Testing
         let tcpStates: [ConnectionState] = [.established, .established, .finWait, .closeWait, .timeWait, .close, .synRecv]
         var results: [SyncApplyResult: Int] = [:]
         var time: Int64 = 0
-        for _ in 0..<4000 {
+        let flags: [TCPFlags] = [.syn, .ack, .ack, [.fin, .ack], .rst, [.syn, .ack]]
+        for _ in 0..<6000 {
             let (proto, vip, vport, server, sport, isTemplate) = shapes[next(shapes.count)]
+            if next(3) == 0 {
+                // Traffic as after a takeover, on the same tuples: clients' packets and real servers'
+                // answers, creating and moving entries of their own among the synced ones.
+                let client = addr("198.18.0.\(10 + next(4))"), port = UInt16(40000 + next(8))
+                let servicePort = vport == 0 ? 443 : vport, serverPort = sport == 0 ? 443 : sport
+                let bytes: [UInt8]
+                if next(2) == 0 {
+                    let b = PacketBuilder(source: client, destination: addr(vip))
+                    bytes = proto == .udp ? b.udp(port, servicePort) : b.tcp(port, servicePort, flags: flags[next(flags.count)])
+                } else {
+                    let b = PacketBuilder(source: addr(server), destination: client)
+                    bytes = proto == .udp ? b.udp(serverPort, port) : b.tcp(serverPort, port, flags: flags[next(flags.count)])
+                }
+                _ = run(engine, bytes, at: Double(time) / 1e9)
+                try checkCounts(engine, capacity: capacity)
+                continue
+            }
             let state: ConnectionState = next(10) == 0 ? ConnectionState(rawValue: UInt8(next(13)))
                 : isTemplate ? .none : proto == .udp ? .udp : tcpStates[next(tcpStates.count)]
             var update = SyncUpdate(
@@ -326,7 +367,11 @@ import Testing
         }
         // Every outcome was reached, so the loop exercised every path.
         for result in SyncApplyResult.allCases { #expect(results[result, default: 0] > 0, "\(result)") }
+        // Past every timeout; then a template whose last connection ended in that sweep (re-armed for
+        // 60 s, as IPVS does) has its turn.
         engine.advanceClock(to: time + 2000 * ConnectionTable.nanosPerTick)
+        engine.advanceClock(to: time + 2100 * ConnectionTable.nanosPerTick)
+        #expect(engine.counters.connectionsCreated > 0 && engine.counters.templatesCreated > 0)
         #expect(engine.table.connectionCount == 0 && engine.table.templateCount == 0)
         #expect(counts(engine).isEmpty)
     }
