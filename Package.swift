@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "MasqDaemonTests",
             dependencies: [
-                "MasqCore", "MasqRules", "MasqNFQueue", "MasqDaemon", "MasqControl", "CNetfilterQueue", "MasqSync",
+                "MasqCore", "MasqRules", "MasqNFQueue", "MasqDaemon", "MasqControl", "CNetfilterQueue", "MasqSync", "MasqHealth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]

@@ -39,6 +39,9 @@ public struct DaemonOptions: Sendable {
     public var vrrpNotifyFIFO: String?
     public var vrrpTarget = VRRPFollowTarget.first
     public var vrrpSyncParameters = SyncDaemonConfig(role: .backup)
+    /// The command line gave sync parameters (`--mcast-interface` …): they win over a keepalived.conf's
+    /// `lvs_sync_daemon`.
+    public var syncParametersGiven = false
     /// NFQUEUE rules without `--queue-bypass` (`IptablesPlan.failClosed`): set for a director with a
     /// sync daemon or a notify FIFO, and from the first daemon masqadm starts.
     public var failClosedIptables = false
@@ -217,6 +220,25 @@ final class InstalledIptables: Sendable {
     }
 }
 
+/// A keepalived.conf's `lvs_sync_daemon`, as keepalived runs IPVS's daemons with it: with an instance,
+/// master while it is MASTER and backup otherwise, which masq learns from `--vrrp-notify-fifo` (its
+/// parameters and instance become the FIFO's, unless the command line gives its own); with no
+/// instance, both daemons all the time (keepalived's checker, check_daemon.c).
+func useLVSSyncDaemon(_ lvs: KeepalivedSyncDaemon, in options: inout DaemonOptions, logger: Logger) throws(DaemonError) {
+    if options.vrrpNotifyFIFO != nil {
+        if !options.syncParametersGiven { options.vrrpSyncParameters = lvs.config(role: .backup) }
+        if options.vrrpTarget == .first, let instance = lvs.instance { options.vrrpTarget = .instance(instance) }
+        logger.info("lvs_sync_daemon: the sync daemons follow keepalived's notify FIFO", metadata: [
+            "mcast_ifn": "\(options.vrrpSyncParameters.interface)", "syncid": "\(options.vrrpSyncParameters.syncID)",
+            "target": "\(options.vrrpTarget)"])
+    } else if let instance = lvs.instance {
+        throw DaemonError("\(options.rulesPath): lvs_sync_daemon follows vrrp_instance \(instance): give masq keepalived's state with --vrrp-notify-fifo (keepalived's vrrp_notify_fifo)")
+    } else if options.syncDaemons.isEmpty {
+        options.syncDaemons = [lvs.config(role: .master), lvs.config(role: .backup)]
+        logger.info("lvs_sync_daemon without an instance: both sync daemons run, as keepalived runs them")
+    }
+}
+
 /// `masq run`: load the rules, bind the queue(s), install iptables if asked, serve until SIGTERM/SIGINT.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     var options = options
@@ -227,6 +249,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     if let keepalived {
         configuration = HealthMonitor(keepalived, now: monotonicNanoseconds())
             .effectiveConfiguration(timeouts: keepalived.configuration.timeouts)
+        if let lvs = keepalived.syncDaemon { try useLVSSyncDaemon(lvs, in: &options, logger: logger) }
     } else {
         let document = try loadRulesDocument(options.rulesPath)
         configuration = document.configuration

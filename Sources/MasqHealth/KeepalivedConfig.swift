@@ -13,12 +13,15 @@ public struct KeepalivedConfig: Equatable, Sendable {
     public var virtualServers: [VirtualServerHealth]
     /// Non-fatal findings (unsupported sections skipped, keepalived's own corrections), file:line each.
     public var warnings: [RulesError]
+    /// global_defs' `lvs_sync_daemon`, if the file has one.
+    public var syncDaemon: KeepalivedSyncDaemon?
 
     public init(configuration: Configuration = Configuration(), virtualServers: [VirtualServerHealth] = [],
-                warnings: [RulesError] = []) {
+                warnings: [RulesError] = [], syncDaemon: KeepalivedSyncDaemon? = nil) {
         self.configuration = configuration
         self.virtualServers = virtualServers
         self.warnings = warnings
+        self.syncDaemon = syncDaemon
     }
 }
 

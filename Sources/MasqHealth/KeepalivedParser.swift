@@ -1,4 +1,5 @@
 import MasqCore
+import MasqRules
 
 /// Reads the LVS part of a keepalived.conf (keepalived.conf(5); semantics from keepalived's
 /// check_parser.c, check_api.c, check_tcp.c, check_http.c and lib/parser.c): the syntax, from the
@@ -41,8 +42,11 @@ public enum KeepalivedParser {
                 ? "no virtual_server block: masq needs keepalived's LVS part (virtual_server ...); VRRP-only files are for keepalived itself"
                 : "no virtual server to run: \(blocks == 1 ? "its virtual_server block has" : "all its \(blocks) virtual_server blocks have") no real servers (keepalived ignores such blocks)")
         }
+        var syncDaemon = parser.syncDaemon
+        if let instance = syncDaemon?.instance { syncDaemon?.instanceRouterID = parser.routerIDs[instance] }
         return KeepalivedConfig(configuration: Configuration(services: parser.data.services),
-                                virtualServers: parser.data.virtualServers, warnings: parser.warnings)
+                                virtualServers: parser.data.virtualServers, warnings: parser.warnings,
+                                syncDaemon: syncDaemon)
     }
 
     /// Reads `path` and the files it includes (glob patterns expanded as glob(3) does, in order;
@@ -137,6 +141,10 @@ private final class Parser {
     var data = KeepalivedCheckData()
     /// `virtual_server` blocks read, kept or not (one without real servers is ignored).
     var virtualServerBlocks = 0
+    /// global_defs' `lvs_sync_daemon`, the last one (keepalived keeps the last).
+    var syncDaemon: KeepalivedSyncDaemon?
+    /// Each vrrp_instance's `virtual_router_id`, for the sync daemon's default syncid.
+    var routerIDs: [String: UInt8] = [:]
 
     init(tokens: [KeepalivedToken], warnings: [(lineID: Int, warning: RulesError)]) {
         var items: [Item] = []
@@ -194,7 +202,15 @@ private final class Parser {
                     try virtualServer(s)
                 } else if skippedSections.contains(s.name) {
                     warn(s.keyword, "\(s.name) is not supported by masq: ignored")
-                    try skipBlock(s)
+                    try skipBlock(s) { inner throws(RulesError) in
+                        // Read from the skipped sections: the sync daemon and the instances' router ids.
+                        if s.name == "global_defs" && inner.name == "lvs_sync_daemon" {
+                            syncDaemon = try lvsSyncDaemon(inner)
+                        } else if s.name == "vrrp_instance", inner.name == "virtual_router_id", s.words.count > 1,
+                                  inner.words.count > 1, let id = UInt8(inner.words[1].text) {
+                            routerIDs[s.words[1].text] = id
+                        }
+                    }
                 } else if s.name == "real_server" || s.name == "TCP_CHECK" || s.name == "HTTP_GET" {
                     throw s.keyword.error("\(s.name) outside a virtual_server")
                 } else {
@@ -224,15 +240,17 @@ private final class Parser {
         throw opener.keyword.error("the \(opener.name) block is not closed: '}' missing before the end of the file")
     }
 
-    /// Skips a balanced `{ ... }` after `opener`, if there is one.
-    private func skipBlock(_ opener: KeepalivedStatement) throws(RulesError) {
+    /// Skips a balanced `{ ... }` after `opener`, if there is one, showing `look` each statement
+    /// directly inside it.
+    private func skipBlock(_ opener: KeepalivedStatement,
+                           look: (KeepalivedStatement) throws(RulesError) -> Void = { _ in }) throws(RulesError) {
         guard index < items.count, case .open = items[index] else { return }
         var depth = 0
         while index < items.count {
             switch next() {
             case .open: depth += 1
             case .close: depth -= 1
-            case .statement: break
+            case .statement(let inner): if depth == 1 { try look(inner) }
             }
             if depth == 0 { return }
         }
@@ -240,6 +258,49 @@ private final class Parser {
     }
 
     // MARK: Values
+
+    /// `lvs_sync_daemon IF [[inst] NAME] [id N] [maxlen N] [port P] [ttl T] [group IP]`, with
+    /// keepalived's ranges.
+    private func lvsSyncDaemon(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedSyncDaemon {
+        guard s.words.count > 1 else { throw s.keyword.error("lvs_sync_daemon needs an interface") }
+        let interface = s.words[1].text
+        guard interface.utf8.count <= SyncDaemonConfig.interfaceNameMaximum else {
+            throw s.words[1].error("lvs_sync_daemon: interface name \(interface) is too long")
+        }
+        var daemon = KeepalivedSyncDaemon(interface: interface)
+        var i = 2
+        func value(_ name: String, _ range: ClosedRange<Int>) throws(RulesError) -> Int {
+            guard i + 1 < s.words.count, let n = Int(s.words[i + 1].text), range.contains(n) else {
+                throw s.words[i].error("lvs_sync_daemon: \(name) needs a value in \(range.lowerBound)...\(range.upperBound)")
+            }
+            i += 2
+            return n
+        }
+        while i < s.words.count {
+            let word = s.words[i].text
+            switch word {
+            case "id": daemon.syncID = UInt8(try value("id", 0...255))
+            case "maxlen": daemon.maxLength = try value("maxlen", 1...65507)
+            case "port": daemon.port = UInt16(try value("port", 1...65535))
+            case "ttl": daemon.ttl = UInt8(try value("ttl", 1...255))
+            case "group":
+                guard i + 1 < s.words.count, let group = IPv4Address(s.words[i + 1].text), group.rawValue >> 28 == 0xe else {
+                    throw s.words[i].error("lvs_sync_daemon: group needs an IPv4 multicast address (masq syncs over IPv4)")
+                }
+                daemon.group = group
+                i += 2
+            case "inst":
+                guard i + 1 < s.words.count else { throw s.words[i].error("lvs_sync_daemon: inst needs a vrrp_instance name") }
+                daemon.instance = s.words[i + 1].text
+                i += 2
+            default:
+                guard daemon.instance == nil, i == 2 else { throw s.words[i].error("lvs_sync_daemon: unknown option \(word)") }
+                daemon.instance = word
+                i += 1
+            }
+        }
+        return daemon
+    }
 
     private func noMore(_ s: KeepalivedStatement, after count: Int) throws(RulesError) {
         guard s.words.count > count else { return }

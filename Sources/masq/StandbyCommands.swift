@@ -95,6 +95,7 @@ struct SyncOptions: ParsableArguments {
         options.vrrpNotifyFIFO = vrrpNotifyFifo
         options.vrrpTarget = vrrpInstance.map { .instance($0) } ?? vrrpGroup.map { .group($0) } ?? .first
         options.vrrpSyncParameters = try parameters(role: .backup)
+        options.syncParametersGiven = [mcastInterface, syncID, syncMaxlen, mcastGroup, mcastPort, mcastTtl].contains { $0 != nil }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MasqControl
+import MasqHealth
 import MasqRules
 import Testing
 @testable import MasqCore
@@ -148,9 +149,25 @@ import Testing
 
 /// The FIFO follower reads keepalived's lines, reopens the FIFO after each writer, and ignores what
 /// is not a line of keepalived's. The daemons it starts fail here (no such interface): the state it
-/// follows is what is checked.
+/// follows is what is checked. The test body runs on a thread of its own: opening a FIFO, waiting
+/// for the follower and stopping it block, and must not hold one of the test pool's few threads.
 @Suite struct VRRPFollowerTests {
-    func waitFor(_ condition: () -> Bool) -> Bool {
+    /// Runs `body` on a new thread and waits for it without blocking the caller's.
+    func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            Thread {
+                do {
+                    try body()
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
+        }
+    }
+
+    /// Polls `condition` for up to 3 s.
+    static func waitFor(_ condition: () -> Bool) -> Bool {
         for _ in 0..<60 {
             if condition() { return true }
             usleep(50_000)
@@ -158,43 +175,45 @@ import Testing
         return condition()
     }
 
-    func state(_ core: ControlPlane) -> String? { core.sync.vrrp.withLock { $0?.state } }
+    static func state(_ core: ControlPlane) -> String? { core.sync.vrrp.withLock { $0?.state } }
 
-    func write(_ text: String, to path: String) throws {
+    static func write(_ text: String, to path: String) throws {
         let handle = try #require(FileHandle(forWritingAtPath: path))
         handle.write(Data(text.utf8))
         try handle.close()
     }
 
-    @Test func followsAnInstanceThroughReopens() throws {
+    @Test func followsAnInstanceThroughReopens() async throws {
         let core = try controlPlane(SyncManagerTests.rules)
         let path = NSTemporaryDirectory() + "masq-test-fifo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { unlink(path) }
         let follower = VRRPFollower(path: path, target: .instance("VI_1"),
                                     parameters: SyncDaemonConfig(role: .backup, interface: "masqnone0"),
                                     sync: core.sync, logger: Logger(label: "test"))
-        try follower.start()
-        defer { follower.stop() }
-        var st = stat()
-        #expect(lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO && st.st_mode & 0o777 == 0o600)
-        let initial = core.sync.vrrp.withLock { $0 }
-        #expect(initial == VRRPFollowStatus(fifo: path, followed: #"INSTANCE "VI_1""#))
-        // The backup could not start (no such interface): not ready, and saying why.
-        let status = core.sync.status()
-        #expect(!status.ready && status.notReadyReason == "following keepalived, but no sync daemon runs (see the log)")
+        try await onThread {
+            try follower.start()
+            defer { follower.stop() }
+            var st = stat()
+            #expect(lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO && st.st_mode & 0o777 == 0o600)
+            let initial = core.sync.vrrp.withLock { $0 }
+            #expect(initial == VRRPFollowStatus(fifo: path, followed: #"INSTANCE "VI_1""#))
+            // The backup could not start (no such interface): not ready, and saying why.
+            let status = core.sync.status()
+            #expect(!status.ready && status.notReadyReason == "following keepalived, but no sync daemon runs (see the log)")
 
-        try write("garbage\nINSTANCE \"VI_2\" MASTER 100\nINSTANCE \"VI_1\" MASTER 100\n", to: path)
-        #expect(waitFor { state(core) == "MASTER" })
-        // keepalived restarts: a new writer after the first went.
-        try write("INSTANCE \"VI_1\" BACKUP 100\n", to: path)
-        #expect(waitFor { state(core) == "BACKUP" })
-        // A line in two writes.
-        let handle = try #require(FileHandle(forWritingAtPath: path))
-        handle.write(Data("INSTANCE \"VI_1\" FA".utf8))
-        usleep(100_000)
-        handle.write(Data("ULT 0\n".utf8))
-        try handle.close()
-        #expect(waitFor { state(core) == "FAULT" })
+            try Self.write("garbage\nINSTANCE \"VI_2\" MASTER 100\nINSTANCE \"VI_1\" MASTER 100\n", to: path)
+            #expect(Self.waitFor { Self.state(core) == "MASTER" })
+            // keepalived restarts: a new writer after the first went.
+            try Self.write("INSTANCE \"VI_1\" BACKUP 100\n", to: path)
+            #expect(Self.waitFor { Self.state(core) == "BACKUP" })
+            // A line in two writes.
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            handle.write(Data("INSTANCE \"VI_1\" FA".utf8))
+            usleep(100_000)
+            handle.write(Data("ULT 0\n".utf8))
+            try handle.close()
+            #expect(Self.waitFor { Self.state(core) == "FAULT" })
+        }
     }
 
     @Test func aFileThatIsNotAFIFOIsRefused() throws {
@@ -205,5 +224,37 @@ import Testing
         let follower = VRRPFollower(path: path, target: .first, parameters: SyncDaemonConfig(role: .backup),
                                     sync: core.sync, logger: Logger(label: "test"))
         #expect(throws: DaemonError.self) { try follower.start() }
+    }
+}
+
+/// keepalived.conf's `lvs_sync_daemon` in `masq run --keepalived`.
+@Suite struct LVSSyncDaemonOptionsTests {
+    static let lvs = KeepalivedSyncDaemon(interface: "sy0", instance: "VI_1", syncID: 7)
+
+    @Test func withTheFIFOItGivesTheParametersAndTheInstance() throws {
+        var options = DaemonOptions(rulesPath: "keepalived.conf")
+        options.vrrpNotifyFIFO = "/run/masq/vrrp.fifo"
+        try useLVSSyncDaemon(Self.lvs, in: &options, logger: Logger(label: "test"))
+        #expect(options.vrrpSyncParameters == SyncDaemonConfig(role: .backup, interface: "sy0", syncID: 7))
+        #expect(options.vrrpTarget == .instance("VI_1"))
+        // The command line's parameters and target win.
+        var given = DaemonOptions(rulesPath: "keepalived.conf")
+        given.vrrpNotifyFIFO = "/run/masq/vrrp.fifo"
+        given.syncParametersGiven = true
+        given.vrrpSyncParameters = SyncDaemonConfig(role: .backup, interface: "eth1")
+        given.vrrpTarget = .group("G")
+        try useLVSSyncDaemon(Self.lvs, in: &given, logger: Logger(label: "test"))
+        #expect(given.vrrpSyncParameters.interface == "eth1" && given.vrrpTarget == .group("G"))
+    }
+
+    @Test func anInstanceWithoutTheFIFOIsAnError() {
+        var options = DaemonOptions(rulesPath: "keepalived.conf")
+        #expect(throws: DaemonError.self) { try useLVSSyncDaemon(Self.lvs, in: &options, logger: Logger(label: "test")) }
+    }
+
+    @Test func noInstanceRunsBoth() throws {
+        var options = DaemonOptions(rulesPath: "keepalived.conf")
+        try useLVSSyncDaemon(KeepalivedSyncDaemon(interface: "sy0"), in: &options, logger: Logger(label: "test"))
+        #expect(options.syncDaemons == [SyncDaemonConfig(role: .master, interface: "sy0"), SyncDaemonConfig(role: .backup, interface: "sy0")])
     }
 }
