@@ -88,7 +88,9 @@ import Testing
             "'/bin/echo unbalanced",
         ], limit: .milliseconds(300))
         let elapsed = ContinuousClock.now - start
-        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(2))
+        // Bounded: far below the scripts' 30 s. The margin is wide because starting five processes
+        // on a loaded 2-core machine (the rest of the suite runs beside it) has taken over 2 s.
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(10))
         #expect(outcomes.count == 5)
         #expect(outcomes[0] == .success(.stopped) && outcomes[1] == .success(.stopped))
         #expect(outcomes[2] == .success(.exited(3)))
