@@ -84,7 +84,9 @@ public final class SyncManager: Sendable {
         let running = daemons.withLock { d in SyncDaemonRole.allCases.compactMap { d[$0] } }
         var status = SyncStatus(daemons: running.map(\.status), ready: true, vrrp: vrrp.withLock { $0 })
         let now = monotonicNanoseconds()
-        if let backup = running.first(where: { $0.config.role == .backup }),
+        // A master is always ready (the moment keepalived's MASTER starts it, the backup may still run).
+        let masterRuns = running.contains { $0.config.role == .master }
+        if !masterRuns, let backup = running.first(where: { $0.config.role == .backup }),
            !backup.readiness.withLock({ $0.isReady(now: now) }) {
             status.ready = false
             status.notReadyReason = "backup: waiting for the master's table"

@@ -103,6 +103,9 @@ final class VRRPFollower: Sendable {
     private let state: Mutex<VRRPFollowState>
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    /// The role keepalived's last state asks for while its daemon could not start (the sync
+    /// interface down when the links are cut: connect fails with ENETUNREACH), tried again each second.
+    private let retry = Mutex<(role: SyncDaemonRole, reason: String, at: Int64)?>(nil)
 
     init(path: String, target: VRRPFollowTarget, parameters: SyncDaemonConfig, sync: SyncManager, logger: Logger) {
         self.path = path
@@ -162,7 +165,7 @@ final class VRRPFollower: Sendable {
             }
             reading: while !stopping.load(ordering: .acquiring) {
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                guard poll(&p, 1, 200) > 0 else { continue }
+                guard poll(&p, 1, 200) > 0 else { retryIfDue(); continue }
                 let n = read(fd, chunk.baseAddress, chunk.count)
                 if n > 0 {
                     pending.append(contentsOf: chunk[0..<n])
@@ -196,19 +199,40 @@ final class VRRPFollower: Sendable {
         apply(role, because: "\(line.subject) \(line.state)")
     }
 
-    /// MASTER: stop the backup, start the master; otherwise the reverse. A daemon already in the
-    /// wanted role is left running (keepalived repeats states on reload).
+    /// MASTER: start the master, then stop the backup; otherwise the reverse. The new daemon starts
+    /// first, so `masq ready` (keepalived's track script) never sees a moment with no daemon, which
+    /// it reports as not ready. The other role stops even when the new one cannot start (a director
+    /// that left MASTER must stop sending); that start is tried again each second. A daemon already
+    /// in the wanted role is left running (keepalived repeats states on reload).
     private func apply(_ role: SyncDaemonRole, because reason: String) {
         let other: SyncDaemonRole = role == .master ? .backup : .master
-        if sync.isRunning(other) { try? sync.stop(other) }
-        guard !sync.isRunning(role) else { return }
-        var config = parameters
-        config.role = role
-        do {
-            try sync.start(config)
-            logger.notice("keepalived: sync daemon is now \(role)", metadata: ["because": "\(reason)"])
-        } catch {
-            logger.error("keepalived: cannot start the \(role) sync daemon: \(error)", metadata: ["because": "\(reason)"])
+        let retrying = retry.withLock { r in
+            defer { r = nil }
+            return r?.role == role
         }
+        if !sync.isRunning(role) {
+            var config = parameters
+            config.role = role
+            do {
+                try sync.start(config)
+                logger.notice("keepalived: sync daemon is now \(role)", metadata: ["because": "\(reason)"])
+            } catch {
+                if !retrying {
+                    logger.error("keepalived: cannot start the \(role) sync daemon: \(error); trying again each second",
+                                 metadata: ["because": "\(reason)"])
+                }
+                retry.withLock { $0 = (role, reason, monotonicNanoseconds() &+ 1_000_000_000) }
+            }
+        }
+        if sync.isRunning(other) { try? sync.stop(other) }
+    }
+
+    /// From the reader thread's idle poll: the start that failed, once its second is up.
+    private func retryIfDue() {
+        let due = retry.withLock { r -> (role: SyncDaemonRole, reason: String)? in
+            guard let pending = r, monotonicNanoseconds() >= pending.at else { return nil }
+            return (pending.role, pending.reason)
+        }
+        if let due { apply(due.role, because: due.reason) }
     }
 }
