@@ -1,3 +1,3 @@
 /// masq's version, one constant for every binary: `masq --version` prints it, `masqadm -v` adds it
 /// after ipvsadm's own line. 0.10 was the release of issue 10; 0.11 is issue 12's redesign.
-public let masqVersion = "0.11.0"
+public let masqVersion = "0.12.0"
