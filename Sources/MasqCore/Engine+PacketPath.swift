@@ -175,8 +175,14 @@ extension Engine {
             table[slot].expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
             table.expiryShortened(slot)
         }
-        let active = state == .established
-        guard table[slot].countedActive != active, let destination = destinations[id] else { return }
+        countActive(slot, state == .established)
+    }
+
+    /// Moves a connection between its real server's ActiveConn and InActConn (IPVS's
+    /// IP_VS_CONN_F_INACTIVE): a state change here, or one a master sent (`applySynced`).
+    func countActive(_ slot: UInt32, _ active: Bool) {
+        guard table[slot].countedActive != active,
+              let destination = destinations[Int(table[slot].destinationID)] else { return }
         table[slot].countedActive = active
         if active {
             destination.activeConnections += 1

@@ -50,7 +50,7 @@ import Testing
         #expect(servers(monitor) == ["198.19.0.201 1", "198.19.0.202 1"])
 
         // web2 fails: retry 0, so down at once; inhibit_on_failure keeps it at weight 0.
-        down.withLock { $0.insert("198.19.0.202") }
+        _ = down.withLock { $0.insert("198.19.0.202") }
         let events = await monitor.tick(now: 6 * s, probe: probe)
         #expect(events.map(\.kind) == [.serverDown] && events[0].script == "/bin/true web2 down")
         #expect(events[0].reason == "TCP connect to 198.19.0.202:80: connection refused")
@@ -58,7 +58,7 @@ import Testing
 
         // web1 fails from its next check (12 s): two retries a second apart, then down at 14 s; quorum
         // (1) is lost: only the sorry server serves.
-        down.withLock { $0.insert("198.19.0.201") }
+        _ = down.withLock { $0.insert("198.19.0.201") }
         #expect(await monitor.tick(now: 12 * s, probe: probe).isEmpty)
         #expect(await monitor.tick(now: 13 * s, probe: probe).isEmpty)
         let lost = await monitor.tick(now: 14 * s, probe: probe)

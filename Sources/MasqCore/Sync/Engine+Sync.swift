@@ -227,17 +227,6 @@ extension Engine {
         let earlier = expires < table[slot].expires
         table[slot].expires = expires
         if earlier { table.expiryShortened(slot) }
-        let c = table[slot]
-        guard !c.isTemplate else { return }
-        let active = state == .established
-        guard c.countedActive != active, let destination = destinations[Int(c.destinationID)] else { return }
-        table[slot].countedActive = active
-        if active {
-            destination.activeConnections += 1
-            destination.inactiveConnections -= 1
-        } else {
-            destination.activeConnections -= 1
-            destination.inactiveConnections += 1
-        }
+        if !table[slot].isTemplate { countActive(slot, state == .established) }
     }
 }
