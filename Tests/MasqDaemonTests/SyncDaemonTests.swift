@@ -216,6 +216,28 @@ import Testing
         }
     }
 
+    /// keepalived's FIFO under a directory that does not exist yet (/run/masq on a fresh boot): masq
+    /// makes it, 0700, and the FIFO in it, so a masq started before keepalived still follows it.
+    @Test func theFIFOsDirectoryIsMade() async throws {
+        let core = try controlPlane(SyncManagerTests.rules)
+        let directory = NSTemporaryDirectory() + "masq-test-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let path = directory + "/sub/vrrp.fifo"
+        defer {
+            unlink(path)
+            rmdir(directory + "/sub")
+            rmdir(directory)
+        }
+        let follower = VRRPFollower(path: path, target: .first, parameters: SyncDaemonConfig(role: .backup, interface: "masqnone0"),
+                                    sync: core.sync, logger: Logger(label: "test"))
+        try await onThread {
+            try follower.start()
+            defer { follower.stop() }
+            var st = stat()
+            #expect(lstat(directory + "/sub", &st) == 0 && st.st_mode & S_IFMT == S_IFDIR && st.st_mode & 0o777 == 0o700)
+            #expect(lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO)
+        }
+    }
+
     @Test func aFileThatIsNotAFIFOIsRefused() throws {
         let core = try controlPlane(SyncManagerTests.rules)
         let path = NSTemporaryDirectory() + "masq-test-notfifo-\(getpid())"

@@ -115,11 +115,17 @@ final class VRRPFollower: Sendable {
         self.state = Mutex(VRRPFollowState(target: target))
     }
 
-    /// Creates the FIFO if it is missing (a file of another kind there is an error), starts the
+    /// Creates the FIFO if it is missing (and its directory, 0700, as the control socket's: on a fresh
+    /// boot /run/masq does not exist yet; a file of another kind there is an error), starts the
     /// backup daemon and the reader thread.
     func start() throws(DaemonError) {
         var st = stat()
         if lstat(path, &st) != 0 {
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                         attributes: [.posixPermissions: 0o700])
+            }
             guard mkfifo(path, 0o600) == 0 else {
                 throw DaemonError("\(path): cannot create the notify FIFO: \(String(cString: strerror(errno)))")
             }
