@@ -330,24 +330,38 @@ count(result("udp", good, "%d datagrams from port %d, %d replies, by %s; %d unan
     len(udp["sent"]), args.udp_port, len(udp["replies"]), "+".join(names) or "nobody",
     len(udp["sent"]) - len(udp["replies"]), len(late))))
 
-# New connections: every one started later than the takeover (plus a little for the GARPs to land)
-# must succeed; before it, those that fail are what a takeover costs.
+# New connections. After the failure, those started before the takeover (plus a little for the GARPs
+# to land) may fail: that is what a takeover costs; later ones must succeed. From the restore to the
+# failback the other director is master all along: none may fail there, except about the VIPs' move
+# itself ([failback - 1 s, failback + slack]: a connection begun on one director as they move).
 new.sort()
 failed = [(t, e, r) for t, e, r in new if r not in ("web1", "web2")]
 windows = []
 good = len(new) > 0
-for start_name, end_name in (("fail", "takeover"), ("restore", "failback")):
-    if start_name not in events:
-        continue
-    t0 = events[start_name]
-    t1 = events.get(end_name)
-    nxt = min([t for t in events.values() if t > t0 and t != t1] + [float("inf")])
-    in_window = [f for f in failed if t0 - 3 <= f[0] < nxt]
-    late_fail = [f for f in in_window if t1 is None or f[0] > t1 + args.recovery_slack]
-    windows.append("%s: %d failed, the last started %s, the VIPs moved at %s" % (
-        start_name, len(in_window), rel(in_window[-1][0]) if in_window else "-",
-        rel(t1) if t1 else "never"))
+slack = args.recovery_slack
+
+
+def started_in(lo, hi):
+    return [f for f in failed if lo <= f[0] < hi]
+
+
+if "fail" in events:
+    t0, t1 = events["fail"], events.get("takeover")
+    in_window = started_in(t0 - 3, events.get("restore", float("inf")))
+    late_fail = [f for f in in_window if t1 is None or f[0] > t1 + slack]
+    windows.append("fail: %d failed, the last started %s, the VIPs moved at %s; %d after the takeover + %.1f s" % (
+        len(in_window), rel(in_window[-1][0]) if in_window else "-", rel(t1) if t1 else "never", len(late_fail), slack))
     good = good and t1 is not None and not late_fail
+if "restore" in events:
+    t0, t1 = events["restore"], events.get("failback")
+    before = started_in(t0, t1 - 1 if t1 else float("inf"))
+    at_move = started_in(t1 - 1, t1 + slack) if t1 else []
+    late_fail = started_in(t1 + slack, float("inf")) if t1 else []
+    windows.append("restore: %d failed before the failback - 1 s (the other director master all along)%s, "
+                   "%d about the failback at %s, %d after it + %.1f s" % (
+                       len(before), " from %s" % rel(before[0][0]) if before else "", len(at_move),
+                       rel(t1) if t1 else "never", len(late_fail), slack))
+    good = good and t1 is not None and not before and not late_fail
 stray = [f for f in failed if f[0] < events.get("fail", float("inf")) - 3]
 good = good and not stray
 result("new", good, "%d new connections, %d failed (%s)%s" % (
