@@ -72,7 +72,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         try? configuration.apply(command)
     case .restore(let rules):
         _ = try? RulesFile.parse(rules, names: .numericOnly)
-    case .state, .save, .help, .zero, .setTimeouts:
+    case .startDaemon(let daemon):
+        // What masqadm sends and a rules file line holds: ipvsadm's words, which must parse back to it.
+        let words = daemon.ipvsadmArguments
+        guard case .startDaemon(let again)? = try? IPVSCommandParser.parseLine(words, names: { .numericOnly }) else {
+            fatalError("control oracle: \(daemon) travels as \(words), which ipvsadm's parser refuses")
+        }
+        require(again == daemon, "control oracle: \(daemon) travels as \(words), which parses to \(again)")
+    case .state, .save, .help, .zero, .setTimeouts, .stopDaemon, .syncStatus:
         break
     }
     return 0
