@@ -66,18 +66,14 @@ public final class MetricsPublisher: Sendable {
             totals.count("masq_sync_datagrams_total", [role, ("direction", "received")], c.datagramsReceived)
             totals.count("masq_sync_entries_total", [role, ("direction", "sent")], c.entriesSent)
             totals.count("masq_sync_entries_total", [role, ("direction", "received")], c.entriesReceived)
-            for (kind, n) in c.controlSent.sorted(by: { $0.key < $1.key }) {
-                totals.count("masq_sync_control_messages_total", [role, ("direction", "sent"), ("kind", kind)], n)
+            /// One series per key of a by-label count, the key under `label`, in key order.
+            func countEach(_ name: String, _ labels: [(String, String)], _ label: String, _ counts: [String: UInt64]) {
+                for (key, n) in counts.sorted(by: { $0.key < $1.key }) { totals.count(name, labels + [(label, key)], n) }
             }
-            for (kind, n) in c.controlReceived.sorted(by: { $0.key < $1.key }) {
-                totals.count("masq_sync_control_messages_total", [role, ("direction", "received"), ("kind", kind)], n)
-            }
-            for (reason, n) in c.rejected.sorted(by: { $0.key < $1.key }) {
-                totals.count("masq_sync_rejected_total", [role, ("reason", reason)], n)
-            }
-            for (result, n) in c.applied.sorted(by: { $0.key < $1.key }) {
-                totals.count("masq_sync_applied_total", [role, ("result", result)], n)
-            }
+            countEach("masq_sync_control_messages_total", [role, ("direction", "sent")], "kind", c.controlSent)
+            countEach("masq_sync_control_messages_total", [role, ("direction", "received")], "kind", c.controlReceived)
+            countEach("masq_sync_rejected_total", [role], "reason", c.rejected)
+            countEach("masq_sync_applied_total", [role], "result", c.applied)
             totals.count("masq_sync_queue_dropped_total", [role], c.queueDrops)
             totals.count("masq_sync_send_errors_total", [role], c.sendErrors)
             totals.count("masq_sync_table_walks_total", [role], c.walks)
