@@ -8,6 +8,9 @@
 #   ns() say() die()     namespace name of a host, progress line, error exit
 #   nginx_extra          (optional) more nginx `location` lines for every real server
 #   extra_tools=(...)    (optional) CMD:PACKAGE pairs need_packages installs as well
+# MASQ_LAB_SLOW_RATE=RATE (an nginx rate: 160k, 1m) gives every real server /slow.bin: /big.bin paced
+# at RATE by nginx's limit_rate, a download still in flight when a test acts (a lab whose nginx_extra
+# has its own /slow.bin, as scripts/lab-pair's, keeps that one).
 
 check_env() {
     [ "$(id -u)" = 0 ] || die "must run as root (network namespaces need CAP_SYS_ADMIN)"
@@ -150,6 +153,12 @@ with open(path, "wb") as f:
         f.write(block[:left]); left -= len(block[:left]); i += 2048
 PY
     chmod 644 "$labdir"/www/big.bin "$labdir"/www/*/index.html
+    # Small sendfile chunks: limit_rate then paces the file evenly (about 0.1 s apart), not in 1 s bursts.
+    local slow=
+    if [ -n "${MASQ_LAB_SLOW_RATE:-}" ] && [[ ${nginx_extra:-} != *"/slow.bin"* ]]; then
+        [[ $MASQ_LAB_SLOW_RATE =~ ^[0-9]+[kKmM]?$ ]] || die "MASQ_LAB_SLOW_RATE must be an nginx rate (160k, 1m, 200000)"
+        slow="location = /slow.bin { alias $labdir/www/big.bin; limit_rate $MASQ_LAB_SLOW_RATE; sendfile_max_chunk 16k; }"
+    fi
     for w in "${webs[@]}"; do
         mkdir -p "$labdir/tmp/$w"
         cat >"$labdir/conf/nginx-$w.conf" <<EOF
@@ -180,7 +189,8 @@ http {
         location = /big.bin { root $labdir/www; }
         # Uploads for tests: nginx reads and discards the body, then answers.
         location = /upload { client_max_body_size 64m; return 200 "$w received\\n"; }${nginx_extra:+
-        $nginx_extra}
+        $nginx_extra}${slow:+
+        $slow}
     }
 }
 EOF
