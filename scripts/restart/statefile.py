@@ -33,7 +33,10 @@ def header(path):
 
 
 what, path = sys.argv[1], sys.argv[2]
-size = os.stat(path).st_size
+try:
+    size = os.stat(path).st_size
+except OSError as e:
+    fail("no state file to damage: %s" % e)
 if what == "header":
     print("magic MASQTAB version %d size %d" % (header(path), size))
 elif what == "other-layout":
