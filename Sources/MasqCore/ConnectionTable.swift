@@ -166,14 +166,14 @@ public final class ConnectionTable {
 
     public let memory: TableMemory
     private let slots: UnsafeMutablePointer<Connection>
-    private let live: UnsafeMutablePointer<TableLive>
+    let live: UnsafeMutablePointer<TableLive>
     /// Dead slots below `slotsUsed`, `live.freeCount` of them.
-    private let freeSlots: UnsafeMutablePointer<UInt32>
+    let freeSlots: UnsafeMutablePointer<UInt32>
     /// Slot << 1 | direction.
-    private let index: FlowIndex
+    let index: FlowIndex
     /// Template key → slot.
-    private let templates: FlowIndex
-    private let wheel: UnsafeMutablePointer<UInt32>
+    let templates: FlowIndex
+    let wheel: UnsafeMutablePointer<UInt32>
     let registry: TableRegistry
     /// The most connections (templates included) the table holds; a new flow beyond it is refused.
     public let capacity: Int
@@ -440,7 +440,7 @@ public final class ConnectionTable {
 
     /// Bucket due strictly after the entry's expiry second, so everything in a due bucket has expired
     /// unless a packet has moved its `expires` since.
-    private func bucket(for expires: Int64) -> Int {
+    func bucket(for expires: Int64) -> Int {
         Int(truncatingIfNeeded: (Self.tick(expires) + 1) & Int64(Self.wheelSize - 1))
     }
 
