@@ -321,7 +321,7 @@ public final class ConnectionTable {
 
     /// Whether the template in `slot` still answers lookups for its key (not invalidated, see
     /// `invalidateTemplate`): a replaced one only waits for its connections to end.
-    public func isCurrentTemplate(_ slot: UInt32) -> Bool { template(for: slots[Int(slot)].templateKey) == slot }
+    public func isCurrentTemplate(_ slot: UInt32) -> Bool { isLive(slot) && template(for: slots[Int(slot)].templateKey) == slot }
 
     /// IPVS `ip_vs_check_template` failing: the template no longer answers lookups (a fresh one can be
     /// made for the same client), but stays until the connections it controls are gone.

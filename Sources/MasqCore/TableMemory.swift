@@ -292,8 +292,11 @@ public final class TableMemory {
             // On failure to resize, keep going in anonymous pages: serving beats crashing.
             if ftruncate(fd, 0) == 0, ftruncate(fd, off_t(fresh.totalSize)) == 0, let p = Self.mapShared(fd: fd, size: fresh.totalSize) {
                 base = p
+            } else if let p = mmap(nil, fresh.totalSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+                      p != MAP_FAILED {
+                base = p
             } else {
-                base = mmap(nil, fresh.totalSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                fatalError("masq: cannot reserve \(fresh.totalSize) bytes for the connection table (errno \(errno))")
             }
         } else {
             _ = madvise(base, layout.totalSize, MADV_DONTNEED)  // anonymous: zero pages again
