@@ -251,7 +251,7 @@ public final class TableMemory {
         let l = live.pointee
         let used = l.slotsUsed
         guard used >= 0 && used <= capacity else { return "live block: slotsUsed \(used) beyond capacity \(capacity)" }
-        guard l.connectionCount >= 0, l.templateCount >= 0, l.connectionCount + l.templateCount <= used else {
+        guard l.connectionCount >= 0, l.templateCount >= 0, l.connectionCount <= used, l.templateCount <= used - l.connectionCount else {
             return "live block: counts \(l.connectionCount)+\(l.templateCount) beyond slotsUsed \(used)"
         }
         guard l.freeCount >= 0 && l.freeCount <= used else { return "live block: freeCount \(l.freeCount) beyond slotsUsed \(used)" }
