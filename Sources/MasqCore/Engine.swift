@@ -121,4 +121,17 @@ public struct AdoptionReport: Sendable {
     public var recountNanoseconds: Int64?
     /// CLOCK_MONOTONIC ns of the last batch the previous masq handled.
     public var previousActivity: Int64?
+
+    public init(generation: UInt64, previousOwnerPID: Int32?, clean: Bool, connections: Int, templates: Int,
+                onRemovedRealServers: Int, repairedSlot: UInt32?, recountNanoseconds: Int64?, previousActivity: Int64?) {
+        self.generation = generation
+        self.previousOwnerPID = previousOwnerPID
+        self.clean = clean
+        self.connections = connections
+        self.templates = templates
+        self.onRemovedRealServers = onRemovedRealServers
+        self.repairedSlot = repairedSlot
+        self.recountNanoseconds = recountNanoseconds
+        self.previousActivity = previousActivity
+    }
 }
