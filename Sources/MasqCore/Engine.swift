@@ -10,7 +10,9 @@
 /// `struct netns_ipvs`); `Engine+PacketPath.swift` the packet path, new connections, early drop and
 /// ICMP (ip_vs_core.c); `Engine+Control.swift` configuration, real servers, zeroing and rates
 /// (ip_vs_ctl.c); `RateEstimator.swift` the rate estimator (ip_vs_est.c); `ConnectionTable.swift`
-/// the connections (ip_vs_conn.c); `Protocols/` the per-protocol tables (ip_vs_proto_*.c);
+/// the connections (ip_vs_conn.c), in the memory `TableMemory.swift` maps (a state file the next masq
+/// adopts, or anonymous pages) with the service and real-server records of `TableRegistry.swift`;
+/// `Protocols/` the per-protocol tables (ip_vs_proto_*.c);
 /// `Sync/` connection sync's engine side (ip_vs_sync.c: what a master hands its sender, what a backup
 /// applies, the whole-table walk); and `Schedulers/` one file per scheduler (ip_vs_rr.c, ip_vs_wlc.c, …).
 public final class Engine {
