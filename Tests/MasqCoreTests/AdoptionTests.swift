@@ -280,6 +280,27 @@ func counts(_ engine: Engine) -> [String: [Int32]] {
         expectConsistent(engine)
     }
 
+    /// Expiry walks a due bucket in place: entries removed, re-armed elsewhere and left (a wheel turn
+    /// later) in one walk, and every one after them still seen.
+    @Test func expiryWalksABucketInPlace() throws {
+        let engine = Engine(configuration: try RulesFile.parse(tableRules), capacity: 64)
+        for port: UInt16 in 41000..<41006 { _ = run(engine, c2v.udp(port, 53), at: 1) }  // 300 s each
+        // One refreshed to expire later (re-armed into another bucket at the walk), one a wheel turn
+        // later (the same bucket: it stays put).
+        _ = run(engine, c2v.udp(41002, 53), at: 100)
+        let turn = try #require(engine.table.lookup(FlowKey(source: client, destination: vip, sourcePort: 41004,
+                                                             destinationPort: 53, proto: .udp))).slot
+        engine.table[turn].expires += Int64(ConnectionTable.wheelSize) * ConnectionTable.nanosPerTick
+        engine.advanceClock(to: 302 * 1_000_000_000)
+        let left = engine.table.liveEntries.map(\.clientPort).sorted()
+        #expect(left == [41002, 41004] && engine.table.corruptLinks == 0)
+        #expect(engine.table[turn].wheelBucket == UInt16(engine.table.bucket(for: engine.table[turn].expires)))
+        engine.advanceClock(to: 1_200 * 1_000_000_000)  // 41002 expired at 400 s, 41004 expires at 1325 s
+        #expect(engine.table.liveEntries.map(\.clientPort) == [41004])
+        engine.advanceClock(to: 3_000 * 1_000_000_000)
+        #expect(engine.table.connectionCount == 0 && engine.table.memory.live.pointee.freeCount == 6)
+    }
+
     /// A registry smaller than the configuration: the real server without a record is left out (never
     /// scheduled) and counted; nothing traps.
     @Test func aFullRegistryLeavesARealServerOut() throws {
