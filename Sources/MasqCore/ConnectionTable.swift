@@ -412,7 +412,7 @@ public final class ConnectionTable {
             templateCount += 1
         } else {
             connectionCount += 1
-            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled += 1 }
+            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled &+= 1 }
         }
         link(slot)
         end()
@@ -436,7 +436,8 @@ public final class ConnectionTable {
 
     // MARK: Expiry
 
-    static func tick(_ time: Int64) -> Int64 { time >= 0 ? time / nanosPerTick : (time - nanosPerTick + 1) / nanosPerTick }
+    /// Wrapping arithmetic: an adopted entry's `expires` may be any value and must not trap.
+    static func tick(_ time: Int64) -> Int64 { time >= 0 ? time / nanosPerTick : (time &- nanosPerTick &+ 1) / nanosPerTick }
 
     /// Bucket due strictly after the entry's expiry second, so everything in a due bucket has expired
     /// unless a packet has moved its `expires` since.

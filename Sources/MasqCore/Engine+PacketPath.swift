@@ -185,11 +185,11 @@ extension Engine {
               let destination = destination(table[slot].destinationID) else { return }
         table[slot].countedActive = active
         if active {
-            destination.activeConnections += 1
-            destination.inactiveConnections -= 1
+            destination.activeConnections &+= 1
+            destination.inactiveConnections &-= 1
         } else {
-            destination.activeConnections -= 1
-            destination.inactiveConnections += 1
+            destination.activeConnections &-= 1
+            destination.inactiveConnections &+= 1
         }
     }
 
@@ -279,7 +279,7 @@ extension Engine {
         guard let slot = table.insert(connection) else {
             return .drop(table.isFull ? .tableFull : .tupleConflict)
         }
-        if connection.countedActive { chosen.activeConnections += 1 } else { chosen.inactiveConnections += 1 }
+        if connection.countedActive { chosen.activeConnections &+= 1 } else { chosen.inactiveConnections &+= 1 }
         counters.connectionsCreated &+= 1
         registry.services[Int(service.id)].stats.countConnection(length: length)
         chosen.stats.countConnection(length: length)
@@ -332,7 +332,7 @@ extension Engine {
             controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
         guard let slot = table.insert(template) else { return .noRoom }
-        d.persistentConnections += 1
+        d.persistentConnections &+= 1
         counters.templatesCreated &+= 1
         return .chosen(d, template: slot)
     }
@@ -392,11 +392,11 @@ extension Engine {
         // A synced entry's handshake happened on the master: its expiry here says nothing of the server.
         if !evicted && !entry.isTemplate && !entry.isSynced && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }
         if entry.isTemplate {
-            d.persistentConnections -= 1
+            d.persistentConnections &-= 1
         } else if entry.countedActive {
-            d.activeConnections -= 1
+            d.activeConnections &-= 1
         } else {
-            d.inactiveConnections -= 1
+            d.inactiveConnections &-= 1
         }
         if d.weight == 0 { releaseIfUnused(d) }
     }
