@@ -155,6 +155,48 @@ import Testing
         #expect(engine.table.connectionCount == 1 && engine.table.capacity == capacity)
     }
 
+    /// Random damage to the live block, the first slots, the indexes' first entries and the registry's
+    /// first records, after a clean or an unclean exit: whatever is adopted or replaced, packets,
+    /// expiry, dumps and a reload run without a trap.
+    @Test func randomDamageNeverTraps() throws {
+        var rng = SystemRandomNumberGenerator()
+        let configuration = try RulesFile.parse(adoptionRules)
+        let layout = TableLayout(capacity: capacity, registryCapacity: TableMemory.registryCapacity)
+        let regions = [(TableMemory.liveOffset, 96), (layout.slabOffset, 8 * MemoryLayout<Connection>.stride),
+                       (layout.flowIndexOffset, 4096), (layout.templateIndexOffset, 4096), (layout.wheelOffset, 4096),
+                       (layout.destinationsOffset, 4 * MemoryLayout<DestinationRecord>.stride),
+                       (layout.servicesOffset, 4 * MemoryLayout<ServiceRecord>.stride), (layout.freeOffset, 64)]
+        for round in 0..<60 {
+            let file = StateFile()
+            do {
+                let engine = Engine(configuration: configuration, memory: try TableMemory.shared(path: file.path, capacity: capacity))
+                for port: UInt16 in 40000..<40004 {
+                    _ = run(engine, c2v.tcp(port, 80, flags: .syn), at: 1)
+                    _ = run(engine, c2v.tcp(port, 22, flags: .syn), at: 1)
+                }
+                _ = run(engine, c2v.udp(5000, 53), at: 1)
+                if round % 2 == 0 { engine.markCleanShutdown() }
+            }
+            for _ in 0..<(1 + round % 8) {
+                let (start, length) = regions[Int.random(in: 0..<regions.count, using: &rng)]
+                let width = [1, 2, 4, 8][Int.random(in: 0..<4, using: &rng)]
+                let offset = start + Int.random(in: 0..<(length - width), using: &rng)
+                file.write((0..<width).map { _ in UInt8.random(in: 0...255, using: &rng) }, at: offset)
+            }
+            let engine = Engine(configuration: configuration, memory: try TableMemory.shared(path: file.path, capacity: capacity))
+            for port: UInt16 in 40000..<40006 {
+                _ = run(engine, c2v.tcp(port, 80, flags: .ack), at: 2)
+                _ = run(engine, w1c.tcp(8080, port, flags: [.syn, .ack]), at: 2)
+                _ = run(engine, c2v.tcp(port, 22, flags: .syn), at: 2)
+            }
+            _ = engine.flowRecords()
+            engine.apply(try RulesFile.parse(tableRules))
+            engine.advanceClock(to: 500 * 1_000_000_000)
+            engine.advanceClock(to: 5_000 * 1_000_000_000)
+            _ = engine.flowRecords()
+        }
+    }
+
     /// Damaged links in an adopted table (clean, so not recounted) end a walk instead of trapping.
     @Test func aDamagedChainIsNotFollowed() throws {
         let file = try written()
