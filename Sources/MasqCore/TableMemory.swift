@@ -95,7 +95,7 @@ public final class TableMemory {
         guard let p, p != MAP_FAILED else {
             fatalError("masq: cannot reserve \(layout.totalSize) bytes for the connection table (errno \(errno))")
         }
-        _ = madvise(p, layout.totalSize, MADV_HUGEPAGE)  // advice only: without THP, 4 KiB pages
+        adviseHugePages(p, layout)
         let memory = TableMemory(path: nil, fd: -1, onTmpfs: true, layout: layout, base: p, requestedCapacity: capacity)
         memory.writeHeader(seeds: (UInt64.random(in: 1...UInt64.max), UInt64.random(in: 1...UInt64.max)), created: true)
         return memory
@@ -148,7 +148,7 @@ public final class TableMemory {
                 throw failure(path, "cannot size to \(layout.totalSize) bytes")
             }
         }
-        guard let base = mapShared(fd: fd, size: layout.totalSize) else {
+        guard let base = mapShared(fd: fd, layout: layout) else {
             throw failure(path, "cannot map \(layout.totalSize) bytes")
         }
         let memory = TableMemory(path: path, fd: fd, onTmpfs: onTmpfs, layout: layout, base: base,
@@ -174,11 +174,19 @@ public final class TableMemory {
         TableMemoryError(description: "\(path): \(what): \(String(cString: strerror(code))) (errno \(code))")
     }
 
-    private static func mapShared(fd: Int32, size: Int) -> UnsafeMutableRawPointer? {
-        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    private static func mapShared(fd: Int32, layout: TableLayout) -> UnsafeMutableRawPointer? {
+        let p = mmap(nil, layout.totalSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let p, p != MAP_FAILED else { return nil }
-        _ = madvise(p, size, MADV_HUGEPAGE)  // harmless where shmem THP is off
+        adviseHugePages(p, layout)  // harmless where shmem THP is off
         return p
+    }
+
+    /// Huge pages for the regions looked up at random (the indexes and the slab: fewer TLB misses),
+    /// small ones for the rest (header, wheel, registry, free stack), which are touched a little at a
+    /// time: a first write there zeroes 4 KiB, not 2 MiB. Advice only: without THP, 4 KiB pages.
+    private static func adviseHugePages(_ p: UnsafeMutableRawPointer, _ layout: TableLayout) {
+        _ = madvise(p + layout.templateIndexOffset, layout.totalSize - layout.templateIndexOffset, MADV_HUGEPAGE)
+        _ = madvise(p, layout.templateIndexOffset, MADV_NOHUGEPAGE)
     }
 
     // MARK: Header
@@ -292,10 +300,11 @@ public final class TableMemory {
             munmap(base, layout.totalSize)
             layout = fresh
             // On failure to resize, keep going in anonymous pages: serving beats crashing.
-            if ftruncate(fd, 0) == 0, ftruncate(fd, off_t(fresh.totalSize)) == 0, let p = Self.mapShared(fd: fd, size: fresh.totalSize) {
+            if ftruncate(fd, 0) == 0, ftruncate(fd, off_t(fresh.totalSize)) == 0, let p = Self.mapShared(fd: fd, layout: fresh) {
                 base = p
             } else if let p = mmap(nil, fresh.totalSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
                       p != MAP_FAILED {
+                Self.adviseHugePages(p, fresh)
                 base = p
             } else {
                 fatalError("masq: cannot reserve \(fresh.totalSize) bytes for the connection table (errno \(errno))")
