@@ -198,6 +198,14 @@ public struct IptablesPlan: Equatable, Sendable {
             + chains.reversed().map { c in ["-t", c.table, "-I", c.hook, "1", "-j", c.name] }
     }
 
+    /// Each hook's jump to its chain, reply hooks first (the order `installCommands` inserts them in):
+    /// `check` (`-C`) says whether it is there, `insert` puts it first in the hook.
+    public var hookJumps: [(check: [String], insert: [String])] {
+        chains.reversed().map { c in
+            (["-t", c.table, "-C", c.hook, "-j", c.name], ["-t", c.table, "-I", c.hook, "1", "-j", c.name])
+        }
+    }
+
     /// Removes what `installCommands` added (each step may fail harmlessly if already gone).
     public var removeCommands: [[String]] {
         chains.flatMap { c in
@@ -254,17 +262,28 @@ public struct IptablesError: Error, CustomStringConvertible {
     public var description: String {
         let shown = command.map(shellQuoted).joined(separator: " ")
         let text = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        // The target check first: iptables-restore says "Couldn't load target `NFQUEUE':No such file or directory".
+        if status != 127 && (text.contains("NFQUEUE") || text.contains("No chain/target/match")
+                             || text.contains("CT") && text.contains("target")) {
+            return "the kernel or \(command[0]) lacks the NFQUEUE or CT target (modules nfnetlink_queue, xt_NFQUEUE, xt_CT): \(shown): \(text)"
+        }
         if status == 127 || text.contains("No such file") {
             return "\(command[0]) is not installed (apt-get install iptables): \(shown)"
         }
         if text.contains("Permission denied") || text.contains("you must be root") {
             return "iptables needs root or CAP_NET_ADMIN: \(shown)"
         }
-        if text.contains("NFQUEUE") || text.contains("No chain/target/match") || text.contains("CT") && text.contains("target") {
-            return "the kernel or \(command[0]) lacks the NFQUEUE or CT target (modules nfnetlink_queue, xt_NFQUEUE, xt_CT): \(shown): \(text)"
-        }
         return "\(shown) failed (exit \(status)): \(text)"
     }
+}
+
+/// What `IptablesRunner.install` did.
+public struct IptablesInstallation: Equatable, Sendable {
+    /// Set when the plan went to `iptables-legacy` instead of the binary asked for, and why.
+    public var note: String?
+    /// How many of the four hooks already jumped to masq's chains: 4 after a restart (SIGUSR2) or a
+    /// crash, whose rules were then replaced in place; 0 on a clean start.
+    public var hooksFound: Int
 }
 
 /// Runs iptables for a plan, remembering which binary worked so removal uses the same one. The
@@ -302,19 +321,68 @@ public final class IptablesRunner: Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// Installs the plan. With `fallbackToLegacy`, a rule the nft backend refuses makes the whole plan
-    /// go through `iptables-legacy` instead (and the caller is told, to say so in the log).
-    public func install(_ plan: IptablesPlan, fallbackToLegacy: Bool = true) throws -> String? {
-        try current.withLock { binary in
-            do {
-                try Self.apply(plan.installCommands, binary: binary, rollback: plan.removeCommands)
-                return nil
-            } catch let error as IptablesError where fallbackToLegacy && binary == "iptables"
-                && error.status != 127 && !error.output.contains("Permission denied") {
-                try Self.apply(plan.installCommands, binary: "iptables-legacy", rollback: plan.removeCommands)
-                binary = "iptables-legacy"
-                return "the nft backend of iptables refused a rule (\(error)); installed with iptables-legacy instead"
+    /// Installs the plan without ever opening a window in which a VIP's packets are not queued: the
+    /// chains are filled (created, or emptied and refilled if a previous masq left them: a restart
+    /// after SIGUSR2 or a crash) in one `iptables-restore --noflush` transaction per table, then each
+    /// hook's jump is inserted only if `-C` does not find it. Nothing is removed first, so the packets
+    /// of the flows an adopted table holds stay queued (or, fail closed, dropped while no masq reads
+    /// the queue) from the previous masq to this one.
+    ///
+    /// With `fallbackToLegacy` and `iptables`: if `iptables-legacy` holds masq's jumps (a previous
+    /// masq fell back to it), the plan goes there; if the nft backend refuses a rule, its chains are
+    /// removed and the plan goes to `iptables-legacy` (both backends' hooks run: masq's rules in both
+    /// would queue each packet twice).
+    /// A failed install of a fresh plan leaves nothing behind; one over a previous masq's rules leaves
+    /// them (its jumps, its chains partly refilled): removing them would open the window.
+    public func install(_ plan: IptablesPlan, fallbackToLegacy: Bool = true) throws(IptablesError) -> IptablesInstallation {
+        try current.withLock { binary throws(IptablesError) -> IptablesInstallation in
+            let legacy = "iptables-legacy"
+            let present = Self.presentJumps(plan, binary: binary)
+            let falls = fallbackToLegacy && binary == "iptables"
+            if falls && !present.contains(true) {
+                let legacyPresent = Self.presentJumps(plan, binary: legacy)
+                if legacyPresent.contains(true) {
+                    try Self.installInPlace(plan, binary: legacy, present: legacyPresent)
+                    binary = legacy
+                    return IptablesInstallation(
+                        note: "masq's iptables rules were found in iptables-legacy (a previous masq fell back to it): replaced there",
+                        hooksFound: legacyPresent.filter { $0 }.count)
+                }
             }
+            do throws(IptablesError) {
+                try Self.installInPlace(plan, binary: binary, present: present)
+                return IptablesInstallation(note: nil, hooksFound: present.filter { $0 }.count)
+            } catch where falls && !present.contains(true) && error.status != 127 && !error.output.contains("Permission denied") {
+                for command in plan.removeCommands { Self.run(binary, command) }
+                let legacyPresent = Self.presentJumps(plan, binary: legacy)
+                try Self.installInPlace(plan, binary: legacy, present: legacyPresent)
+                binary = legacy
+                return IptablesInstallation(
+                    note: "the nft backend of iptables refused a rule (\(error)); installed with iptables-legacy instead",
+                    hooksFound: legacyPresent.filter { $0 }.count)
+            }
+        }
+    }
+
+    /// Which of the plan's hook jumps (`hookJumps`, in order) `binary` already has.
+    private static func presentJumps(_ plan: IptablesPlan, binary: String) -> [Bool] {
+        plan.hookJumps.map { run(binary, $0.check).status == 0 }
+    }
+
+    /// `install`'s steps with one binary: the chains in one transaction per table, then the missing
+    /// jumps. On failure with no jump there before, everything is removed again.
+    private static func installInPlace(_ plan: IptablesPlan, binary: String, present: [Bool]) throws(IptablesError) {
+        do throws(IptablesError) {
+            let restore = binary + "-restore"
+            let (status, output) = run(restore, ["--noflush"], input: plan.restoreInput)
+            if status != 0 { throw IptablesError(command: [restore, "--noflush"], output: output, status: status) }
+            for (jump, there) in zip(plan.hookJumps, present) where !there {
+                let (status, output) = run(binary, jump.insert)
+                if status != 0 { throw IptablesError(command: [binary] + jump.insert, output: output, status: status) }
+            }
+        } catch {
+            if !present.contains(true) { for command in plan.removeCommands { run(binary, command) } }
+            throw error
         }
     }
 
@@ -335,18 +403,6 @@ public final class IptablesRunner: Sendable {
         current.withLock { binary in
             if Self.run(binary + "-restore", ["--noflush"], input: plan.removeInput).status == 0 { return }
             for command in plan.removeCommands { Self.run(binary, command) }
-        }
-    }
-
-    private static func apply(_ commands: [[String]], binary: String, rollback: [[String]]) throws {
-        // A chain left by a daemon that died without cleaning up: start from nothing.
-        for command in rollback { Self.run(binary, command) }
-        for command in commands {
-            let (status, output) = Self.run(binary, command)
-            if status != 0 {
-                for undo in rollback { Self.run(binary, undo) }
-                throw IptablesError(command: [binary] + command, output: output, status: status)
-            }
         }
     }
 }
