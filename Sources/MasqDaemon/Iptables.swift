@@ -339,7 +339,7 @@ public final class IptablesRunner: Sendable {
             let legacy = "iptables-legacy"
             let present = Self.presentJumps(plan, binary: binary)
             let falls = fallbackToLegacy && binary == "iptables"
-            if falls && !present.contains(true) {
+            if falls && !present.contains(true) && Self.legacyHolds(plan) {
                 let legacyPresent = Self.presentJumps(plan, binary: legacy)
                 if legacyPresent.contains(true) {
                     try Self.installInPlace(plan, binary: legacy, present: legacyPresent)
@@ -362,6 +362,16 @@ public final class IptablesRunner: Sendable {
                     hooksFound: legacyPresent.filter { $0 }.count)
             }
         }
+    }
+
+    /// Whether the legacy (x_tables) back end has one of the plan's tables in this network namespace
+    /// (`/proc/net/ip_tables_names`, net/netfilter/x_tables.c). Asked first because
+    /// `iptables-legacy -C` itself would register the table it looks in: an empty table whose hooks
+    /// every packet then crosses, and which makes every later `iptables` (nft) warn about it.
+    static func legacyHolds(_ plan: IptablesPlan) -> Bool {
+        guard let names = try? String(contentsOfFile: "/proc/net/ip_tables_names", encoding: .utf8) else { return false }
+        let loaded = Set(names.split(separator: "\n").map(String.init))
+        return plan.chains.contains { loaded.contains($0.table) }
     }
 
     /// Which of the plan's hook jumps (`hookJumps`, in order) `binary` already has.
@@ -404,5 +414,13 @@ public final class IptablesRunner: Sendable {
             if Self.run(binary + "-restore", ["--noflush"], input: plan.removeInput).status == 0 { return }
             for command in plan.removeCommands { Self.run(binary, command) }
         }
+    }
+
+    /// `masq iptables --remove` (masq-unqueue.service): the plan's chains removed with `binary` and,
+    /// for `iptables`, from `iptables-legacy` too when it has masq's tables, where a `masq run` may
+    /// have fallen back; nothing may be left to drop a dead masq's packets.
+    public static func removeEverywhere(_ plan: IptablesPlan, binary: String) {
+        IptablesRunner(binary: binary).remove(plan)
+        if binary == "iptables" && legacyHolds(plan) { IptablesRunner(binary: "iptables-legacy").remove(plan) }
     }
 }

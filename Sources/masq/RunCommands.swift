@@ -246,12 +246,10 @@ struct Iptables: ParsableCommand {
         }
     }
 
-    /// Removes masq's chains (only their names matter): with `iptables`, from `iptables-legacy` too,
-    /// where `masq run` may have fallen back (masq-unqueue.service runs this after masq stopped
-    /// restarting, and must leave nothing behind).
+    /// Removes masq's chains (only their names matter), from iptables-legacy too if `masq run` fell
+    /// back to it (masq-unqueue.service runs this once masq stopped restarting).
     private func remove(_ plan: IptablesPlan) {
-        IptablesRunner(binary: iptables).remove(plan)
-        if iptables == "iptables" { IptablesRunner(binary: "iptables-legacy").remove(plan) }
+        IptablesRunner.removeEverywhere(plan, binary: iptables)
         Swift.print("removed \(plan.chainNames)")
     }
 }
