@@ -298,10 +298,21 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let statePath = try stateFilePath(options.stateFile, queue: options.queue)
     if let statePath { try prepareStateFileDirectory(for: statePath) }
     options.failClosedIptables = pairDirector || statePath != nil
-    let engine = Engine(configuration: configuration, capacity: options.maxFlows)
+    let memory: TableMemory
+    if let statePath {
+        do {
+            memory = try TableMemory.shared(path: statePath, capacity: options.maxFlows, fresh: options.freshState)
+        } catch {
+            throw DaemonError("connection table: \(error.description)")
+        }
+    } else {
+        memory = TableMemory.anonymous(capacity: options.maxFlows)
+    }
+    let engine = Engine(configuration: configuration, memory: memory)
     engine.expireNodestConnections = options.expireNodestConnections
+    let tableFile = logTable(engine, logger: logger)
     let shared = SharedEngine(engine)
-    shared.withLock { $0.tableFile = TableFileFigures(path: statePath) }
+    shared.withLock { $0.tableFile = tableFile }
     // Every exit from here on that is not a crash leaves the table consistent for the next masq: after
     // the packet threads and the sync daemons stopped (the defers below run before this one).
     defer { finishTable(shared, logger: logger) }
@@ -451,10 +462,51 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     }
 }
 
+/// Says where the engine's table came from (adopted, created, replaced and why, private memory), and
+/// returns the figures the metrics and the first batch's gap start from.
+func logTable(_ engine: Engine, logger: Logger) -> TableFileFigures {
+    let memory = engine.table.memory
+    var figures = TableFileFigures(path: memory.path)
+    figures.generation = memory.generation
+    guard let path = memory.path else {
+        logger.info("connection table in private memory (--no-state-file): a restart loses it",
+                    metadata: ["capacity": "\(memory.capacity)"])
+        return figures
+    }
+    if let adoption = engine.adoption {
+        figures.adoptedConnections = adoption.connections + adoption.templates
+        figures.awaitingFirstPacketSince = adoption.previousActivity
+        var metadata: Logger.Metadata = [
+            "state_file": "\(path)", "generation": "\(adoption.generation)", "connections": "\(adoption.connections)",
+            "templates": "\(adoption.templates)", "clean": "\(adoption.clean)", "capacity": "\(memory.capacity)",
+            "on_removed_real_servers": "\(adoption.onRemovedRealServers)"]
+        if let pid = adoption.previousOwnerPID { metadata["previous_pid"] = "\(pid)" }
+        if let slot = adoption.repairedSlot { metadata["repaired_slot"] = "\(slot)" }
+        if let ns = adoption.recountNanoseconds { metadata["recount_ms"] = "\(Double(ns / 1000) / 1000)" }
+        logger.notice("connection table adopted", metadata: metadata)
+        if let note = memory.capacityNote { logger.notice("\(note)", metadata: ["state_file": "\(path)"]) }
+        return figures
+    }
+    let metadata: Logger.Metadata = ["state_file": "\(path)", "capacity": "\(memory.capacity)", "file_size": "\(memory.fileSize)"]
+    switch memory.replacedReason {
+    case nil:
+        logger.info("connection table created", metadata: metadata)
+    case "--fresh-state":
+        logger.notice("connection table created: --fresh-state replaced the state file's table", metadata: metadata)
+    case let reason?:
+        logger.warning("connection table created: the state file's table could not be adopted (\(reason))", metadata: metadata)
+    }
+    return figures
+}
+
 /// The last step of every orderly exit (SIGTERM, SIGUSR2, an error), once nothing else touches the
-/// engine: the table is marked consistent, so the next masq adopts it without a recount.
+/// engine (the packet threads and the sync daemons have stopped): the table is marked clean, so the
+/// next masq adopts it without a repair or recount pass.
 func finishTable(_ shared: SharedEngine, logger: Logger) {
-    let path = shared.withLock { $0.tableFile.path }
+    let path = shared.withLock { state in
+        state.engine.markCleanShutdown()
+        return state.tableFile.path
+    }
     guard let path else { return }
-    logger.info("connection table left for the next masq", metadata: ["state_file": "\(path)"])
+    logger.info("connection table marked clean for the next masq", metadata: ["state_file": "\(path)"])
 }

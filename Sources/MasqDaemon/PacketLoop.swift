@@ -176,6 +176,7 @@ public struct PacketLoop: Sendable {
             sink.now = now
             sink.trace = trace
             engine.process(batch: QueuedPackets(packets: packets, now: now), into: &sink)
+            engine.noteActivity()  // the next masq's restart gap starts from the last batch
             sink.trace = nil
             if engine.unreachable.count > 0 {
                 if let unreachableSender { unreachableSender.send(engine.unreachable) } else { engine.unreachable.drain { _, _ in } }
