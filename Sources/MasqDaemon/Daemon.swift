@@ -232,10 +232,8 @@ struct RateService: Service {
             core.sampleRates()
             core.periodicRefresh()
             core.watchPressure()
-            // In short steps, so a shutdown never waits for a sample.
-            for _ in 0..<20 where !Task.isCancelled && !Task.isShuttingDownGracefully {
-                try? await Task.sleep(for: .milliseconds(100))
-            }
+            // The sleep ends at a shutdown's start, so an exit (a restart's gap) never waits for it.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(2)) }
         }
     }
 }
