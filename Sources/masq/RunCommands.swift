@@ -207,7 +207,7 @@ struct Iptables: ParsableCommand {
     @Flag(exclusivity: .exclusive, help: "What to do (default: print).")
     var action: Action = .print
 
-    @Flag(help: "NFQUEUE rules without --queue-bypass, as a director of a sync pair installs them (masq run does so with a sync daemon or --vrrp-notify-fifo; so does this command for a rules file with a --start-daemon line): while masq is down the kernel drops the queued packets rather than letting its own stack reset the flows the other director holds.")
+    @Flag(help: "NFQUEUE rules without --queue-bypass, as masq run --install-iptables installs them with a state file (its default) or as a director of a sync pair (this command does so for a rules file with a --start-daemon line): while masq is down (a restart, a crash) the kernel drops the queued packets, which TCP retransmits, rather than letting its own stack reset the flows.")
     var failClosed = false
 
     enum Action: String, EnumerableFlag {
