@@ -424,3 +424,54 @@ public final class IptablesRunner: Sendable {
         if binary == "iptables" && legacyHolds(plan) { IptablesRunner(binary: "iptables-legacy").remove(plan) }
     }
 }
+
+/// Which NFQUEUE queues have a process bound, and which queues masq's installed rules send to: what
+/// `masq iptables --remove --unless-queue-bound` (masq-unqueue.service) checks before it removes the
+/// rules, so that a failure handler run between two automatic restarts (systemd versions differ on
+/// whether OnFailure= fires then) cannot take the rules from under the masq being started again.
+public enum QueueBindings {
+    /// Queue numbers bound in this network namespace (/proc/net/netfilter/nfnetlink_queue: one line
+    /// per bound queue, its number first), or nil when the file cannot be read.
+    public static func bound(procFile: String = "/proc/net/netfilter/nfnetlink_queue") -> Set<UInt16>? {
+        guard let text = try? String(contentsOfFile: procFile, encoding: .utf8) else { return nil }
+        return parseBound(text)
+    }
+
+    static func parseBound(_ text: String) -> Set<UInt16> {
+        Set(text.split(separator: "\n").compactMap { line in
+            line.split(separator: " ", omittingEmptySubsequences: true).first.flatMap { UInt16($0) }
+        })
+    }
+
+    /// The queue numbers `iptables -S` lines target (`--queue-num N`, `--queue-balance A:B`).
+    static func referenced(byRules text: String) -> Set<UInt16> {
+        var queues = Set<UInt16>()
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            for (i, word) in words.enumerated() where i + 1 < words.count {
+                if word == "--queue-num", let q = UInt16(words[i + 1]) { queues.insert(q) }
+                if word == "--queue-balance" {
+                    let bounds = words[i + 1].split(separator: ":").compactMap { UInt16($0) }
+                    if bounds.count == 2, bounds[0] <= bounds[1] { queues.formUnion(bounds[0]...bounds[1]) }
+                }
+            }
+        }
+        return queues
+    }
+
+    /// The queues the installed chains of `plan` (only their names matter) send to, as `binary` lists
+    /// them, and for `iptables` as `iptables-legacy` does too when it holds masq's tables (asked only
+    /// then: listing would register empty legacy tables, see `IptablesRunner.legacyHolds`).
+    public static func referenced(by plan: IptablesPlan, binary: String) -> Set<UInt16> {
+        var binaries = [binary]
+        if binary == "iptables" && IptablesRunner.legacyHolds(plan) { binaries.append("iptables-legacy") }
+        var queues = Set<UInt16>()
+        for b in binaries {
+            for c in plan.chains {
+                let (status, output) = IptablesRunner.run(b, ["-t", c.table, "-S", c.name])
+                if status == 0 { queues.formUnion(referenced(byRules: output)) }
+            }
+        }
+        return queues
+    }
+}

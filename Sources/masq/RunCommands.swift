@@ -210,12 +210,20 @@ struct Iptables: ParsableCommand {
     @Flag(help: "NFQUEUE rules without --queue-bypass, as masq run --install-iptables installs them with a state file (its default) or as a director of a sync pair (this command does so for a rules file with a --start-daemon line): while masq is down (a restart, a crash) the kernel drops the queued packets, which TCP retransmits, rather than letting its own stack reset the flows.")
     var failClosed = false
 
+    @Option(name: .customLong("unless-queue-bound"),
+            help: ArgumentHelp("With --remove: wait up to SECONDS for a process to bind a queue the installed rules send to, and if one does (a masq that systemd is starting again), leave the rules; masq-unqueue.service runs so.", valueName: "SECONDS"))
+    var unlessQueueBound: Double?
+
     enum Action: String, EnumerableFlag {
         case print, install, remove
     }
 
     func validate() throws {
         if rules == nil && action != .remove { throw ValidationError("--\(action.rawValue) needs --rules RULES") }
+        if let seconds = unlessQueueBound {
+            guard action == .remove else { throw ValidationError("--unless-queue-bound goes with --remove") }
+            guard seconds >= 0 && seconds <= 600 else { throw ValidationError("--unless-queue-bound: SECONDS in 0...600") }
+        }
     }
 
     func run() throws {
@@ -249,7 +257,23 @@ struct Iptables: ParsableCommand {
     /// Removes masq's chains (only their names matter), from iptables-legacy too if `masq run` fell
     /// back to it (masq-unqueue.service runs this once masq stopped restarting).
     private func remove(_ plan: IptablesPlan) {
+        if let seconds = unlessQueueBound, let queue = boundQueue(of: plan, within: seconds) {
+            Swift.print("kept \(plan.chainNames): queue \(queue) is bound (a masq is running)")
+            return
+        }
         IptablesRunner.removeEverywhere(plan, binary: iptables)
         Swift.print("removed \(plan.chainNames)")
+    }
+
+    /// A queue the installed rules send to that a process binds within `seconds` (checked every 100 ms).
+    private func boundQueue(of plan: IptablesPlan, within seconds: Double) -> UInt16? {
+        let targets = QueueBindings.referenced(by: plan, binary: iptables)
+        guard !targets.isEmpty else { return nil }  // no rules of masq's: nothing to keep
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            if let bound = QueueBindings.bound(), let queue = targets.intersection(bound).min() { return queue }
+            usleep(100_000)
+        } while Date() < deadline
+        return nil
     }
 }

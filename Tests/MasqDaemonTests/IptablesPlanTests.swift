@@ -223,3 +223,30 @@ final class FakeIptables {
 
     var restoreInput: String { (try? String(contentsOfFile: directory + "/restore-input", encoding: .utf8)) ?? "" }
 }
+
+@Suite("Queue bindings (masq iptables --remove --unless-queue-bound)")
+struct QueueBindingsTests {
+    @Test("the bound queues are the first column of /proc/net/netfilter/nfnetlink_queue")
+    func boundQueues() {
+        let proc = """
+                0  12345     0 2 65531     0     0        7  1
+                3 -4000123     2 2 65531     0     0      100  1
+
+            """
+        #expect(QueueBindings.parseBound(proc) == [0, 3])
+        #expect(QueueBindings.parseBound("") == [])
+    }
+
+    @Test("the queues masq's rules send to, from iptables -S: --queue-num and --queue-balance ranges")
+    func referencedQueues() {
+        let rules = """
+            -N MASQ
+            -A MASQ -d 198.18.0.1/32 -p tcp -m tcp --dport 80 -j NFQUEUE --queue-num 4
+            -A MASQ -s 198.19.0.2/32 -p tcp -m tcp --sport 80 -j CT --notrack
+            -A MASQ -d 198.18.0.2/32 -p udp -j NFQUEUE --queue-balance 8:10 --queue-cpu-fanout
+            -A MASQ -d 198.18.0.3/32 -p udp -j NFQUEUE --queue-balance 12:11
+            """
+        #expect(QueueBindings.referenced(byRules: rules) == [4, 8, 9, 10])
+        #expect(QueueBindings.referenced(byRules: "-N MASQ") == [])
+    }
+}
