@@ -29,7 +29,7 @@ import Testing
         #expect(try Self.value("OnFailure", in: "masq.service") == "masq-unqueue.service")
         #expect(try Self.value("ExecReload", in: "masq.service") == "/bin/kill -HUP $MAINPID")
         #expect(try Self.value("ExecStart", in: "masq.service") == "/usr/local/sbin/masq run $MASQ_OPTIONS $MASQ_IPTABLES_OPTIONS")
-        #expect(try Self.value("ExecStart", in: "masq-unqueue.service") == "/usr/local/sbin/masq iptables --remove $MASQ_IPTABLES_OPTIONS")
+        #expect(try Self.value("ExecStart", in: "masq-unqueue.service") == "/usr/local/sbin/masq iptables --remove --unless-queue-bound 5 $MASQ_IPTABLES_OPTIONS")
         #expect(try Self.settings("masq.service").contains { $0 == ("EnvironmentFile", "-/etc/default/masq") })
         // Every variable the units use is set in the default file.
         let defaults = try Self.settings("masq.default").map(\.0)
