@@ -1,4 +1,9 @@
 import CMasqShims
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// The 5-tuple a packet is looked up by: its own source, destination, ports and protocol.
 ///
@@ -51,7 +56,7 @@ public struct Connection: Sendable {
     var wheelBucket: UInt16
     public var proto: IPProtocol
     public var state: ConnectionState
-    private var flags: UInt8
+    var flags: UInt8
     /// The state last handed to the sync outbox (IPVS `cp->old_state`): a change into a closing TCP
     /// state is sent at the next client packet even when a reply made it. In the layout's last spare byte.
     var syncedState: ConnectionState
@@ -136,12 +141,21 @@ public struct Connection: Sendable {
 /// The connection table: a slab of connections, an index from each direction's 5-tuple to its slot,
 /// persistence templates by their own key, and a timing wheel that expires idle entries.
 ///
-/// Slab and index are reserved once for `capacity` (see `PageMemory`): about 80 bytes of slab and
-/// 32 of index per connection, resident as used.
+/// Everything lives in a `TableMemory` (slab, both indexes, wheel heads, free-slot stack, counts),
+/// reserved once for `capacity`: about 80 bytes of slab, 32 of flow index and 16 of template index per
+/// connection, resident as used. In a shared mapping the next masq adopts it: every multi-word change
+/// (insert, remove, an expiry step, a relink, a template invalidated) is journaled, so the one a
+/// `kill -9` interrupts is scrubbed at adoption (`repairAfterCrash`) without walking the table.
 ///
-/// Expiry is driven by the caller's clock (capture timestamps in replay, a monotonic clock in the daemon),
-/// so replay is deterministic. The wheel re-arms lazily: a packet only moves `expires`; an entry found in
-/// a due bucket with a later `expires` is moved to its new bucket then, so the packet path never relinks.
+/// Nothing followed from the memory is trusted: an index value names a slot below `slotsUsed` that is
+/// live, a wheel link too (else the bucket's walk ends and `corruptLinks` counts it), a free-stack
+/// entry a dead slot below `slotsUsed` (else it is skipped), a controller a slot below `slotsUsed`.
+///
+/// Expiry is driven by the caller's clock (capture timestamps in replay, CLOCK_MONOTONIC in the daemon,
+/// which is system-wide, so an adopted table's `expires` are on the same clock and a restart's gap counts
+/// as elapsed time), so replay is deterministic. The wheel re-arms lazily: a packet only moves `expires`;
+/// an entry found in a due bucket with a later `expires` is moved to its new bucket then, so the packet
+/// path never relinks.
 public final class ConnectionTable {
     public static let noSlot = UInt32.max
     static let wheelSize = 1024
@@ -150,38 +164,119 @@ public final class ConnectionTable {
     /// Slot numbers must fit the index's value (slot << 1 | direction).
     public static let maximumCapacity = 1 << 30
 
+    public let memory: TableMemory
     private let slots: UnsafeMutablePointer<Connection>
-    /// Slots ever used (the slab's high-water mark); those below it that are free are in `freeSlots`.
-    private var slotsUsed = 0
-    private var freeSlots: [UInt32] = []
+    let live: UnsafeMutablePointer<TableLive>
+    /// Dead slots below `slotsUsed`, `live.freeCount` of them.
+    let freeSlots: UnsafeMutablePointer<UInt32>
     /// Slot << 1 | direction.
-    private var index: FlowIndex
-    private var templates: [FlowKey: UInt32] = [:]
-    private var wheel: [UInt32] = Array(repeating: noSlot, count: wheelSize)
-    private var lastTick: Int64?
+    let index: FlowIndex
+    /// Template key → slot.
+    let templates: FlowIndex
+    let wheel: UnsafeMutablePointer<UInt32>
+    let registry: TableRegistry
     /// The most connections (templates included) the table holds; a new flow beyond it is refused.
     public let capacity: Int
-    public private(set) var connectionCount = 0
-    public private(set) var templateCount = 0
+    /// Wheel links found out of range (an adopted file's damage): each ended a bucket's walk.
+    public private(set) var corruptLinks = 0
+    /// After an unclean adoption: the slot of the interrupted operation scrubbed, and the recount's time.
+    private(set) var repairedSlot: UInt32?
+    private(set) var recountNanoseconds: Int64?
 
-    public init(capacity: Int) {
-        precondition(capacity > 0 && capacity <= Self.maximumCapacity, "table capacity out of range")
-        self.capacity = capacity
-        slots = PageMemory.reserve(byteCount: capacity * MemoryLayout<Connection>.stride)
-            .bindMemory(to: Connection.self, capacity: capacity)
-        index = FlowIndex(maximumCount: capacity * 2)
-        freeSlots.reserveCapacity(capacity)  // malloc'd lazily too: resident only as slots are freed
+    /// Slots ever used (the slab's high-water mark); those below it that are free are in `freeSlots`.
+    private var slotsUsed: Int {
+        @inline(__always) get { live.pointee.slotsUsed }
+        set { live.pointee.slotsUsed = newValue }
+    }
+    public private(set) var connectionCount: Int {
+        @inline(__always) get { live.pointee.connectionCount }
+        set { live.pointee.connectionCount = newValue }
+    }
+    public private(set) var templateCount: Int {
+        @inline(__always) get { live.pointee.templateCount }
+        set { live.pointee.templateCount = newValue }
+    }
+    private var lastTick: Int64? {
+        get { live.pointee.hasLastTick != 0 ? live.pointee.lastTick : nil }
+        set {
+            live.pointee.lastTick = newValue ?? 0
+            live.pointee.hasLastTick = newValue == nil ? 0 : 1
+        }
     }
 
-    deinit {
-        index.deallocate()
-        PageMemory.release(slots, byteCount: capacity * MemoryLayout<Connection>.stride)
+    /// A table over `memory`: empty when it is fresh, the previous owner's when adopted (repaired and
+    /// recounted first if that owner did not exit cleanly; replaced by an empty table if the recount
+    /// finds a slot no masq could have written, with the reason in `memory.replacedReason`).
+    public init(memory: TableMemory) {
+        var repaired: UInt32?, recount: Int64?
+        if memory.isAdopted && !memory.wasCleanShutdown {
+            let started = TableMemory.clock(CLOCK_MONOTONIC)
+            let pass = ConnectionTable(mapping: memory)
+            let slot = pass.live.pointee.journalOp != 0 ? pass.live.pointee.journalSlot : nil
+            if let failure = pass.repairAfterCrash() {
+                memory.replace(reason: failure)
+            } else {
+                repaired = slot
+                recount = TableMemory.clock(CLOCK_MONOTONIC) - started
+            }
+        }
+        self.memory = memory
+        (slots, live, freeSlots, index, templates, wheel, registry, capacity) = Self.regions(memory)
+        repairedSlot = repaired
+        recountNanoseconds = recount
+        if !memory.isAdopted {
+            for b in 0..<Self.wheelSize { wheel[b] = Self.noSlot }
+        }
+    }
+
+    /// The regions' views without any check (for the repair pass, before the table is trusted).
+    private init(mapping memory: TableMemory) {
+        self.memory = memory
+        (slots, live, freeSlots, index, templates, wheel, registry, capacity) = Self.regions(memory)
+    }
+
+    private static func regions(_ memory: TableMemory) -> (UnsafeMutablePointer<Connection>, UnsafeMutablePointer<TableLive>,
+                                                           UnsafeMutablePointer<UInt32>, FlowIndex, FlowIndex,
+                                                           UnsafeMutablePointer<UInt32>, TableRegistry, Int) {
+        let l = memory.layout
+        let base = memory.base
+        let live = memory.live
+        let slots = (base + l.slabOffset).bindMemory(to: Connection.self, capacity: l.capacity)
+        let free = (base + l.freeOffset).bindMemory(to: UInt32.self, capacity: l.capacity)
+        let wheel = (base + l.wheelOffset).bindMemory(to: UInt32.self, capacity: wheelSize)
+        let countField = MemoryLayout<TableLive>.offset(of: \TableLive.flowIndexCount)!
+        let templateCountField = MemoryLayout<TableLive>.offset(of: \TableLive.templateIndexCount)!
+        let index = FlowIndex(memory: base + l.flowIndexOffset, entryCount: l.flowIndexEntries, seed: memory.flowSeed,
+                              count: (UnsafeMutableRawPointer(live) + countField).assumingMemoryBound(to: Int.self))
+        let templates = FlowIndex(memory: base + l.templateIndexOffset, entryCount: l.templateIndexEntries,
+                                  seed: memory.templateSeed,
+                                  count: (UnsafeMutableRawPointer(live) + templateCountField).assumingMemoryBound(to: Int.self))
+        return (slots, live, free, index, templates, wheel, TableRegistry(memory), l.capacity)
+    }
+
+    /// A table in private anonymous memory.
+    public convenience init(capacity: Int) {
+        precondition(capacity > 0 && capacity <= Self.maximumCapacity, "table capacity out of range")
+        self.init(memory: TableMemory.anonymous(capacity: capacity))
     }
 
     public var isFull: Bool { connectionCount + templateCount >= capacity }
 
-    /// Bytes reserved for slab and index (resident as they fill).
-    public var reservedBytes: Int { capacity * MemoryLayout<Connection>.stride + index.byteCount }
+    /// Bytes reserved for slab and both indexes (resident as they fill).
+    public var reservedBytes: Int { capacity * MemoryLayout<Connection>.stride + index.byteCount + templates.byteCount }
+
+    // MARK: Journal
+
+    @inline(__always) private func begin(_ op: TableJournal.Op, _ slot: UInt32) {
+        live.pointee.journalSlot = slot
+        live.pointee.journalOp = op.rawValue
+        atomicMemoryFenceRelease()
+    }
+
+    @inline(__always) private func end() {
+        atomicMemoryFenceRelease()
+        live.pointee.journalOp = TableJournal.Op.none.rawValue
+    }
 
     // MARK: Lookup
 
@@ -194,7 +289,11 @@ public final class ConnectionTable {
 
     @inline(__always) func indexValue(_ key: FlowKey) -> UInt32? {
         let slots = self.slots
-        return index.find(index.hash(key)) { value in slots[Int(value >> 1)].key(value & 1) == key }
+        let used = UInt32(truncatingIfNeeded: slotsUsed)
+        return index.find(index.hash(key)) { value in
+            let slot = value >> 1
+            return slot < used && slots[Int(slot)].live && slots[Int(slot)].key(value & 1) == key
+        }
     }
 
     /// Prefetching ahead of a batch (see `Engine.prefetching`): first the key's index bucket...
@@ -206,23 +305,31 @@ public final class ConnectionTable {
 
     /// ...then, once that bucket is in cache, the connection it most likely names (both its lines).
     @inline(__always) func prefetchConnection(hash: UInt32) {
-        guard let value = index.candidate(hash) else { return }
+        guard let value = index.candidate(hash), Int(value >> 1) < capacity else { return }
         let connection = UnsafeRawPointer(slots + Int(value >> 1))
         masq_prefetch_for_write(connection)
         masq_prefetch_for_write(connection + MemoryLayout<Connection>.stride - 1)
     }
 
-    public func template(for key: FlowKey) -> UInt32? { templates[key] }
+    public func template(for key: FlowKey) -> UInt32? {
+        let slots = self.slots
+        let used = UInt32(truncatingIfNeeded: slotsUsed)
+        return templates.find(templates.hash(key)) { slot in
+            slot < used && slots[Int(slot)].live && slots[Int(slot)].isTemplate && slots[Int(slot)].templateKey == key
+        }
+    }
 
     /// Whether the template in `slot` still answers lookups for its key (not invalidated, see
     /// `invalidateTemplate`): a replaced one only waits for its connections to end.
-    public func isCurrentTemplate(_ slot: UInt32) -> Bool { templates[slots[Int(slot)].templateKey] == slot }
+    public func isCurrentTemplate(_ slot: UInt32) -> Bool { isLive(slot) && template(for: slots[Int(slot)].templateKey) == slot }
 
     /// IPVS `ip_vs_check_template` failing: the template no longer answers lookups (a fresh one can be
     /// made for the same client), but stays until the connections it controls are gone.
     public func invalidateTemplate(_ slot: UInt32) {
         let key = slots[Int(slot)].templateKey
-        if templates[key] == slot { templates[key] = nil }
+        begin(.invalidate, slot)
+        templates.remove(templates.hash(key), slot)
+        end()
     }
 
     /// A packet moved an entry's expiry earlier than the wheel bucket it sits in (ESTABLISHED → CLOSE):
@@ -231,8 +338,10 @@ public final class ConnectionTable {
         let entry = slots[Int(slot)]
         guard entry.live, Int(entry.wheelBucket) < Self.wheelSize,
               bucket(for: entry.expires) != Int(entry.wheelBucket) else { return }
+        begin(.relink, slot)
         unlink(slot)
         link(slot)
+        end()
     }
 
     public subscript(slot: UInt32) -> Connection {
@@ -246,55 +355,93 @@ public final class ConnectionTable {
         }
     }
 
+    /// Whether `slot` names a live entry (a controller read from the slab, before it is followed).
+    func isLive(_ slot: UInt32) -> Bool { Int(slot) < slotsUsed && slots[Int(slot)].live }
+
     // MARK: Insert and remove
+
+    /// A dead slot to reuse from the free stack, skipping entries an adopted file got wrong.
+    private func popFree() -> UInt32? {
+        while live.pointee.freeCount > 0 {
+            live.pointee.freeCount -= 1
+            let slot = freeSlots[live.pointee.freeCount]
+            if Int(slot) < slotsUsed && !slots[Int(slot)].live { return slot }
+        }
+        return nil
+    }
 
     /// Adds a connection (or template) and arms its expiry; nil when the table is full or a key is taken.
     public func insert(_ connection: Connection) -> UInt32? {
         guard !isFull else { return nil }
         if connection.isTemplate {
-            guard templates[connection.templateKey] == nil else { return nil }
+            guard template(for: connection.templateKey) == nil else { return nil }
         } else {
             guard indexValue(connection.inboundKey) == nil, indexValue(connection.outboundKey) == nil,
                   connection.inboundKey != connection.outboundKey else { return nil }
+            guard connection.controller == Self.noSlot || isLive(connection.controller) else { return nil }
         }
         var entry = connection
         entry.live = true
         let slot: UInt32
-        if let reused = freeSlots.popLast() {
+        if let reused = popFree() {
             slot = reused
-            slots[Int(slot)] = entry
         } else {
+            guard slotsUsed < capacity else { return nil }
             slot = UInt32(slotsUsed)
-            (slots + slotsUsed).initialize(to: entry)
             slotsUsed += 1
         }
+        begin(.insert, slot)
+        slots[Int(slot)] = entry
+        let indexed: Bool
         if entry.isTemplate {
-            templates[entry.templateKey] = slot
+            indexed = templates.insert(templates.hash(entry.templateKey), slot)
+        } else {
+            let inbound = slot << 1 | UInt32(FlowDirection.inbound.rawValue)
+            indexed = index.insert(index.hash(entry.inboundKey), inbound)
+                && index.insert(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
+            if !indexed { index.remove(index.hash(entry.inboundKey), inbound) }
+        }
+        guard indexed else {
+            // Only an inconsistent adopted index is full before the table is: refuse, change nothing.
+            slots[Int(slot)].live = false
+            pushFree(slot)
+            end()
+            return nil
+        }
+        if entry.isTemplate {
             templateCount += 1
         } else {
-            index.insert(index.hash(entry.inboundKey), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
-            index.insert(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
             connectionCount += 1
-            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled += 1 }
+            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled &+= 1 }
         }
         link(slot)
+        end()
         return slot
+    }
+
+    private func pushFree(_ slot: UInt32) {
+        guard live.pointee.freeCount < capacity else { return }
+        freeSlots[live.pointee.freeCount] = slot
+        live.pointee.freeCount += 1
     }
 
     /// Removes an entry now, whatever its expiry. A template that still controls connections stays.
     public func remove(_ slot: UInt32) {
         guard slots[Int(slot)].live else { return }
+        begin(.remove, slot)
         unlink(slot)
-        removeDetached(slot)
+        removeUnlinked(slot)
+        end()
     }
 
     // MARK: Expiry
 
-    static func tick(_ time: Int64) -> Int64 { time >= 0 ? time / nanosPerTick : (time - nanosPerTick + 1) / nanosPerTick }
+    /// Wrapping arithmetic: an adopted entry's `expires` may be any value and must not trap.
+    static func tick(_ time: Int64) -> Int64 { time >= 0 ? time / nanosPerTick : (time &- nanosPerTick &+ 1) / nanosPerTick }
 
     /// Bucket due strictly after the entry's expiry second, so everything in a due bucket has expired
     /// unless a packet has moved its `expires` since.
-    private func bucket(for expires: Int64) -> Int {
+    func bucket(for expires: Int64) -> Int {
         Int(truncatingIfNeeded: (Self.tick(expires) + 1) & Int64(Self.wheelSize - 1))
     }
 
@@ -304,18 +451,28 @@ public final class ConnectionTable {
         slots[Int(slot)].wheelBucket = UInt16(b)
         slots[Int(slot)].wheelPrev = Self.noSlot
         slots[Int(slot)].wheelNext = head
-        if head != Self.noSlot { slots[Int(head)].wheelPrev = slot }
+        if Int(head) < slotsUsed { slots[Int(head)].wheelPrev = slot }
         wheel[b] = slot
     }
 
+    /// Unlinks from the wheel; tolerates a half-done link or unlink (only a neighbour that still names
+    /// `slot` is changed), so the same code scrubs an interrupted operation.
     private func unlink(_ slot: UInt32) {
         let entry = slots[Int(slot)]
-        if entry.wheelPrev != Self.noSlot {
+        let used = slotsUsed
+        if entry.wheelPrev == Self.noSlot {
+            if Int(entry.wheelBucket) < Self.wheelSize && wheel[Int(entry.wheelBucket)] == slot {
+                wheel[Int(entry.wheelBucket)] = entry.wheelNext
+            }
+        } else if Int(entry.wheelPrev) < used && slots[Int(entry.wheelPrev)].wheelNext == slot {
             slots[Int(entry.wheelPrev)].wheelNext = entry.wheelNext
-        } else {
-            wheel[Int(entry.wheelBucket)] = entry.wheelNext
         }
-        if entry.wheelNext != Self.noSlot { slots[Int(entry.wheelNext)].wheelPrev = entry.wheelPrev }
+        if Int(entry.wheelNext) < used && slots[Int(entry.wheelNext)].wheelPrev == slot {
+            slots[Int(entry.wheelNext)].wheelPrev = entry.wheelPrev
+        }
+        slots[Int(slot)].wheelPrev = Self.noSlot
+        slots[Int(slot)].wheelNext = Self.noSlot
+        slots[Int(slot)].wheelBucket = UInt16(Self.wheelSize)  // sentinel: not in any bucket
     }
 
     /// Whether `now` has entered a second the wheel has not processed yet: the packet path checks this
@@ -329,6 +486,8 @@ public final class ConnectionTable {
 
     /// Expires every entry whose time has come by `now`, handing each removed one to `removed` first.
     /// A template that still controls connections is re-armed for another timeout (IPVS does the same).
+    /// Each due bucket is walked in place (its next entry read first), each removal or relink one
+    /// journaled operation, so a `kill -9` mid-bucket loses nothing of the rest.
     public func expire(now: Int64, _ removed: (Connection) -> Void) {
         let nowTick = Self.tick(now)
         guard let last = lastTick else {
@@ -336,50 +495,165 @@ public final class ConnectionTable {
             return
         }
         guard nowTick > last else { return }
-        lastTick = nowTick
         let steps = min(nowTick - last, Int64(Self.wheelSize))
         for step in 1...steps {
             let b = Int(truncatingIfNeeded: (last + step) & Int64(Self.wheelSize - 1))
             var slot = wheel[b]
-            wheel[b] = Self.noSlot
+            var walked = 0
             while slot != Self.noSlot {
+                guard Int(slot) < slotsUsed, walked <= slotsUsed, slots[Int(slot)].live else {
+                    corruptLinks += 1  // a damaged adopted chain: end this bucket's walk
+                    break
+                }
+                walked += 1
                 let next = slots[Int(slot)].wheelNext
-                expireOrRearm(slot, now: now, removed)
+                expireOrRearm(slot, bucket: b, now: now, removed)
                 slot = next
             }
         }
+        lastTick = nowTick
     }
 
-    private func expireOrRearm(_ slot: UInt32, now: Int64, _ removed: (Connection) -> Void) {
+    private func expireOrRearm(_ slot: UInt32, bucket b: Int, now: Int64, _ removed: (Connection) -> Void) {
         let entry = slots[Int(slot)]
         if entry.expires > now {
+            guard bucket(for: entry.expires) != b else { return }  // a wheel turn later: stays put
+            begin(.relink, slot)
+            unlink(slot)
             link(slot)
+            end()
         } else if entry.isTemplate && entry.controlled > 0 {
             // IPVS `ip_vs_conn_expire`: a template still in use comes back in 60 s, again and again.
+            begin(.relink, slot)
+            unlink(slot)
             slots[Int(slot)].expires = now + Self.templateRecheck * Self.nanosPerTick
             link(slot)
+            end()
         } else {
-            // Already unlinked from the wheel (the bucket was detached); mark so remove skips unlink.
-            slots[Int(slot)].wheelPrev = Self.noSlot
-            slots[Int(slot)].wheelBucket = UInt16(Self.wheelSize)  // sentinel: not in any bucket
             removed(entry)
-            removeDetached(slot)
+            begin(.remove, slot)
+            unlink(slot)
+            removeUnlinked(slot)
+            end()
         }
     }
 
-    private func removeDetached(_ slot: UInt32) {
+    private func removeUnlinked(_ slot: UInt32) {
         let entry = slots[Int(slot)]
         if entry.isTemplate {
-            if templates[entry.templateKey] == slot { templates[entry.templateKey] = nil }
+            templates.remove(templates.hash(entry.templateKey), slot)
             templateCount -= 1
         } else {
             index.remove(index.hash(entry.inboundKey), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
             index.remove(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
             connectionCount -= 1
-            if entry.controller != Self.noSlot { slots[Int(entry.controller)].controlled -= 1 }
+            if entry.controller != Self.noSlot && isLive(entry.controller) && slots[Int(entry.controller)].controlled > 0 {
+                slots[Int(entry.controller)].controlled -= 1
+            }
         }
         slots[Int(slot)].live = false
-        freeSlots.append(slot)
+        pushFree(slot)
+    }
+
+    // MARK: Adoption after a crash
+
+    /// After an unclean exit: scrubs the journaled slot, then one sequential pass over the slab checks
+    /// every live entry and recomputes what a `kill -9` may have left half-counted: the connection and
+    /// template counts, every real server's ActiveConn/InActConn/PersistConn, every template's
+    /// `controlled`, both index counts and the free stack. Returns why the table cannot be kept (a live
+    /// entry no masq could have written), or nil.
+    private func repairAfterCrash() -> String? {
+        if let op = TableJournal.Op(rawValue: live.pointee.journalOp), op != .none {
+            scrub(live.pointee.journalSlot, op)
+            live.pointee.journalOp = TableJournal.Op.none.rawValue
+        }
+        let used = slotsUsed
+        for id in 0..<registry.capacity where registry.destinations[id].inUse != 0 {
+            registry.destinations[id].activeConnections = 0
+            registry.destinations[id].inactiveConnections = 0
+            registry.destinations[id].persistentConnections = 0
+        }
+        var connections = 0, templateEntries = 0, currentTemplates = 0, free = 0
+        for i in 0..<used {
+            let c = slots[i]
+            guard c.live else {
+                freeSlots[free] = UInt32(i)
+                free += 1
+                continue
+            }
+            if let problem = check(c) { return "slot \(i): \(problem)" }
+            guard let d = registry.destination(c.destinationID) else { return "slot \(i): real server id out of range" }
+            if c.isTemplate {
+                templateEntries += 1
+                slots[i].controlled = 0
+                d.pointee.persistentConnections += 1
+                if templates.contains(templates.hash(c.templateKey), UInt32(i)) { currentTemplates += 1 }
+            } else {
+                connections += 1
+                if c.countedActive { d.pointee.activeConnections += 1 } else { d.pointee.inactiveConnections += 1 }
+            }
+        }
+        for i in 0..<used where slots[i].live && !slots[i].isTemplate && slots[i].controller != Self.noSlot {
+            let controller = Int(slots[i].controller)
+            guard controller < used, slots[controller].live, slots[controller].isTemplate else {
+                return "slot \(i): controller \(controller) is not a live template"
+            }
+            slots[controller].controlled += 1
+        }
+        connectionCount = connections
+        templateCount = templateEntries
+        live.pointee.flowIndexCount = 2 * connections
+        live.pointee.templateIndexCount = currentTemplates
+        live.pointee.freeCount = free
+        return nil
+    }
+
+    /// What makes a live entry impossible, or nil.
+    private func check(_ c: Connection) -> String? {
+        switch c.proto {
+        case .tcp: guard c.state.rawValue <= ConnectionState.synAck.rawValue else { return "bad TCP state \(c.state.rawValue)" }
+        case .udp: guard c.state == .udp || (c.isTemplate && c.state == .none) else { return "bad UDP state \(c.state.rawValue)" }
+        default: return "protocol \(c.proto.rawValue) is not TCP or UDP"
+        }
+        guard Int(c.serviceID) < registry.capacity, registry.services[Int(c.serviceID)].inUse != 0 else {
+            return "service id \(c.serviceID) has no record"
+        }
+        guard Int(c.destinationID) < registry.capacity, registry.destinations[Int(c.destinationID)].inUse != 0 else {
+            return "real server id \(c.destinationID) has no record"
+        }
+        guard Int(c.wheelBucket) < Self.wheelSize else { return "wheel bucket \(c.wheelBucket) out of range" }
+        return nil
+    }
+
+    /// Undoes or finishes the one operation a `kill -9` interrupted, from whatever partial state it
+    /// left (idempotent; the counts come from the recount pass that follows):
+    /// - insert, remove: the slot leaves both indexes and the wheel and is dead (an insert rolled back:
+    ///   that flow's first packet is retransmitted; a remove finished);
+    /// - relink: unlinked (tolerating a half-done link or unlink) and, if live, linked into the bucket
+    ///   of its `expires`; its index entries were never touched;
+    /// - invalidate: the template's index entry goes (finished); the template lives on for the
+    ///   connections it controls.
+    func scrub(_ slot: UInt32, _ op: TableJournal.Op) {
+        guard Int(slot) < slotsUsed else { return }
+        let entry = slots[Int(slot)]
+        let tracked = entry.proto == .tcp || entry.proto == .udp
+        switch op {
+        case .none:
+            return
+        case .invalidate:
+            if tracked { templates.remove(templates.hash(entry.templateKey), slot) }
+        case .relink:
+            unlink(slot)
+            if entry.live { link(slot) }
+        case .insert, .remove:
+            if tracked {
+                index.remove(index.hash(entry.inboundKey), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
+                index.remove(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
+                templates.remove(templates.hash(entry.templateKey), slot)
+            }
+            unlink(slot)
+            slots[Int(slot)].live = false
+        }
     }
 
     // MARK: Early drop

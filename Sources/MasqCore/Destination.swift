@@ -6,11 +6,21 @@
 /// Connections name it by `id`. Its service lists it while it is configured; `Engine.destinations`
 /// holds it by id until its last connection has ended, even once removed (IPVS keeps removed real
 /// servers in its trash while connections use them), so their replies are still NATed.
+///
+/// Its connection counts and traffic counters live in its registry record in the table's memory
+/// (`DestinationRecord`), so they survive a restart with the connections that make them.
 public final class Destination {
-    /// Stable for the destination's life, even across rule reloads; connections refer to it by this id.
+    /// Stable for the destination's life, even across rule reloads and restarts; connections refer to
+    /// it by this id. A released id is given to the next new real server.
     public let id: UInt32
+    let record: UnsafeMutablePointer<DestinationRecord>
+    /// Keeps the record's memory mapped while the object lives.
+    private let memory: TableMemory
     /// ipvsadm `--stats` for this real server, counted on the packet path.
-    public internal(set) var stats = TrafficCounters()
+    public internal(set) var stats: TrafficCounters {
+        get { record.pointee.stats }
+        set { record.pointee.stats = newValue }
+    }
     public let address: IPv4Address
     public let port: UInt16
     /// The service it belongs (or belonged) to, and that service's protocol.
@@ -23,25 +33,49 @@ public final class Destination {
     /// Still in its service; false once a reload or `-d` removed it, while its connections drain.
     public internal(set) var inService = true
     /// ESTABLISHED connections (ipvsadm's ActiveConn).
-    public internal(set) var activeConnections: Int32 = 0
+    public internal(set) var activeConnections: Int32 {
+        get { record.pointee.activeConnections }
+        set { record.pointee.activeConnections = newValue }
+    }
     /// Connections in any other state (ipvsadm's InActConn).
-    public internal(set) var inactiveConnections: Int32 = 0
+    public internal(set) var inactiveConnections: Int32 {
+        get { record.pointee.inactiveConnections }
+        set { record.pointee.inactiveConnections = newValue }
+    }
     /// Persistence templates pointing here (ipvsadm's `--persistent-conn` PersistConn).
-    public internal(set) var persistentConnections: Int32 = 0
+    public internal(set) var persistentConnections: Int32 {
+        get { record.pointee.persistentConnections }
+        set { record.pointee.persistentConnections = newValue }
+    }
     /// New TCP connections in a row the real server reset or never answered (passive health, read by
     /// the health checks through `Engine.handshakeFailures`); a completed handshake sets it back to 0.
     public internal(set) var handshakeFailures: UInt32 = 0
     /// Turns `stats` into ipvsadm `--rate`'s figures (see `Engine.estimateRates(at:)`).
     var rateEstimator = RateEstimator()
 
-    init(id: UInt32, address: IPv4Address, port: UInt16, weight: Int32, serviceID: UInt32, proto: IPProtocol) {
+    /// A new real server on a free record: the record is (re)initialised, counts and stats zero.
+    convenience init(id: UInt32, in memory: TableMemory, address: IPv4Address, port: UInt16, weight: Int32,
+                     serviceID: UInt32, proto: IPProtocol) {
+        let record = TableRegistry(memory).destinations + Int(id)
+        record.pointee = DestinationRecord(inUse: 1, proto: proto.rawValue, port: port, address: address.rawValue,
+                                           serviceID: serviceID, activeConnections: 0, inactiveConnections: 0,
+                                           persistentConnections: 0, stats: TrafficCounters())
+        self.init(adopting: id, in: memory, weight: weight)
+    }
+
+    /// The real server of an existing record (adopted from an earlier masq): its counts and stats as
+    /// they are, `weight` until the configuration is applied.
+    init(adopting id: UInt32, in memory: TableMemory, weight: Int32) {
+        let record = TableRegistry(memory).destinations + Int(id)
         self.id = id
-        self.address = address
-        self.port = port
+        self.record = record
+        self.memory = memory
+        address = IPv4Address(rawValue: record.pointee.address)
+        port = record.pointee.port
+        serviceID = record.pointee.serviceID
+        proto = IPProtocol(rawValue: record.pointee.proto)
         self.weight = weight
         self.lastWeight = weight
-        self.serviceID = serviceID
-        self.proto = proto
     }
 
     /// May take new connections (IPVS: weight > 0 and not overloaded; masq has no thresholds yet).

@@ -8,18 +8,38 @@ extension Engine {
     /// Takes a new configuration (already validated). Services and real servers that stay keep their
     /// identity, counters and scheduler state; established connections are never dropped, even to a
     /// real server that is gone (IPVS's default: they live out their timeouts).
-    public func apply(_ configuration: Configuration) {
+    ///
+    /// A service or real server that finds the registry full (`TableMemory.registryCapacity` records
+    /// in use, live and draining) gets no record: it is left out (a real server is never scheduled, a
+    /// service never matched) and counted in `EngineCounters.registryFull`, which the daemon logs.
+    public func apply(_ configuration: Configuration) { apply(configuration, adopted: [:]) }
+
+    /// `adopted`: services of an adopted table's registry by key, not yet matched (see `adoptRegistry`).
+    private func apply(_ configuration: Configuration, adopted: [ServiceKey: UInt32]) {
         timeouts = configuration.timeouts
         var kept: [ServiceKey: VirtualService] = [:]
         var ordered: [VirtualService] = []
         var stillUsed = Set<UInt32>()
         for spec in configuration.services {
             let existing = serviceByKey[spec.key]
-            let serviceID = existing?.id ?? newServiceID()
+            let adoptedID = existing == nil ? adopted[spec.key] : nil
+            guard let serviceID = existing?.id ?? adoptedID ?? newServiceID(spec.key) else {
+                counters.registryFull &+= 1
+                continue
+            }
             var dests: [Destination] = []
             for rs in spec.realServers {
-                let found = existing?.destinations.first { $0.address == rs.address && $0.port == rs.port }
-                let d = found ?? newDestination(rs, serviceID: serviceID, proto: spec.key.proto)
+                var found = existing?.destinations.first { $0.address == rs.address && $0.port == rs.port }
+                if found == nil && adoptedID != nil {
+                    found = destinations.lazy.compactMap { $0 }.first {
+                        !$0.inService && $0.serviceID == serviceID && $0.address == rs.address && $0.port == rs.port
+                    }
+                    found?.inService = true
+                }
+                guard let d = found ?? newDestination(rs, serviceID: serviceID, proto: spec.key.proto) else {
+                    counters.registryFull &+= 1
+                    continue
+                }
                 d.setWeight(rs.weight)
                 dests.append(d)
                 stillUsed.insert(d.id)
@@ -31,37 +51,101 @@ extension Engine {
             } else {
                 service = VirtualService(id: serviceID, spec: spec, destinations: dests)
             }
+            registry.services[Int(serviceID)].inService = 1
             kept[spec.key] = service
             ordered.append(service)
         }
+        // Services no longer configured: their flows live on, their records until the last ends.
+        let dropped = serviceByKey.values.filter { kept[$0.key] !== $0 }.map(\.id)
+            + adopted.filter { kept[$0.key]?.id != $0.value }.map(\.value)
+        for id in dropped { registry.services[Int(id)].inService = 0 }
         // Services already updated in place list only their new destinations: walk every one known.
         for d in destinations.compactMap({ $0 }) where !stillUsed.contains(d.id) && d.inService {
             d.setWeight(0)
             d.inService = false
         }
         services = ordered
-        for old in destinations.compactMap({ $0 }) where !stillUsed.contains(old.id) { releaseIfUnused(old) }
         serviceByKey = kept
+        for old in destinations.compactMap({ $0 }) where !stillUsed.contains(old.id) { releaseIfUnused(old) }
+        for id in dropped { releaseServiceIfUnused(id) }
         virtualAddresses = Set(ordered.map { UInt64($0.key.proto.rawValue) << 32 | UInt64($0.key.address.rawValue) })
         realAddresses = Set(ordered.flatMap { $0.destinations.map(\.address.rawValue) })
     }
 
-    private func newServiceID() -> UInt32 {
-        defer { nextServiceID += 1 }
-        serviceStats.append(TrafficCounters())
-        return nextServiceID
+    /// The lowest free service record, initialised for `key`; nil when the registry is full.
+    private func newServiceID(_ key: ServiceKey) -> UInt32? {
+        guard let id = registry.freeServiceID() else { return nil }
+        registry.services[Int(id)] = ServiceRecord(inUse: 1, inService: 1, port: key.port, proto: key.proto.rawValue,
+                                                   reserved: (0, 0, 0), address: key.address.rawValue,
+                                                   stats: TrafficCounters())
+        return id
     }
 
-    private func newDestination(_ rs: RealServerSpec, serviceID: UInt32, proto: IPProtocol) -> Destination {
-        let d = Destination(id: UInt32(destinations.count), address: rs.address, port: rs.port, weight: rs.weight,
+    /// A real server on the lowest free id (a released one is reused); nil when the registry is full.
+    private func newDestination(_ rs: RealServerSpec, serviceID: UInt32, proto: IPProtocol) -> Destination? {
+        let id: Int
+        if let free = destinations.firstIndex(where: { $0 == nil }) {
+            id = free
+        } else {
+            guard destinations.count < registry.capacity else { return nil }
+            id = destinations.count
+            destinations.append(nil)
+        }
+        let d = Destination(id: UInt32(id), in: table.memory, address: rs.address, port: rs.port, weight: rs.weight,
                             serviceID: serviceID, proto: proto)
-        destinations.append(d)
+        destinations[id] = d
         return d
     }
 
-    /// Forgets a removed real server once nothing names it any more (IPVS empties its trash so).
+    /// Forgets a removed real server once nothing names it any more (IPVS empties its trash so), and
+    /// its service's record once that service is gone too.
     func releaseIfUnused(_ d: Destination) {
-        if d.isUnused && !d.inService { destinations[Int(d.id)] = nil }
+        guard d.isUnused && !d.inService, Int(d.id) < destinations.count, destinations[Int(d.id)] === d else { return }
+        destinations[Int(d.id)] = nil
+        d.record.pointee.inUse = 0
+        releaseServiceIfUnused(d.serviceID)
+    }
+
+    /// A service record is free once the service is not configured and no real server names it.
+    private func releaseServiceIfUnused(_ id: UInt32) {
+        guard let record = registry.service(id), record.pointee.inUse != 0, record.pointee.inService == 0,
+              !destinations.contains(where: { $0?.serviceID == id }) else { return }
+        record.pointee.inUse = 0
+    }
+
+    /// After `TableMemory` adopted a table: the registry's records become objects again (services by
+    /// key, real servers by id, all drained until matched), then the configuration is applied as a
+    /// reload would be, giving matched ones back their ids, counts and stats.
+    func adoptRegistry(_ configuration: Configuration) {
+        var adopted: [ServiceKey: UInt32] = [:]
+        for id in 0..<registry.capacity where registry.services[id].inUse != 0 && registry.services[id].inService != 0 {
+            let r = registry.services[id]
+            adopted[ServiceKey(proto: IPProtocol(rawValue: r.proto), address: IPv4Address(rawValue: r.address), port: r.port)] = UInt32(id)
+        }
+        var rebuilt: [Destination?] = []
+        for id in 0..<registry.capacity where registry.destinations[id].inUse != 0 {
+            while rebuilt.count < id { rebuilt.append(nil) }
+            let d = Destination(adopting: UInt32(id), in: table.memory, weight: 0)
+            d.inService = false
+            rebuilt.append(d)
+        }
+        destinations = rebuilt
+        apply(configuration, adopted: adopted)
+        let memory = table.memory
+        adoption = AdoptionReport(
+            generation: memory.generation, previousOwnerPID: memory.previousOwnerPID, clean: memory.wasCleanShutdown,
+            connections: table.connectionCount, templates: table.templateCount,
+            onRemovedRealServers: destinations.reduce(0) { sum, d in
+                guard let d, !d.inService else { return sum }
+                return sum + Int(d.activeConnections) + Int(d.inactiveConnections)
+            },
+            repairedSlot: table.repairedSlot, recountNanoseconds: table.recountNanoseconds,
+            previousActivity: memory.previousActivity)
+    }
+
+    /// The real server of an id read from the table (bounds-checked: an adopted slab is not trusted).
+    @inline(__always) func destination(_ id: UInt32) -> Destination? {
+        Int(id) < destinations.count ? destinations[Int(id)] : nil
     }
 
     public func service(_ key: ServiceKey) -> VirtualService? { serviceByKey[key] }

@@ -101,7 +101,7 @@ extension Engine {
                 && table[slot].controller == ConnectionTable.noSlot {
                 expireNow(slot)
             } else if table[slot].expires > now {
-                if expireNodestConnections && destinations[Int(table[slot].destinationID)]?.inService != true {
+                if expireNodestConnections && destination(table[slot].destinationID)?.inService != true {
                     expireNow(slot)
                     return .drop(.realServerRemoved)
                 }
@@ -136,8 +136,8 @@ extension Engine {
         if direction == .inbound {
             table[slot].packetsIn &+= 1
             table[slot].bytesIn &+= length
-            serviceStats[Int(c.serviceID)].countInbound(length: length)
-            destinations[Int(c.destinationID)]?.stats.countInbound(length: length)
+            registry.service(c.serviceID)?.pointee.stats.countInbound(length: length)
+            registry.destination(c.destinationID)?.pointee.stats.countInbound(length: length)
             rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
             // One branch with sync off (and no retain of the outbox either way).
             if syncOutbox != nil && syncDue(c, packets: c.packetsIn &+ 1) { pushSynced(slot) }
@@ -150,8 +150,8 @@ extension Engine {
             }
             table[slot].packetsOut &+= 1
             table[slot].bytesOut &+= length
-            serviceStats[Int(c.serviceID)].countOutbound(length: length)
-            destinations[Int(c.destinationID)]?.stats.countOutbound(length: length)
+            registry.service(c.serviceID)?.pointee.stats.countOutbound(length: length)
+            registry.destination(c.destinationID)?.pointee.stats.countOutbound(length: length)
             rewriteOutbound(ip, th, from: c.virtualAddress, port: c.virtualPort, meta: meta)
         }
         return .rewritten(direction)
@@ -161,10 +161,10 @@ extension Engine {
     /// `set_tcp_state`: only ESTABLISHED counts as active) and the handshake's passive health signal.
     private func setState<P: TransportProtocol>(_: P.Type, _ slot: UInt32, _ state: ConnectionState) {
         let previous = table[slot].state
-        let id = Int(table[slot].destinationID)
+        let id = table[slot].destinationID
         switch P.handshake(from: previous, to: state) {
-        case .completed?: destinations[id]?.handshakeFailures = 0
-        case .failed?: destinations[id]?.handshakeFailures &+= 1
+        case .completed?: destination(id)?.handshakeFailures = 0
+        case .failed?: destination(id)?.handshakeFailures &+= 1
         case nil: break
         }
         let timeout = timeout(for: state, halfOpen: P.isHalfOpen(state, answered: true))
@@ -182,14 +182,14 @@ extension Engine {
     /// IP_VS_CONN_F_INACTIVE): a state change here, or one a master sent (`applySynced`).
     func countActive(_ slot: UInt32, _ active: Bool) {
         guard table[slot].countedActive != active,
-              let destination = destinations[Int(table[slot].destinationID)] else { return }
+              let destination = destination(table[slot].destinationID) else { return }
         table[slot].countedActive = active
         if active {
-            destination.activeConnections += 1
-            destination.inactiveConnections -= 1
+            destination.activeConnections &+= 1
+            destination.inactiveConnections &-= 1
         } else {
-            destination.activeConnections -= 1
-            destination.inactiveConnections += 1
+            destination.activeConnections &-= 1
+            destination.inactiveConnections &+= 1
         }
     }
 
@@ -279,9 +279,9 @@ extension Engine {
         guard let slot = table.insert(connection) else {
             return .drop(table.isFull ? .tableFull : .tupleConflict)
         }
-        if connection.countedActive { chosen.activeConnections += 1 } else { chosen.inactiveConnections += 1 }
+        if connection.countedActive { chosen.activeConnections &+= 1 } else { chosen.inactiveConnections &+= 1 }
         counters.connectionsCreated &+= 1
-        serviceStats[Int(service.id)].countConnection(length: length)
+        registry.services[Int(service.id)].stats.countConnection(length: length)
         chosen.stats.countConnection(length: length)
         rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
         // A first packet counts toward the threshold too (the kernel's in_pkts is 1 after it): with a
@@ -313,7 +313,7 @@ extension Engine {
         let expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
         if let slot = table.template(for: templateKey) {
             let t = table[slot]
-            if (t.expires > now || t.controlled > 0), let d = destinations[Int(t.destinationID)],
+            if (t.expires > now || t.controlled > 0), let d = destination(t.destinationID),
                service.destinations.contains(where: { $0 === d }) {
                 table[slot].expires = expires
                 table.expiryShortened(slot)  // a lower -p (or one under the 60 s re-check) moves it earlier
@@ -332,7 +332,7 @@ extension Engine {
             controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
         guard let slot = table.insert(template) else { return .noRoom }
-        d.persistentConnections += 1
+        d.persistentConnections &+= 1
         counters.templatesCreated &+= 1
         return .chosen(d, template: slot)
     }
@@ -388,15 +388,15 @@ extension Engine {
     /// Gives back what a connection held on its real server (IPVS `ip_vs_unbind_dest`).
     private func release(_ entry: Connection, evicted: Bool = false) {
         counters.expired &+= 1
-        guard let d = destinations[Int(entry.destinationID)] else { return }
+        guard let d = destination(entry.destinationID) else { return }
         // A synced entry's handshake happened on the master: its expiry here says nothing of the server.
         if !evicted && !entry.isTemplate && !entry.isSynced && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }
         if entry.isTemplate {
-            d.persistentConnections -= 1
+            d.persistentConnections &-= 1
         } else if entry.countedActive {
-            d.activeConnections -= 1
+            d.activeConnections &-= 1
         } else {
-            d.inactiveConnections -= 1
+            d.inactiveConnections &-= 1
         }
         if d.weight == 0 { releaseIfUnused(d) }
     }

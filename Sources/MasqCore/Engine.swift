@@ -10,7 +10,9 @@
 /// `struct netns_ipvs`); `Engine+PacketPath.swift` the packet path, new connections, early drop and
 /// ICMP (ip_vs_core.c); `Engine+Control.swift` configuration, real servers, zeroing and rates
 /// (ip_vs_ctl.c); `RateEstimator.swift` the rate estimator (ip_vs_est.c); `ConnectionTable.swift`
-/// the connections (ip_vs_conn.c); `Protocols/` the per-protocol tables (ip_vs_proto_*.c);
+/// the connections (ip_vs_conn.c), in the memory `TableMemory.swift` maps (a state file the next masq
+/// adopts, or anonymous pages) with the service and real-server records of `TableRegistry.swift`;
+/// `Protocols/` the per-protocol tables (ip_vs_proto_*.c);
 /// `Sync/` connection sync's engine side (ip_vs_sync.c: what a master hands its sender, what a backup
 /// applies, the whole-table walk); and `Schedulers/` one file per scheduler (ip_vs_rr.c, ip_vs_wlc.c, …).
 public final class Engine {
@@ -25,9 +27,13 @@ public final class Engine {
     var realAddresses: Set<UInt32> = []
     /// Real servers by id; a removed one stays until its last connection ends, then its slot is nil.
     public internal(set) var destinations: [Destination?] = []
-    /// ipvsadm `--stats` of each service, by service id (a removed service's connections still count).
-    public internal(set) var serviceStats: [TrafficCounters] = []
-    var nextServiceID: UInt32 = 0
+    /// ipvsadm `--stats` of each service, by service id (a removed service's connections still count),
+    /// in the service's registry record.
+    public var serviceStats: ServiceStatistics { ServiceStatistics(registry: registry) }
+    /// The service and real-server records in the table's memory.
+    let registry: TableRegistry
+    /// What adopting the previous masq's table found; nil unless `table.memory` was adopted.
+    public internal(set) var adoption: AdoptionReport?
     /// The latest time seen, nanoseconds on the caller's clock.
     public internal(set) var now: Int64 = 0
     /// When `estimateRates` last ran, on the clock it was given.
@@ -66,11 +72,68 @@ public final class Engine {
     /// `prefetching`'s ring of the hashes it has fetched buckets for (allocated once).
     let prefetchHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 16)
 
-    public init(configuration: Configuration, capacity: Int = Engine.defaultCapacity) {
-        table = ConnectionTable(capacity: capacity)
+    /// An engine on `memory`: a fresh table, or the previous masq's when the memory was adopted. Then
+    /// the services and real servers of the registry's records are matched against `configuration` as
+    /// a reload matches them (`apply`): a service (by key) and its real servers (by address and port)
+    /// keep their ids, counts and stats and take the configured weights; a real server no longer
+    /// configured drains (IPVS's trash) and is released once unused; a service no longer configured
+    /// leaves `services`, its flows living out their timeouts. Scheduler state starts over (the rr
+    /// position, wrr's current weight): it is not in the table's memory.
+    public init(configuration: Configuration, memory: TableMemory) {
+        table = ConnectionTable(memory: memory)
+        registry = table.registry
         timeouts = configuration.timeouts
-        apply(configuration)
+        if table.memory.isAdopted {
+            adoptRegistry(configuration)
+        } else {
+            apply(configuration)
+        }
+    }
+
+    /// An engine over private anonymous memory (flows end with the process).
+    public convenience init(configuration: Configuration, capacity: Int = Engine.defaultCapacity) {
+        self.init(configuration: configuration, memory: TableMemory.anonymous(capacity: capacity))
     }
 
     deinit { prefetchHashes.deallocate() }
+
+    /// Records that a batch was handled at the engine's `now` (one store into the table's memory): the
+    /// next masq measures its restart gap from it.
+    public func noteActivity() { table.memory.noteActivity(now) }
+
+    /// The last mutation is done: marks the table's memory clean, so the next masq adopts it without a
+    /// repair or recount pass (msync for a file not on tmpfs). The daemon calls it under the engine's
+    /// owner, after the packet threads stopped, at any orderly exit.
+    public func markCleanShutdown() { table.memory.markClean() }
+}
+
+/// What `Engine(configuration:memory:)` found in an adopted table (the daemon logs it).
+public struct AdoptionReport: Sendable {
+    public var generation: UInt64
+    public var previousOwnerPID: Int32?
+    /// The previous masq marked the table clean at exit.
+    public var clean: Bool
+    public var connections: Int
+    public var templates: Int
+    /// Connections whose real server is no longer configured: they drain, as after a reload.
+    public var onRemovedRealServers: Int
+    /// The one operation a `kill -9` interrupted, rolled back or forward.
+    public var repairedSlot: UInt32?
+    /// Unclean exit only: the sequential recount pass.
+    public var recountNanoseconds: Int64?
+    /// CLOCK_MONOTONIC ns of the last batch the previous masq handled.
+    public var previousActivity: Int64?
+
+    public init(generation: UInt64, previousOwnerPID: Int32?, clean: Bool, connections: Int, templates: Int,
+                onRemovedRealServers: Int, repairedSlot: UInt32?, recountNanoseconds: Int64?, previousActivity: Int64?) {
+        self.generation = generation
+        self.previousOwnerPID = previousOwnerPID
+        self.clean = clean
+        self.connections = connections
+        self.templates = templates
+        self.onRemovedRealServers = onRemovedRealServers
+        self.repairedSlot = repairedSlot
+        self.recountNanoseconds = recountNanoseconds
+        self.previousActivity = previousActivity
+    }
 }

@@ -16,6 +16,9 @@ public struct EngineCounters: Equatable, Sendable {
     /// Entries a master's sync updates created here (not in `connectionsCreated`/`templatesCreated`).
     public var syncedCreated: UInt64 = 0
     public var expired: UInt64 = 0
+    /// Services and real servers left out of the configuration for want of a registry record (see
+    /// `Engine.apply`).
+    public var registryFull: UInt64 = 0
     public init() {}
 
     public subscript(reason: DropReason) -> UInt64 { dropped[reason.rawValue] }

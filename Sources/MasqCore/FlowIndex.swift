@@ -5,7 +5,7 @@ import CMasqShims
 /// and the key itself is confirmed against the connection the value names, which the packet path loads
 /// next anyway. Linear probing, backward-shift deletion (no tombstones), a per-table random seed so
 /// clients cannot aim collisions at a known hash, and a fixed size (load ≤ 0.5 at the table's capacity)
-/// reserved in zeroed pages: no rehash ever runs on the packet path.
+/// reserved in zeroed pages of the table's memory (`TableMemory`): no rehash ever runs on the packet path.
 struct FlowIndex {
     fileprivate struct Entry {
         var hash: UInt32
@@ -17,23 +17,28 @@ struct FlowIndex {
     private let size: Int
     private let mask: Int
     private let seed: UInt64
-    private(set) var count = 0
+    /// In the table's live block, so a restarted masq finds it with the entries.
+    private let countPointer: UnsafeMutablePointer<Int>
+    var count: Int { countPointer.pointee }
     /// The largest value an entry can hold.
     static let maximumValue = UInt32.max - 1
+    static let entryStride = MemoryLayout<Entry>.stride
 
-    /// An index for up to `maximumCount` entries.
-    init(maximumCount: Int) {
+    /// Entries reserved for up to `maximumCount` values (a power of two, load ≤ 0.5).
+    static func entryCount(forMaximumCount maximumCount: Int) -> Int {
         var size = 1024
         while size < maximumCount * 2 { size <<= 1 }
-        self.size = size
-        entries = PageMemory.reserve(byteCount: size * MemoryLayout<Entry>.stride)
-            .bindMemory(to: Entry.self, capacity: size)
-        mask = size - 1
-        seed = UInt64.random(in: 1...UInt64.max)
+        return size
     }
 
-    /// Frees the storage; the owner calls it once (the index is a value type over manual memory).
-    func deallocate() { PageMemory.release(entries, byteCount: size * MemoryLayout<Entry>.stride) }
+    /// An index over `entryCount` zeroed (or adopted) entries at `memory`, its count at `count`.
+    init(memory: UnsafeMutableRawPointer, entryCount: Int, seed: UInt64, count: UnsafeMutablePointer<Int>) {
+        size = entryCount
+        entries = memory.bindMemory(to: Entry.self, capacity: entryCount)
+        mask = entryCount - 1
+        self.seed = seed
+        countPointer = count
+    }
 
     /// Bytes reserved (resident once touched).
     var byteCount: Int { size * MemoryLayout<Entry>.stride }
@@ -48,15 +53,20 @@ struct FlowIndex {
     }
 
     /// The value of the entry with this hash whose key `matches` confirms.
+    /// At most `size` probes: an adopted index full of entries ends the search instead of spinning.
     @inline(__always) func find(_ hash: UInt32, _ matches: (UInt32) -> Bool) -> UInt32? {
         var i = Int(hash) & mask
-        while true {
+        for _ in 0..<size {
             let e = entries[i]
             if e.tagged == 0 { return nil }
             if e.hash == hash && matches(e.tagged &- 1) { return e.tagged &- 1 }
             i = (i &+ 1) & mask
         }
+        return nil
     }
+
+    /// Whether an entry holds exactly `value` (the recount pass's check of a template's entry).
+    func contains(_ hash: UInt32, _ value: UInt32) -> Bool { find(hash) { $0 == value } != nil }
 
     /// Starts loading the bucket of `hash` into cache (see `Engine.prefetching`).
     @inline(__always) func prefetch(_ hash: UInt32) {
@@ -75,27 +85,37 @@ struct FlowIndex {
         return nil
     }
 
-    /// Adds an entry; the caller has checked its key is absent and stays within `maximumCount`.
-    mutating func insert(_ hash: UInt32, _ value: UInt32) {
-        precondition(count * 2 < size && value <= Self.maximumValue, "FlowIndex over its size")
+    /// Adds an entry; the caller has checked its key is absent. False (nothing added) when the index
+    /// is at its load limit or has no empty entry left, which only an inconsistent adopted file causes.
+    func insert(_ hash: UInt32, _ value: UInt32) -> Bool {
+        guard count * 2 < size && value <= Self.maximumValue else { return false }
         var i = Int(hash) & mask
-        while entries[i].tagged != 0 { i = (i &+ 1) & mask }
-        entries[i] = Entry(hash: hash, tagged: value &+ 1)
-        count += 1
+        for _ in 0..<size {
+            if entries[i].tagged == 0 {
+                entries[i] = Entry(hash: hash, tagged: value &+ 1)
+                countPointer.pointee += 1
+                return true
+            }
+            i = (i &+ 1) & mask
+        }
+        return false
     }
 
     /// Removes the entry holding exactly `value` (a slot and direction name one entry).
-    mutating func remove(_ hash: UInt32, _ value: UInt32) {
+    /// A no-op when absent (the scrub of an interrupted operation relies on it).
+    func remove(_ hash: UInt32, _ value: UInt32) {
         var i = Int(hash) & mask
+        var probes = 0
         while true {
-            if entries[i].tagged == 0 { return }
+            if entries[i].tagged == 0 || probes == size { return }
             if entries[i].tagged == value &+ 1 { break }
             i = (i &+ 1) & mask
+            probes += 1
         }
         // Backward-shift: pull later entries of the probe run into the hole when their home allows it.
         var hole = i
         var j = i
-        while true {
+        for _ in 0..<size {
             j = (j &+ 1) & mask
             let e = entries[j]
             if e.tagged == 0 { break }
@@ -107,6 +127,6 @@ struct FlowIndex {
             }
         }
         entries[hole] = Entry(hash: 0, tagged: 0)
-        count -= 1
+        if countPointer.pointee > 0 { countPointer.pointee -= 1 }
     }
 }

@@ -54,7 +54,7 @@ public struct FlowRecord: Equatable, Sendable, Codable {
     public init(_ c: Connection, now: Int64) {
         self.init(proto: c.proto, client: c.client, clientPort: c.clientPort, virtualAddress: c.virtualAddress,
                   virtualPort: c.virtualPort, server: c.server, serverPort: c.serverPort, state: c.state,
-                  expiresIn: max(0, (c.expires - now) / ConnectionTable.nanosPerTick), isTemplate: c.isTemplate,
+                  expiresIn: max(0, (c.expires &- now) / ConnectionTable.nanosPerTick), isTemplate: c.isTemplate,
                   packetsIn: UInt64(c.packetsIn), packetsOut: UInt64(c.packetsOut), bytesIn: c.bytesIn,
                   bytesOut: c.bytesOut, isSynced: c.isSynced)
     }

@@ -1,3 +1,4 @@
 /// masq's version, one constant for every binary: `masq --version` prints it, `masqadm -v` adds it
-/// after ipvsadm's own line. 0.10 was the release of issue 10; 0.11 is issue 12's redesign.
-public let masqVersion = "0.12.0"
+/// after ipvsadm's own line. 0.10 was the release of issue 10; 0.11 is issue 12's redesign; 0.13
+/// keeps the connection table across restarts (issue 14).
+public let masqVersion = "0.13.0"

@@ -192,15 +192,17 @@ public final class ControlPlane: Sendable {
         shared.withLock { $0.engine.estimateRates(at: monotonicNanoseconds()) }
     }
 
-    /// What the last `watchPressure` saw: pressure on, times entered, evictions.
-    private let pressureSeen = Mutex<(on: Bool, entered: UInt64, evicted: UInt64)>((false, 0, 0))
+    /// What the last `watchPressure` saw: pressure on, times entered, evictions, registry refusals.
+    private let pressureSeen = Mutex<(on: Bool, entered: UInt64, evicted: UInt64, registryFull: UInt64)>((false, 0, 0, 0))
 
-    /// Every 2 s (off the packet thread): logs each change of the table's pressure mode once, and the
-    /// early drops since the last look, so a flood shows in the log without a line per packet.
+    /// Every 2 s (off the packet thread): logs each change of the table's pressure mode once, the
+    /// early drops since the last look, so a flood shows in the log without a line per packet, and
+    /// configuration left out for want of registry records.
     func watchPressure() {
-        let (on, entered, evicted, fill) = shared.withLock { state in
+        let (on, entered, evicted, fill, registryFull) = shared.withLock { state in
             let engine = state.engine
-            return (engine.pressure, engine.counters.pressureEntered, engine.counters.evicted.reduce(0, +), engine.table.fill)
+            return (engine.pressure, engine.counters.pressureEntered, engine.counters.evicted.reduce(0, +), engine.table.fill,
+                    engine.counters.registryFull)
         }
         let percent = "\(Int(fill * 100)) %"
         pressureSeen.withLock { seen in
@@ -216,7 +218,13 @@ public final class ControlPlane: Sendable {
                 logger.warning("connection table full: half-open entries evicted for new flows (early drop)",
                                metadata: ["evicted": "\(evicted - seen.evicted)", "fill": "\(percent)"])
             }
-            seen = (on, entered, evicted)
+            // The state file's registry holds a fixed number of services and real servers (live and
+            // draining); one that found it full is left out of the configuration until records free up.
+            if registryFull > seen.registryFull {
+                logger.warning("services or real servers left out: the table's registry (\(TableMemory.registryCapacity) records each, live and draining) is full; they are never scheduled until records free up",
+                               metadata: ["left_out": "\(registryFull - seen.registryFull)"])
+            }
+            seen = (on, entered, evicted, registryFull)
         }
     }
 

@@ -20,6 +20,10 @@ public struct DaemonOptions: Sendable {
     public var iptablesBinary = "iptables"
     public var chain = "MASQ"
     public var maxFlows = Engine.defaultCapacity
+    /// Where the connection table lives between runs (`--state-file`, `--no-state-file`).
+    public var stateFile = StateFileChoice.automatic
+    /// `--fresh-state`: the state file's table is replaced by an empty one.
+    public var freshState = false
     public var queueOptions = NFQueueOptions()
     public var logPackets = false
     public var pidFile: String?
@@ -43,7 +47,8 @@ public struct DaemonOptions: Sendable {
     /// `lvs_sync_daemon`.
     public var syncParametersGiven = false
     /// NFQUEUE rules without `--queue-bypass` (`IptablesPlan.failClosed`): set for a director with a
-    /// sync daemon or a notify FIFO, and from the first daemon masqadm starts.
+    /// state file (the default) or a sync daemon or a notify FIFO, and from the first daemon masqadm
+    /// starts.
     public var failClosedIptables = false
 
     public init(rulesPath: String) { self.rulesPath = rulesPath }
@@ -101,8 +106,9 @@ final class PacketThreadContext: Sendable {
 }
 
 /// The packet path as a service: a dedicated thread per queue (receives block; they must not sit on
-/// the concurrency pool's few threads). Graceful shutdown removes the iptables rules first, so no new
-/// packets are queued, then lets the loop drain what is queued and stop.
+/// the concurrency pool's few threads). Graceful shutdown (SIGTERM) removes the iptables rules first,
+/// so no new packets are queued, then lets the loop drain what is queued and stop; for a restart
+/// (SIGUSR2) the rules stay and the loop stops after the batch in hand.
 struct PacketService: Service {
     let context: PacketThreadContext
     let onShutdown: @Sendable () -> Void
@@ -149,8 +155,9 @@ struct PacketService: Service {
                 }
             }
         } onGracefulShutdown: {
-            onShutdown()
-            context.control.requestStop()
+            let restart = context.control.restartRequested
+            if !restart { onShutdown() }
+            context.control.requestStop(draining: !restart)
         }
     }
 }
@@ -192,6 +199,30 @@ struct SignalService: Service {
     }
 }
 
+/// SIGUSR2, the unit's `RestartKillSignal`: exit for a restart or an upgrade. The iptables rules stay
+/// (fail closed: while no masq reads the queue the kernel drops the VIP's packets, and TCP retransmits
+/// them) and the table stays in the state file, marked clean, for the next masq to adopt. Returning
+/// shuts the group down gracefully, as SIGTERM does, with the restart asked for first. Without a
+/// state file there is nothing to keep: SIGUSR2 is then a stop for good.
+struct RestartSignalService: Service {
+    let control: LoopControl
+    let stateFile: String?
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sigusr2)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            if let stateFile {
+                control.requestRestart()
+                logger.notice("SIGUSR2: stopping for a restart", metadata: ["state_file": "\(stateFile)"])
+            } else {
+                logger.notice("SIGUSR2 without a state file (--no-state-file): nothing to keep, so this is a stop for good, as SIGTERM")
+            }
+            return
+        }
+    }
+}
+
 /// Every 2 s, the rates behind `masqadm --rate`, and the iptables rules of draining real servers.
 struct RateService: Service {
     let core: ControlPlane
@@ -201,10 +232,8 @@ struct RateService: Service {
             core.sampleRates()
             core.periodicRefresh()
             core.watchPressure()
-            // In short steps, so a shutdown never waits for a sample.
-            for _ in 0..<20 where !Task.isCancelled && !Task.isShuttingDownGracefully {
-                try? await Task.sleep(for: .milliseconds(100))
-            }
+            // The sleep ends at a shutdown's start, so an exit (a restart's gap) never waits for it.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(2)) }
         }
     }
 }
@@ -263,9 +292,28 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     if !options.syncDaemons.isEmpty && options.vrrpNotifyFIFO != nil {
         throw DaemonError("--vrrp-notify-fifo starts and stops the sync daemons itself: give no --sync-daemon (or rules file --start-daemon) with it")
     }
-    options.failClosedIptables = options.failClosedIptables || !options.syncDaemons.isEmpty || options.vrrpNotifyFIFO != nil
-    let engine = Engine(configuration: configuration, capacity: options.maxFlows)
+    let pairDirector = options.failClosedIptables || !options.syncDaemons.isEmpty || options.vrrpNotifyFIFO != nil
+    let statePath = try stateFilePath(options.stateFile, queue: options.queue)
+    if let statePath { try prepareStateFileDirectory(for: statePath) }
+    options.failClosedIptables = pairDirector || statePath != nil
+    let memory: TableMemory
+    if let statePath {
+        do {
+            memory = try TableMemory.shared(path: statePath, capacity: options.maxFlows, fresh: options.freshState)
+        } catch {
+            throw DaemonError("connection table: \(error.description)")
+        }
+    } else {
+        memory = TableMemory.anonymous(capacity: options.maxFlows)
+    }
+    let engine = Engine(configuration: configuration, memory: memory)
     engine.expireNodestConnections = options.expireNodestConnections
+    let tableFile = logTable(engine, logger: logger)
+    let shared = SharedEngine(engine)
+    shared.withLock { $0.tableFile = tableFile }
+    // Every exit from here on that is not a crash leaves the table consistent for the next masq: after
+    // the packet threads and the sync daemons stopped (the defers below run before this one).
+    defer { finishTable(shared, logger: logger) }
     var boxes: [QueueBox] = []
     for number in options.queue.numbers {
         do {
@@ -283,16 +331,21 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         let plan = IptablesPlan(configuration, queue: options.queue, chain: options.chain,
                                 failClosed: options.failClosedIptables)
         let runner = IptablesRunner(binary: options.iptablesBinary)
-        if options.failClosedIptables {
+        if pairDirector {
             logger.notice("iptables rules fail closed (NFQUEUE without --queue-bypass): this director is one of a sync pair, and while its masq is down the kernel must drop the queued packets, not let its own stack reset the flows the other director holds")
+        } else if let statePath {
+            logger.notice("iptables rules fail closed (NFQUEUE without --queue-bypass): the connection table outlives this masq in its state file, and while no masq runs (a restart, a crash) the kernel must drop the queued packets, which TCP retransmits to the next masq, not let its own stack reset the flows", metadata: ["state_file": "\(statePath)"])
         }
+        let installation: IptablesInstallation
         do {
-            if let note = try runner.install(plan) { logger.warning("\(note)") }
+            installation = try runner.install(plan)
         } catch {
             throw DaemonError("installing iptables rules failed: \(error)")
         }
-        logger.info("iptables rules installed", metadata: [
-            "binary": "\(runner.binary)", "chains": "\(plan.chainNames)", "rules": "\(plan.ruleCount)"])
+        if let note = installation.note { logger.warning("\(note)") }
+        logger.info(installation.hooksFound > 0 ? "iptables rules found installed (a restart): replaced in place" : "iptables rules installed", metadata: [
+            "binary": "\(runner.binary)", "chains": "\(plan.chainNames)", "rules": "\(plan.ruleCount)",
+            "hooks_found": "\(installation.hooksFound)"])
         iptables = InstalledIptables(runner: runner, plan: plan)
     }
     let installed = iptables
@@ -304,7 +357,6 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         logger.info("iptables rules removed", metadata: ["chains": "\(plan.chainNames)"])
     }
 
-    let shared = SharedEngine(engine)
     let core = ControlPlane(options: options, shared: shared, configuration: configuration, iptables: installed,
                           logger: logger)
     let control = LoopControl()
@@ -368,6 +420,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
               failureTerminationBehavior: .gracefullyShutdownGroup),
         .init(service: SignalService(core: core, control: control, health: health, logger: logger)),
         .init(service: RateService(core: core)),
+        .init(service: RestartSignalService(control: control, stateFile: statePath, logger: logger),
+              successTerminationBehavior: .gracefullyShutdownGroup),
     ]
     if let health { services.append(.init(service: HealthService(controller: health))) }
     if let controlListener {
@@ -399,5 +453,58 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         removeRules()
         throw error
     }
-    removeRules()
+    if control.restartRequested, let statePath {
+        logger.notice("exiting for a restart: rules stay, table kept in \(statePath)")
+    } else {
+        removeRules()
+    }
+}
+
+/// Says where the engine's table came from (adopted, created, replaced and why, private memory), and
+/// returns the figures the metrics and the first batch's gap start from.
+func logTable(_ engine: Engine, logger: Logger) -> TableFileFigures {
+    let memory = engine.table.memory
+    var figures = TableFileFigures(path: memory.path)
+    figures.generation = memory.generation
+    guard let path = memory.path else {
+        logger.info("connection table in private memory (--no-state-file): a restart loses it",
+                    metadata: ["capacity": "\(memory.capacity)"])
+        return figures
+    }
+    if let adoption = engine.adoption {
+        figures.adoptedConnections = adoption.connections + adoption.templates
+        figures.awaitingFirstPacketSince = adoption.previousActivity
+        var metadata: Logger.Metadata = [
+            "state_file": "\(path)", "generation": "\(adoption.generation)", "connections": "\(adoption.connections)",
+            "templates": "\(adoption.templates)", "clean": "\(adoption.clean)", "capacity": "\(memory.capacity)",
+            "on_removed_real_servers": "\(adoption.onRemovedRealServers)"]
+        if let pid = adoption.previousOwnerPID { metadata["previous_pid"] = "\(pid)" }
+        if let slot = adoption.repairedSlot { metadata["repaired_slot"] = "\(slot)" }
+        if let ns = adoption.recountNanoseconds { metadata["recount_ms"] = "\(Double(ns / 1000) / 1000)" }
+        logger.notice("connection table adopted", metadata: metadata)
+        if let note = memory.capacityNote { logger.notice("\(note)", metadata: ["state_file": "\(path)"]) }
+        return figures
+    }
+    let metadata: Logger.Metadata = ["state_file": "\(path)", "capacity": "\(memory.capacity)", "file_size": "\(memory.fileSize)"]
+    switch memory.replacedReason {
+    case nil:
+        logger.info("connection table created", metadata: metadata)
+    case "--fresh-state":
+        logger.notice("connection table created: --fresh-state replaced the state file's table", metadata: metadata)
+    case let reason?:
+        logger.warning("connection table created: the state file's table could not be adopted (\(reason))", metadata: metadata)
+    }
+    return figures
+}
+
+/// The last step of every orderly exit (SIGTERM, SIGUSR2, an error), once nothing else touches the
+/// engine (the packet threads and the sync daemons have stopped): the table is marked clean, so the
+/// next masq adopts it without a repair or recount pass.
+func finishTable(_ shared: SharedEngine, logger: Logger) {
+    let path = shared.withLock { state in
+        state.engine.markCleanShutdown()
+        return state.tableFile.path
+    }
+    guard let path else { return }
+    logger.info("connection table marked clean for the next masq", metadata: ["state_file": "\(path)"])
 }

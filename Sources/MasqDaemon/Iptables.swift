@@ -198,6 +198,14 @@ public struct IptablesPlan: Equatable, Sendable {
             + chains.reversed().map { c in ["-t", c.table, "-I", c.hook, "1", "-j", c.name] }
     }
 
+    /// Each hook's jump to its chain, reply hooks first (the order `installCommands` inserts them in):
+    /// `check` (`-C`) says whether it is there, `insert` puts it first in the hook.
+    public var hookJumps: [(check: [String], insert: [String])] {
+        chains.reversed().map { c in
+            (["-t", c.table, "-C", c.hook, "-j", c.name], ["-t", c.table, "-I", c.hook, "1", "-j", c.name])
+        }
+    }
+
     /// Removes what `installCommands` added (each step may fail harmlessly if already gone).
     public var removeCommands: [[String]] {
         chains.flatMap { c in
@@ -254,17 +262,28 @@ public struct IptablesError: Error, CustomStringConvertible {
     public var description: String {
         let shown = command.map(shellQuoted).joined(separator: " ")
         let text = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        // The target check first: iptables-restore says "Couldn't load target `NFQUEUE':No such file or directory".
+        if status != 127 && (text.contains("NFQUEUE") || text.contains("No chain/target/match")
+                             || text.contains("CT") && text.contains("target")) {
+            return "the kernel or \(command[0]) lacks the NFQUEUE or CT target (modules nfnetlink_queue, xt_NFQUEUE, xt_CT): \(shown): \(text)"
+        }
         if status == 127 || text.contains("No such file") {
             return "\(command[0]) is not installed (apt-get install iptables): \(shown)"
         }
         if text.contains("Permission denied") || text.contains("you must be root") {
             return "iptables needs root or CAP_NET_ADMIN: \(shown)"
         }
-        if text.contains("NFQUEUE") || text.contains("No chain/target/match") || text.contains("CT") && text.contains("target") {
-            return "the kernel or \(command[0]) lacks the NFQUEUE or CT target (modules nfnetlink_queue, xt_NFQUEUE, xt_CT): \(shown): \(text)"
-        }
         return "\(shown) failed (exit \(status)): \(text)"
     }
+}
+
+/// What `IptablesRunner.install` did.
+public struct IptablesInstallation: Equatable, Sendable {
+    /// Set when the plan went to `iptables-legacy` instead of the binary asked for, and why.
+    public var note: String?
+    /// How many of the four hooks already jumped to masq's chains: 4 after a restart (SIGUSR2) or a
+    /// crash, whose rules were then replaced in place; 0 on a clean start.
+    public var hooksFound: Int
 }
 
 /// Runs iptables for a plan, remembering which binary worked so removal uses the same one. The
@@ -302,19 +321,78 @@ public final class IptablesRunner: Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// Installs the plan. With `fallbackToLegacy`, a rule the nft backend refuses makes the whole plan
-    /// go through `iptables-legacy` instead (and the caller is told, to say so in the log).
-    public func install(_ plan: IptablesPlan, fallbackToLegacy: Bool = true) throws -> String? {
-        try current.withLock { binary in
-            do {
-                try Self.apply(plan.installCommands, binary: binary, rollback: plan.removeCommands)
-                return nil
-            } catch let error as IptablesError where fallbackToLegacy && binary == "iptables"
-                && error.status != 127 && !error.output.contains("Permission denied") {
-                try Self.apply(plan.installCommands, binary: "iptables-legacy", rollback: plan.removeCommands)
-                binary = "iptables-legacy"
-                return "the nft backend of iptables refused a rule (\(error)); installed with iptables-legacy instead"
+    /// Installs the plan without ever opening a window in which a VIP's packets are not queued: the
+    /// chains are filled (created, or emptied and refilled if a previous masq left them: a restart
+    /// after SIGUSR2 or a crash) in one `iptables-restore --noflush` transaction per table, then each
+    /// hook's jump is inserted only if `-C` does not find it. Nothing is removed first, so the packets
+    /// of the flows an adopted table holds stay queued (or, fail closed, dropped while no masq reads
+    /// the queue) from the previous masq to this one.
+    ///
+    /// With `fallbackToLegacy` and `iptables`: if `iptables-legacy` holds masq's jumps (a previous
+    /// masq fell back to it), the plan goes there; if the nft backend refuses a rule, its chains are
+    /// removed and the plan goes to `iptables-legacy` (both backends' hooks run: masq's rules in both
+    /// would queue each packet twice).
+    /// A failed install of a fresh plan leaves nothing behind; one over a previous masq's rules leaves
+    /// them (its jumps, its chains partly refilled): removing them would open the window.
+    public func install(_ plan: IptablesPlan, fallbackToLegacy: Bool = true) throws(IptablesError) -> IptablesInstallation {
+        try current.withLock { binary throws(IptablesError) -> IptablesInstallation in
+            let legacy = "iptables-legacy"
+            let present = Self.presentJumps(plan, binary: binary)
+            let falls = fallbackToLegacy && binary == "iptables"
+            if falls && !present.contains(true) && Self.legacyHolds(plan) {
+                let legacyPresent = Self.presentJumps(plan, binary: legacy)
+                if legacyPresent.contains(true) {
+                    try Self.installInPlace(plan, binary: legacy, present: legacyPresent)
+                    binary = legacy
+                    return IptablesInstallation(
+                        note: "masq's iptables rules were found in iptables-legacy (a previous masq fell back to it): replaced there",
+                        hooksFound: legacyPresent.filter { $0 }.count)
+                }
             }
+            do throws(IptablesError) {
+                try Self.installInPlace(plan, binary: binary, present: present)
+                return IptablesInstallation(note: nil, hooksFound: present.filter { $0 }.count)
+            } catch where falls && !present.contains(true) && error.status != 127 && !error.output.contains("Permission denied") {
+                for command in plan.removeCommands { Self.run(binary, command) }
+                let legacyPresent = Self.presentJumps(plan, binary: legacy)
+                try Self.installInPlace(plan, binary: legacy, present: legacyPresent)
+                binary = legacy
+                return IptablesInstallation(
+                    note: "the nft backend of iptables refused a rule (\(error)); installed with iptables-legacy instead",
+                    hooksFound: legacyPresent.filter { $0 }.count)
+            }
+        }
+    }
+
+    /// Whether the legacy (x_tables) back end has one of the plan's tables in this network namespace
+    /// (`/proc/net/ip_tables_names`, net/netfilter/x_tables.c). Asked first because
+    /// `iptables-legacy -C` itself would register the table it looks in: an empty table whose hooks
+    /// every packet then crosses, and which makes every later `iptables` (nft) warn about it.
+    static func legacyHolds(_ plan: IptablesPlan) -> Bool {
+        guard let names = try? String(contentsOfFile: "/proc/net/ip_tables_names", encoding: .utf8) else { return false }
+        let loaded = Set(names.split(separator: "\n").map(String.init))
+        return plan.chains.contains { loaded.contains($0.table) }
+    }
+
+    /// Which of the plan's hook jumps (`hookJumps`, in order) `binary` already has.
+    private static func presentJumps(_ plan: IptablesPlan, binary: String) -> [Bool] {
+        plan.hookJumps.map { run(binary, $0.check).status == 0 }
+    }
+
+    /// `install`'s steps with one binary: the chains in one transaction per table, then the missing
+    /// jumps. On failure with no jump there before, everything is removed again.
+    private static func installInPlace(_ plan: IptablesPlan, binary: String, present: [Bool]) throws(IptablesError) {
+        do throws(IptablesError) {
+            let restore = binary + "-restore"
+            let (status, output) = run(restore, ["--noflush"], input: plan.restoreInput)
+            if status != 0 { throw IptablesError(command: [restore, "--noflush"], output: output, status: status) }
+            for (jump, there) in zip(plan.hookJumps, present) where !there {
+                let (status, output) = run(binary, jump.insert)
+                if status != 0 { throw IptablesError(command: [binary] + jump.insert, output: output, status: status) }
+            }
+        } catch {
+            if !present.contains(true) { for command in plan.removeCommands { run(binary, command) } }
+            throw error
         }
     }
 
@@ -338,15 +416,62 @@ public final class IptablesRunner: Sendable {
         }
     }
 
-    private static func apply(_ commands: [[String]], binary: String, rollback: [[String]]) throws {
-        // A chain left by a daemon that died without cleaning up: start from nothing.
-        for command in rollback { Self.run(binary, command) }
-        for command in commands {
-            let (status, output) = Self.run(binary, command)
-            if status != 0 {
-                for undo in rollback { Self.run(binary, undo) }
-                throw IptablesError(command: [binary] + command, output: output, status: status)
+    /// `masq iptables --remove` (masq-unqueue.service): the plan's chains removed with `binary` and,
+    /// for `iptables`, from `iptables-legacy` too when it has masq's tables, where a `masq run` may
+    /// have fallen back; nothing may be left to drop a dead masq's packets.
+    public static func removeEverywhere(_ plan: IptablesPlan, binary: String) {
+        IptablesRunner(binary: binary).remove(plan)
+        if binary == "iptables" && legacyHolds(plan) { IptablesRunner(binary: "iptables-legacy").remove(plan) }
+    }
+}
+
+/// Which NFQUEUE queues have a process bound, and which queues masq's installed rules send to: what
+/// `masq iptables --remove --unless-queue-bound` (masq-unqueue.service) checks before it removes the
+/// rules, so that a failure handler run between two automatic restarts (systemd versions differ on
+/// whether OnFailure= fires then) cannot take the rules from under the masq being started again.
+public enum QueueBindings {
+    /// Queue numbers bound in this network namespace (/proc/net/netfilter/nfnetlink_queue: one line
+    /// per bound queue, its number first), or nil when the file cannot be read.
+    public static func bound(procFile: String = "/proc/net/netfilter/nfnetlink_queue") -> Set<UInt16>? {
+        guard let text = try? String(contentsOfFile: procFile, encoding: .utf8) else { return nil }
+        return parseBound(text)
+    }
+
+    static func parseBound(_ text: String) -> Set<UInt16> {
+        Set(text.split(separator: "\n").compactMap { line in
+            line.split(separator: " ", omittingEmptySubsequences: true).first.flatMap { UInt16($0) }
+        })
+    }
+
+    /// The queue numbers `iptables -S` lines target (`--queue-num N`, `--queue-balance A:B`).
+    static func referenced(byRules text: String) -> Set<UInt16> {
+        var queues = Set<UInt16>()
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            for (i, word) in words.enumerated() where i + 1 < words.count {
+                if word == "--queue-num", let q = UInt16(words[i + 1]) { queues.insert(q) }
+                if word == "--queue-balance" {
+                    let bounds = words[i + 1].split(separator: ":").compactMap { UInt16($0) }
+                    if bounds.count == 2, bounds[0] <= bounds[1] { queues.formUnion(bounds[0]...bounds[1]) }
+                }
             }
         }
+        return queues
+    }
+
+    /// The queues the installed chains of `plan` (only their names matter) send to, as `binary` lists
+    /// them, and for `iptables` as `iptables-legacy` does too when it holds masq's tables (asked only
+    /// then: listing would register empty legacy tables, see `IptablesRunner.legacyHolds`).
+    public static func referenced(by plan: IptablesPlan, binary: String) -> Set<UInt16> {
+        var binaries = [binary]
+        if binary == "iptables" && IptablesRunner.legacyHolds(plan) { binaries.append("iptables-legacy") }
+        var queues = Set<UInt16>()
+        for b in binaries {
+            for c in plan.chains {
+                let (status, output) = IptablesRunner.run(b, ["-t", c.table, "-S", c.name])
+                if status == 0 { queues.formUnion(referenced(byRules: output)) }
+            }
+        }
+        return queues
     }
 }

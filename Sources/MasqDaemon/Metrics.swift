@@ -161,6 +161,7 @@ struct MetricsSnapshot: Sendable {
     var tableCapacity: Int
     var services: [Service]
     var queues: [(UInt16, LoopCounters)]
+    var tableFile: TableFileFigures
 
     init(_ state: borrowing EngineState) {
         let engine = state.engine
@@ -182,6 +183,7 @@ struct MetricsSnapshot: Sendable {
                     })
         }
         queues = state.queueCounters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        tableFile = state.tableFile
     }
 
     func publish(into totals: inout PublishedTotals, unreachableSendFailures: UInt64) {
@@ -211,6 +213,14 @@ struct MetricsSnapshot: Sendable {
         totals.count("masq_engine_lock_waits_total", [], lockWaits)
         gauge("masq_connection_table_entries", [], Double(tableEntries))
         gauge("masq_connection_table_capacity", [], Double(tableCapacity))
+        // The state file (none with --no-state-file): its generation (1: created by this masq), what
+        // this masq adopted, and the last adoption's gap (the previous masq's last batch to this
+        // one's first), once measured.
+        if tableFile.path != nil {
+            gauge("masq_state_file_generation", [], Double(tableFile.generation))
+            gauge("masq_state_file_adopted_connections", [], Double(tableFile.adoptedConnections))
+            if let gap = tableFile.restartGapNanoseconds { gauge("masq_restart_gap_seconds", [], Double(gap) / 1e9) }
+        }
         /// A service's or real server's counters (`--stats`): PREFIX_connections_total, and
         /// PREFIX_packets_total and PREFIX_bytes_total by direction.
         func countTraffic(_ prefix: String, _ labels: [(String, String)], _ t: TrafficCounters) {

@@ -37,9 +37,24 @@ public final class LoopControl: Sendable {
         }
     }
 
-    public func requestStop() { stop.store(true, ordering: .releasing) }
-    public var stopRequested: Bool { stop.load(ordering: .acquiring) }
+    private let drain = Atomic<Bool>(true)
+    private let restart = Atomic<Bool>(false)
 
+    /// Asks the packet threads to stop: with `draining`, after handing back what is still queued (at
+    /// most 500 ms; SIGTERM, whose rules are already gone so nothing new arrives); without, after the
+    /// batch in hand (a restart: the rules stay, so the queue never runs dry, and the next masq
+    /// takes over what is queued then).
+    public func requestStop(draining: Bool = true) {
+        if !draining { drain.store(false, ordering: .relaxed) }
+        stop.store(true, ordering: .releasing)
+    }
+    public var stopRequested: Bool { stop.load(ordering: .acquiring) }
+    var drainsOnStop: Bool { drain.load(ordering: .relaxed) }
+
+    /// SIGUSR2: this exit is a restart (the rules stay, the table is kept for the next masq). Set
+    /// before the graceful shutdown starts, which reads it.
+    public func requestRestart() { restart.store(true, ordering: .releasing) }
+    public var restartRequested: Bool { restart.load(ordering: .acquiring) }
 }
 
 /// Counters of the queue side, for logs (and later metrics).
@@ -109,7 +124,10 @@ public struct PacketLoop: Sendable {
             ? Recorder(label: "masq_verdict_batch_size", dimensions: [("queue", "\(queueNumber)")], aggregate: true) : nil
         while true {
             writeDumpIfAsked(control, shared)
-            if state.drainingSince == nil && control.stopRequested { state.drainingSince = monotonicNanoseconds() }
+            if state.drainingSince == nil && control.stopRequested {
+                if !control.drainsOnStop { break }
+                state.drainingSince = monotonicNanoseconds()
+            }
             if let since = state.drainingSince, monotonicNanoseconds() - since > 500_000_000 { break }
             switch try receive(queue, into: &batch, state.drainingSince != nil, shared) {
             case .idle: continue
@@ -150,7 +168,7 @@ public struct PacketLoop: Sendable {
     /// caused (rate-limited, 1000/s, non-blocking sends). Returns the batch's time.
     func process(_ packets: UnsafeBufferPointer<QueuedPacket>, into sink: inout QueueVerdicts,
                  _ shared: SharedEngine) throws(NFQError) -> Int64 {
-        let (now, trace, finished) = shared.withLock { state in
+        let (now, trace, finished, gap) = shared.withLock { state in
             let now = monotonicNanoseconds()
             let engine = state.engine
             let trace = state.trace
@@ -158,11 +176,16 @@ public struct PacketLoop: Sendable {
             sink.now = now
             sink.trace = trace
             engine.process(batch: QueuedPackets(packets: packets, now: now), into: &sink)
+            engine.noteActivity()  // the next masq's restart gap starts from the last batch
             sink.trace = nil
             if engine.unreachable.count > 0 {
                 if let unreachableSender { unreachableSender.send(engine.unreachable) } else { engine.unreachable.drain { _, _ in } }
             }
-            return (now, trace, takeFinishedTrace(&state, now: now))
+            return (now, trace, takeFinishedTrace(&state, now: now), state.tableFile.firstBatchGap(at: now))
+        }
+        if let gap {
+            logger.notice("first packet since adoption", metadata: [
+                "gap_ms": "\(Double(gap / 1000) / 1000)", "packets": "\(packets.count)"])
         }
         // What the batch traced goes to the file outside the lock.
         if let finished { closeTrace(finished, shared) } else { trace?.writePending() }

@@ -2,8 +2,8 @@ import MasqCore
 import Synchronization
 
 /// What the queue threads share, owned by `SharedEngine`'s lock and reachable only inside its
-/// `withLock`: the engine, the packet trace in progress, each queue's loop counters, and what the
-/// lock itself cost.
+/// `withLock`: the engine, the packet trace in progress, each queue's loop counters, the state
+/// file's figures, and what the lock itself cost.
 public struct EngineState {
     public let engine: Engine
     /// The packet trace in progress, if any.
@@ -14,6 +14,8 @@ public struct EngineState {
     public var traceSlot: String?
     /// Each queue's loop counters, refreshed after every batch.
     public var queueCounters: [UInt16: LoopCounters] = [:]
+    /// The state file's figures: the metrics read them, the first batch after an adoption sets the gap.
+    public var tableFile = TableFileFigures(path: nil)
     /// Acquisitions of the lock, and how many found it held and had to wait: what sharing one table
     /// between queue threads costs.
     public fileprivate(set) var lockAcquisitions: UInt64 = 0

@@ -45,7 +45,7 @@ struct QueueOptions: ParsableArguments {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the director: NAT the queued packets until SIGTERM/SIGINT; SIGHUP reloads the rules.")
+        abstract: "Run the director: NAT the queued packets until SIGTERM/SIGINT (stop for good) or SIGUSR2 (exit for a restart: rules and table kept); SIGHUP reloads the rules.")
 
     @Option(help: "The rules file (ipvsadm-save format).")
     var rules: String?
@@ -64,8 +64,21 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, mangle/NAME-FORWARD, mangle/NAME-INPUT.")
     var chain = "MASQ"
 
-    @Option(help: "The most connections the table holds; new flows beyond it are dropped and counted.")
+    @Option(help: "The most connections the table holds; new flows beyond it are dropped and counted. A state file made for another size keeps its own until --fresh-state.")
     var maxFlows = Engine.defaultCapacity
+
+    @Option(help: ArgumentHelp("""
+        The file the connection table lives in, which the next masq (a restart, an upgrade, after a crash) \
+        adopts, so established flows survive (default: \(defaultStateDirectory)/masq-net<INODE>-<COOKIE>-q<QUEUES>.table, \
+        per network namespace and queue set; a missing directory other than \(defaultStateDirectory) is created, mode 0700).
+        """, valueName: "PATH"))
+    var stateFile: String?
+
+    @Flag(help: "Start with an empty table: replace the state file's contents (its flows are forgotten).")
+    var freshState = false
+
+    @Flag(help: "Keep the table in private memory, as before 0.13: every restart loses it (and the iptables rules keep --queue-bypass, unless the director is one of a sync pair).")
+    var noStateFile = false
 
     @Option(help: "Packets the kernel holds for masq before it drops (or, with --fail-open, accepts) new ones.")
     var queueMaxLength: UInt32 = 8192
@@ -123,6 +136,11 @@ struct Run: AsyncParsableCommand {
         if metrics != nil && metricsAddress == nil {
             throw ValidationError("--metrics takes HOST:PORT, e.g. 127.0.0.1:9469")
         }
+        do { _ = try stateFileChoice } catch { throw ValidationError(error.description) }
+    }
+
+    var stateFileChoice: StateFileChoice {
+        get throws(DaemonError) { try StateFileChoice(path: stateFile, fresh: freshState, none: noStateFile) }
     }
 
     func run() async throws {
@@ -140,6 +158,8 @@ struct Run: AsyncParsableCommand {
         options.iptablesBinary = iptables
         options.chain = chain
         options.maxFlows = maxFlows
+        options.stateFile = try stateFileChoice
+        options.freshState = freshState
         options.queueOptions.maxLength = queueMaxLength
         options.queueOptions.failOpen = failOpen
         options.queueOptions.gso = !noGSO
@@ -173,8 +193,8 @@ struct Iptables: ParsableCommand {
             replies of existing NAT flows leave un-NATed, so clients reset those too.
             """)
 
-    @Option(help: "The rules file (ipvsadm-save format).")
-    var rules: String
+    @Option(help: "The rules file (ipvsadm-save format); --remove needs none.")
+    var rules: String?
 
     @OptionGroup var queueOptions: QueueOptions
 
@@ -187,16 +207,32 @@ struct Iptables: ParsableCommand {
     @Flag(exclusivity: .exclusive, help: "What to do (default: print).")
     var action: Action = .print
 
-    @Flag(help: "NFQUEUE rules without --queue-bypass, as a director of a sync pair installs them (masq run does so with a sync daemon or --vrrp-notify-fifo; so does this command for a rules file with a --start-daemon line): while masq is down the kernel drops the queued packets rather than letting its own stack reset the flows the other director holds.")
+    @Flag(help: "NFQUEUE rules without --queue-bypass, as masq run --install-iptables installs them with a state file (its default) or as a director of a sync pair (this command does so for a rules file with a --start-daemon line): while masq is down (a restart, a crash) the kernel drops the queued packets, which TCP retransmits, rather than letting its own stack reset the flows.")
     var failClosed = false
+
+    @Option(name: .customLong("unless-queue-bound"),
+            help: ArgumentHelp("With --remove: wait up to SECONDS for a process to bind a queue the installed rules send to, and if one does (a masq that systemd is starting again), leave the rules; masq-unqueue.service runs so.", valueName: "SECONDS"))
+    var unlessQueueBound: Double?
 
     enum Action: String, EnumerableFlag {
         case print, install, remove
     }
 
+    func validate() throws {
+        if rules == nil && action != .remove { throw ValidationError("--\(action.rawValue) needs --rules RULES") }
+        if let seconds = unlessQueueBound {
+            guard action == .remove else { throw ValidationError("--unless-queue-bound goes with --remove") }
+            guard seconds >= 0 && seconds <= 600 else { throw ValidationError("--unless-queue-bound: SECONDS in 0...600") }
+        }
+    }
+
     func run() throws {
+        if action == .remove, rules == nil {
+            remove(IptablesPlan(Configuration(), queue: queueOptions.selection, chain: chain))
+            return
+        }
         let document: RulesFile.Document
-        do { document = try loadRulesDocument(rules) } catch { throw MasqError(error.description) }
+        do { document = try loadRulesDocument(rules!) } catch { throw MasqError(error.description) }
         // A file that starts a sync daemon is a pair director's: its rules fail closed, as masq run's.
         let plan = IptablesPlan(document.configuration, queue: queueOptions.selection, chain: chain,
                                 failClosed: failClosed || !document.syncDaemons.isEmpty)
@@ -206,14 +242,38 @@ struct Iptables: ParsableCommand {
             Swift.print(plan.script(binary: iptables), terminator: "")
         case .install:
             do {
-                if let note = try runner.install(plan) { Swift.print("note: \(note)") }
+                let installation = try runner.install(plan)
+                if let note = installation.note { Swift.print("note: \(note)") }
+                let how = installation.hooksFound > 0 ? "replaced in place" : "installed"
+                Swift.print("\(how) \(plan.ruleCount) iptables rules (\(plan.chainNames)) with \(runner.binary)")
             } catch {
                 throw MasqError("\(error)")
             }
-            Swift.print("installed \(plan.installCommands.count) iptables commands (\(plan.chainNames)) with \(runner.binary)")
         case .remove:
-            runner.remove(plan)
-            Swift.print("removed \(plan.chainNames)")
+            remove(plan)
         }
+    }
+
+    /// Removes masq's chains (only their names matter), from iptables-legacy too if `masq run` fell
+    /// back to it (masq-unqueue.service runs this once masq stopped restarting).
+    private func remove(_ plan: IptablesPlan) {
+        if let seconds = unlessQueueBound, let queue = boundQueue(of: plan, within: seconds) {
+            Swift.print("kept \(plan.chainNames): queue \(queue) is bound (a masq is running)")
+            return
+        }
+        IptablesRunner.removeEverywhere(plan, binary: iptables)
+        Swift.print("removed \(plan.chainNames)")
+    }
+
+    /// A queue the installed rules send to that a process binds within `seconds` (checked every 100 ms).
+    private func boundQueue(of plan: IptablesPlan, within seconds: Double) -> UInt16? {
+        let targets = QueueBindings.referenced(by: plan, binary: iptables)
+        guard !targets.isEmpty else { return nil }  // no rules of masq's: nothing to keep
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            if let bound = QueueBindings.bound(), let queue = targets.intersection(bound).min() { return queue }
+            usleep(100_000)
+        } while Date() < deadline
+        return nil
     }
 }

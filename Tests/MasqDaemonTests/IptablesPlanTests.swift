@@ -1,3 +1,4 @@
+import Foundation
 import MasqRules
 import Testing
 @testable import MasqCore
@@ -125,5 +126,127 @@ import Testing
             "-p tcp -s 198.19.0.202/32 --sport 80 -j NFQUEUE --queue-num 0 --queue-bypass"))
         #expect(plan.input.map { $0.joined(separator: " ") }.contains(
             "-p tcp -s 198.19.0.202/32 --sport 80 -d 198.18.0.1/32 -j NFQUEUE --queue-num 0 --queue-bypass"))
+    }
+
+    /// The jumps go in reply hooks first, PREROUTING last, as `installCommands` inserts them.
+    @Test func hookJumpsAreCheckedThenInsertedRepliesFirst() throws {
+        let plan = IptablesPlan(try RulesFile.parse("-A -t 198.18.0.1:80 -s rr"), queue: .single(0))
+        #expect(plan.hookJumps.map(\.check) == [
+            ["-t", "security", "-C", "INPUT", "-j", "MASQ-INPUT"], ["-t", "security", "-C", "FORWARD", "-j", "MASQ-FORWARD"],
+            ["-t", "raw", "-C", "OUTPUT", "-j", "MASQ-OUTPUT"], ["-t", "raw", "-C", "PREROUTING", "-j", "MASQ"]])
+        #expect(plan.hookJumps.map(\.insert) == plan.installCommands.suffix(4))
+    }
+
+    /// A start over the rules a previous masq left (SIGUSR2, a crash) refills the chains in one
+    /// transaction and adds no jump: nothing is removed, so no packet of the VIP goes unqueued.
+    @Test func installOverAPreviousMasqsRulesRemovesNothing() throws {
+        let fake = try FakeIptables()
+        let plan = IptablesPlan(try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m"),
+                                queue: .single(0), failClosed: true)
+        fake.present(plan.hookJumps.map(\.check))
+        let installation = try IptablesRunner(binary: fake.binary).install(plan)
+        #expect(installation == IptablesInstallation(note: nil, hooksFound: 4))
+        let calls = fake.calls
+        #expect(calls.filter { $0.contains(" -D ") || $0.contains(" -F ") || $0.contains(" -X ") || $0.contains(" -I ") }.isEmpty)
+        #expect(calls.count == 5)  // four -C, one restore
+        #expect(calls.last == "iptables-restore --noflush")
+        #expect(fake.restoreInput == plan.restoreInput)
+    }
+
+    /// A clean start: the chains in one transaction per table, then every jump, still nothing removed.
+    @Test func installOnACleanHostAddsTheJumpsAfterTheChains() throws {
+        let fake = try FakeIptables()
+        let plan = IptablesPlan(try RulesFile.parse("-A -t 198.18.0.1:80 -s rr"), queue: .single(0))
+        fake.present([plan.hookJumps[0].check])  // a jump left by hand: kept, not doubled
+        let installation = try IptablesRunner(binary: fake.binary).install(plan)
+        #expect(installation.hooksFound == 1)
+        let calls = fake.calls
+        let restore = try #require(calls.firstIndex(of: "iptables-restore --noflush"))
+        let inserts = calls.indices.filter { calls[$0].contains(" -I ") }
+        #expect(inserts.count == 3 && inserts.allSatisfy { $0 > restore })
+        #expect(calls[inserts.last!] == "iptables -t raw -I PREROUTING 1 -j MASQ")
+        #expect(calls.filter { $0.contains(" -D ") || $0.contains(" -X ") }.isEmpty)
+    }
+
+    /// A refused install leaves nothing of its own behind, and never takes away a previous masq's rules.
+    @Test func aFailedInstallRollsBackOnlyWhatItAdded() throws {
+        let plan = IptablesPlan(try RulesFile.parse("-A -t 198.18.0.1:80 -s rr"), queue: .single(0))
+        let fresh = try FakeIptables(failRestore: true)
+        #expect(throws: IptablesError.self) { try IptablesRunner(binary: fresh.binary).install(plan) }
+        #expect(fresh.calls.filter { $0.contains(" -X ") }.count == 4)
+        let over = try FakeIptables(failRestore: true)
+        over.present(plan.hookJumps.map(\.check))
+        #expect(throws: IptablesError.self) { try IptablesRunner(binary: over.binary).install(plan) }
+        #expect(over.calls.filter { $0.contains(" -D ") || $0.contains(" -F ") || $0.contains(" -X ") }.isEmpty)
+    }
+}
+
+/// An `iptables` and `iptables-restore` pair of shell scripts in a temporary directory that log their
+/// arguments; `-C` succeeds for the rules `present` names, the restore logs its input.
+final class FakeIptables {
+    let directory: String
+    var binary: String { directory + "/iptables" }
+
+    init(failRestore: Bool = false) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("masq-fake-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let log = "echo \"$(basename \"$0\") $*\" >>'\(directory)/calls'"
+        try """
+            #!/bin/sh
+            \(log)
+            case " $* " in *" -C "*) grep -qxF -- "$*" '\(directory)/present' 2>/dev/null; exit $? ;; esac
+            exit 0
+
+            """.write(toFile: binary, atomically: true, encoding: .utf8)
+        try """
+            #!/bin/sh
+            \(log)
+            cat >>'\(directory)/restore-input'
+            exit \(failRestore ? 1 : 0)
+
+            """.write(toFile: binary + "-restore", atomically: true, encoding: .utf8)
+        for file in [binary, binary + "-restore"] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file)
+        }
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    func present(_ rules: [[String]]) {
+        _ = FileManager.default.createFile(atPath: directory + "/present",
+                                       contents: Data(rules.map { $0.joined(separator: " ") + "\n" }.joined().utf8))
+    }
+
+    var calls: [String] {
+        ((try? String(contentsOfFile: directory + "/calls", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    var restoreInput: String { (try? String(contentsOfFile: directory + "/restore-input", encoding: .utf8)) ?? "" }
+}
+
+@Suite("Queue bindings (masq iptables --remove --unless-queue-bound)")
+struct QueueBindingsTests {
+    @Test("the bound queues are the first column of /proc/net/netfilter/nfnetlink_queue")
+    func boundQueues() {
+        let proc = """
+                0  12345     0 2 65531     0     0        7  1
+                3 -4000123     2 2 65531     0     0      100  1
+
+            """
+        #expect(QueueBindings.parseBound(proc) == [0, 3])
+        #expect(QueueBindings.parseBound("") == [])
+    }
+
+    @Test("the queues masq's rules send to, from iptables -S: --queue-num and --queue-balance ranges")
+    func referencedQueues() {
+        let rules = """
+            -N MASQ
+            -A MASQ -d 198.18.0.1/32 -p tcp -m tcp --dport 80 -j NFQUEUE --queue-num 4
+            -A MASQ -s 198.19.0.2/32 -p tcp -m tcp --sport 80 -j CT --notrack
+            -A MASQ -d 198.18.0.2/32 -p udp -j NFQUEUE --queue-balance 8:10 --queue-cpu-fanout
+            -A MASQ -d 198.18.0.3/32 -p udp -j NFQUEUE --queue-balance 12:11
+            """
+        #expect(QueueBindings.referenced(byRules: rules) == [4, 8, 9, 10])
+        #expect(QueueBindings.referenced(byRules: "-N MASQ") == [])
     }
 }

@@ -38,5 +38,20 @@ import Testing
         let third = publisher.scrape()
         #expect(third.contains(#"masq_packets_total{result="rewritten_inbound"} 2"#))
         #expect(third.contains(#"masq_engine_lock_acquisitions_total "#))
+        // No state file (as this control plane's): no state file series.
+        #expect(!third.contains("masq_state_file_generation"))
+        // An adopted table: its generation and what it held; the gap once the first batch measured it.
+        core.shared.withLock { state in
+            state.tableFile = TableFileFigures(path: "/dev/shm/t.table")
+            state.tableFile.generation = 3
+            state.tableFile.adoptedConnections = 2
+            state.tableFile.awaitingFirstPacketSince = 1_000_000_000
+        }
+        let adopted = publisher.scrape()
+        #expect(adopted.contains("masq_state_file_generation 3"))
+        #expect(adopted.contains("masq_state_file_adopted_connections 2"))
+        #expect(!adopted.contains("masq_restart_gap_seconds"))
+        _ = core.shared.withLock { $0.tableFile.firstBatchGap(at: 1_045_000_000) }
+        #expect(publisher.scrape().contains("masq_restart_gap_seconds 0.045"))
     }
 }

@@ -9,4 +9,12 @@ static inline void masq_prefetch(const void *address) { __builtin_prefetch(addre
 /* The same, for a line about to be written. */
 static inline void masq_prefetch_for_write(const void *address) { __builtin_prefetch(address, 1, 3); }
 
+/* The filesystem type of an open file (statfs's f_type, linux/magic.h), or -1: Glibc's Swift module
+   does not export sys/vfs.h. */
+#include <sys/vfs.h>
+static inline long masq_filesystem_type(int fd) {
+    struct statfs fs;
+    return fstatfs(fd, &fs) == 0 ? (long)fs.f_type : -1;
+}
+
 #endif

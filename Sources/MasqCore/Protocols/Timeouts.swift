@@ -9,8 +9,10 @@ public struct Timeouts: Equatable, Sendable {
         }
     }
 
+    /// A state no protocol has (only an adopted table's damaged entry can carry one) reads 0: the
+    /// entry expires at once instead of trapping the packet path.
     @inlinable public subscript(state: ConnectionState) -> UInt32 {
-        get { seconds[Int(state.rawValue)] }
+        get { Int(state.rawValue) < seconds.count ? seconds[Int(state.rawValue)] : 0 }
         set { seconds[Int(state.rawValue)] = newValue }
     }
 

@@ -157,9 +157,9 @@ extension Engine {
         guard makeRoom(), let slot = table.insert(connection) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
         if connection.countedActive {
-            destination.activeConnections += 1
+            destination.activeConnections &+= 1
         } else {
-            destination.inactiveConnections += 1
+            destination.inactiveConnections &+= 1
         }
         counters.syncedCreated &+= 1
         return existing != nil ? .replaced : .created
@@ -207,7 +207,7 @@ extension Engine {
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
         guard let slot = table.insert(template) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
-        destination.persistentConnections += 1
+        destination.persistentConnections &+= 1
         counters.syncedCreated &+= 1
         return existing != nil ? .replaced : .created
     }

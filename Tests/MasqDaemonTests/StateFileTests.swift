@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+@testable import MasqDaemon
+
+/// Which state file `masq run` uses, and its directory.
+@Suite struct StateFileTests {
+    @Test func optionsChooseTheFile() throws {
+        #expect(try StateFileChoice(path: nil, fresh: false, none: false) == .automatic)
+        #expect(try StateFileChoice(path: nil, fresh: true, none: false) == .automatic)
+        #expect(try StateFileChoice(path: "/run/masq/t.table", fresh: true, none: false) == .path("/run/masq/t.table"))
+        #expect(try StateFileChoice(path: nil, fresh: false, none: true) == StateFileChoice.none)
+        #expect(throws: DaemonError.self) { try StateFileChoice(path: "/x.table", fresh: false, none: true) }
+        #expect(throws: DaemonError.self) { try StateFileChoice(path: nil, fresh: true, none: true) }
+        #expect(throws: DaemonError.self) { try StateFileChoice(path: "/run/masq/", fresh: false, none: false) }
+        #expect(throws: DaemonError.self) { try StateFileChoice(path: "", fresh: false, none: false) }
+    }
+
+    /// Per network namespace (inode and cookie) and queue set: the same command line finds its table.
+    @Test func defaultPathNamesTheNamespaceAndTheQueues() {
+        let net = NetworkNamespaceIdentity(inode: 4026532177, cookie: 53438)
+        #expect(defaultStateFilePath(namespace: net, queue: .single(0)) == "/dev/shm/masq-net4026532177-53438-q0.table")
+        #expect(defaultStateFilePath(namespace: net, queue: .balance(0, 3)) == "/dev/shm/masq-net4026532177-53438-q0-3.table")
+        #expect(defaultStateFilePath(namespace: net, queue: .cpuFanout(2, 5)) == "/dev/shm/masq-net4026532177-53438-q2-5.table")
+        let old = NetworkNamespaceIdentity(inode: 4026531840, cookie: nil)
+        #expect(defaultStateFilePath(namespace: old, queue: .single(7), directory: "/run/masq") == "/run/masq/masq-net4026531840-q7.table")
+    }
+
+    @Test func thisNamespaceIsNamedByItsInode() throws {
+        var info = stat()
+        #expect(stat("/proc/self/ns/net", &info) == 0)
+        let net = try NetworkNamespaceIdentity.current()
+        #expect(net.inode == UInt64(info.st_ino))
+        #expect(try NetworkNamespaceIdentity.current() == net)
+        #expect(try stateFilePath(.automatic, queue: .single(0)) == defaultStateFilePath(namespace: net, queue: .single(0)))
+        #expect(try stateFilePath(.none, queue: .single(0)) == nil)
+        #expect(try stateFilePath(.path("/tmp/t.table"), queue: .single(0)) == "/tmp/t.table")
+    }
+
+    @Test func aMissingDirectoryIsCreatedPrivate() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("masq-state-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try prepareStateFileDirectory(for: "\(base)/a/b/masq.table")
+        let mode = try FileManager.default.attributesOfItem(atPath: "\(base)/a/b")[.posixPermissions] as? Int
+        #expect(mode == 0o700)
+        try prepareStateFileDirectory(for: "\(base)/a/b/masq.table")  // there already
+        _ = FileManager.default.createFile(atPath: "\(base)/file", contents: nil)
+        #expect(throws: DaemonError.self) { try prepareStateFileDirectory(for: "\(base)/file/masq.table") }
+    }
+
+    /// The first batch after an adoption measures the gap, once; a table made fresh has none.
+    @Test func theFirstBatchMeasuresTheGapOnce() {
+        var figures = TableFileFigures(path: "/dev/shm/t.table")
+        #expect(figures.firstBatchGap(at: 5_000) == nil)
+        figures.awaitingFirstPacketSince = 1_000_000
+        #expect(figures.firstBatchGap(at: 41_000_000) == 40_000_000)
+        #expect(figures.restartGapNanoseconds == 40_000_000)
+        #expect(figures.firstBatchGap(at: 90_000_000) == nil)
+        #expect(figures.restartGapNanoseconds == 40_000_000)
+    }
+
+    /// SIGUSR2's stop hands over at once (the rules stay: the queue never runs dry); SIGTERM's drains.
+    @Test func aRestartStopsWithoutDraining() {
+        let term = LoopControl()
+        term.requestStop()
+        #expect(term.stopRequested && term.drainsOnStop && !term.restartRequested)
+        let restart = LoopControl()
+        restart.requestRestart()
+        restart.requestStop(draining: false)
+        #expect(restart.stopRequested && !restart.drainsOnStop && restart.restartRequested)
+    }
+}
