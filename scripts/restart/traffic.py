@@ -20,10 +20,10 @@ line per flow, for the test to find them in masq's table. DIR/events (written by
 NAME" per line; `signal`: masq is stopped, `ready`: the next one serves) places the results in time. The last lines are the
 verdicts the test turns into ok/FAIL lines:
   RESULT <flow> ok|fail <detail>
-  FIGURES stall=S first_after=S kept=N lost=M
-stall: the longest receive gap of any download that spans the restart (the signal to the next masq's
-start); first_after: from the signal to the first bytes any download received once the next masq
-served (the restart as the client sees it). Times are wall-clock seconds
+  FIGURES stall=S kept=N lost=M
+stall: the restart as the client sees it, the longest time any download went without bytes across
+the restart (between two receives, the first before the next masq served, the second after the
+signal). Times are wall-clock seconds
 (time.time(), the clock of the test's $EPOCHREALTIME).
 """
 import argparse
@@ -289,16 +289,14 @@ def count(good):
 
 
 stall = 0.0
-first_after = None
 t_ready = events.get("ready", t_signal)
 for i, d in enumerate(downloads):
     if d["done"] is None:
         d["error"] = "still running after %d s (%d bytes)" % (args.max_seconds, d["bytes"])
     gap, gap_at = max(d["gaps"], key=lambda g: g[1], default=(started, 0.0))[::-1]
-    stall = max([stall] + [g for t, g in d["gaps"] if t <= t_ready and t + g >= t_signal])
-    after = [t for t in d["receives"] if t > t_ready]
-    if after and "signal" in events:
-        first_after = min(first_after, after[0] - t_signal) if first_after is not None else after[0] - t_signal
+    # Up to the end of the download (or now) when no bytes came after the restart at all.
+    receives = d["receives"] + [d["done"] or time.time()]
+    stall = max([stall] + [b - a for a, b in zip(receives, receives[1:]) if a <= t_ready and b >= t_signal])
     # The download proves something only if it was in flight across the restart: bytes came after
     # masq was back (the last event), and it ended after that.
     spans = d["done"] is not None and any(t > last_event for t in d["receives"])
@@ -326,5 +324,4 @@ count(result("udp", good, "%d datagrams from port %d, %d replies, by %s (the dec
     len(udp["sent"]), args.udp_port, len(udp["replies"]), "+".join(names) or "nobody", udp["decoy"],
     len(udp["sent"]) - len(udp["replies"]), len(late))))
 
-print("FIGURES stall=%.2f first_after=%s kept=%d lost=%d" % (
-    stall, "%.3f" % first_after if first_after is not None else "none", kept, lost), flush=True)
+print("FIGURES stall=%.3f kept=%d lost=%d" % (stall, kept, lost), flush=True)
