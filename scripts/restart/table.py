@@ -11,6 +11,8 @@ UDP flow, any other a TCP one to VIP:80). Prints, sorted:
                                            connection in ESTABLISHED is active, every other
                                            connection (other TCP states, UDP) inactive; templates
                                            count in neither
+  TIMER CLIENT VIP STATE EXPIRES           every closed TCP connection (no packets move it on: a
+                                           state other than ESTABLISHED), with its seconds left
 """
 import collections
 import json
@@ -22,13 +24,16 @@ client = "198.18.0.12"
 entries = [json.loads(line) for line in sys.stdin if line.strip()]
 
 counts = collections.defaultdict(lambda: [0, 0])
+timers = []
 for e in entries:
     if e["template"]:
         continue
     active = e["proto"] == "tcp" and e["state"] == "ESTABLISHED"
     counts[(e["proto"].upper(), e["vip"], e["real_server"])][0 if active else 1] += 1
+    if e["proto"] == "tcp" and not active:
+        timers.append("TIMER %s %s %s %d" % (e["client"], e["vip"], e["state"], e["expires"]))
 
-out = []
+out = timers
 with open(flows_file) as f:
     for line in f:
         name, port = line.split()
