@@ -25,6 +25,9 @@
 #   masq_pid NAME                   the daemon's pid (its pid file), for signals
 #   masq_stop NAME [SECONDS]        SIGTERM, up to SECONDS (default 10) to exit, else SIGKILL and
 #                                   status 1 (the trap stops every daemon still running)
+#                                   The trap also removes the default state files (/dev/shm/
+#                                   masq-net<INODE>[-<COOKIE>]-q<QUEUES>.table) of every network
+#                                   namespace a masq ran in: a lab's tables die with the lab.
 #
 #   ok / bad / check / finish       result lines and the closing count every runner reads
 #   wait_for_log FILE PATTERN TENTHS    for checks that are about what the log says
@@ -80,6 +83,7 @@ test_cleanup() {
     local i
     for ((i = ${#exit_hooks[@]} - 1; i >= 0; i--)); do eval "${exit_hooks[$i]}"; done
     masq_stop_all
+    masq_remove_state_files
     if [ "$lab_is_up" = 1 ]; then "$LAB" down >/dev/null 2>&1; fi
     if [ "${MASQ_E2E_KEEP:-0}" = 1 ]; then echo "${TEST_NAME:-test}: kept $work" >&2; else rm -rf "$work"; fi
 }
@@ -130,6 +134,7 @@ stop_process() { # TENTHS PID [PID...]
 # ---------------------------------------------------------------- masq run
 
 declare -A masq_job=()
+declare -A masq_netns=()  # the inodes of the network namespaces a masq ran in
 
 # Ready means: the process lives, its pid file is written and `masq flows` gets an answer on its
 # control socket. masq binds the queues, installs its iptables rules and binds the socket before it
@@ -168,6 +173,8 @@ masq_start() { # [--ns NETNS] [--socket S | --default-socket] [--timeout SECONDS
         if ! kill -0 "$job" 2>/dev/null; then why="exited at start"; break; fi
         if [ -s "$pidfile" ] && "${where[@]}" "${env[@]}" timeout 3 "$masq" flows "${ask[@]}" >/dev/null 2>&1 \
             && kill -0 "$job" 2>/dev/null; then
+            local inode
+            inode=$("${where[@]}" stat -Lc %i /proc/self/ns/net 2>/dev/null) && masq_netns[$inode]=1
             return 0
         fi
         sleep 0.1
@@ -191,6 +198,15 @@ masq_stop() { # NAME [SECONDS]
     unset "masq_job[$1]"
     rm -f "$work/$1.pid"  # masq removes it when it exits; not when it was killed
     return $status
+}
+
+# masq's default state files of the namespaces it ran in (the inode first in the name, then the
+# namespace's cookie where the kernel has one: Sources/MasqDaemon/StateFile.swift).
+masq_remove_state_files() {
+    local inode
+    for inode in "${!masq_netns[@]}"; do
+        rm -f /dev/shm/masq-net"$inode"-q*.table /dev/shm/masq-net"$inode"-*-q*.table
+    done
 }
 
 masq_stop_all() {
