@@ -134,10 +134,15 @@ public struct NFQueue: ~Copyable {
         }
     }
 
-    /// Waits at most `timeoutMilliseconds` for the socket to have something to read.
-    public func wait(timeoutMilliseconds: Int32) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return poll(&p, 1, timeoutMilliseconds) > 0
+    /// Waits at most `timeoutMilliseconds` for the socket to have something to read, or for `wakeFD`
+    /// (an eventfd the caller writes to stop the wait early; -1: none) to become readable. True when
+    /// the socket has something to read.
+    public func wait(timeoutMilliseconds: Int32, wakeFD: Int32 = -1) -> Bool {
+        var fds = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
+        return withUnsafeMutableBytes(of: &fds) { raw in
+            let p = raw.baseAddress!.assumingMemoryBound(to: pollfd.self)
+            return poll(p, wakeFD >= 0 ? 2 : 1, timeoutMilliseconds) > 0 && p[0].revents & Int16(POLLIN) != 0
+        }
     }
 
     /// Reads as many netlink datagrams as are waiting, up to the batch's size, in one `recvmmsg`.
