@@ -423,7 +423,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         .init(service: RestartSignalService(control: control, stateFile: statePath, logger: logger),
               successTerminationBehavior: .gracefullyShutdownGroup),
     ]
-    if let health { services.append(.init(service: HealthService(controller: health))) }
+    if let health { services.append(.init(service: HealthService(controller: health, control: control))) }
     if let controlListener {
         services.append(.init(service: ControlService(core: core, listener: controlListener, logger: logger),
                               failureTerminationBehavior: .gracefullyShutdownGroup))

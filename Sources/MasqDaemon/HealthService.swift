@@ -173,6 +173,10 @@ actor HealthController {
 
 struct HealthService: Service {
     let controller: HealthController
+    /// Says whether the stop is an exit for a restart (SIGUSR2), which runs no `omega` scripts: the
+    /// next masq takes over the same pool at once, and a quorum_down that withdraws the VIP or a
+    /// route would turn a restart that keeps every flow into an outage.
+    let control: LoopControl
 
     func run() async throws {
         let controller = self.controller
@@ -192,6 +196,10 @@ struct HealthService: Service {
             return  // cancelled, not an orderly stop: keepalived runs omega's scripts only when stopping
         }
         checks.cancel()
+        if control.restartRequested {
+            controller.logger.notice("exiting for a restart: omega's shutdown scripts do not run")
+            return
+        }
         await controller.shutdown()
     }
 }

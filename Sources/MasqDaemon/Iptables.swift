@@ -474,4 +474,15 @@ public enum QueueBindings {
         }
         return queues
     }
+
+    /// `masq iptables --remove --if-stop-unhandled`'s decision, from systemd's ExecStopPost=
+    /// environment (systemd.exec(5)): masq died of SIGTERM or SIGINT itself (EXIT_CODE=killed,
+    /// EXIT_STATUS the signal's name), so it was stopped before it could handle the signal, or it
+    /// ran over TimeoutStopSec (SERVICE_RESULT=timeout). Then no masq removed the rules; in every
+    /// other case (an orderly exit, a crash that Restart= follows) nothing is to be done here.
+    public static func stopWentUnhandled(_ environment: [String: String]) -> Bool {
+        if environment["SERVICE_RESULT"] == "timeout" { return true }
+        guard environment["EXIT_CODE"] == "killed", let signal = environment["EXIT_STATUS"] else { return false }
+        return ["TERM", "INT", "SIGTERM", "SIGINT"].contains(signal)
+    }
 }

@@ -214,12 +214,16 @@ struct Iptables: ParsableCommand {
             help: ArgumentHelp("With --remove: wait up to SECONDS for a process to bind a queue the installed rules send to, and if one does (a masq that systemd is starting again), leave the rules; masq-unqueue.service runs so.", valueName: "SECONDS"))
     var unlessQueueBound: Double?
 
+    @Flag(help: "With --remove, for masq.service's ExecStopPost=: remove only when systemd says masq died of SIGTERM or SIGINT itself (EXIT_CODE=killed, EXIT_STATUS=TERM or INT: stopped during its start, before it handled the signal) or ran over TimeoutStopSec (SERVICE_RESULT=timeout); after an orderly exit masq has done what was asked, and after a crash the rules stay for the masq Restart= starts.")
+    var ifStopUnhandled = false
+
     enum Action: String, EnumerableFlag {
         case print, install, remove
     }
 
     func validate() throws {
         if rules == nil && action != .remove { throw ValidationError("--\(action.rawValue) needs --rules RULES") }
+        if ifStopUnhandled && action != .remove { throw ValidationError("--if-stop-unhandled goes with --remove") }
         if let seconds = unlessQueueBound {
             guard action == .remove else { throw ValidationError("--unless-queue-bound goes with --remove") }
             guard seconds >= 0 && seconds <= 600 else { throw ValidationError("--unless-queue-bound: SECONDS in 0...600") }
@@ -257,6 +261,14 @@ struct Iptables: ParsableCommand {
     /// Removes masq's chains (only their names matter), from iptables-legacy too if `masq run` fell
     /// back to it (masq-unqueue.service runs this once masq stopped restarting).
     private func remove(_ plan: IptablesPlan) {
+        if ifStopUnhandled {
+            let environment = ProcessInfo.processInfo.environment
+            guard QueueBindings.stopWentUnhandled(environment) else {
+                let how = ["SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"].map { "\($0)=\(environment[$0] ?? "")" }
+                Swift.print("kept \(plan.chainNames): masq's exit (\(how.joined(separator: " "))) needs no clean-up here")
+                return
+            }
+        }
         if let seconds = unlessQueueBound, let queue = boundQueue(of: plan, within: seconds) {
             Swift.print("kept \(plan.chainNames): queue \(queue) is bound (a masq is running)")
             return

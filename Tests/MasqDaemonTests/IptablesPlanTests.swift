@@ -250,3 +250,20 @@ struct QueueBindingsTests {
         #expect(QueueBindings.referenced(byRules: "-N MASQ") == [])
     }
 }
+
+@Suite("masq iptables --remove --if-stop-unhandled (masq.service's ExecStopPost)")
+struct StopUnhandledTests {
+    @Test("removes only after a death by SIGTERM/SIGINT or a stop timeout")
+    func decision() {
+        #expect(QueueBindings.stopWentUnhandled(["SERVICE_RESULT": "success", "EXIT_CODE": "killed", "EXIT_STATUS": "TERM"]))
+        #expect(QueueBindings.stopWentUnhandled(["SERVICE_RESULT": "success", "EXIT_CODE": "killed", "EXIT_STATUS": "INT"]))
+        #expect(QueueBindings.stopWentUnhandled(["SERVICE_RESULT": "timeout", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"]))
+        // An orderly exit (SIGTERM handled: rules already removed; SIGUSR2: they stay for the next masq).
+        #expect(!QueueBindings.stopWentUnhandled(["SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"]))
+        // A crash or kill -9: Restart= starts the next masq, which adopts rules and table.
+        #expect(!QueueBindings.stopWentUnhandled(["SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"]))
+        #expect(!QueueBindings.stopWentUnhandled(["SERVICE_RESULT": "core-dump", "EXIT_CODE": "dumped", "EXIT_STATUS": "SEGV"]))
+        #expect(!QueueBindings.stopWentUnhandled(["SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "1"]))
+        #expect(!QueueBindings.stopWentUnhandled([:]))  // not under systemd
+    }
+}

@@ -27,6 +27,7 @@ import Testing
         #expect(try Self.value("Restart", in: "masq.service") == "always")
         #expect(try Self.value("RestartSec", in: "masq.service") == "100ms")
         #expect(try Self.value("OnFailure", in: "masq.service") == "masq-unqueue.service")
+        #expect(try Self.value("ExecStopPost", in: "masq.service") == "/usr/local/sbin/masq iptables --remove --if-stop-unhandled $MASQ_IPTABLES_OPTIONS")
         #expect(try Self.value("ExecReload", in: "masq.service") == "/bin/kill -HUP $MAINPID")
         #expect(try Self.value("ExecStart", in: "masq.service") == "/usr/local/sbin/masq run $MASQ_OPTIONS $MASQ_IPTABLES_OPTIONS")
         #expect(try Self.value("ExecStart", in: "masq-unqueue.service") == "/usr/local/sbin/masq iptables --remove --unless-queue-bound 5 $MASQ_IPTABLES_OPTIONS")
