@@ -64,8 +64,9 @@ public final class LoopControl: Sendable {
 
     /// Asks the packet threads to stop: with `draining`, after handing back what is still queued (at
     /// most 500 ms; SIGTERM, whose rules are already gone so nothing new arrives); without, after the
-    /// batch in hand (a restart: the rules stay, so the queue never runs dry, and the next masq
-    /// takes over what is queued then).
+    /// batch in hand (a restart: the rules stay, so the queue never runs dry; what is still queued
+    /// when the socket closes the kernel drops, nfqnl's instance flush, and TCP retransmits it to
+    /// the next masq).
     public func requestStop(draining: Bool = true) {
         if !draining { drain.store(false, ordering: .relaxed) }
         stop.store(true, ordering: .releasing)

@@ -135,7 +135,7 @@ public struct NFQueue: ~Copyable {
     }
 
     /// Waits at most `timeoutMilliseconds` for the socket to have something to read, or for `wakeFD`
-    /// (an eventfd the caller writes to stop the wait early; -1: none) to become readable. True when
+    /// (the read end of a pipe the caller writes to, to end the wait early; -1: none) to become readable. True when
     /// the socket has something to read.
     public func wait(timeoutMilliseconds: Int32, wakeFD: Int32 = -1) -> Bool {
         var fds = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))

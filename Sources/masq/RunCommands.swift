@@ -61,7 +61,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The iptables binary: iptables (nft backend, falls back to iptables-legacy if it refuses a rule) or iptables-legacy.")
     var iptables = "iptables"
 
-    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, mangle/NAME-FORWARD, mangle/NAME-INPUT.")
+    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, security/NAME-FORWARD, security/NAME-INPUT.")
     var chain = "MASQ"
 
     @Option(help: "The most connections the table holds; new flows beyond it are dropped and counted. A state file made for another size keeps its own until --fresh-state.")
@@ -185,9 +185,9 @@ struct Iptables: ParsableCommand {
         abstract: "Print, install or remove the iptables rules a rules file needs.",
         discussion: """
             Where IPVS hooks: client -> VIP is queued in raw PREROUTING (rewritten before routing), the real \
-            servers' replies and ICMP errors in mangle FORWARD (rewritten after routing, so the director \
+            servers' replies and ICMP errors in security FORWARD (rewritten after routing, so the director \
             needs no accept_local and works with rp_filter=1), the director's own connections to a VIP in \
-            raw OUTPUT and their replies in mangle INPUT; all of them are kept out of conntrack \
+            raw OUTPUT and their replies in security INPUT; all of them are kept out of conntrack \
             (-j CT --notrack). --queue-bypass lets traffic through while no daemon is \
             bound: new connections to a VIP then reach the director's own stack (which resets them) and \
             replies of existing NAT flows leave un-NATed, so clients reset those too.
@@ -198,7 +198,7 @@ struct Iptables: ParsableCommand {
 
     @OptionGroup var queueOptions: QueueOptions
 
-    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, mangle/NAME-FORWARD, mangle/NAME-INPUT.")
+    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, security/NAME-FORWARD, security/NAME-INPUT.")
     var chain = "MASQ"
 
     @Option(help: "The iptables binary.")
