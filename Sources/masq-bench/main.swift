@@ -23,6 +23,9 @@ struct Options {
     var newFlows = 1_000_000
     var memoryFlows = 1_000_000
     var restartFlows = 1_000_000
+    /// Where the bench's state files go: tmpfs, /dev/shm as masq's default, or a tmpfs mounted with
+    /// `huge=within_size` to see what 2 MiB pages give a table in a shared mapping.
+    var stateDirectory = "/dev/shm"
     var checkAllocations = false
 
     init(_ args: [String]) {
@@ -35,10 +38,11 @@ struct Options {
             case "--new-flows": newFlows = next ?? newFlows; i += 1
             case "--memory-flows": memoryFlows = next ?? memoryFlows; i += 1
             case "--restart-flows": restartFlows = next ?? restartFlows; i += 1
+            case "--state-dir": stateDirectory = i + 1 < args.count ? args[i + 1] : stateDirectory; i += 1
             case "--quick": flows = 10_000; packets = 1_000_000; newFlows = 100_000; memoryFlows = 100_000; restartFlows = 100_000
             case "--check-allocations": checkAllocations = true
             default:
-                print("usage: masq-bench [--flows N] [--packets N] [--new-flows N] [--memory-flows N] [--restart-flows N] [--quick] [--check-allocations]")
+                print("usage: masq-bench [--flows N] [--packets N] [--new-flows N] [--memory-flows N] [--restart-flows N] [--state-dir DIR] [--quick] [--check-allocations]")
                 exit(2)
             }
             i += 1
@@ -288,9 +292,9 @@ let syncOn = syncedRuns.min { $0.run.ns < $1.run.ns }!
 
 // MARK: The table in a state file (a shared mapping) against private memory
 
-/// A state file of the bench's own in /dev/shm, unlinked at once (the mapping keeps it while used).
+/// A state file of the bench's own in `--state-dir` (/dev/shm), unlinked at once (the mapping keeps it while used).
 func sharedTable(capacity: Int, tag: String) -> TableMemory {
-    let path = "/dev/shm/masq-bench-\(getpid())-\(tag).table"
+    let path = "\(options.stateDirectory)/masq-bench-\(getpid())-\(tag).table"
     let memory: TableMemory
     do {
         memory = try TableMemory.shared(path: path, capacity: capacity, fresh: true)
@@ -394,7 +398,7 @@ print("new flows:   \(format(newFlows.ns)) ns/flow incl. \(format(writeNs)) ns b
       + "(\(newFlows.created) created, table \(engine.table.connectionCount))")
 
 let privateNet = privateNs - baseline.ns, sharedNet = sharedEstablished.ns - baseline.ns
-print("state file:  established with the table in a shared mapping (/dev/shm): \(format(sharedNet)) ns net, "
+print("state file:  established with the table in a shared mapping (\(options.stateDirectory)): \(format(sharedNet)) ns net, "
       + "\(format(1000 / max(sharedNet, 0.001), 2)) M packets/s against \(format(1000 / max(privateNet, 0.001), 2)) M in private memory "
       + "= \(format(privateNet / max(sharedNet, 0.001), 2))x (target >= 0.95x; best of 3 each, alternating); "
       + "new flows \(format(sharedNewNs.warm - writeNs)) ns net against \(format(privateNewNs.warm - writeNs)) = "
@@ -561,7 +565,7 @@ do {
     // the file, adopts it and handles the first packet of an established flow. Timed from the open
     // to that packet's verdict: the gap the table adds to a restart (the process start and the queue
     // bind come on top, see scripts/e2e-restart).
-    let path = "/dev/shm/masq-bench-\(getpid())-restart.table"
+    let path = "\(options.stateDirectory)/masq-bench-\(getpid())-restart.table"
     defer { unlink(path) }
     let flows = options.restartFlows
     let capacity = max(Engine.defaultCapacity, flows + 16)
