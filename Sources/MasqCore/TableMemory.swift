@@ -32,7 +32,7 @@ public struct TableMemoryError: Error, CustomStringConvertible {
 public final class TableMemory {
     /// The layout this build reads; bump on any change to the header, the records or `Connection`
     /// (the fingerprint catches a forgotten bump for the structs it hashes).
-    static let layoutVersion: UInt32 = 1
+    static let layoutVersion: UInt32 = 2
     static let magic: UInt64 = 0x0042_4154_5153_414D  // "MASQTAB\0" little-endian
     /// Records per registry (services, real servers): ids stay below it.
     public static let registryCapacity = 1 << 16
@@ -320,8 +320,10 @@ public final class TableMemory {
     /// One store per batch: when the last one was handled (CLOCK_MONOTONIC ns).
     @inline(__always) func noteActivity(_ now: Int64) { live.pointee.lastActivity = now }
 
-    /// Every mutation is done: the next masq needs no repair. msync for a file not on tmpfs.
+    /// Every mutation is done: the next masq needs no repair; now (CLOCK_MONOTONIC ns) becomes the last
+    /// activity, so the next masq's gap starts at the exit. msync for a file not on tmpfs.
     func markClean() {
+        live.pointee.lastActivity = Self.clock(CLOCK_MONOTONIC)
         atomicMemoryFenceRelease()
         live.pointee.cleanShutdown = 1
         if fd >= 0 && !onTmpfs { _ = msync(base, layout.totalSize, MS_SYNC) }
@@ -423,6 +425,14 @@ struct TableLayout: Equatable {
         mix(MemoryLayout<ServiceRecord>.offset(of: \ServiceRecord.stats))
         mix(MemoryLayout<DestinationRecord>.offset(of: \DestinationRecord.stats))
         mix(MemoryLayout<DestinationRecord>.offset(of: \DestinationRecord.persistentConnections))
+        for offset in [\DestinationRecord.inUse, \DestinationRecord.inService, \DestinationRecord.port, \DestinationRecord.proto,
+                       \DestinationRecord.address, \DestinationRecord.serviceID] as [PartialKeyPath<DestinationRecord>] {
+            mix(MemoryLayout<DestinationRecord>.offset(of: offset))
+        }
+        for offset in [\ServiceRecord.inUse, \ServiceRecord.inService, \ServiceRecord.port, \ServiceRecord.proto,
+                       \ServiceRecord.address] as [PartialKeyPath<ServiceRecord>] {
+            mix(MemoryLayout<ServiceRecord>.offset(of: offset))
+        }
         mix(FlowIndex.entryStride)
         return h
     }()
