@@ -213,8 +213,8 @@ public final class ConnectionTable {
     }
 
     /// A table over `memory`: empty when it is fresh, the previous owner's when adopted (repaired and
-    /// recounted first if that owner did not exit cleanly; replaced by an empty table if the recount
-    /// finds a slot no masq could have written, with the reason in `memory.replacedReason`).
+    /// recounted first if that owner did not exit cleanly: a slot no masq could have written is scrubbed
+    /// alone, counted in the adoption report, see `repairAfterCrash`).
     public init(memory: TableMemory) {
         var repaired: UInt32?, recount: Int64?, scrubbed = 0, scrubReason: String?, revived = 0
         if memory.isAdopted && !memory.wasCleanShutdown {
@@ -646,7 +646,8 @@ public final class ConnectionTable {
         live.pointee.freeCount = free
     }
 
-    /// What makes a live entry impossible, or nil. A freed record the entry still describes is revived.
+    /// What makes a live entry impossible, or nil. A freed record the entry still describes is revived
+    /// (only once the whole entry checks out, so a scrubbed one revives nothing).
     private func check(_ c: Connection) -> String? {
         switch c.proto {
         case .tcp: guard c.state.rawValue <= ConnectionState.synAck.rawValue else { return "bad TCP state \(c.state.rawValue)" }
@@ -655,23 +656,29 @@ public final class ConnectionTable {
         }
         guard Int(c.wheelBucket) < Self.wheelSize else { return "wheel bucket \(c.wheelBucket) out of range" }
         guard let service = registry.service(c.serviceID) else { return "service id \(c.serviceID) out of range" }
-        if service.pointee.inUse == 0 {
+        let reviveService = service.pointee.inUse == 0
+        if reviveService {
             let r = service.pointee
             guard r.proto == c.proto.rawValue, r.address == c.virtualAddress.rawValue, r.port == c.virtualPort || r.port == 0 else {
                 return "service id \(c.serviceID) has no record"
             }
-            service.pointee.inUse = 1
-            service.pointee.inService = 0
-            revivedRecords += 1
         }
         guard let d = registry.destination(c.destinationID) else { return "real server id \(c.destinationID) out of range" }
-        if d.pointee.inUse == 0 {
+        let reviveDestination = d.pointee.inUse == 0
+        if reviveDestination {
             let r = d.pointee
             // A template's port is the service's (0 for a port-0 service's real server): not compared.
             guard r.proto == c.proto.rawValue, r.address == c.server.rawValue, r.serviceID == c.serviceID,
                   c.isTemplate || r.port == c.serverPort || r.port == 0 else {
                 return "real server id \(c.destinationID) has no record"
             }
+        }
+        if reviveService {
+            service.pointee.inUse = 1
+            service.pointee.inService = 0
+            revivedRecords += 1
+        }
+        if reviveDestination {
             d.pointee.inUse = 1
             d.pointee.inService = 0
             d.pointee.activeConnections = 0

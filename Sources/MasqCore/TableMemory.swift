@@ -344,7 +344,8 @@ public final class TableMemory {
     }
 
     /// Replaces the contents with an empty table of the capacity asked for (the file's were found
-    /// unusable after the header checked out: the live block, or a slot the recount pass rejected).
+    /// unusable after the header checked out: its live block is out of range, a damage no repair can
+    /// bound; a bad slot is only scrubbed, see `ConnectionTable.repairAfterCrash`).
     func replace(reason: String) {
         isAdopted = false
         wasCleanShutdown = false
