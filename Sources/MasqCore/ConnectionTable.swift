@@ -606,13 +606,20 @@ public final class ConnectionTable {
             registry.destinations[id].inactiveConnections = 0
             registry.destinations[id].persistentConnections = 0
         }
-        var connections = 0, templateEntries = 0, currentTemplates = 0
-        for i in 0..<used where slots[i].live {
+        var connections = 0, templateEntries = 0, currentTemplates = 0, free = 0
+        for i in 0..<used {
             let c = slots[i]
+            guard c.live else {
+                freeSlots[free] = UInt32(i)
+                free += 1
+                continue
+            }
             if let problem = check(c) {
                 scrubbedSlots += 1
                 if firstScrubReason == nil { firstScrubReason = "slot \(i): \(problem)" }
-                scrub(UInt32(i), .remove)
+                scrub(UInt32(i), .remove)  // changes the liveness of slot i alone
+                freeSlots[free] = UInt32(i)
+                free += 1
                 continue
             }
             let d = registry.destinations + Int(c.destinationID)  // checked above
@@ -633,11 +640,6 @@ public final class ConnectionTable {
                 continue
             }
             slots[controller].controlled += 1
-        }
-        var free = 0
-        for i in 0..<used where !slots[i].live {
-            freeSlots[free] = UInt32(i)
-            free += 1
         }
         connectionCount = connections
         templateCount = templateEntries
