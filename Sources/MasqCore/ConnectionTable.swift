@@ -182,6 +182,14 @@ public final class ConnectionTable {
     /// After an unclean adoption: the slot of the interrupted operation scrubbed, and the recount's time.
     private(set) var repairedSlot: UInt32?
     private(set) var recountNanoseconds: Int64?
+    /// After an unclean adoption: live entries the recount found impossible and scrubbed (each alone; the
+    /// rest of the table kept), the first one's reason, and the freed registry records revived because a
+    /// live entry still named them (a kill between a flow's removal and its record's release).
+    private(set) var scrubbedSlots = 0
+    private(set) var firstScrubReason: String?
+    private(set) var revivedRecords = 0
+    /// An adopted table's `lastTick` is checked against the clock at its first expiry (`clampAdoptedTick`).
+    private var adoptedTickUnchecked = false
 
     /// Slots ever used (the slab's high-water mark); those below it that are free are in `freeSlots`.
     private var slotsUsed: Int {
@@ -205,25 +213,25 @@ public final class ConnectionTable {
     }
 
     /// A table over `memory`: empty when it is fresh, the previous owner's when adopted (repaired and
-    /// recounted first if that owner did not exit cleanly; replaced by an empty table if the recount
-    /// finds a slot no masq could have written, with the reason in `memory.replacedReason`).
+    /// recounted first if that owner did not exit cleanly: a slot no masq could have written is scrubbed
+    /// alone, counted in the adoption report, see `repairAfterCrash`).
     public init(memory: TableMemory) {
-        var repaired: UInt32?, recount: Int64?
+        var repaired: UInt32?, recount: Int64?, scrubbed = 0, scrubReason: String?, revived = 0
         if memory.isAdopted && !memory.wasCleanShutdown {
             let started = TableMemory.clock(CLOCK_MONOTONIC)
             let pass = ConnectionTable(mapping: memory)
             let slot = pass.live.pointee.journalOp != 0 ? pass.live.pointee.journalSlot : nil
-            if let failure = pass.repairAfterCrash() {
-                memory.replace(reason: failure)
-            } else {
-                repaired = slot
-                recount = TableMemory.clock(CLOCK_MONOTONIC) - started
-            }
+            pass.repairAfterCrash()
+            repaired = slot
+            recount = TableMemory.clock(CLOCK_MONOTONIC) - started
+            (scrubbed, scrubReason, revived) = (pass.scrubbedSlots, pass.firstScrubReason, pass.revivedRecords)
         }
         self.memory = memory
         (slots, live, freeSlots, index, templates, wheel, registry, capacity) = Self.regions(memory)
         repairedSlot = repaired
         recountNanoseconds = recount
+        (scrubbedSlots, firstScrubReason, revivedRecords) = (scrubbed, scrubReason, revived)
+        adoptedTickUnchecked = memory.isAdopted
         if !memory.isAdopted {
             for b in 0..<Self.wheelSize { wheel[b] = Self.noSlot }
         }
@@ -475,9 +483,21 @@ public final class ConnectionTable {
         slots[Int(slot)].wheelBucket = UInt16(Self.wheelSize)  // sentinel: not in any bucket
     }
 
+    /// The file's `lastTick` is not trusted: one in the future would stop expiry until the clock got
+    /// there, one far in the past (`Int64.min`) would overflow `nowTick - last`. At the adopted table's
+    /// first expiry, on the engine's clock (CLOCK_MONOTONIC in the daemon, as the header's clock id says;
+    /// the capture's in a replay), a tick after `nowTick` or more than a wheel turn before it becomes
+    /// `nowTick - wheelSize`: one full sweep, in which an entry not yet due is only re-armed.
+    private func clampAdoptedTick(_ nowTick: Int64) {
+        guard let last = lastTick else { return }
+        let turn = Int64(Self.wheelSize)
+        if last > nowTick || last < nowTick &- turn { lastTick = nowTick &- turn }
+    }
+
     /// Whether `now` has entered a second the wheel has not processed yet: the packet path checks this
     /// (cheap) before calling `expire`.
     public func needsExpiry(at now: Int64) -> Bool {
+        if adoptedTickUnchecked { return true }
         guard let last = lastTickValue else { return true }
         return Self.tick(now) > last
     }
@@ -490,14 +510,19 @@ public final class ConnectionTable {
     /// journaled operation, so a `kill -9` mid-bucket loses nothing of the rest.
     public func expire(now: Int64, _ removed: (Connection) -> Void) {
         let nowTick = Self.tick(now)
+        if adoptedTickUnchecked {
+            adoptedTickUnchecked = false
+            clampAdoptedTick(nowTick)
+        }
         guard let last = lastTick else {
             lastTick = nowTick
             return
         }
         guard nowTick > last else { return }
-        let steps = min(nowTick - last, Int64(Self.wheelSize))
+        let (gap, overflow) = nowTick.subtractingReportingOverflow(last)
+        let steps = overflow ? Int64(Self.wheelSize) : min(gap, Int64(Self.wheelSize))
         for step in 1...steps {
-            let b = Int(truncatingIfNeeded: (last + step) & Int64(Self.wheelSize - 1))
+            let b = Int(truncatingIfNeeded: (last &+ step) & Int64(Self.wheelSize - 1))
             var slot = wheel[b]
             var walked = 0
             while slot != Self.noSlot {
@@ -530,11 +555,13 @@ public final class ConnectionTable {
             link(slot)
             end()
         } else {
-            removed(entry)
             begin(.remove, slot)
             unlink(slot)
             removeUnlinked(slot)
             end()
+            // After the journaled remove: `removed` may free the entry's real-server record, which a live
+            // entry must never name, even if a kill comes between the two.
+            removed(entry)
         }
     }
 
@@ -560,9 +587,15 @@ public final class ConnectionTable {
     /// After an unclean exit: scrubs the journaled slot, then one sequential pass over the slab checks
     /// every live entry and recomputes what a `kill -9` may have left half-counted: the connection and
     /// template counts, every real server's ActiveConn/InActConn/PersistConn, every template's
-    /// `controlled`, both index counts and the free stack. Returns why the table cannot be kept (a live
-    /// entry no masq could have written), or nil.
-    private func repairAfterCrash() -> String? {
+    /// `controlled`, both index counts and the free stack.
+    ///
+    /// A live entry naming a freed service or real-server record whose contents still describe it (a
+    /// kill between a flow's removal and its record's release, or an older build's order) revives the
+    /// record, not in service: it drains as after a reload. A live entry whose own fields are impossible
+    /// (protocol, state, an id with no record, a wheel bucket) is scrubbed alone, counted in
+    /// `scrubbedSlots`, the first reason kept: one bad slot costs one flow, not the table. A connection
+    /// whose controller is not a live template loses its controller.
+    private func repairAfterCrash() {
         if let op = TableJournal.Op(rawValue: live.pointee.journalOp), op != .none {
             scrub(live.pointee.journalSlot, op)
             live.pointee.journalOp = TableJournal.Op.none.rawValue
@@ -581,8 +614,15 @@ public final class ConnectionTable {
                 free += 1
                 continue
             }
-            if let problem = check(c) { return "slot \(i): \(problem)" }
-            guard let d = registry.destination(c.destinationID) else { return "slot \(i): real server id out of range" }
+            if let problem = check(c) {
+                scrubbedSlots += 1
+                if firstScrubReason == nil { firstScrubReason = "slot \(i): \(problem)" }
+                scrub(UInt32(i), .remove)  // changes the liveness of slot i alone
+                freeSlots[free] = UInt32(i)
+                free += 1
+                continue
+            }
+            let d = registry.destinations + Int(c.destinationID)  // checked above
             if c.isTemplate {
                 templateEntries += 1
                 slots[i].controlled = 0
@@ -596,7 +636,8 @@ public final class ConnectionTable {
         for i in 0..<used where slots[i].live && !slots[i].isTemplate && slots[i].controller != Self.noSlot {
             let controller = Int(slots[i].controller)
             guard controller < used, slots[controller].live, slots[controller].isTemplate else {
-                return "slot \(i): controller \(controller) is not a live template"
+                slots[i].link = Self.noSlot
+                continue
             }
             slots[controller].controlled += 1
         }
@@ -605,23 +646,48 @@ public final class ConnectionTable {
         live.pointee.flowIndexCount = 2 * connections
         live.pointee.templateIndexCount = currentTemplates
         live.pointee.freeCount = free
-        return nil
     }
 
-    /// What makes a live entry impossible, or nil.
+    /// What makes a live entry impossible, or nil. A freed record the entry still describes is revived
+    /// (only once the whole entry checks out, so a scrubbed one revives nothing).
     private func check(_ c: Connection) -> String? {
         switch c.proto {
         case .tcp: guard c.state.rawValue <= ConnectionState.synAck.rawValue else { return "bad TCP state \(c.state.rawValue)" }
         case .udp: guard c.state == .udp || (c.isTemplate && c.state == .none) else { return "bad UDP state \(c.state.rawValue)" }
         default: return "protocol \(c.proto.rawValue) is not TCP or UDP"
         }
-        guard Int(c.serviceID) < registry.capacity, registry.services[Int(c.serviceID)].inUse != 0 else {
-            return "service id \(c.serviceID) has no record"
-        }
-        guard Int(c.destinationID) < registry.capacity, registry.destinations[Int(c.destinationID)].inUse != 0 else {
-            return "real server id \(c.destinationID) has no record"
-        }
         guard Int(c.wheelBucket) < Self.wheelSize else { return "wheel bucket \(c.wheelBucket) out of range" }
+        guard let service = registry.service(c.serviceID) else { return "service id \(c.serviceID) out of range" }
+        let reviveService = service.pointee.inUse == 0
+        if reviveService {
+            let r = service.pointee
+            guard r.proto == c.proto.rawValue, r.address == c.virtualAddress.rawValue, r.port == c.virtualPort || r.port == 0 else {
+                return "service id \(c.serviceID) has no record"
+            }
+        }
+        guard let d = registry.destination(c.destinationID) else { return "real server id \(c.destinationID) out of range" }
+        let reviveDestination = d.pointee.inUse == 0
+        if reviveDestination {
+            let r = d.pointee
+            // A template's port is the service's (0 for a port-0 service's real server): not compared.
+            guard r.proto == c.proto.rawValue, r.address == c.server.rawValue, r.serviceID == c.serviceID,
+                  c.isTemplate || r.port == c.serverPort || r.port == 0 else {
+                return "real server id \(c.destinationID) has no record"
+            }
+        }
+        if reviveService {
+            service.pointee.inUse = 1
+            service.pointee.inService = 0
+            revivedRecords += 1
+        }
+        if reviveDestination {
+            d.pointee.inUse = 1
+            d.pointee.inService = 0
+            d.pointee.activeConnections = 0
+            d.pointee.inactiveConnections = 0
+            d.pointee.persistentConnections = 0
+            revivedRecords += 1
+        }
         return nil
     }
 
@@ -652,6 +718,11 @@ public final class ConnectionTable {
                 templates.remove(templates.hash(entry.templateKey), slot)
             }
             unlink(slot)
+            if Int(entry.wheelBucket) >= Self.wheelSize && entry.wheelPrev == Self.noSlot {
+                // A damaged bucket number: the head naming the slot is found among the wheel's heads.
+                let next = Int(entry.wheelNext) < slotsUsed ? entry.wheelNext : Self.noSlot
+                for b in 0..<Self.wheelSize where wheel[b] == slot { wheel[b] = next }
+            }
             slots[Int(slot)].live = false
         }
     }

@@ -31,7 +31,12 @@ public final class Destination {
     /// The last non-zero weight, so hashing schedulers keep a quiesced server's slots (IPVS `last_weight`).
     public internal(set) var lastWeight: Int32
     /// Still in its service; false once a reload or `-d` removed it, while its connections drain.
-    public internal(set) var inService = true
+    /// In the registry record, so the next masq binds the configured server to this record and not to
+    /// a draining one of the same address:port (see `DestinationRecord.inService`).
+    public internal(set) var inService: Bool {
+        get { record.pointee.inService != 0 }
+        set { record.pointee.inService = newValue ? 1 : 0 }
+    }
     /// ESTABLISHED connections (ipvsadm's ActiveConn).
     public internal(set) var activeConnections: Int32 {
         get { record.pointee.activeConnections }
@@ -57,7 +62,8 @@ public final class Destination {
     convenience init(id: UInt32, in memory: TableMemory, address: IPv4Address, port: UInt16, weight: Int32,
                      serviceID: UInt32, proto: IPProtocol) {
         let record = TableRegistry(memory).destinations + Int(id)
-        record.pointee = DestinationRecord(inUse: 1, proto: proto.rawValue, port: port, address: address.rawValue,
+        record.pointee = DestinationRecord(inUse: 1, inService: 1, port: port, proto: proto.rawValue, reserved: (0, 0, 0),
+                                           address: address.rawValue,
                                            serviceID: serviceID, activeConnections: 0, inactiveConnections: 0,
                                            persistentConnections: 0, stats: TrafficCounters())
         self.init(adopting: id, in: memory, weight: weight)

@@ -12,10 +12,18 @@ extension Engine {
     /// A service or real server that finds the registry full (`TableMemory.registryCapacity` records
     /// in use, live and draining) gets no record: it is left out (a real server is never scheduled, a
     /// service never matched) and counted in `EngineCounters.registryFull`, which the daemon logs.
-    public func apply(_ configuration: Configuration) { apply(configuration, adopted: [:]) }
+    ///
+    /// Refused (a no-op) once `markCleanShutdown` ran: the table is marked clean for the next masq.
+    public func apply(_ configuration: Configuration) {
+        guard !isShutDown else { return }
+        apply(configuration, adopted: [:], adoptedInService: [])
+    }
 
-    /// `adopted`: services of an adopted table's registry by key, not yet matched (see `adoptRegistry`).
-    private func apply(_ configuration: Configuration, adopted: [ServiceKey: UInt32]) {
+    /// `adopted`: services of an adopted table's registry by key, not yet matched (see `adoptRegistry`);
+    /// `adoptedInService`: the real-server ids whose records were in service when the previous masq
+    /// left, preferred when two records of one service share an address:port (a remove and re-add
+    /// while the old one drained).
+    private func apply(_ configuration: Configuration, adopted: [ServiceKey: UInt32], adoptedInService: Set<UInt32>) {
         timeouts = configuration.timeouts
         var kept: [ServiceKey: VirtualService] = [:]
         var ordered: [VirtualService] = []
@@ -31,9 +39,10 @@ extension Engine {
             for rs in spec.realServers {
                 var found = existing?.destinations.first { $0.address == rs.address && $0.port == rs.port }
                 if found == nil && adoptedID != nil {
-                    found = destinations.lazy.compactMap { $0 }.first {
+                    let candidates = destinations.lazy.compactMap { $0 }.filter {
                         !$0.inService && $0.serviceID == serviceID && $0.address == rs.address && $0.port == rs.port
                     }
+                    found = candidates.first { adoptedInService.contains($0.id) } ?? candidates.first
                     found?.inService = true
                 }
                 guard let d = found ?? newDestination(rs, serviceID: serviceID, proto: spec.key.proto) else {
@@ -123,14 +132,16 @@ extension Engine {
             adopted[ServiceKey(proto: IPProtocol(rawValue: r.proto), address: IPv4Address(rawValue: r.address), port: r.port)] = UInt32(id)
         }
         var rebuilt: [Destination?] = []
+        var inService = Set<UInt32>()
         for id in 0..<registry.capacity where registry.destinations[id].inUse != 0 {
             while rebuilt.count < id { rebuilt.append(nil) }
+            if registry.destinations[id].inService != 0 { inService.insert(UInt32(id)) }
             let d = Destination(adopting: UInt32(id), in: table.memory, weight: 0)
             d.inService = false
             rebuilt.append(d)
         }
         destinations = rebuilt
-        apply(configuration, adopted: adopted)
+        apply(configuration, adopted: adopted, adoptedInService: inService)
         let memory = table.memory
         adoption = AdoptionReport(
             generation: memory.generation, previousOwnerPID: memory.previousOwnerPID, clean: memory.wasCleanShutdown,
@@ -140,7 +151,8 @@ extension Engine {
                 return sum + Int(d.activeConnections) + Int(d.inactiveConnections)
             },
             repairedSlot: table.repairedSlot, recountNanoseconds: table.recountNanoseconds,
-            previousActivity: memory.previousActivity)
+            previousActivity: memory.previousActivity, scrubbedSlots: table.scrubbedSlots,
+            firstScrubReason: table.firstScrubReason, revivedRecords: table.revivedRecords)
     }
 
     /// The real server of an id read from the table (bounds-checked: an adopted slab is not trusted).
@@ -163,7 +175,7 @@ extension Engine {
     /// `reset` starts the count over once a health checker has acted on it.
     public func handshakeFailures(_ key: ServiceKey, _ address: IPv4Address, _ port: UInt16, reset: Bool = false) -> UInt32 {
         guard let d = serviceByKey[key]?.destinations.first(where: { $0.address == address && $0.port == port }) else { return 0 }
-        defer { if reset { d.handshakeFailures = 0 } }
+        defer { if reset && !isShutDown { d.handshakeFailures = 0 } }
         return d.handshakeFailures
     }
 
@@ -172,6 +184,7 @@ extension Engine {
     /// ipvsadm `-Z`: zero the packet, byte and connection counters of one service (and its real
     /// servers), or of all; their rate estimators start over (IPVS `ip_vs_zero_stats`).
     public func zeroCounters(_ key: ServiceKey? = nil) {
+        guard !isShutDown else { return }
         for service in services where key == nil || service.key == key {
             serviceStats[Int(service.id)] = TrafficCounters()
             service.rateEstimator = RateEstimator()
@@ -185,6 +198,7 @@ extension Engine {
     /// Samples every service's and real server's counters into their rates (IPVS's `estimation_timer`,
     /// every 2 s); `time` is on any monotonic clock in nanoseconds, the same at every call.
     public func estimateRates(at time: Int64) {
+        guard !isShutDown else { return }
         let seconds = lastRateSample.map { Double(time - $0) / 1e9 } ?? 0
         lastRateSample = time
         for service in services {
@@ -194,7 +208,10 @@ extension Engine {
     }
 
     /// ipvsadm `--set tcp tcpfin udp`; applies to states entered from now on, as in IPVS.
-    public func setTimeouts(_ newTimeouts: Timeouts) { timeouts = newTimeouts }
+    public func setTimeouts(_ newTimeouts: Timeouts) {
+        guard !isShutDown else { return }
+        timeouts = newTimeouts
+    }
 
     // MARK: Dumps
 

@@ -5,7 +5,10 @@
 /// dynamically, and nothing allocates on the heap.
 extension Engine {
     /// Runs one IPv4 packet through NAT, rewriting `bytes` in place, at time `now` (nanoseconds).
+    /// After `markCleanShutdown` the table takes nothing more: the packet is dropped untouched and
+    /// uncounted, as `tableFull` (fail closed: TCP retransmits it to the next masq).
     public func process(_ bytes: PacketBytes, meta: PacketMeta = PacketMeta(), now: Int64) -> Verdict {
+        guard !isShutDown else { return .drop(.tableFull) }
         counters.packets &+= 1
         advanceClock(to: now)
         let verdict = meta.truncated ? truncatedPacket() : route(bytes, meta: meta)
@@ -52,6 +55,7 @@ extension Engine {
 
     /// Moves the clock on and expires what is due; the daemon also calls this on a timer.
     public func advanceClock(to time: Int64) {
+        guard !isShutDown else { return }
         if time > now { now = time }
         if table.needsExpiry(at: now) {
             table.expire(now: now) { release($0) }
@@ -381,8 +385,10 @@ extension Engine {
     func expireNow(_ slot: UInt32, evicted: Bool = false) {
         let entry = table[slot]
         if entry.isTemplate && entry.controlled > 0 { return }
-        release(entry, evicted: evicted)
+        // Out of the table first: `release` may free the real server's (and its service's) record, and
+        // a kill between the two must not leave a live entry naming a freed record.
         table.remove(slot)
+        release(entry, evicted: evicted)
     }
 
     /// Gives back what a connection held on its real server (IPVS `ip_vs_unbind_dest`).

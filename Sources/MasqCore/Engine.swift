@@ -34,6 +34,8 @@ public final class Engine {
     let registry: TableRegistry
     /// What adopting the previous masq's table found; nil unless `table.memory` was adopted.
     public internal(set) var adoption: AdoptionReport?
+    /// `markCleanShutdown` ran: nothing may change the table any more.
+    public private(set) var isShutDown = false
     /// The latest time seen, nanoseconds on the caller's clock.
     public internal(set) var now: Int64 = 0
     /// When `estimateRates` last ran, on the clock it was given.
@@ -99,12 +101,24 @@ public final class Engine {
 
     /// Records that a batch was handled at the engine's `now` (one store into the table's memory): the
     /// next masq measures its restart gap from it.
-    public func noteActivity() { table.memory.noteActivity(now) }
+    public func noteActivity() {
+        guard !isShutDown else { return }
+        table.memory.noteActivity(now)
+    }
 
     /// The last mutation is done: marks the table's memory clean, so the next masq adopts it without a
-    /// repair or recount pass (msync for a file not on tmpfs). The daemon calls it under the engine's
-    /// owner, after the packet threads stopped, at any orderly exit.
-    public func markCleanShutdown() { table.memory.markClean() }
+    /// repair or recount pass (msync for a file not on tmpfs), with the exit's CLOCK_MONOTONIC time as
+    /// the last activity (the next masq's gap is measured from the exit, not from the last packet). The
+    /// daemon calls it under the engine's owner, after the packet threads stopped, at any orderly exit.
+    ///
+    /// From then on every mutating entry point (`process`, `advanceClock`, `apply`, `applySynced`,
+    /// `zeroCounters`, `setTimeouts`, `estimateRates`, `noteActivity`) is refused: a control request or
+    /// health check still in flight must not change a table already marked clean.
+    public func markCleanShutdown() {
+        guard !isShutDown else { return }
+        isShutDown = true
+        table.memory.markClean()
+    }
 }
 
 /// What `Engine(configuration:memory:)` found in an adopted table (the daemon logs it).
@@ -121,11 +135,22 @@ public struct AdoptionReport: Sendable {
     public var repairedSlot: UInt32?
     /// Unclean exit only: the sequential recount pass.
     public var recountNanoseconds: Int64?
-    /// CLOCK_MONOTONIC ns of the last batch the previous masq handled.
+    /// CLOCK_MONOTONIC ns of the last batch the previous masq handled (or of its clean exit).
     public var previousActivity: Int64?
+    /// Unclean exit only: live entries the recount found impossible, each scrubbed alone (the rest of
+    /// the table kept), and the first one's reason ("slot N: …") for the log.
+    public var scrubbedSlots: Int
+    public var firstScrubReason: String?
+    /// Unclean exit only: freed service and real-server records revived because a live entry still named
+    /// them (they drain, as after a reload).
+    public var revivedRecords: Int
 
     public init(generation: UInt64, previousOwnerPID: Int32?, clean: Bool, connections: Int, templates: Int,
-                onRemovedRealServers: Int, repairedSlot: UInt32?, recountNanoseconds: Int64?, previousActivity: Int64?) {
+                onRemovedRealServers: Int, repairedSlot: UInt32?, recountNanoseconds: Int64?, previousActivity: Int64?,
+                scrubbedSlots: Int = 0, firstScrubReason: String? = nil, revivedRecords: Int = 0) {
+        self.scrubbedSlots = scrubbedSlots
+        self.firstScrubReason = firstScrubReason
+        self.revivedRecords = revivedRecords
         self.generation = generation
         self.previousOwnerPID = previousOwnerPID
         self.clean = clean

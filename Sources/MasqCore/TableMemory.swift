@@ -32,7 +32,7 @@ public struct TableMemoryError: Error, CustomStringConvertible {
 public final class TableMemory {
     /// The layout this build reads; bump on any change to the header, the records or `Connection`
     /// (the fingerprint catches a forgotten bump for the structs it hashes).
-    static let layoutVersion: UInt32 = 1
+    static let layoutVersion: UInt32 = 2
     static let magic: UInt64 = 0x0042_4154_5153_414D  // "MASQTAB\0" little-endian
     /// Records per registry (services, real servers): ids stay below it.
     public static let registryCapacity = 1 << 16
@@ -53,6 +53,9 @@ public final class TableMemory {
     public private(set) var replacedReason: String?
     /// Set when an adopted file's capacity differs from the one asked for: the file's is kept.
     public private(set) var capacityNote: String?
+    /// Set when the file's filesystem has less free space than the table could still take (tmpfs
+    /// allocates at first touch: a full one means SIGBUS later); the daemon logs it. nil: room enough.
+    public private(set) var spaceNote: String?
     public private(set) var generation: UInt64 = 1
     public private(set) var previousOwnerPID: Int32?
     /// The monotonic time (CLOCK_MONOTONIC ns) of the last batch the previous owner handled, if any.
@@ -114,7 +117,11 @@ public final class TableMemory {
             throw TableMemoryError(description: "\(path): capacity \(capacity) out of range")
         }
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw failure(path, "cannot open") }
+        guard fd >= 0 else {
+            let code = errno
+            if code == EACCES, let hint = ownershipHint(path) { throw TableMemoryError(description: hint) }
+            throw failure(path, "cannot open", code)
+        }
         var ok = false
         defer { if !ok { close(fd) } }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -130,6 +137,7 @@ public final class TableMemory {
         guard st.st_mode & S_IFMT == S_IFREG else {
             throw TableMemoryError(description: "\(path): not a regular file")
         }
+        if let problem = ownershipProblem(path, st) { throw TableMemoryError(description: problem) }
         let onTmpfs = Int(masq_filesystem_type(fd)) == tmpfsMagic
         let existingSize = Int(st.st_size)
 
@@ -163,11 +171,60 @@ public final class TableMemory {
             memory.replacedReason = reason
             memory.writeHeader(seeds: (UInt64.random(in: 1...UInt64.max), UInt64.random(in: 1...UInt64.max)), created: true)
         }
+        memory.spaceNote = spaceNote(fd: fd, path: path, fileSize: memory.fileSize)
         if memory.isAdopted && layout.capacity != capacity {
             memory.capacityNote = "capacity \(layout.capacity) of the state file kept; --max-flows \(capacity) "
                 + "applies from the next fresh start (--fresh-state)"
         }
         return memory
+    }
+
+    /// A state file another user could have written, or one reachable by another name, is never adopted:
+    /// its slab is followed by the packet path and its records name where traffic goes. It must be
+    /// masq's own (`st_uid == geteuid()`), have one link (not a hard link planted to a file of someone
+    /// else's) and no group or other permission bits.
+    static func ownershipProblem(_ path: String, _ st: stat) -> String? {
+        let me = geteuid()
+        if st.st_uid != me {
+            return "\(path): owned by uid \(st.st_uid), not by masq (uid \(me)): remove it"
+        }
+        if st.st_nlink != 1 {
+            return "\(path): has \(st.st_nlink) links (another name reaches the same file): remove it"
+        }
+        if st.st_mode & 0o077 != 0 {
+            let mode = String(st.st_mode & 0o777, radix: 8)
+            return "\(path): mode \(mode) lets other users read or write it (masq creates it 0600): remove it"
+        }
+        return nil
+    }
+
+    /// EACCES opening an existing file even as root: in a sticky directory (/dev/shm, /tmp) with
+    /// `fs.protected_regular`, the kernel refuses O_CREAT on a file another user owns (fs/namei.c
+    /// `may_create_in_sticky`). Says whose it is and what to do; nil when the file is not there.
+    private static func ownershipHint(_ path: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return ownershipProblem(path, st).map { "\($0) (refused by the kernel: fs.protected_regular in a sticky directory)" }
+    }
+
+    /// tmpfs allocates a page at its first touch: a full /dev/shm then kills masq with SIGBUS. Not a
+    /// refusal (the table may never fill), a warning for the daemon to log when the free space plus
+    /// what the file already holds is below its size.
+    private static func spaceNote(fd: Int32, path: String, fileSize: Int) -> String? {
+        var vfs = statvfs()
+        var st = stat()
+        guard fstatvfs(fd, &vfs) == 0, fstat(fd, &st) == 0 else { return nil }
+        return spaceNote(path: path, free: Int(vfs.f_bavail) &* Int(vfs.f_frsize), held: Int(st.st_blocks) &* 512,
+                         fileSize: fileSize)
+    }
+
+    static func spaceNote(path: String, free: Int, held: Int, fileSize: Int) -> String? {
+        guard free &+ held < fileSize else { return nil }
+        var directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        if directory.isEmpty { directory = path.hasPrefix("/") ? "/" : "." }
+        let mib = 1 << 20
+        return "\(directory) has \(free / mib) MiB free; a full table needs \((fileSize - held + mib - 1) / mib) MiB more "
+            + "(\((fileSize + mib - 1) / mib) MiB in all): masq dies of SIGBUS if it fills; enlarge \(directory) or lower --max-flows"
     }
 
     private static func failure(_ path: String, _ what: String, _ code: Int32 = errno) -> TableMemoryError {
@@ -287,7 +344,8 @@ public final class TableMemory {
     }
 
     /// Replaces the contents with an empty table of the capacity asked for (the file's were found
-    /// unusable after the header checked out: the live block, or a slot the recount pass rejected).
+    /// unusable after the header checked out: its live block is out of range, a damage no repair can
+    /// bound; a bad slot is only scrubbed, see `ConnectionTable.repairAfterCrash`).
     func replace(reason: String) {
         isAdopted = false
         wasCleanShutdown = false
@@ -320,8 +378,10 @@ public final class TableMemory {
     /// One store per batch: when the last one was handled (CLOCK_MONOTONIC ns).
     @inline(__always) func noteActivity(_ now: Int64) { live.pointee.lastActivity = now }
 
-    /// Every mutation is done: the next masq needs no repair. msync for a file not on tmpfs.
+    /// Every mutation is done: the next masq needs no repair; now (CLOCK_MONOTONIC ns) becomes the last
+    /// activity, so the next masq's gap starts at the exit. msync for a file not on tmpfs.
     func markClean() {
+        live.pointee.lastActivity = Self.clock(CLOCK_MONOTONIC)
         atomicMemoryFenceRelease()
         live.pointee.cleanShutdown = 1
         if fd >= 0 && !onTmpfs { _ = msync(base, layout.totalSize, MS_SYNC) }
@@ -423,6 +483,14 @@ struct TableLayout: Equatable {
         mix(MemoryLayout<ServiceRecord>.offset(of: \ServiceRecord.stats))
         mix(MemoryLayout<DestinationRecord>.offset(of: \DestinationRecord.stats))
         mix(MemoryLayout<DestinationRecord>.offset(of: \DestinationRecord.persistentConnections))
+        for offset in [\DestinationRecord.inUse, \DestinationRecord.inService, \DestinationRecord.port, \DestinationRecord.proto,
+                       \DestinationRecord.address, \DestinationRecord.serviceID] as [PartialKeyPath<DestinationRecord>] {
+            mix(MemoryLayout<DestinationRecord>.offset(of: offset))
+        }
+        for offset in [\ServiceRecord.inUse, \ServiceRecord.inService, \ServiceRecord.port, \ServiceRecord.proto,
+                       \ServiceRecord.address] as [PartialKeyPath<ServiceRecord>] {
+            mix(MemoryLayout<ServiceRecord>.offset(of: offset))
+        }
         mix(FlowIndex.entryStride)
         return h
     }()

@@ -15,8 +15,13 @@ struct ServiceRecord {
 /// its ActiveConn/InActConn/PersistConn and traffic counters live with the connections.
 struct DestinationRecord {
     var inUse: UInt8
-    var proto: UInt8
+    /// In its service (`Destination.inService`); 0 while a removed real server's connections drain. After
+    /// a remove and re-add of the same address:port while the old one drains, two records share the key:
+    /// this flag tells the next masq which one the configured server is.
+    var inService: UInt8
     var port: UInt16
+    var proto: UInt8
+    var reserved: (UInt8, UInt8, UInt8)
     var address: UInt32
     var serviceID: UInt32
     var activeConnections: Int32

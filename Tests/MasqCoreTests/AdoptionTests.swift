@@ -75,6 +75,7 @@ func counts(_ engine: Engine) -> [String: [Int32]] {
         let file = StateFile()
         let configuration = try RulesFile.parse(adoptionRules)
         var before: (records: [FlowRecord], counts: [String: [Int32]], stats: TrafficCounters, tick: Int64?)
+        var exit: ClosedRange<Int64> = 0...0
         do {
             let memory = try TableMemory.shared(path: file.path, capacity: capacity)
             #expect(!memory.isAdopted && memory.replacedReason == nil && memory.generation == 1)
@@ -82,13 +83,17 @@ func counts(_ engine: Engine) -> [String: [Int32]] {
             #expect(engine.adoption == nil)
             fill(engine)
             engine.noteActivity()
+            let exitStarted = TableMemory.clock(CLOCK_MONOTONIC)
             engine.markCleanShutdown()
+            exit = exitStarted...TableMemory.clock(CLOCK_MONOTONIC)
             let service = try #require(engine.service(ServiceKey(proto: .tcp, address: vip, port: 80)))
             before = (engine.flowRecords(), counts(engine), engine.serviceStats[Int(service.id)], engine.table.lastTickValue)
         }
         let memory = try TableMemory.shared(path: file.path, capacity: capacity)
         #expect(memory.isAdopted && memory.wasCleanShutdown && memory.replacedReason == nil)
-        #expect(memory.generation == 2 && memory.previousOwnerPID == getpid() && memory.previousActivity == 1_000_000_000)
+        #expect(memory.generation == 2 && memory.previousOwnerPID == getpid())
+        // A clean exit's last activity is the exit itself (CLOCK_MONOTONIC), not the last batch.
+        #expect(memory.previousActivity.map(exit.contains) == true)
         let engine = Engine(configuration: configuration, memory: memory)
         let report = try #require(engine.adoption)
         #expect(report.clean && report.generation == 2 && report.connections == 4 && report.templates == 1)

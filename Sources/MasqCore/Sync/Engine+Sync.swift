@@ -109,7 +109,9 @@ extension Engine {
     /// marked `isSynced`; templates are not linked to connections (as the kernel's backup).
     /// The timeout is clamped to the local timeout of the state (templates: the service's
     /// persistence timeout), and 0 means the local timeout.
+    /// After `markCleanShutdown` nothing is applied (`tableFull`: the table takes nothing more).
     public func applySynced(_ update: SyncUpdate) -> SyncApplyResult {
+        guard !isShutDown else { return .tableFull }
         guard update.fwmark == 0 else { return .unknownService }
         if update.isTemplate { return applySyncedTemplate(update) }
         guard let service = findService(update.proto, update.virtualAddress, update.virtualPort) else {
