@@ -355,8 +355,8 @@ struct Run {
         require(memory.wasCleanShutdown == clean, "clean \(memory.wasCleanShutdown), the exit was \(clean ? "clean" : "a crash")")
         require(memory.generation == generation + 1, "generation \(memory.generation) after \(generation)")
         generation = memory.generation
-        require(memory.capacity == tableCapacity && (memory.capacityNote != nil) == (capacity != tableCapacity),
-                "capacity \(memory.capacity), note \(memory.capacityNote ?? "nil") (asked \(capacity))")
+        require(memory.capacity == layout.capacity && (memory.capacityNote != nil) == (capacity != layout.capacity),
+                "capacity \(memory.capacity), note \(memory.capacityNote ?? "nil") (asked \(capacity), the file's \(layout.capacity))")
         guard let report = e.adoption else { fatalError("table oracle: an adopted table has no adoption report") }
         require(report.connections == held.count && report.templates == templates,
                 "adopted \(report.connections) connections and \(report.templates) templates, \(held.count) and \(templates) were held")
