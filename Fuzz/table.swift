@@ -86,6 +86,9 @@ let variants: [Configuration] = [
 }
 
 let tableCapacity = 64
+/// Service and real-server records: a handful are used, and adoption and the recount walk them all,
+/// so a small registry keeps inputs fast (its layout is otherwise the daemon's; the header records it).
+let registryCapacity = 256
 /// One file per process (libFuzzer's -jobs/-fork run several), replaced at every input.
 let statePath = "/dev/shm/masq-fuzz-table-\(getpid()).table"
 let nanos: Int64 = 1_000_000_000
@@ -316,7 +319,7 @@ struct Run {
     mutating func open(_ configuration: Configuration, capacity: Int = tableCapacity, fresh: Bool = false) -> TableMemory {
         let memory: TableMemory
         do {
-            memory = try TableMemory.shared(path: statePath, capacity: capacity, fresh: fresh)
+            memory = try TableMemory.shared(path: statePath, capacity: capacity, registryCapacity: registryCapacity, fresh: fresh)
         } catch {
             fatalError("table oracle: the state file cannot be opened again: \(error)")  // e.g. a leaked lock
         }
