@@ -1,7 +1,8 @@
 // libFuzzer target: a small connection table in a state file of its own, driven through packets,
 // clock steps, reloads and restarts decoded from the input. A restart drops the engine, its table and
 // its memory and opens the file again, as the next masq does: clean (`markCleanShutdown` first),
-// crashed (no mark: repair and recount), or damaged (fuzz-chosen bytes overwritten in the header,
+// crashed (no mark: repair and recount; sometimes inside a table operation, its journal left set),
+// or damaged (fuzz-chosen bytes overwritten in the header,
 // the live block, the wheel, the registry, the free stack, the indexes or the slab, or the file cut
 // short, before the reopen).
 //
@@ -257,6 +258,7 @@ func checkTable(_ engine: Engine, now: Int64) {
 
 /// A connection held before a restart: its key, and where its packets went.
 struct Held {
+    var slot: UInt32
     var key: FlowKey
     var proto: IPProtocol
     var server: IPv4Address
@@ -329,19 +331,43 @@ struct Run {
         return memory
     }
 
+    /// A `kill -9` inside a table operation, at a point where the slab is whole: the journal names the
+    /// operation and its slot, as right after `begin` or right before `end`. The next masq scrubs it:
+    /// an insert is rolled back and a remove finished (that entry is gone), a relink or an
+    /// invalidation finished (nothing lost). An operation no masq makes (a template that still
+    /// controls connections inserted or removed, a connection invalidated) becomes a relink.
+    func interrupt(_ input: inout FuzzInput, _ held: inout [Held], _ templates: inout Int) -> UInt32? {
+        let table = e.table
+        let used = table.live.pointee.slotsUsed
+        let b = input.byte()
+        guard used > 0 else { return nil }
+        let slot = UInt32(Int(input.byte()) % used)
+        let c = table[slot]
+        var op = TableJournal.Op(rawValue: UInt32(b % 4) + 1)!
+        if op == .invalidate && !(c.live && c.isTemplate) { op = .relink }
+        if (op == .insert || op == .remove) && c.live && c.isTemplate && c.controlled > 0 { op = .relink }
+        if (op == .insert || op == .remove) && c.live {
+            if c.isTemplate { templates -= 1 } else { held.removeAll { $0.slot == slot } }
+        }
+        table.live.pointee.journalSlot = slot
+        table.live.pointee.journalOp = op.rawValue
+        return slot
+    }
+
     /// Drops the engine, its table and its memory (the flock goes), optionally damages the file, and
-    /// opens it again as the next masq does.
-    mutating func restart(_ input: inout FuzzInput, clean: Bool, damaging: Bool) {
+    /// opens it again as the next masq does; `killing`: a crash inside an operation (`interrupt`).
+    mutating func restart(_ input: inout FuzzInput, clean: Bool, damaging: Bool, killing: Bool = false) {
         let setup = input.byte()
         let configuration = variants[Int(setup) % variants.count]
         let capacity = setup & 0x80 != 0 ? 2 * tableCapacity : tableCapacity
         let gap = setup & 0x40 != 0 ? Int64(input.byte()) * 100_000_000 : 0
         var held: [Held] = []
-        e.table.forEachLive { _, c in
-            if !c.isTemplate { held.append(Held(key: c.inboundKey, proto: c.proto, server: c.server, serverPort: c.serverPort)) }
+        e.table.forEachLive { slot, c in
+            if !c.isTemplate { held.append(Held(slot: slot, key: c.inboundKey, proto: c.proto, server: c.server, serverPort: c.serverPort)) }
         }
-        let templates = e.table.templateCount
+        var templates = e.table.templateCount
         let layout = e.table.memory.layout
+        let killed = killing ? interrupt(&input, &held, &templates) : nil
         if clean { e.markCleanShutdown() }
         engine = nil
         if damaging {
@@ -364,7 +390,7 @@ struct Run {
         require(report.connections == held.count && report.templates == templates,
                 "adopted \(report.connections) connections and \(report.templates) templates, \(held.count) and \(templates) were held")
         require(report.clean == clean && (clean ? report.recountNanoseconds == nil : report.recountNanoseconds != nil)
-                && report.repairedSlot == nil, "adoption report \(report)")
+                && report.repairedSlot == killed, "adoption report \(report)")
         checkTable(e, now: now)
         for h in held {
             guard let (slot, direction) = e.table.lookup(h.key) else { fatalError("table oracle: a held flow is gone after the restart") }
@@ -438,6 +464,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             run.restart(&input, clean: op & 0x0f == 11, damaging: false)
         case 13:  // a restart on a damaged file, after a clean exit or a crash
             run.restart(&input, clean: op & 0x10 != 0, damaging: true)
+        case 14:  // a restart after a kill inside a table operation
+            run.restart(&input, clean: false, damaging: false, killing: true)
         default:  // a batch of packets at one time
             for _ in 0..<(Int(op >> 4) % 4 + 2) {
                 let packet = buildPacket(&input, run.e)
