@@ -217,7 +217,7 @@ public final class ConnectionTable {
     /// alone, counted in the adoption report, see `repairAfterCrash`).
     public init(memory: TableMemory) {
         var repaired: UInt32?, recount: Int64?, scrubbed = 0, scrubReason: String?, revived = 0
-        if memory.isAdopted && !memory.wasCleanShutdown {
+        if memory.isAdopted && (!memory.wasCleanShutdown || !Self.countsAgree(memory.live.pointee)) {
             let started = TableMemory.clock(CLOCK_MONOTONIC)
             let pass = ConnectionTable(mapping: memory)
             let slot = pass.live.pointee.journalOp != 0 ? pass.live.pointee.journalSlot : nil
@@ -235,6 +235,14 @@ public final class ConnectionTable {
         if !memory.isAdopted {
             for b in 0..<Self.wheelSize { wheel[b] = Self.noSlot }
         }
+    }
+
+    /// What a clean exit leaves true of the live block, checked in O(1): every slot below `slotsUsed`
+    /// is live or on the free stack, and every connection has its two index entries. A clean file
+    /// where this fails was damaged since: it is recounted as after a crash, or its lost free slots
+    /// would never come back (the new-flow path would find the table full forever).
+    private static func countsAgree(_ l: TableLive) -> Bool {
+        l.slotsUsed - l.freeCount == l.connectionCount + l.templateCount && l.flowIndexCount == 2 * l.connectionCount
     }
 
     /// The regions' views without any check (for the repair pass, before the table is trusted).
@@ -393,10 +401,13 @@ public final class ConnectionTable {
         let slot: UInt32
         if let reused = popFree() {
             slot = reused
-        } else {
-            guard slotsUsed < capacity else { return nil }
+        } else if slotsUsed < capacity {
             slot = UInt32(slotsUsed)
             slotsUsed += 1
+        } else if let swept = sweepFreeSlots() {
+            slot = swept
+        } else {
+            return nil
         }
         begin(.insert, slot)
         slots[Int(slot)] = entry
@@ -425,6 +436,28 @@ public final class ConnectionTable {
         link(slot)
         end()
         return slot
+    }
+
+    /// The table is not full, yet no slot is free: the free stack of an adopted file lost entries
+    /// (`popFree` skipped damaged ones; a consistent table always has one there or past `slotsUsed`).
+    /// One sweep of the slab puts every dead slot back and recounts the entries `isFull` goes by, so
+    /// a table that lied once is not swept again. Never runs on a table this process kept itself.
+    private func sweepFreeSlots() -> UInt32? {
+        var free = 0, connections = 0, templateEntries = 0
+        for i in 0..<slotsUsed {
+            if !slots[i].live {
+                freeSlots[free] = UInt32(i)
+                free += 1
+            } else if slots[i].isTemplate {
+                templateEntries += 1
+            } else {
+                connections += 1
+            }
+        }
+        live.pointee.freeCount = free
+        connectionCount = connections
+        templateCount = templateEntries
+        return popFree()
     }
 
     private func pushFree(_ slot: UInt32) {

@@ -226,4 +226,46 @@ import Testing
         engine.advanceClock(to: 3_000 * 1_000_000_000)
         #expect(engine.table.corruptLinks == 1 && engine.table.connectionCount == 0)
     }
+
+    /// Found by the `table` fuzz target: a clean file whose live block was damaged since (here
+    /// slotsUsed raised to the capacity, the free stack empty) was trusted as it was, so no slot was
+    /// ever free again and every new flow was refused. The O(1) check of the live block's counts
+    /// sends it through the recount pass instead, which puts the dead slots back.
+    @Test func aCleanFileWhoseCountsDisagreeIsRecounted() throws {
+        let file = try written()
+        file.write(withUnsafeBytes(of: capacity) { Array($0) }, at: TableMemory.liveOffset)
+        let engine = Engine(configuration: try RulesFile.parse(tableRules),
+                            memory: try TableMemory.shared(path: file.path, capacity: capacity))
+        #expect(engine.adoption?.clean == true && engine.adoption?.recountNanoseconds != nil)
+        #expect(engine.adoption?.connections == 1 && engine.table.live.pointee.freeCount == capacity - 1)
+        #expect(run(engine, c2v.tcp(40000, 80, flags: .ack), at: 2).0 == .rewritten(.inbound))
+        #expect(run(engine, c2v.tcp(40001, 80, flags: .syn), at: 2).0 == .rewritten(.inbound))
+    }
+
+    /// The same family: a clean file whose free-stack entries were damaged (its counts agree) loses
+    /// those slots to `popFree`; once the slab is used up, one sweep of it finds them again instead
+    /// of refusing every new flow of a table that is not full.
+    @Test func lostFreeSlotsAreSweptBack() throws {
+        let file = StateFile()
+        let slots = 4
+        do {
+            let engine = Engine(configuration: try RulesFile.parse(tableRules),
+                                memory: try TableMemory.shared(path: file.path, capacity: slots))
+            for port: UInt16 in 40000..<40004 {
+                #expect(run(engine, c2v.tcp(port, 80, flags: .syn), at: 1).0 == .rewritten(.inbound))
+            }
+            engine.advanceClock(to: 1_000 * 1_000_000_000)
+            #expect(engine.table.connectionCount == 0 && engine.table.live.pointee.freeCount == slots)
+            engine.markCleanShutdown()
+        }
+        let layout = TableLayout(capacity: slots, registryCapacity: TableMemory.registryCapacity)
+        file.write([UInt8](repeating: 0xff, count: 4 * slots), at: layout.freeOffset)
+        let engine = Engine(configuration: try RulesFile.parse(tableRules),
+                            memory: try TableMemory.shared(path: file.path, capacity: slots))
+        #expect(engine.adoption?.clean == true && engine.adoption?.recountNanoseconds == nil)
+        for port: UInt16 in 41000..<41004 {
+            #expect(run(engine, c2v.tcp(port, 80, flags: .syn), at: 1_001).0 == .rewritten(.inbound))
+        }
+        #expect(engine.table.connectionCount == slots && engine.table.isFull)
+    }
 }
