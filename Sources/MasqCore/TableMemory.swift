@@ -124,6 +124,13 @@ public final class TableMemory {
         }
         var ok = false
         defer { if !ok { close(fd) } }
+        // A process masq just spawned (iptables) holds a copy of the descriptor until its exec closes
+        // it, and the lock with it: a lock that is busy is asked again for up to 200 ms.
+        var attempts = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK && attempts < 20 {
+            attempts += 1
+            usleep(10_000)
+        }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
             if code == EWOULDBLOCK {

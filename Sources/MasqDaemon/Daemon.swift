@@ -481,8 +481,15 @@ func logTable(_ engine: Engine, logger: Logger) -> TableFileFigures {
         if let pid = adoption.previousOwnerPID { metadata["previous_pid"] = "\(pid)" }
         if let slot = adoption.repairedSlot { metadata["repaired_slot"] = "\(slot)" }
         if let ns = adoption.recountNanoseconds { metadata["recount_ms"] = "\(Double(ns / 1000) / 1000)" }
+        if adoption.scrubbedSlots > 0 { metadata["scrubbed_slots"] = "\(adoption.scrubbedSlots)" }
+        if adoption.revivedRecords > 0 { metadata["revived_records"] = "\(adoption.revivedRecords)" }
         logger.notice("connection table adopted", metadata: metadata)
+        if let reason = adoption.firstScrubReason {
+            logger.warning("the recount scrubbed \(adoption.scrubbedSlots) impossible entries, the rest of the table kept; the first: \(reason)",
+                           metadata: ["state_file": "\(path)"])
+        }
         if let note = memory.capacityNote { logger.notice("\(note)", metadata: ["state_file": "\(path)"]) }
+        if let note = memory.spaceNote { logger.warning("\(note)", metadata: ["state_file": "\(path)"]) }
         return figures
     }
     let metadata: Logger.Metadata = ["state_file": "\(path)", "capacity": "\(memory.capacity)", "file_size": "\(memory.fileSize)"]
@@ -494,6 +501,7 @@ func logTable(_ engine: Engine, logger: Logger) -> TableFileFigures {
     case let reason?:
         logger.warning("connection table created: the state file's table could not be adopted (\(reason))", metadata: metadata)
     }
+    if let note = memory.spaceNote { logger.warning("\(note)", metadata: ["state_file": "\(path)"]) }
     return figures
 }
 
