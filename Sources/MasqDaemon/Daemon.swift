@@ -490,6 +490,7 @@ func logTable(_ engine: Engine, logger: Logger) -> TableFileFigures {
         }
         if let note = memory.capacityNote { logger.notice("\(note)", metadata: ["state_file": "\(path)"]) }
         if let note = memory.spaceNote { logger.warning("\(note)", metadata: ["state_file": "\(path)"]) }
+        if let note = hugePagesNote(statePath: path, capacity: memory.capacity) { logger.notice("\(note)") }
         return figures
     }
     let metadata: Logger.Metadata = ["state_file": "\(path)", "capacity": "\(memory.capacity)", "file_size": "\(memory.fileSize)"]
@@ -502,6 +503,7 @@ func logTable(_ engine: Engine, logger: Logger) -> TableFileFigures {
         logger.warning("connection table created: the state file's table could not be adopted (\(reason))", metadata: metadata)
     }
     if let note = memory.spaceNote { logger.warning("\(note)", metadata: ["state_file": "\(path)"]) }
+    if let note = hugePagesNote(statePath: path, capacity: memory.capacity) { logger.notice("\(note)") }
     return figures
 }
 

@@ -579,6 +579,7 @@ do {
         }
     }
     let clientBase: UInt32 = 0xC612_4000
+    var restartClock = now  // the engine clock at the exit: the next masq's first packet comes 2 s later
     do {
         let first = Engine(configuration: rulesForRestart, memory: open())
         _ = runSYNs(first, count: flows, sourceBase: clientBase)
@@ -587,12 +588,13 @@ do {
             exit(1)
         }
         first.markCleanShutdown()
+        restartClock = first.now
     }
     /// The first flow's client ACK: an established packet the adopting engine must find and rewrite.
     func firstPacket(_ target: Engine) -> Bool {
         let p = PacketBytes(base: work, count: 40)
         writeTCP(p, src: clientBase, dst: vip, sport: clientPort(0), dport: 80, flags: 0x10, payload: 0)
-        if case .rewritten(.inbound) = target.process(p, now: now + 2_000_000_000) { return true }
+        if case .rewritten(.inbound) = target.process(p, now: restartClock + 2_000_000_000) { return true }
         return false
     }
     func adopt(markCleanAfter: Bool) -> (openMs: Double, engineMs: Double, packetMs: Double, report: AdoptionReport?, found: Bool) {

@@ -74,6 +74,9 @@ struct Run: AsyncParsableCommand {
         """, valueName: "PATH"))
     var stateFile: String?
 
+    @Option(help: ArgumentHelp("The directory of the default state file (default \(defaultStateDirectory)); masq.service gives /run/masq, a tmpfs with huge pages (dist/systemd/run-masq.mount).", valueName: "DIR"))
+    var stateDir: String?
+
     @Flag(help: "Start with an empty table: replace the state file's contents (its flows are forgotten).")
     var freshState = false
 
@@ -140,7 +143,7 @@ struct Run: AsyncParsableCommand {
     }
 
     var stateFileChoice: StateFileChoice {
-        get throws(DaemonError) { try StateFileChoice(path: stateFile, fresh: freshState, none: noStateFile) }
+        get throws(DaemonError) { try StateFileChoice(path: stateFile, fresh: freshState, none: noStateFile, directory: stateDir) }
     }
 
     func run() async throws {

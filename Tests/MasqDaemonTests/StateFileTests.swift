@@ -69,3 +69,37 @@ import Testing
         #expect(restart.stopRequested && !restart.drainsOnStop && restart.restartRequested)
     }
 }
+
+@Suite("State file: --state-dir and the huge-pages notice")
+struct StateDirectoryTests {
+    @Test("--state-dir puts the default name in another directory, and excludes --state-file and --no-state-file")
+    func stateDirectory() throws {
+        #expect(try StateFileChoice(path: nil, fresh: false, none: false, directory: "/run/masq/") == .automaticIn("/run/masq"))
+        #expect(throws: DaemonError.self) { try StateFileChoice(path: "/tmp/t", fresh: false, none: false, directory: "/run/masq") }
+        #expect(throws: DaemonError.self) { try StateFileChoice(path: nil, fresh: false, none: true, directory: "/run/masq") }
+        let path = try #require(try stateFilePath(.automaticIn("/run/masq"), queue: .single(3)))
+        #expect(path.hasPrefix("/run/masq/masq-net") && path.hasSuffix("-q3.table"))
+    }
+
+    static let mountInfo = """
+        25 30 0:22 / /dev/shm rw,nosuid,nodev shared:4 - tmpfs tmpfs rw,size=24684084k
+        26 30 0:23 / /run rw,nosuid,nodev shared:5 - tmpfs tmpfs rw,size=4936820k,mode=755
+        90 26 0:40 / /run/masq rw,relatime shared:50 - tmpfs tmpfs rw,size=4194304k,mode=700,huge=within_size
+        30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+        """
+
+    @Test("a large table on a tmpfs without huge= gets the notice; huge pages, a small table, shmem force or a disk do not")
+    func hugePages() {
+        let never = "always within_size advise [never] deny force"
+        #expect(hugePagesNote(statePath: "/dev/shm/masq-net1-q0.table", capacity: 1 << 20, mountInfo: Self.mountInfo,
+                              shmemEnabled: never)?.contains("(/dev/shm) gives the table 4 KiB pages") == true)
+        #expect(hugePagesNote(statePath: "/run/masq/masq-net1-q0.table", capacity: 1 << 20, mountInfo: Self.mountInfo,
+                              shmemEnabled: never) == nil)
+        #expect(hugePagesNote(statePath: "/run/other/t.table", capacity: 1 << 20, mountInfo: Self.mountInfo,
+                              shmemEnabled: never) != nil)  // /run itself: no huge=
+        #expect(hugePagesNote(statePath: "/dev/shm/t.table", capacity: 1 << 16, mountInfo: Self.mountInfo, shmemEnabled: never) == nil)
+        #expect(hugePagesNote(statePath: "/dev/shm/t.table", capacity: 1 << 20, mountInfo: Self.mountInfo,
+                              shmemEnabled: "always within_size advise never deny [force]") == nil)
+        #expect(hugePagesNote(statePath: "/var/lib/masq/t.table", capacity: 1 << 20, mountInfo: Self.mountInfo, shmemEnabled: never) == nil)
+    }
+}

@@ -37,21 +37,21 @@ import Testing
         #expect(defaults == ["MASQ_OPTIONS", "MASQ_IPTABLES_OPTIONS"])
     }
 
-    /// `systemd-analyze verify` accepts both units (with the binary's path pointed at one that exists).
+    /// `systemd-analyze verify` accepts the units (with the binary's path pointed at one that exists).
     @Test func systemdAcceptsTheUnits() throws {
         guard let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first(where: FileManager.default.isExecutableFile)
         else { return }  // no systemd here: the static checks above are what there is
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("masq-units-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: copy) }
-        for unit in ["masq.service", "masq-unqueue.service"] {
+        for unit in ["masq.service", "masq-unqueue.service", "run-masq.mount"] {
             let text = try String(contentsOfFile: "\(Self.directory)/\(unit)", encoding: .utf8)
             try text.replacingOccurrences(of: "/usr/local/sbin/masq", with: "/bin/true")
                 .write(toFile: "\(copy)/\(unit)", atomically: true, encoding: .utf8)
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: analyze)
-        process.arguments = ["verify", "--man=no", "\(copy)/masq.service", "\(copy)/masq-unqueue.service"]
+        process.arguments = ["verify", "--man=no", "\(copy)/masq.service", "\(copy)/masq-unqueue.service", "\(copy)/run-masq.mount"]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
