@@ -2,45 +2,21 @@
 // resets decoded from the input, with oracles checked after every packet and every step.
 //
 // Built by scripts/fuzz against MasqCore (compiled with -enable-testing) and the unit tests'
-// PacketBuilder, whose from-scratch checksums are the templates' and the oracle's reference.
-import MasqRules
+// PacketBuilder, whose from-scratch checksums are the templates' and the oracle's reference, with
+// Fuzz/lab.swift (the input reader, the lab's addresses, the packet helpers it shares with `table`).
 @testable import MasqCore
 
-// MARK: Input decoding
+// MARK: The fixed lab set-up (198.18.0.0/15 only; vip1, vip2 and the clients are lab.swift's)
 
-/// The fuzz input read front to back; past its end every byte reads 0 (and `exhausted` says so).
-struct FuzzInput {
-    let data: UnsafePointer<UInt8>
-    let size: Int
-    var at = 0
-
-    var exhausted: Bool { at >= size }
-
-    mutating func byte() -> UInt8 {
-        guard at < size else { return 0 }
-        defer { at += 1 }
-        return data[at]
-    }
-
-    mutating func u16() -> UInt16 { UInt16(byte()) << 8 | UInt16(byte()) }
-
-    mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in byte() } }
-}
-
-// MARK: The fixed lab set-up (198.18.0.0/15 only)
-
-let vip1 = IPv4Address(198, 18, 0, 1)
-let vip2 = IPv4Address(198, 18, 0, 2)  // a port-0 persistent service: every port of it
-let clients = [IPv4Address(198, 18, 0, 12), IPv4Address(198, 18, 0, 13), IPv4Address(198, 18, 1, 13),
-               IPv4Address(198, 19, 0, 201)]  // the last is a real server as a client (hairpin)
-let realServers = [IPv4Address(198, 19, 0, 201), IPv4Address(198, 19, 0, 202), IPv4Address(198, 19, 0, 203)]
+/// The lab's clients and, last, a real server as a client (hairpin).
+let senders = clients + [IPv4Address(198, 19, 0, 201)]
 let router = IPv4Address(198, 19, 0, 254)
 
 /// The configurations a run reloads between: the first is the one it starts with (unless the first
 /// byte says otherwise). Each changes something IPVS keeps across a reload: a real server removed
 /// (its flows drain), a weight set to 0 (quiesced), a persistence timeout lowered or raised, a
 /// service becoming persistent, services removed altogether.
-let variants: [Configuration] = [
+let variants = parseVariants([
     """
     -A -t 198.18.0.1:80 -s rr
     -a -t 198.18.0.1:80 -r 198.19.0.201:8080 -m -w 1
@@ -88,13 +64,7 @@ let variants: [Configuration] = [
     -A -t 198.18.0.2:0 -s wlc -p 5 -M 255.255.255.0
     -a -t 198.18.0.2:0 -r 198.19.0.203 -m
     """,
-].map { text in
-    do {
-        return try RulesFile.parse(text, names: .numericOnly)
-    } catch {
-        fatalError("fuzz set-up: a rules variant does not parse: \(error)")
-    }
-}
+])
 
 /// The longest persistence any variant sets: no template's expiry may lie further ahead than this or
 /// the 60 s re-check.
@@ -116,8 +86,6 @@ func sum16(_ p: [UInt8], _ range: Range<Int>, initial: UInt32 = 0) -> UInt16 {
     return UInt16(s)
 }
 
-func be16(_ p: [UInt8], _ i: Int) -> UInt16 { UInt16(p[i]) << 8 | UInt16(p[i + 1]) }
-func be32(_ p: [UInt8], _ i: Int) -> UInt32 { UInt32(be16(p, i)) << 16 | UInt32(be16(p, i + 2)) }
 func put16(_ p: inout [UInt8], _ i: Int, _ v: UInt16) {
     p[i] = UInt8(v >> 8)
     p[i + 1] = UInt8(v & 0xff)
@@ -223,18 +191,6 @@ struct Anatomy {
 
 // MARK: Packet templates
 
-/// A live connection (not a template) the input points at, if the table has any.
-func pickConnection(_ engine: Engine, _ k: UInt8) -> Connection? {
-    var live: [Connection] = []
-    engine.table.forEachLive { _, c in if !c.isTemplate { live.append(c) } }
-    return live.isEmpty ? nil : live[Int(k) % live.count]
-}
-
-func clientPort(_ input: inout FuzzInput) -> UInt16 {
-    let b = input.byte()
-    return b < 240 ? 40000 + UInt16(b % 8) : input.u16()
-}
-
 func payload(_ input: inout FuzzInput) -> [UInt8] {
     let n = Int(input.byte() % 48)
     return [UInt8](repeating: 0x41 &+ UInt8(n), count: n)
@@ -255,7 +211,7 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> (bytes: [UInt8],
     let conn = pickConnection(engine, input.byte())
     switch kind {
     case 0, 1:  // a new TCP connection (or anything TCP) to a service
-        let client = clients[Int(input.byte()) % clients.count]
+        let client = senders[Int(input.byte()) % senders.count]
         let sport = clientPort(&input)
         let which = input.byte()
         let (vip, dport): (IPv4Address, UInt16) = switch which % 4 {
@@ -273,7 +229,7 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> (bytes: [UInt8],
             ? builder(c.client, c.virtualAddress).tcp(c.clientPort, c.virtualPort, flags: flags, payload: data)
             : builder(c.server, c.client).tcp(c.serverPort, c.clientPort, flags: flags, payload: data)
     case 4:  // a new UDP flow
-        let client = clients[Int(input.byte()) % clients.count]
+        let client = senders[Int(input.byte()) % senders.count]
         let sport = clientPort(&input)
         let which = input.byte()
         let (vip, dport): (IPv4Address, UInt16) = which & 1 == 0 ? (vip1, which & 2 == 0 ? 53 : 54) : (vip2, UInt16(which >> 1))
@@ -306,13 +262,13 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> (bytes: [UInt8],
         let destination = kind == 7 ? c.client : c.virtualAddress
         packet = builder(source, destination).icmp(type: type, code: typeByte >> 2 & 0x0f, rest: 1400, body: quote)
     case 9:  // ICMP that quotes nothing, or something unknown
-        let client = clients[Int(input.byte()) % clients.count]
+        let client = senders[Int(input.byte()) % senders.count]
         packet = builder(client, vip1).icmp(type: input.byte(), code: 0, rest: 0x0001_0001, body: payload(&input))
     case 10:
         return buildRaw(&input)
     default:  // another IP protocol, or IPv6 / version junk in the first nibble
         let b = input.byte()
-        packet = builder(clients[0], b & 1 == 0 ? vip1 : vip2).ip(b >> 1, payload(&input))
+        packet = builder(senders[0], b & 1 == 0 ? vip1 : vip2).ip(b >> 1, payload(&input))
         if b & 0x80 != 0 { packet[0] = 0x60 | (packet[0] & 0x0f) }
     }
     return finish(packet, &input)
@@ -522,15 +478,10 @@ func checkTable(_ engine: Engine) {
 
 // MARK: The run
 
-/// Runs one packet in a buffer of exactly its size, so AddressSanitizer sees any byte read past it.
-func process(_ engine: Engine, _ built: (bytes: [UInt8], mode: ChecksumMode, meta: PacketMeta), at now: Int64) {
-    let (bytes, mode, meta) = built
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
-    defer { buffer.deallocate() }
-    bytes.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: bytes.count) } }
-    let verdict = engine.process(PacketBytes(base: buffer, count: bytes.count), meta: meta, now: now)
-    let after = [UInt8](UnsafeRawBufferPointer(start: buffer, count: bytes.count))
-    checkPacket(engine, before: bytes, after: after, mode: mode, meta: meta, verdict: verdict)
+/// Runs one packet (in a buffer of exactly its size: `process`) and checks its verdict and bytes.
+func processAndCheck(_ engine: Engine, _ built: (bytes: [UInt8], mode: ChecksumMode, meta: PacketMeta), at now: Int64) {
+    let (verdict, after) = process(engine, built.bytes, meta: built.meta, at: now)
+    checkPacket(engine, before: built.bytes, after: after, mode: built.mode, meta: built.meta, verdict: verdict)
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -547,7 +498,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         switch op & 0x0f {
         case 0...9:  // one packet, after a clock step of up to 25.5 s
             now += Int64(input.byte()) * 100_000_000
-            process(engine, buildPacket(&input, engine), at: now)
+            processAndCheck(engine, buildPacket(&input, engine), at: now)
         case 10:  // a batch through `prefetching`, as the daemon runs NFQUEUE batches, all at one time
             now += Int64(input.byte()) * 10_000_000
             let batch = (0..<(Int(op >> 4) % 8 + 2)).map { _ in buildPacket(&input, engine) }

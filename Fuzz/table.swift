@@ -15,37 +15,15 @@
 // everything has had time to expire, a new flow is created and expiry runs).
 //
 // Built by scripts/fuzz against MasqCore (compiled with -enable-testing) and the unit tests'
-// PacketBuilder (checksums from scratch).
+// PacketBuilder (checksums from scratch), with Fuzz/lab.swift (the input reader, the lab's addresses,
+// the packet helpers it shares with `engine`).
 #if canImport(Glibc)
 import Glibc
 #endif
-import MasqRules
 @testable import MasqCore
 
-// MARK: Input decoding
+// MARK: The fixed lab set-up (198.18.0.0/15 only; vip1, vip2 and the clients are lab.swift's)
 
-/// The fuzz input read front to back; past its end every byte reads 0 (and `exhausted` says so).
-struct FuzzInput {
-    let data: UnsafePointer<UInt8>
-    let size: Int
-    var at = 0
-
-    var exhausted: Bool { at >= size }
-
-    mutating func byte() -> UInt8 {
-        guard at < size else { return 0 }
-        defer { at += 1 }
-        return data[at]
-    }
-
-    mutating func u16() -> UInt16 { UInt16(byte()) << 8 | UInt16(byte()) }
-}
-
-// MARK: The fixed lab set-up (198.18.0.0/15 only)
-
-let vip1 = IPv4Address(198, 18, 0, 1)
-let vip2 = IPv4Address(198, 18, 0, 2)  // a port-0 persistent service: every port of it
-let clients = [IPv4Address(198, 18, 0, 12), IPv4Address(198, 18, 0, 13), IPv4Address(198, 18, 1, 13)]
 /// The usability probe's client: no packet of the input comes from it.
 let probeClient = IPv4Address(198, 18, 2, 50)
 
@@ -67,7 +45,7 @@ let base = """
     -a -t 198.18.0.2:0 -r 198.19.0.203 -m
     -a -t 198.18.0.2:0 -r 198.19.0.202 -m -w 2
     """
-let variants: [Configuration] = [
+let variants = parseVariants([
     base,
     base.split(separator: "\n").filter { !$0.contains("198.19.0.202:8080") && !$0.contains("198.19.0.201:22") }
         .joined(separator: "\n"),
@@ -78,13 +56,7 @@ let variants: [Configuration] = [
         """,
     base.split(separator: "\n").filter { !$0.contains(":53 ") && !$0.contains(":22 ") && !$0.hasSuffix(":53") && !$0.hasSuffix(":22") }
         .joined(separator: "\n"),
-].map { text in
-    do {
-        return try RulesFile.parse(text, names: .numericOnly)
-    } catch {
-        fatalError("fuzz set-up: a rules variant does not parse: \(error)")
-    }
-}
+])
 
 let tableCapacity = 64
 /// Service and real-server records: a handful are used, and adoption and the recount walk them all,
@@ -100,18 +72,6 @@ let nanos: Int64 = 1_000_000_000
 }
 
 // MARK: Packets
-
-/// A live connection (not a template) the input points at, if the table has any.
-func pickConnection(_ engine: Engine, _ k: UInt8) -> Connection? {
-    var live: [Connection] = []
-    engine.table.forEachLive { _, c in if !c.isTemplate { live.append(c) } }
-    return live.isEmpty ? nil : live[Int(k) % live.count]
-}
-
-func clientPort(_ input: inout FuzzInput) -> UInt16 {
-    let b = input.byte()
-    return b < 240 ? 40000 + UInt16(b % 8) : input.u16()
-}
 
 /// The TCP flags a byte picks: mostly those of a connection's life, sometimes any.
 func tcpFlags(_ b: UInt8) -> TCPFlags {
@@ -149,19 +109,6 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> [UInt8] {
         let (sp, dp) = kind == 2 ? (c.clientPort, c.virtualPort) : (c.serverPort, c.clientPort)
         return c.proto == .tcp ? b.tcp(sp, dp, flags: flags, payload: payload) : b.udp(sp, dp, payload: payload)
     }
-}
-
-func be16(_ p: [UInt8], _ i: Int) -> UInt16 { UInt16(p[i]) << 8 | UInt16(p[i + 1]) }
-func be32(_ p: [UInt8], _ i: Int) -> UInt32 { UInt32(be16(p, i)) << 16 | UInt32(be16(p, i + 2)) }
-
-/// Runs one packet in a buffer of exactly its size (AddressSanitizer sees any byte read past it);
-/// returns the verdict and the bytes after.
-func process(_ engine: Engine, _ bytes: [UInt8], at now: Int64) -> (Verdict, [UInt8]) {
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 1)
-    defer { buffer.deallocate() }
-    bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-    let verdict = engine.process(PacketBytes(base: buffer, count: bytes.count), now: now)
-    return (verdict, [UInt8](UnsafeRawBufferPointer(start: buffer, count: bytes.count)))
 }
 
 /// A rewrite follows the connection the packet's tuple names: inbound to its real server, outbound
