@@ -17,20 +17,7 @@ let router = IPv4Address(198, 19, 0, 254)
 /// (its flows drain), a weight set to 0 (quiesced), a persistence timeout lowered or raised, a
 /// service becoming persistent, services removed altogether.
 let variants = parseVariants([
-    """
-    -A -t 198.18.0.1:80 -s rr
-    -a -t 198.18.0.1:80 -r 198.19.0.201:8080 -m -w 1
-    -a -t 198.18.0.1:80 -r 198.19.0.202:8080 -m -w 1
-    -A -u 198.18.0.1:53 -s rr
-    -a -u 198.18.0.1:53 -r 198.19.0.201:5353 -m
-    -a -u 198.18.0.1:53 -r 198.19.0.202:5353 -m
-    -A -t 198.18.0.1:22 -s rr -p 10
-    -a -t 198.18.0.1:22 -r 198.19.0.201:22 -m
-    -a -t 198.18.0.1:22 -r 198.19.0.202:22 -m
-    -A -t 198.18.0.2:0 -s wlc -p 30 -M 255.255.255.0
-    -a -t 198.18.0.2:0 -r 198.19.0.203 -m
-    -a -t 198.18.0.2:0 -r 198.19.0.202 -m -w 2
-    """,
+    labRules(sshPersistence: 10),
     """
     -A -t 198.18.0.1:80 -s rr
     -a -t 198.18.0.1:80 -r 198.19.0.201:8080 -m -w 1
@@ -211,8 +198,7 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> (bytes: [UInt8],
     let conn = pickConnection(engine, input.byte())
     switch kind {
     case 0, 1:  // a new TCP connection (or anything TCP) to a service
-        let client = senders[Int(input.byte()) % senders.count]
-        let sport = clientPort(&input)
+        let (client, sport) = newFlowSource(&input, from: senders)
         let which = input.byte()
         let (vip, dport): (IPv4Address, UInt16) = switch which % 4 {
         case 0: (vip1, 80)
@@ -229,8 +215,7 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> (bytes: [UInt8],
             ? builder(c.client, c.virtualAddress).tcp(c.clientPort, c.virtualPort, flags: flags, payload: data)
             : builder(c.server, c.client).tcp(c.serverPort, c.clientPort, flags: flags, payload: data)
     case 4:  // a new UDP flow
-        let client = senders[Int(input.byte()) % senders.count]
-        let sport = clientPort(&input)
+        let (client, sport) = newFlowSource(&input, from: senders)
         let which = input.byte()
         let (vip, dport): (IPv4Address, UInt16) = which & 1 == 0 ? (vip1, which & 2 == 0 ? 53 : 54) : (vip2, UInt16(which >> 1))
         packet = builder(client, vip).udp(sport, dport, payload: payload(&input), zeroChecksum: which & 0x80 != 0)

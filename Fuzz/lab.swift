@@ -34,6 +34,26 @@ let vip2 = IPv4Address(198, 18, 0, 2)  // a port-0 persistent service: every por
 /// so that the committed corpus keeps its meaning).
 let clients = [IPv4Address(198, 18, 0, 12), IPv4Address(198, 18, 0, 13), IPv4Address(198, 18, 1, 13)]
 
+/// The lab's services, the rules both targets start from: TCP :80 and UDP :53 of vip1 over two real
+/// servers, TCP :22 of vip1 persistent for `sshPersistence` seconds, and every port of vip2 persistent
+/// per /24 of clients (weighted least-connection over a real server of weight 1 and one of 2).
+func labRules(sshPersistence: Int) -> String {
+    """
+    -A -t 198.18.0.1:80 -s rr
+    -a -t 198.18.0.1:80 -r 198.19.0.201:8080 -m -w 1
+    -a -t 198.18.0.1:80 -r 198.19.0.202:8080 -m -w 1
+    -A -u 198.18.0.1:53 -s rr
+    -a -u 198.18.0.1:53 -r 198.19.0.201:5353 -m
+    -a -u 198.18.0.1:53 -r 198.19.0.202:5353 -m
+    -A -t 198.18.0.1:22 -s rr -p \(sshPersistence)
+    -a -t 198.18.0.1:22 -r 198.19.0.201:22 -m
+    -a -t 198.18.0.1:22 -r 198.19.0.202:22 -m
+    -A -t 198.18.0.2:0 -s wlc -p 30 -M 255.255.255.0
+    -a -t 198.18.0.2:0 -r 198.19.0.203 -m
+    -a -t 198.18.0.2:0 -r 198.19.0.202 -m -w 2
+    """
+}
+
 /// A target's rules variants, parsed as ipvsadm-restore text (numeric names only: no resolver in a
 /// fuzz run). One that does not parse is a bug of the set-up, not of an input: it stops at once.
 func parseVariants(_ texts: [String]) -> [Configuration] {
@@ -59,6 +79,12 @@ func pickConnection(_ engine: Engine, _ k: UInt8) -> Connection? {
 func clientPort(_ input: inout FuzzInput) -> UInt16 {
     let b = input.byte()
     return b < 240 ? 40000 + UInt16(b % 8) : input.u16()
+}
+
+/// A new flow's client (one of `clients`, by the next byte) and its source port (`clientPort`).
+func newFlowSource(_ input: inout FuzzInput, from clients: [IPv4Address]) -> (IPv4Address, UInt16) {
+    let client = clients[Int(input.byte()) % clients.count]
+    return (client, clientPort(&input))
 }
 
 func be16(_ p: [UInt8], _ i: Int) -> UInt16 { UInt16(p[i]) << 8 | UInt16(p[i + 1]) }

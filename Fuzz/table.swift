@@ -31,20 +31,7 @@ let probeClient = IPv4Address(198, 18, 2, 50)
 /// Against the first: a real server removed from two services (its flows drain), real servers added,
 /// two services removed (their flows live out their timeouts). Every one keeps TCP 198.18.0.1:80 with
 /// a real server of weight > 0, which the usability probe needs.
-let base = """
-    -A -t 198.18.0.1:80 -s rr
-    -a -t 198.18.0.1:80 -r 198.19.0.201:8080 -m -w 1
-    -a -t 198.18.0.1:80 -r 198.19.0.202:8080 -m -w 1
-    -A -u 198.18.0.1:53 -s rr
-    -a -u 198.18.0.1:53 -r 198.19.0.201:5353 -m
-    -a -u 198.18.0.1:53 -r 198.19.0.202:5353 -m
-    -A -t 198.18.0.1:22 -s rr -p 60
-    -a -t 198.18.0.1:22 -r 198.19.0.201:22 -m
-    -a -t 198.18.0.1:22 -r 198.19.0.202:22 -m
-    -A -t 198.18.0.2:0 -s wlc -p 30 -M 255.255.255.0
-    -a -t 198.18.0.2:0 -r 198.19.0.203 -m
-    -a -t 198.18.0.2:0 -r 198.19.0.202 -m -w 2
-    """
+let base = labRules(sshPersistence: 60)
 let variants = parseVariants([
     base,
     base.split(separator: "\n").filter { !$0.contains("198.19.0.202:8080") && !$0.contains("198.19.0.201:22") }
@@ -87,8 +74,7 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> [UInt8] {
     let payload = [UInt8](repeating: 0x41, count: Int(input.byte() % 24))
     switch kind {
     case 0:  // a new TCP connection (or anything TCP) to a service
-        let client = clients[Int(input.byte()) % clients.count]
-        let sport = clientPort(&input)
+        let (client, sport) = newFlowSource(&input, from: clients)
         let which = input.byte()
         let (vip, dport): (IPv4Address, UInt16) = switch which % 3 {
         case 0: (vip1, 80)
@@ -97,8 +83,8 @@ func buildPacket(_ input: inout FuzzInput, _ engine: Engine) -> [UInt8] {
         }
         return PacketBuilder(source: client, destination: vip).tcp(sport, dport, flags: tcpFlags(input.byte()), payload: payload)
     case 1:  // a new UDP flow
-        let client = clients[Int(input.byte()) % clients.count]
-        return PacketBuilder(source: client, destination: vip1).udp(clientPort(&input), 53, payload: payload)
+        let (client, sport) = newFlowSource(&input, from: clients)
+        return PacketBuilder(source: client, destination: vip1).udp(sport, 53, payload: payload)
     default:  // on a live connection, from the client or from the real server
         let flags = tcpFlags(input.byte())
         guard let c = conn else {
