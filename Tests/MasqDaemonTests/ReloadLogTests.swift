@@ -6,27 +6,6 @@ import Testing
 @testable import MasqCore
 @testable import MasqDaemon
 
-/// Keeps what was logged: level, message and metadata.
-private final class Captured: Sendable {
-    let lines = Mutex<[(Logger.Level, String, Logger.Metadata)]>([])
-}
-
-private struct CapturingHandler: LogHandler {
-    let captured: Captured
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
-        captured.lines.withLock { $0.append((level, message.description, metadata ?? [:])) }
-    }
-}
-
 /// SIGHUP's reload against a running configuration that masqadm has edited: one log line per change.
 @Suite struct ReloadLogTests {
     @Test func reloadLogsEachChangeAgainstTheRunningConfiguration() throws {
@@ -40,8 +19,8 @@ private struct CapturingHandler: LogHandler {
         try rules.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
 
-        let captured = Captured()
-        let logger = Logger(label: "test") { _ in CapturingHandler(captured: captured) }
+        let captured = LogCapture()
+        let logger = captured.logger()
         let configuration = try RulesFile.parse(rules)
         let core = ControlPlane(options: DaemonOptions(rulesPath: path), shared: SharedEngine(Engine(configuration: configuration)),
                               configuration: configuration, iptables: nil, logger: logger)

@@ -9,31 +9,12 @@ import Testing
 /// What `masq run` says about its table at start, and the figures it hands the metrics: private
 /// memory, a new state file, an adopted one, one that could not be adopted (with the reason).
 @Suite struct TableLogTests {
-    final class Lines: Sendable {
-        let lines = Mutex<[(Logger.Level, String, Logger.Metadata)]>([])
-    }
-
-    struct Handler: LogHandler {
-        let captured: Lines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            captured.lines.withLock { $0.append((event.level, event.message.description, event.metadata ?? [:])) }
-        }
-    }
-
     let configuration = try! RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m\n")
 
     /// Logs `engine`'s table; returns the figures and the one line logged.
     func logged(_ engine: Engine) -> (TableFileFigures, (Logger.Level, String, Logger.Metadata)?) {
-        let captured = Lines()
-        let figures = logTable(engine, logger: Logger(label: "test") { _ in Handler(captured: captured) })
+        let captured = LogCapture()
+        let figures = logTable(engine, logger: captured.logger())
         return (figures, captured.lines.withLock { $0.first })
     }
 
