@@ -489,19 +489,18 @@ func logTable(_ engine: Engine, logger: Logger) -> TableFileFigures {
                            metadata: ["state_file": "\(path)"])
         }
         if let note = memory.capacityNote { logger.notice("\(note)", metadata: ["state_file": "\(path)"]) }
-        if let note = memory.spaceNote { logger.warning("\(note)", metadata: ["state_file": "\(path)"]) }
-        if let note = hugePagesNote(statePath: path, capacity: memory.capacity) { logger.notice("\(note)") }
-        return figures
+    } else {
+        let metadata: Logger.Metadata = ["state_file": "\(path)", "capacity": "\(memory.capacity)", "file_size": "\(memory.fileSize)"]
+        switch memory.replacedReason {
+        case nil:
+            logger.info("connection table created", metadata: metadata)
+        case "--fresh-state":
+            logger.notice("connection table created: --fresh-state replaced the state file's table", metadata: metadata)
+        case let reason?:
+            logger.warning("connection table created: the state file's table could not be adopted (\(reason))", metadata: metadata)
+        }
     }
-    let metadata: Logger.Metadata = ["state_file": "\(path)", "capacity": "\(memory.capacity)", "file_size": "\(memory.fileSize)"]
-    switch memory.replacedReason {
-    case nil:
-        logger.info("connection table created", metadata: metadata)
-    case "--fresh-state":
-        logger.notice("connection table created: --fresh-state replaced the state file's table", metadata: metadata)
-    case let reason?:
-        logger.warning("connection table created: the state file's table could not be adopted (\(reason))", metadata: metadata)
-    }
+    // Adopted or new, the file system it is on.
     if let note = memory.spaceNote { logger.warning("\(note)", metadata: ["state_file": "\(path)"]) }
     if let note = hugePagesNote(statePath: path, capacity: memory.capacity) { logger.notice("\(note)") }
     return figures
