@@ -595,7 +595,8 @@ class Manager:
                 facts["process"] = process_facts(pid)
             ev = self.record("notify", raw=text, fields=fields, pid=pid, uid=uid, main_pid=main_pid,
                              from_main=pid is not None and pid == main_pid,
-                             received_t=round(received - self.t0, 6), facts=facts)
+                             received_t=round(received - self.t0, 6), monotonic_us=int(received * 1e6),
+                             facts=facts)
             # NotifyAccess=main: only the main process's messages change the state.
             if ev["from_main"]:
                 with self.cv:
