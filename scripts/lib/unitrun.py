@@ -699,7 +699,9 @@ class Manager:
         return main
 
     def waiter(self, main):
-        status = main["popen"].wait()
+        # The raw wait status (Popen.wait's return code would lose a core dump).
+        _, status = os.waitpid(main["pid"], 0)
+        main["popen"].returncode = os.waitstatus_to_exitcode(status)
         code, exit_status, failure = exit_fields(status)
         facts = self.facts()
         with self.cv:
