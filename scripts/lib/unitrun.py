@@ -35,13 +35,15 @@ runner does, for one service, what the service manager does with the settings ma
     ExecStopPost= with SERVICE_RESULT, EXIT_CODE and EXIT_STATUS;
   - Restart= (no, always, on-failure) after RestartSec= when the process exits on its own, within
     StartLimitBurst= starts per StartLimitIntervalSec=.
-What it does not do: cgroups, mount namespaces (ProtectSystem=, PrivateTmp=, ReadWritePaths=...),
-seccomp (RestrictAddressFamilies=...), resource limits: those are checked by systemd-analyze verify
-and by systemd itself, not here.
+  - with --sandbox, the file-system settings in a mount namespace of the service's own:
+    ProtectSystem= (strict: every mount read-only but /dev, /proc and /sys), ReadWritePaths= bound
+    back read-write, PrivateTmp=, ProtectHome=, ProtectKernelTunables=, ProtectControlGroups=.
+What it does not do: cgroups, seccomp (RestrictAddressFamilies=, LockPersonality=...), PrivateDevices=,
+resource limits: systemd-analyze verify checks their syntax, systemd itself what they do.
 
   unitrun.py show  UNIT-OPTIONS            the command lines and environment, as JSON
   unitrun.py serve UNIT-OPTIONS --control SOCK --events FILE --log FILE [--notify-socket PATH|@NAME]
-                   [--facts-iptables CMD]  runs the service manager; SOCK takes the commands below
+                   [--facts-iptables CMD] [--sandbox]   runs the service manager; SOCK takes the commands below
   unitrun.py ctl SOCK start|stop|restart|reload|status|quit [TIMEOUT]
   unitrun.py ctl SOCK kill SIGNAL          a signal to the main process (systemctl kill --kill-whom=main)
   unitrun.py ctl SOCK wait-exit TIMEOUT    until the main process has exited
@@ -300,6 +302,8 @@ def expand_argv(words, env):
 
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+_UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
+_MOUNT = shutil.which("mount") or "/usr/bin/mount"
 
 
 def timespan(text, default):
@@ -370,6 +374,15 @@ class ServiceConfig:
         self.bounding = capability_names(unit.values("CapabilityBoundingSet")) \
             if unit.values("CapabilityBoundingSet") else None
         self.no_new_privileges = yes(unit.value("NoNewPrivileges"))
+        self.sandbox = {
+            "protect_system": unit.value("ProtectSystem", "no").lower(),
+            "read_write_paths": [p for v in unit.values("ReadWritePaths")
+                                 for p in split_words(resolve_specifiers(v, spec, "ReadWritePaths="), "ReadWritePaths=")],
+            "protect_home": unit.value("ProtectHome", "no").lower(),
+            "private_tmp": yes(unit.value("PrivateTmp")),
+            "protect_kernel_tunables": yes(unit.value("ProtectKernelTunables")),
+            "protect_control_groups": yes(unit.value("ProtectControlGroups")),
+        }
         self.kill_signal = signal_number(unit.value("KillSignal", "SIGTERM"))
         self.restart_kill_signal = signal_number(unit.value("RestartKillSignal", unit.value("KillSignal", "SIGTERM")))
         self.kill_mode = unit.value("KillMode", "control-group")
@@ -497,9 +510,79 @@ def process_facts(pid):
                     out[k] = v.split()
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             out["cmdline"] = [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+        with open(f"/proc/{pid}/mountinfo") as f:
+            # mount point -> ro or rw (field 6, the per-mount options), the last mount on a path winning
+            out["mounts"] = {line.split()[4]: line.split()[5].split(",")[0] for line in f}
     except OSError as e:
         out["error"] = str(e)
     return out
+
+
+# ---------------------------------------------------------------- the sandbox
+
+
+def mount_points():
+    """This mount namespace's mount points, from /proc/self/mountinfo (field 5, octal escapes)."""
+    with open("/proc/self/mountinfo") as f:
+        return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f]
+
+
+def under(path, roots):
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def sandbox_exec(sandbox, exe, argv):
+    """In the mount namespace `unshare --mount --propagation private` made: the unit's file-system
+    sandbox as systemd.exec(5) describes it, then exec. ProtectSystem=strict makes every mount
+    read-only but the API file systems /dev, /proc and /sys; yes covers /usr and /boot, full also
+    /etc; ReadWritePaths= are bound back read-write (a leading - : may be missing); PrivateTmp=
+    mounts fresh /tmp and /var/tmp; ProtectHome=yes hides /home, /root and /run/user (read-only:
+    read-only); ProtectKernelTunables= makes /proc/sys and /sys read-only, ProtectControlGroups=
+    /sys/fs/cgroup."""
+    def mount(*args):
+        p = subprocess.run([_MOUNT, *args], capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"unitrun sandbox: mount {' '.join(args)}: {p.stderr.strip()}", file=sys.stderr)
+        return p.returncode == 0
+
+    def read_only(roots, but=()):
+        for mp in mount_points():
+            if under(mp, roots) and not under(mp, but):
+                mount("-o", "remount,bind,ro", mp)
+
+    level = sandbox["protect_system"]
+    if level == "strict":
+        read_only(["/"], but=["/dev", "/proc", "/sys"])
+    elif level in ("yes", "true", "full"):
+        read_only(["/usr", "/boot", "/efi"] + (["/etc"] if level == "full" else []))
+    if sandbox["protect_kernel_tunables"]:
+        for p in ("/proc/sys", "/proc/sysrq-trigger", "/sys"):
+            if os.path.exists(p) and p not in mount_points():
+                mount("--bind", p, p)
+        read_only(["/proc/sys", "/proc/sysrq-trigger", "/sys"])
+    if sandbox["protect_control_groups"]:
+        read_only(["/sys/fs/cgroup"])
+    home = sandbox["protect_home"]
+    for p in ("/home", "/root", "/run/user"):
+        if home in ("yes", "true", "read-only", "tmpfs") and os.path.isdir(p):
+            if home in ("read-only", "tmpfs"):
+                mount("--bind", p, p) and mount("-o", "remount,bind,ro", p)
+            else:
+                mount("-t", "tmpfs", "-o", "ro,mode=000,nosuid,nodev,noexec", "tmpfs", p)
+    if sandbox["private_tmp"]:
+        for p in ("/tmp", "/var/tmp"):
+            mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", p)
+    for p in sandbox["read_write_paths"]:
+        optional = p.startswith("-")
+        p = p.lstrip("-+")
+        if not os.path.exists(p):
+            if optional:
+                continue
+            print(f"unitrun sandbox: ReadWritePaths={p}: no such path", file=sys.stderr)
+            return 226  # systemd's EXIT_NAMESPACE
+        if not (mount("--bind", p, p) and mount("-o", "remount,bind,rw", p)):
+            return 226
+    os.execv(exe, argv)
 
 
 # ---------------------------------------------------------------- the service manager
@@ -519,8 +602,9 @@ def exit_fields(status):
 
 
 class Manager:
-    def __init__(self, config, events_path, log_path, notify_address, facts_iptables):
+    def __init__(self, config, events_path, log_path, notify_address, facts_iptables, sandboxed):
         self.config = config
+        self.sandboxed = sandboxed
         self.events = open(events_path, "a", buffering=1)
         self.log_path = log_path
         self.facts_iptables = facts_iptables
@@ -627,6 +711,11 @@ class Manager:
                 self.record("warning", why="@ (argv[0] other than the path) is not passed through setpriv")
         else:
             exe, full = path, argv
+        if self.sandboxed:
+            # A mount namespace of its own, set up as the unit's sandbox settings say, then the command.
+            full = [_UNSHARE, "--mount", "--propagation", "private", "--", sys.executable,
+                    os.path.abspath(__file__), "sandbox-exec", json.dumps(self.config.sandbox), exe, "--"] + full
+            exe = _UNSHARE
         p = subprocess.Popen(full, executable=exe, env=env, cwd="/",
                              stdin=subprocess.DEVNULL, stdout=stdout_fd, stderr=stdout_fd,
                              start_new_session=True, umask=0o022, close_fds=True)
@@ -903,7 +992,7 @@ class Manager:
 
 def serve(args):
     config = ServiceConfig(Unit(args.unit, args.drop_in), args.runtime_root)
-    manager = Manager(config, args.events, args.log, args.notify_socket, args.facts_iptables)
+    manager = Manager(config, args.events, args.log, args.notify_socket, args.facts_iptables, args.sandbox)
     manager.record("runner", unit=config.unit.files, notify_socket=args.notify_socket, pid=os.getpid())
     try:
         os.unlink(args.control)
@@ -1033,11 +1122,16 @@ def main():
             p.add_argument("--log", required=True, metavar="FILE")
             p.add_argument("--notify-socket", required=True, metavar="PATH|@NAME")
             p.add_argument("--facts-iptables", default="iptables", metavar="CMD")
+            p.add_argument("--sandbox", action="store_true",
+                           help="ProtectSystem=, ReadWritePaths=, ProtectHome=, PrivateTmp=, ProtectKernelTunables=, "
+                                "ProtectControlGroups= in a mount namespace of the service's own")
     p = sub.add_parser("ctl")
     p.add_argument("socket")
     p.add_argument("command")
     p.add_argument("args", nargs="*")
     sub.add_parser("selftest")
+    if len(sys.argv) > 1 and sys.argv[1] == "sandbox-exec":
+        return sandbox_exec(json.loads(sys.argv[2]), sys.argv[3], sys.argv[5:])
     args = parser.parse_args()
     if args.verb == "show":
         print(json.dumps(ServiceConfig(Unit(args.unit, args.drop_in), args.runtime_root).show(), indent=1))
