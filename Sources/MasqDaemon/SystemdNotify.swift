@@ -60,7 +60,7 @@ public struct SystemdNotifier: Sendable {
             }
         }
         guard let (count, code) = sent else {
-            return NotifyFailure(socket: socket, reason: "the name is too long for a Unix socket address (sun_path)")
+            return NotifyFailure(socket: socket, reason: "no name, or one too long for a Unix socket address (sun_path: \(MemoryLayout.size(ofValue: sockaddr_un().sun_path)) bytes)")
         }
         guard count == bytes.count else {
             return NotifyFailure(socket: socket, reason: "sendto: \(count < 0 ? String(cString: strerror(code)) : "short write")")
