@@ -50,6 +50,9 @@ public struct DaemonOptions: Sendable {
     /// state file (the default) or a sync daemon or a notify FIFO, and from the first daemon masqadm
     /// starts.
     public var failClosedIptables = false
+    /// The service manager's notify socket (`Type=notify`): READY, RELOADING, STOPPING. `masq run`
+    /// takes it from NOTIFY_SOCKET; no socket, no messages.
+    public var notifier = SystemdNotifier(socket: nil)
 
     public init(rulesPath: String) { self.rulesPath = rulesPath }
 }
@@ -108,9 +111,11 @@ final class PacketThreadContext: Sendable {
 /// The packet path as a service: a dedicated thread per queue (receives block; they must not sit on
 /// the concurrency pool's few threads). Graceful shutdown (SIGTERM) removes the iptables rules first,
 /// so no new packets are queued, then lets the loop drain what is queued and stop; for a restart
-/// (SIGUSR2) the rules stay and the loop stops after the batch in hand.
+/// (SIGUSR2) the rules stay and the loop stops after the batch in hand. A loop that fails tells
+/// systemd STOPPING=1 (`onStopping`) before it ends the group.
 struct PacketService: Service {
     let context: PacketThreadContext
+    let onStopping: @Sendable () -> Void
     let onShutdown: @Sendable () -> Void
     let logger: Logger
 
@@ -138,6 +143,7 @@ struct PacketService: Service {
                         }
                         guard let (counters, error) = done else { return }
                         if let error {
+                            onStopping()
                             continuation.resume(throwing: DaemonError(error))
                             return
                         }
@@ -162,8 +168,23 @@ struct PacketService: Service {
     }
 }
 
+/// STOPPING=1 (via `announce`, which sends it once) as soon as a graceful shutdown begins. The group
+/// shuts its services down in reverse order, one after the other, so this one, added last, is the
+/// first to hear of it: before the control socket, the health checks and, last, the packet path with
+/// its iptables rules wind down.
+struct StoppingNoticeService: Service {
+    let announce: @Sendable () -> Void
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        announce()
+    }
+}
+
 /// SIGHUP: re-read the rules file; a good one replaces the running configuration atomically (and the
 /// iptables rules when masq installed them), a bad one is logged with file:line and changes nothing.
+/// Either way systemd hears RELOADING=1 before and READY=1 after, with STATUS= saying which it was
+/// (a rejected reload still ends in READY=1: the old configuration serves on).
 /// SIGUSR1: write the connection table to a new file in the dump directory, named in the log.
 struct SignalService: Service {
     let core: ControlPlane
@@ -184,6 +205,7 @@ struct SignalService: Service {
                 continue
             }
             logger.info("SIGHUP: reloading", metadata: ["rules": "\(options.rulesPath)"])
+            options.notifier.reloading()
             do {
                 if let health {
                     await health.reload(try loadKeepalived(options.rulesPath, logger: logger))
@@ -192,8 +214,11 @@ struct SignalService: Service {
                 }
                 logger.info("reload accepted")
                 HostChecks.log(options, core.currentConfiguration, to: logger)
+                options.notifier.ready(status: "reload accepted")
             } catch {
                 logger.error("reload rejected, the running configuration stays: \(error.description)")
+                let reason = error.description.split(separator: "\n", omittingEmptySubsequences: true).first ?? ""
+                options.notifier.ready(status: "reload rejected: \(reason)")
             }
         }
     }
@@ -349,6 +374,15 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         iptables = InstalledIptables(runner: runner, plan: plan)
     }
     let installed = iptables
+    // STOPPING=1 once, at whichever comes first of a graceful shutdown's start and a failed packet loop.
+    let stoppingOnce = Mutex(false)
+    let notifier = options.notifier
+    let control = LoopControl()
+    let announceStopping: @Sendable () -> Void = {
+        guard stoppingOnce.withLock({ sent in defer { sent = true }; return !sent }) else { return }
+        // Only a state file makes SIGUSR2 a restart (RestartSignalService): the rules and table stay.
+        notifier.stopping(status: control.restartRequested ? "restarting: rules and table kept" : "stopping")
+    }
     let removedOnce = Mutex(false)
     let removeRules: @Sendable () -> Void = {
         guard let installed, removedOnce.withLock({ done in defer { done = true }; return !done }) else { return }
@@ -359,7 +393,6 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
 
     let core = ControlPlane(options: options, shared: shared, configuration: configuration, iptables: installed,
                           logger: logger)
-    let control = LoopControl()
     var loop = PacketLoop(logger: logger, logPackets: options.logPackets)
     loop.recordBatchSizes = options.metricsAddress != nil
     loop.unreachableSender = core.unreachableSender
@@ -415,7 +448,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
 
     let health = keepalived.map { HealthController($0, core: core, logger: logger) }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-        .init(service: PacketService(context: context, onShutdown: removeRules, logger: logger),
+        .init(service: PacketService(context: context, onStopping: announceStopping, onShutdown: removeRules,
+                                     logger: logger),
               successTerminationBehavior: .gracefullyShutdownGroup,
               failureTerminationBehavior: .gracefullyShutdownGroup),
         .init(service: SignalService(core: core, control: control, health: health, logger: logger)),
@@ -434,6 +468,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
                               failureTerminationBehavior: .gracefullyShutdownGroup))
         logger.info("metrics", metadata: ["url": "http://\(host):\(port)/metrics"])
     }
+    services.append(.init(service: StoppingNoticeService(announce: announceStopping)))
     let group = ServiceGroup(configuration: ServiceGroupConfiguration(
         services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     if let pidFile = options.pidFile {
@@ -447,6 +482,12 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     defer { if let pidFile = options.pidFile { try? FileManager.default.removeItem(atPath: pidFile) } }
     logger.info("serving", metadata: [
         "services": "\(configuration.services.count)", "rules": "\(options.rulesPath)", "pid": "\(getpid())"])
+    // Queue bound, rules installed, listeners bound: systemd may now count the start done. A socket
+    // that cannot be reached is said once, here; masq serves on regardless.
+    let queues = options.queue.numbers.count == 1 ? "queue" : "queues"
+    if let failure = notifier.ready(status: "serving \(configuration.services.count) virtual services on \(queues) \(options.queue)") {
+        logger.warning("sd_notify: cannot tell the service manager masq is ready: \(failure)")
+    }
     do {
         try await group.run()
     } catch {

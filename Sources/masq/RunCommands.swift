@@ -120,6 +120,13 @@ struct Run: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: ArgumentHelp("""
+        How log lines look on stderr: text (time, level, label, metadata, [module], message), journal \
+        (a <N> priority prefix, no time: journald stamps it), json (one object per line), or auto: \
+        journal when stderr is the journal ($JOURNAL_STREAM names it), else text.
+        """, valueName: "auto|text|journal|json"))
+    var logFormat: LogFormat = .auto
+
     @OptionGroup(title: "Director pair (connection sync, keepalived)")
     var sync: SyncOptions
 
@@ -147,9 +154,13 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // First, while no thread of masq's runs: NOTIFY_SOCKET leaves the environment, so no child
+        // (iptables, notify scripts) ever sees it.
+        let notifier = SystemdNotifier.fromEnvironment()
         let level = debugPackets ? .debug : logLevel
+        let format = logFormat.lineFormatForThisProcess
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = MasqLogHandler(label: label, format: format)
             handler.logLevel = level
             return handler
         }
@@ -172,6 +183,7 @@ struct Run: AsyncParsableCommand {
         options.controlSocket = noControlSocket ? nil : ControlClient.socketPath(option: controlSocket)
         options.metricsAddress = metricsAddress
         options.expireNodestConnections = expireNodestConn
+        options.notifier = notifier
         try sync.apply(to: &options)
         do {
             try await runDaemon(options, logger: logger)
@@ -182,6 +194,7 @@ struct Run: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}
 
 struct Iptables: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -267,3 +267,22 @@ struct StopUnhandledTests {
         #expect(!QueueBindings.stopWentUnhandled([:]))  // not under systemd
     }
 }
+
+@Suite("iptables errors for the user")
+struct IptablesErrorTests {
+    static let lockRefused = "Fatal: can't open lock file /run/xtables.lock: Permission denied\n"
+
+    @Test("iptables-legacy's lock file under User=masq: the way out is named")
+    func legacyLockAsNonRoot() {
+        let error = IptablesError(command: ["iptables-legacy", "-t", "raw", "-C", "PREROUTING", "-j", "MASQ"],
+                                  output: Self.lockRefused, status: 4, effectiveUID: 998)
+        #expect(error.description == "iptables-legacy cannot open its lock file as a user other than root, even with CAP_NET_ADMIN: use the nft backend (--iptables iptables), or run masq as root (masq.service: a drop-in with User=root): iptables-legacy -t raw -C PREROUTING -j MASQ: Fatal: can't open lock file /run/xtables.lock: Permission denied")
+    }
+
+    @Test("as root the same words mean something else: no user hint")
+    func legacyLockAsRoot() {
+        let error = IptablesError(command: ["iptables-legacy", "-t", "raw", "-N", "MASQ"], output: Self.lockRefused,
+                                  status: 4, effectiveUID: 0)
+        #expect(error.description == "iptables needs root or CAP_NET_ADMIN: iptables-legacy -t raw -N MASQ")
+    }
+}
