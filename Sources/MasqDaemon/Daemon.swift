@@ -484,7 +484,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         "services": "\(configuration.services.count)", "rules": "\(options.rulesPath)", "pid": "\(getpid())"])
     // Queue bound, rules installed, listeners bound: systemd may now count the start done. A socket
     // that cannot be reached is said once, here; masq serves on regardless.
-    if let failure = notifier.ready(status: "serving \(configuration.services.count) virtual services on queue \(options.queue)") {
+    let queues = options.queue.numbers.count == 1 ? "queue" : "queues"
+    if let failure = notifier.ready(status: "serving \(configuration.services.count) virtual services on \(queues) \(options.queue)") {
         logger.warning("sd_notify: cannot tell the service manager masq is ready: \(failure)")
     }
     do {
