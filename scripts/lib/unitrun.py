@@ -536,9 +536,9 @@ def sandbox_exec(sandbox, exe, argv):
     sandbox as systemd.exec(5) describes it, then exec. ProtectSystem=strict makes every mount
     read-only but the API file systems /dev, /proc and /sys; yes covers /usr and /boot, full also
     /etc; ReadWritePaths= are bound back read-write (a leading - : may be missing); PrivateTmp=
-    mounts fresh /tmp and /var/tmp; ProtectHome=yes hides /home, /root and /run/user (read-only:
-    read-only); ProtectKernelTunables= makes /proc/sys and /sys read-only, ProtectControlGroups=
-    /sys/fs/cgroup."""
+    mounts fresh /tmp and /var/tmp; ProtectHome=yes makes /home, /root and /run/user inaccessible
+    (read-only: read-only, tmpfs: empty); ProtectKernelTunables= makes /proc/sys and /sys
+    read-only, ProtectControlGroups= /sys/fs/cgroup."""
     def mount(*args):
         p = subprocess.run([_MOUNT, *args], capture_output=True, text=True)
         if p.returncode != 0:
@@ -564,11 +564,13 @@ def sandbox_exec(sandbox, exe, argv):
         read_only(["/sys/fs/cgroup"])
     home = sandbox["protect_home"]
     for p in ("/home", "/root", "/run/user"):
-        if home in ("yes", "true", "read-only", "tmpfs") and os.path.isdir(p):
-            if home in ("read-only", "tmpfs"):
-                mount("--bind", p, p) and mount("-o", "remount,bind,ro", p)
-            else:
-                mount("-t", "tmpfs", "-o", "ro,mode=000,nosuid,nodev,noexec", "tmpfs", p)
+        if not os.path.isdir(p):
+            continue
+        if home == "read-only":
+            mount("--bind", p, p) and mount("-o", "remount,bind,ro", p)
+        elif home in ("yes", "true", "tmpfs"):  # inaccessible, or an empty read-only tmpfs
+            mode = "0755" if home == "tmpfs" else "000"
+            mount("-t", "tmpfs", "-o", f"ro,mode={mode},nosuid,nodev,noexec", "tmpfs", p)
     if sandbox["private_tmp"]:
         for p in ("/tmp", "/var/tmp"):
             mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", p)
@@ -611,7 +613,7 @@ class Manager:
         self.cv = threading.Condition()
         self.job = threading.RLock()  # one job (start, stop, reload, an automatic restart) at a time
         self.records = []
-        self.main = None           # the running main process: {"pid", "pidfd", "ready", ...}
+        self.main = None           # the running main process: {"pid", "popen", "ready", "exit", ...}
         self.state = "inactive"    # inactive, activating, active, reloading, deactivating, failed
         self.stopping = False      # a stop the runner asked for is under way
         self.starts = []
@@ -734,7 +736,7 @@ class Manager:
         ok = status == 0 or "-" in command["prefixes"]
         return self.record(kind, argv=argv, status=status, timed_out=timed_out, ok=ok and not timed_out)
 
-    def journal_reader(self, sock, start_number):
+    def journal_reader(self, sock):
         """Reads what the service writes to stdout/stderr, as journald's stream does, into the log."""
         with open(self.log_path, "ab", buffering=0) as log:
             while True:
@@ -777,7 +779,7 @@ class Manager:
             self.record("failed", why=f"exec: {e}")
             return None
         theirs.close()
-        threading.Thread(target=self.journal_reader, args=(ours, len(self.starts)), daemon=True).start()
+        threading.Thread(target=self.journal_reader, args=(ours,), daemon=True).start()
         main = {"pid": p.pid, "popen": p, "ready": None, "reloading": None, "stopping": None,
                 "exit": None, "env": env}
         with self.cv:
