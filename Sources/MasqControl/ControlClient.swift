@@ -41,6 +41,22 @@ public struct PeerCredentials: Sendable {
 
     /// Root, or the user this process runs as: the only peers masq's control socket talks to.
     public var isRootOrSelf: Bool { uid == 0 || uid == getuid() }
+
+    /// A daemon a client may trust: root, this user, or the system user masq.service runs masq as
+    /// (`User=masq`, dist/sysusers.d/masq.conf): only root can start a process as that account, so a
+    /// socket it holds is masq's. `serviceUID` is that account's uid, when the machine has one.
+    public func isMasqDaemon(serviceUID: uid_t? = PeerCredentials.serviceUID) -> Bool {
+        isRootOrSelf || (serviceUID.map { uid == $0 } ?? false)
+    }
+
+    /// The user masq.service runs masq as.
+    public static let serviceUser = "masq"
+
+    /// `serviceUser`'s uid (getpwnam), nil when there is no such account.
+    public static var serviceUID: uid_t? {
+        guard let entry = getpwnam(serviceUser) else { return nil }
+        return entry.pointee.pw_uid
+    }
 }
 
 /// The credentials of the peer of a connected Unix socket `fd` (nil if the kernel gives none).
@@ -87,11 +103,11 @@ public enum ControlClient {
             throw Failure(errno: ENAMETOOLONG, path: path, reason: path.count <= 1 ? "no socket name given" : nil)
         }
         guard connected == 0 else { throw Failure(errno: errno, path: path) }
-        // Anyone may bind an abstract name first: talk only to root or to ourselves, never send rules
-        // (or trust a listing) to another user's process holding masq's name.
-        if let peer = unixPeerCredentials(fd), !peer.isRootOrSelf {
+        // Anyone may bind an abstract name first: talk only to root, to ourselves or to masq.service's
+        // user, never send rules (or trust a listing) to another user's process holding masq's name.
+        if let peer = unixPeerCredentials(fd), !peer.isMasqDaemon() {
             throw Failure(errno: EPERM, path: path,
-                          reason: "the socket is held by pid \(peer.pid), uid \(peer.uid), which is neither root nor you: not masq's")
+                          reason: "the socket is held by pid \(peer.pid), uid \(peer.uid), which is neither root, nor you, nor the user \(PeerCredentials.serviceUser): not masq's")
         }
         let outgoing = ControlFraming.encode(request)
         var sent = 0
