@@ -258,8 +258,6 @@ public struct IptablesError: Error, CustomStringConvertible {
     public var command: [String]
     public var output: String
     public var status: Int32
-    /// Who ran it: iptables-legacy's lock file needs root, whatever the capabilities.
-    public var effectiveUID = geteuid()
 
     public var description: String {
         let shown = command.map(shellQuoted).joined(separator: " ")
@@ -269,13 +267,16 @@ public struct IptablesError: Error, CustomStringConvertible {
                              || text.contains("CT") && text.contains("target")) {
             return "the kernel or \(command[0]) lacks the NFQUEUE or CT target (modules nfnetlink_queue, xt_NFQUEUE, xt_CT): \(shown): \(text)"
         }
+        // iptables-legacy takes /run/xtables.lock, root's and mode 0600 (xtables.c, xtables_lock()):
+        // CAP_NET_ADMIN alone, as masq.service gives its User=masq, cannot open it (EACCES); as root under
+        // masq.service's ProtectSystem=strict it cannot create it when it is not there yet (EROFS). The
+        // nft backend needs no lock. `--iptables iptables` is not the way out where the alternatives
+        // point `iptables` at the legacy backend: `iptables-nft` is the nft one whatever they say.
+        if status != 127 && text.contains("can't open lock file") {
+            return "\(command[0]) cannot open its lock file (iptables-legacy needs root and a writable /run/xtables.lock): use the nft backend (--iptables iptables-nft), or, under masq.service, the drop-in /usr/share/doc/masq/examples/masq.service.d/iptables-legacy.conf (User=root, the lock file writable): \(shown): \(text)"
+        }
         if status == 127 || text.contains("No such file") {
             return "\(command[0]) is not installed (apt-get install iptables): \(shown)"
-        }
-        // iptables-legacy takes /run/xtables.lock, root's and mode 0600 (xtables.c, xtables_lock()):
-        // CAP_NET_ADMIN alone, as masq.service gives its User=masq, cannot open it; the nft backend needs no lock.
-        if text.contains("can't open lock file") && effectiveUID != 0 {
-            return "\(command[0]) cannot open its lock file as a user other than root, even with CAP_NET_ADMIN: use the nft backend (--iptables iptables), or run masq as root (masq.service: a drop-in with User=root): \(shown): \(text)"
         }
         if text.contains("Permission denied") || text.contains("you must be root") {
             return "iptables needs root or CAP_NET_ADMIN: \(shown)"
