@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MasqCore
 import Synchronization
 
@@ -299,8 +300,20 @@ public struct IptablesInstallation: Equatable, Sendable {
 /// 2-second refresh, shutdown) never interleave their commands.
 public final class IptablesRunner: Sendable {
     private let current: Mutex<String>
+    /// Where `install` says, once, that it cannot tell whether iptables-legacy holds masq's tables.
+    private let logger: Logger?
+    private let toldLegacyUnknown = Mutex(false)
+    private let legacyTables: @Sendable () -> Result<String, ReadError>
 
-    public init(binary: String = "iptables") { current = Mutex(binary) }
+    public init(binary: String = "iptables", logger: Logger? = nil) {
+        self.init(binary: binary, logger: logger, legacyTables: { readProcFile(IptablesRunner.legacyTablesPath) })
+    }
+
+    init(binary: String, logger: Logger?, legacyTables: @escaping @Sendable () -> Result<String, ReadError>) {
+        current = Mutex(binary)
+        self.logger = logger
+        self.legacyTables = legacyTables
+    }
 
     /// The binary in use: the one asked for, or `iptables-legacy` once the nft backend refused a rule.
     public var binary: String { current.withLock { $0 } }
@@ -347,7 +360,7 @@ public final class IptablesRunner: Sendable {
             let legacy = "iptables-legacy"
             let present = Self.presentJumps(plan, binary: binary)
             let falls = fallbackToLegacy && binary == "iptables"
-            if falls && !present.contains(true) && Self.legacyHolds(plan) {
+            if falls && !present.contains(true) && legacyHoldsOrSay(plan) {
                 let legacyPresent = Self.presentJumps(plan, binary: legacy)
                 if legacyPresent.contains(true) {
                     try Self.installInPlace(plan, binary: legacy, present: legacyPresent)
@@ -372,14 +385,35 @@ public final class IptablesRunner: Sendable {
         }
     }
 
+    /// The x_tables tables loaded in this network namespace (net/netfilter/x_tables.c), one name a line.
+    /// Mode 0440, root's: masq.service's User=masq cannot read it.
+    static let legacyTablesPath = "/proc/net/ip_tables_names"
+
     /// Whether the legacy (x_tables) back end has one of the plan's tables in this network namespace
-    /// (`/proc/net/ip_tables_names`, net/netfilter/x_tables.c). Asked first because
+    /// (`legacyTablesPath`); nil when the file cannot be read. Asked first because
     /// `iptables-legacy -C` itself would register the table it looks in: an empty table whose hooks
     /// every packet then crosses, and which makes every later `iptables` (nft) warn about it.
-    static func legacyHolds(_ plan: IptablesPlan) -> Bool {
-        guard let names = try? String(contentsOfFile: "/proc/net/ip_tables_names", encoding: .utf8) else { return false }
+    static func legacyHolds(_ plan: IptablesPlan, tables: Result<String, ReadError>) -> Bool? {
+        guard case .success(let names) = tables else { return nil }
         let loaded = Set(names.split(separator: "\n").map(String.init))
         return plan.chains.contains { loaded.contains($0.table) }
+    }
+
+    /// `legacyHolds` of this namespace's file, "no" when it cannot be read (root runs masq-unqueue.service
+    /// and `masq iptables`: there it can).
+    static func legacyHolds(_ plan: IptablesPlan) -> Bool {
+        legacyHolds(plan, tables: readProcFile(legacyTablesPath)) ?? false
+    }
+
+    /// `legacyHolds`, taken as "no" when the file cannot be read, which is said once (a notice: only a
+    /// previous masq that fell back to iptables-legacy, and ran as root, leaves rules there).
+    func legacyHoldsOrSay(_ plan: IptablesPlan) -> Bool {
+        let tables = legacyTables()
+        if let holds = Self.legacyHolds(plan, tables: tables) { return holds }
+        if case .failure(let error) = tables, toldLegacyUnknown.withLock({ told in defer { told = true }; return !told }) {
+            logger?.notice("cannot tell whether iptables-legacy holds masq's tables (\(Self.legacyTablesPath): \(error)): taken as not; a previous masq's rules there (a fallback to iptables-legacy, as root) would stay, and queue the VIP's packets a second time")
+        }
+        return false
     }
 
     /// Which of the plan's hook jumps (`hookJumps`, in order) `binary` already has.

@@ -296,3 +296,32 @@ struct IptablesErrorTests {
         #expect(error.description == "iptables needs root or CAP_NET_ADMIN: iptables -t raw -N MASQ")
     }
 }
+
+/// Under masq.service's User=masq, /proc/net/ip_tables_names (0440, root's) cannot be read: masq
+/// cannot tell whether iptables-legacy holds a previous masq's tables, and says so once.
+@Suite struct LegacyTablesTests {
+    static let plan = IptablesPlan(Configuration(), queue: .single(0))
+
+    @Test func theLoadedTablesDecide() {
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .success("filter\nraw\n")) == true)
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .success("filter\nnat\n")) == false)
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .success("")) == false)
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .failure(ReadError(code: EACCES))) == nil)
+    }
+
+    @Test func anUnreadableFileIsSaidOnceAndTakenAsNo() throws {
+        let capture = LogCapture()
+        let runner = IptablesRunner(binary: "iptables", logger: capture.logger(),
+                                    legacyTables: { .failure(ReadError(code: EACCES)) })
+        #expect(!runner.legacyHoldsOrSay(Self.plan))
+        #expect(!runner.legacyHoldsOrSay(Self.plan))
+        let lines = capture.lines.withLock { $0 }
+        try #require(lines.count == 1)
+        #expect(lines[0].0 == .notice)
+        #expect(lines[0].1.hasPrefix("cannot tell whether iptables-legacy holds masq's tables (/proc/net/ip_tables_names: Permission denied): taken as not"))
+
+        let readable = IptablesRunner(binary: "iptables", logger: capture.logger(), legacyTables: { .success("raw\n") })
+        #expect(readable.legacyHoldsOrSay(Self.plan))
+        #expect(capture.lines.withLock { $0.count } == 1)
+    }
+}
