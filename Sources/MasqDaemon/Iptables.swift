@@ -305,7 +305,7 @@ public final class IptablesRunner: Sendable {
     private let toldLegacyUnknown = Mutex(false)
     private let legacyTables: @Sendable () -> Result<String, ReadError>
 
-    public init(binary: String = "iptables", logger: Logger? = nil) {
+    public convenience init(binary: String = "iptables", logger: Logger? = nil) {
         self.init(binary: binary, logger: logger, legacyTables: { readProcFile(IptablesRunner.legacyTablesPath) })
     }
 
