@@ -476,7 +476,9 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         syncFollower?.stop()
         core.sync.stopAll()
     }
-    // Every listener is bound before masq says it is serving: a taken address stops start-up, named.
+    // Before masq says it is serving, the control socket is bound and the metrics address is bound
+    // once and let go (its server binds it again as the group starts): a taken address stops start-up,
+    // named.
     var controlListener: ControlSocketListener?
     do {
         controlListener = try options.controlSocket.map { path throws(DaemonError) in try ControlSocketListener(path) }
