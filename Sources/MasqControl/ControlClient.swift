@@ -44,7 +44,8 @@ public struct PeerCredentials: Sendable {
 
     /// A daemon a client may trust: root, this user, or the system user masq.service runs masq as
     /// (`User=masq`, dist/sysusers.d/masq.conf): only root can start a process as that account, so a
-    /// socket it holds is masq's. `serviceUID` is that account's uid, when the machine has one.
+    /// socket it holds is masq's. `serviceUID` is that account's uid, when the machine has one as a
+    /// system account.
     public func isMasqDaemon(serviceUID: uid_t? = PeerCredentials.serviceUID) -> Bool {
         isRootOrSelf || (serviceUID.map { uid == $0 } ?? false)
     }
@@ -52,10 +53,46 @@ public struct PeerCredentials: Sendable {
     /// The user masq.service runs masq as.
     public static let serviceUser = "masq"
 
-    /// `serviceUser`'s uid (getpwnam), nil when there is no such account.
+    /// `serviceUser`'s uid, nil when there is no such account or it is not a system account.
     public static var serviceUID: uid_t? {
-        guard let entry = getpwnam(serviceUser) else { return nil }
-        return entry.pointee.pw_uid
+        serviceUID(account: userID(named: serviceUser), systemUIDMax: systemUIDMax(loginDefs: try? String(
+            contentsOfFile: "/etc/login.defs", encoding: .utf8)))
+    }
+
+    /// The account's uid when it is a system uid (1 ... `systemUIDMax`). A `masq` created by hand as
+    /// an ordinary login (uid 1000 and up, which its owner, not only root, can run processes as)
+    /// makes no daemon: trusting it would let that login's sockets pass for masq's.
+    public static func serviceUID(account uid: uid_t?, systemUIDMax: uid_t) -> uid_t? {
+        guard let uid, uid != 0, uid <= systemUIDMax else { return nil }
+        return uid
+    }
+
+    /// The highest system uid: login.defs(5)'s SYS_UID_MAX (the range adduser --system and
+    /// systemd-sysusers allocate from), 999 (Debian's default) when the file or the key is missing.
+    public static func systemUIDMax(loginDefs text: String?) -> uid_t {
+        for line in (text ?? "").split(separator: "\n") {
+            let words = line.prefix { $0 != "#" }.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if words.count >= 2, words[0] == "SYS_UID_MAX", let value = uid_t(words[1]) { return value }
+        }
+        return 999
+    }
+
+    /// The uid of the account `name` (getpwnam_r(3), reentrant: clients may ask from several threads),
+    /// nil when there is none.
+    public static func userID(named name: String) -> uid_t? {
+        let suggested = sysconf(Int32(_SC_GETPW_R_SIZE_MAX))
+        var size = suggested > 0 ? suggested : 1024
+        while true {
+            var entry = passwd()
+            var result: UnsafeMutablePointer<passwd>?
+            var buffer = [CChar](repeating: 0, count: size)
+            let status = getpwnam_r(name, &entry, &buffer, buffer.count, &result)
+            if status == ERANGE && size < 1 << 20 {
+                size *= 2
+                continue
+            }
+            return status == 0 && result != nil ? entry.pw_uid : nil
+        }
     }
 }
 

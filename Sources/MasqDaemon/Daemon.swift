@@ -186,15 +186,16 @@ struct StoppingNoticeService: Service {
 /// Either way systemd hears RELOADING=1 before and READY=1 after, with STATUS= saying which it was
 /// (a rejected reload still ends in READY=1: the old configuration serves on).
 /// SIGUSR1: write the connection table to a new file in the dump directory, named in the log.
+/// `signals` is made (its handlers installed) before READY=1, not here (`DaemonSignals`).
 struct SignalService: Service {
     let core: ControlPlane
     let control: LoopControl
     let health: HealthController?
+    let signals: UnixSignalsSequence
     let logger: Logger
 
     func run() async throws {
         let options = core.options
-        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
         var dumps = 0
         for await signal in signals.cancelOnGracefulShutdown() {
             if signal == .sigusr1 {
@@ -214,11 +215,12 @@ struct SignalService: Service {
                 }
                 logger.info("reload accepted")
                 HostChecks.log(options, core.currentConfiguration, to: logger)
-                options.notifier.ready(status: "reload accepted")
+                options.notifier.ready(status: servingStatus(services: core.currentConfiguration.services.count,
+                                                            queue: options.queue, reload: .accepted))
             } catch {
                 logger.error("reload rejected, the running configuration stays: \(error.description)")
-                let reason = error.description.split(separator: "\n", omittingEmptySubsequences: true).first ?? ""
-                options.notifier.ready(status: "reload rejected: \(reason)")
+                options.notifier.ready(status: servingStatus(services: core.currentConfiguration.services.count,
+                                                            queue: options.queue, reload: .rejected(error.description)))
             }
         }
     }
@@ -229,13 +231,14 @@ struct SignalService: Service {
 /// them) and the table stays in the state file, marked clean, for the next masq to adopt. Returning
 /// shuts the group down gracefully, as SIGTERM does, with the restart asked for first. Without a
 /// state file there is nothing to keep: SIGUSR2 is then a stop for good.
+/// `signals` (SIGUSR2) is made before READY=1 (`DaemonSignals`).
 struct RestartSignalService: Service {
     let control: LoopControl
     let stateFile: String?
+    let signals: UnixSignalsSequence
     let logger: Logger
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sigusr2)
         for await _ in signals.cancelOnGracefulShutdown() {
             if let stateFile {
                 control.requestRestart()
@@ -290,6 +293,44 @@ func useLVSSyncDaemon(_ lvs: KeepalivedSyncDaemon, in options: inout DaemonOptio
     } else if options.syncDaemons.isEmpty {
         options.syncDaemons = [lvs.config(role: .master), lvs.config(role: .backup)]
         logger.info("lvs_sync_daemon without an instance: both sync daemons run, as keepalived runs them")
+    }
+}
+
+/// The signals a running masq acts on besides SIGTERM and SIGINT (ServiceGroup's, installed by
+/// group.run()), trapped before READY=1 and served once the group runs: SIGHUP and SIGUSR1 by
+/// SignalService, SIGUSR2 by RestartSignalService. UnixSignalsSequence's init returns once its
+/// dispatch signal sources are registered, so the handlers exist from then on; what they catch is
+/// yielded to an AsyncStream, which buffers it until the service's loop asks (swift-service-lifecycle,
+/// UnixSignalsSequence.Storage). A `systemctl reload` right after the start neither kills masq
+/// (SIGHUP's default action) nor is lost.
+struct DaemonSignals: Sendable {
+    let reload: UnixSignalsSequence
+    let restart: UnixSignalsSequence
+
+    static func install() async -> DaemonSignals {
+        DaemonSignals(reload: await UnixSignalsSequence(trapping: .sighup, .sigusr1),
+                      restart: await UnixSignalsSequence(trapping: .sigusr2))
+    }
+}
+
+/// How a reload ended, for the STATUS= that follows it.
+enum ReloadOutcome {
+    case accepted
+    /// The error; STATUS= is one line, so only its first is kept.
+    case rejected(String)
+}
+
+/// STATUS= while masq serves (systemctl status shows it): what serves, and how the last reload ended.
+func servingStatus(services: Int, queue: QueueSelection, reload: ReloadOutcome? = nil) -> String {
+    let serving = "serving \(services) virtual services on \(queue.numbers.count == 1 ? "queue" : "queues") \(queue)"
+    switch reload {
+    case nil:
+        return serving
+    case .accepted:
+        return serving + "; reload accepted"
+    case .rejected(let error):
+        let reason = error.split(separator: "\n", omittingEmptySubsequences: true).first ?? ""
+        return serving + "; reload rejected: \(reason)"
     }
 }
 
@@ -355,7 +396,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     if options.installIptables {
         let plan = IptablesPlan(configuration, queue: options.queue, chain: options.chain,
                                 failClosed: options.failClosedIptables)
-        let runner = IptablesRunner(binary: options.iptablesBinary)
+        let runner = IptablesRunner(binary: options.iptablesBinary, logger: logger)
         if pairDirector {
             logger.notice("iptables rules fail closed (NFQUEUE without --queue-bypass): this director is one of a sync pair, and while its masq is down the kernel must drop the queued packets, not let its own stack reset the flows the other director holds")
         } else if let statePath {
@@ -435,7 +476,9 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         syncFollower?.stop()
         core.sync.stopAll()
     }
-    // Every listener is bound before masq says it is serving: a taken address stops start-up, named.
+    // Before masq says it is serving, the control socket is bound and the metrics address is bound
+    // once and let go (its server binds it again as the group starts): a taken address stops start-up,
+    // named.
     var controlListener: ControlSocketListener?
     do {
         controlListener = try options.controlSocket.map { path throws(DaemonError) in try ControlSocketListener(path) }
@@ -446,15 +489,20 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         throw error
     }
 
+    // The handlers of the signals systemd and admins send a running masq, in before READY=1.
+    let signals = await DaemonSignals.install()
+
     let health = keepalived.map { HealthController($0, core: core, logger: logger) }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
         .init(service: PacketService(context: context, onStopping: announceStopping, onShutdown: removeRules,
                                      logger: logger),
               successTerminationBehavior: .gracefullyShutdownGroup,
               failureTerminationBehavior: .gracefullyShutdownGroup),
-        .init(service: SignalService(core: core, control: control, health: health, logger: logger)),
+        .init(service: SignalService(core: core, control: control, health: health, signals: signals.reload,
+                                     logger: logger)),
         .init(service: RateService(core: core)),
-        .init(service: RestartSignalService(control: control, stateFile: statePath, logger: logger),
+        .init(service: RestartSignalService(control: control, stateFile: statePath, signals: signals.restart,
+                                            logger: logger),
               successTerminationBehavior: .gracefullyShutdownGroup),
     ]
     if let health { services.append(.init(service: HealthService(controller: health, control: control))) }
@@ -464,6 +512,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     }
     if let (host, port) = options.metricsAddress {
         let publisher = MetricsPublisher(core: core)
+        // Under User=masq the kernel's queue counters are root's: said now, once, not at a scrape.
+        _ = publisher.kernelQueues.drops()
         services.append(.init(service: makeMetricsServer(publisher, host: host, port: port, logger: logger),
                               failureTerminationBehavior: .gracefullyShutdownGroup))
         logger.info("metrics", metadata: ["url": "http://\(host):\(port)/metrics"])
@@ -482,10 +532,10 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     defer { if let pidFile = options.pidFile { try? FileManager.default.removeItem(atPath: pidFile) } }
     logger.info("serving", metadata: [
         "services": "\(configuration.services.count)", "rules": "\(options.rulesPath)", "pid": "\(getpid())"])
-    // Queue bound, rules installed, listeners bound: systemd may now count the start done. A socket
-    // that cannot be reached is said once, here; masq serves on regardless.
-    let queues = options.queue.numbers.count == 1 ? "queue" : "queues"
-    if let failure = notifier.ready(status: "serving \(configuration.services.count) virtual services on \(queues) \(options.queue)") {
+    // Queue bound, rules installed, the control socket bound, the metrics address found free (its
+    // listener binds once the group runs), the signal handlers in: systemd may now count the start
+    // done. A notify socket that cannot be reached is said once, here; masq serves on regardless.
+    if let failure = notifier.ready(status: servingStatus(services: configuration.services.count, queue: options.queue)) {
         logger.warning("sd_notify: cannot tell the service manager masq is ready: \(failure)")
     }
     do {

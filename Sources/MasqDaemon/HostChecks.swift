@@ -192,3 +192,28 @@ public enum HostChecks {
         return "\(error)"
     }
 }
+
+/// Why a file could not be read: open(2)'s or read(2)'s errno.
+struct ReadError: Error, Equatable, CustomStringConvertible {
+    var code: Int32
+    var description: String { String(cString: strerror(code)) }
+}
+
+/// A /proc file's text, or the errno of open(2)/read(2) (Foundation's errors lose it): /proc files
+/// report size 0, so this reads until EOF.
+func readProcFile(_ path: String) -> Result<String, ReadError> {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return .failure(ReadError(code: errno)) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return .failure(ReadError(code: errno))
+        }
+        if n == 0 { return .success(String(decoding: bytes, as: UTF8.self)) }
+        bytes += chunk[..<n]
+    }
+}

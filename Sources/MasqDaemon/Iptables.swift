@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MasqCore
 import Synchronization
 
@@ -258,8 +259,6 @@ public struct IptablesError: Error, CustomStringConvertible {
     public var command: [String]
     public var output: String
     public var status: Int32
-    /// Who ran it: iptables-legacy's lock file needs root, whatever the capabilities.
-    public var effectiveUID = geteuid()
 
     public var description: String {
         let shown = command.map(shellQuoted).joined(separator: " ")
@@ -269,13 +268,16 @@ public struct IptablesError: Error, CustomStringConvertible {
                              || text.contains("CT") && text.contains("target")) {
             return "the kernel or \(command[0]) lacks the NFQUEUE or CT target (modules nfnetlink_queue, xt_NFQUEUE, xt_CT): \(shown): \(text)"
         }
+        // iptables-legacy takes /run/xtables.lock, root's and mode 0600 (xtables.c, xtables_lock()):
+        // CAP_NET_ADMIN alone, as masq.service gives its User=masq, cannot open it (EACCES); as root under
+        // masq.service's ProtectSystem=strict it cannot create it when it is not there yet (EROFS). The
+        // nft backend needs no lock. `--iptables iptables` is not the way out where the alternatives
+        // point `iptables` at the legacy backend: `iptables-nft` is the nft one whatever they say.
+        if status != 127 && text.contains("can't open lock file") {
+            return "\(command[0]) cannot open its lock file (iptables-legacy needs root and a writable /run/xtables.lock): use the nft backend (--iptables iptables-nft), or, under masq.service, the drop-in /usr/share/doc/masq/examples/masq.service.d/iptables-legacy.conf (User=root, the lock file writable): \(shown): \(text)"
+        }
         if status == 127 || text.contains("No such file") {
             return "\(command[0]) is not installed (apt-get install iptables): \(shown)"
-        }
-        // iptables-legacy takes /run/xtables.lock, root's and mode 0600 (xtables.c, xtables_lock()):
-        // CAP_NET_ADMIN alone, as masq.service gives its User=masq, cannot open it; the nft backend needs no lock.
-        if text.contains("can't open lock file") && effectiveUID != 0 {
-            return "\(command[0]) cannot open its lock file as a user other than root, even with CAP_NET_ADMIN: use the nft backend (--iptables iptables), or run masq as root (masq.service: a drop-in with User=root): \(shown): \(text)"
         }
         if text.contains("Permission denied") || text.contains("you must be root") {
             return "iptables needs root or CAP_NET_ADMIN: \(shown)"
@@ -298,8 +300,20 @@ public struct IptablesInstallation: Equatable, Sendable {
 /// 2-second refresh, shutdown) never interleave their commands.
 public final class IptablesRunner: Sendable {
     private let current: Mutex<String>
+    /// Where `install` says, once, that it cannot tell whether iptables-legacy holds masq's tables.
+    private let logger: Logger?
+    private let toldLegacyUnknown = Mutex(false)
+    private let legacyTables: @Sendable () -> Result<String, ReadError>
 
-    public init(binary: String = "iptables") { current = Mutex(binary) }
+    public convenience init(binary: String = "iptables", logger: Logger? = nil) {
+        self.init(binary: binary, logger: logger, legacyTables: { readProcFile(IptablesRunner.legacyTablesPath) })
+    }
+
+    init(binary: String, logger: Logger?, legacyTables: @escaping @Sendable () -> Result<String, ReadError>) {
+        current = Mutex(binary)
+        self.logger = logger
+        self.legacyTables = legacyTables
+    }
 
     /// The binary in use: the one asked for, or `iptables-legacy` once the nft backend refused a rule.
     public var binary: String { current.withLock { $0 } }
@@ -346,7 +360,7 @@ public final class IptablesRunner: Sendable {
             let legacy = "iptables-legacy"
             let present = Self.presentJumps(plan, binary: binary)
             let falls = fallbackToLegacy && binary == "iptables"
-            if falls && !present.contains(true) && Self.legacyHolds(plan) {
+            if falls && !present.contains(true) && legacyHoldsOrSay(plan) {
                 let legacyPresent = Self.presentJumps(plan, binary: legacy)
                 if legacyPresent.contains(true) {
                     try Self.installInPlace(plan, binary: legacy, present: legacyPresent)
@@ -371,14 +385,35 @@ public final class IptablesRunner: Sendable {
         }
     }
 
+    /// The x_tables tables loaded in this network namespace (net/netfilter/x_tables.c), one name a line.
+    /// Mode 0440, root's: masq.service's User=masq cannot read it.
+    static let legacyTablesPath = "/proc/net/ip_tables_names"
+
     /// Whether the legacy (x_tables) back end has one of the plan's tables in this network namespace
-    /// (`/proc/net/ip_tables_names`, net/netfilter/x_tables.c). Asked first because
+    /// (`legacyTablesPath`); nil when the file cannot be read. Asked first because
     /// `iptables-legacy -C` itself would register the table it looks in: an empty table whose hooks
     /// every packet then crosses, and which makes every later `iptables` (nft) warn about it.
-    static func legacyHolds(_ plan: IptablesPlan) -> Bool {
-        guard let names = try? String(contentsOfFile: "/proc/net/ip_tables_names", encoding: .utf8) else { return false }
+    static func legacyHolds(_ plan: IptablesPlan, tables: Result<String, ReadError>) -> Bool? {
+        guard case .success(let names) = tables else { return nil }
         let loaded = Set(names.split(separator: "\n").map(String.init))
         return plan.chains.contains { loaded.contains($0.table) }
+    }
+
+    /// `legacyHolds` of this namespace's file, "no" when it cannot be read (root runs masq-unqueue.service
+    /// and `masq iptables`: there it can).
+    static func legacyHolds(_ plan: IptablesPlan) -> Bool {
+        legacyHolds(plan, tables: readProcFile(legacyTablesPath)) ?? false
+    }
+
+    /// `legacyHolds`, taken as "no" when the file cannot be read, which is said once (a notice: only a
+    /// previous masq that fell back to iptables-legacy, and ran as root, leaves rules there).
+    func legacyHoldsOrSay(_ plan: IptablesPlan) -> Bool {
+        let tables = legacyTables()
+        if let holds = Self.legacyHolds(plan, tables: tables) { return holds }
+        if case .failure(let error) = tables, toldLegacyUnknown.withLock({ told in defer { told = true }; return !told }) {
+            logger?.notice("cannot tell whether iptables-legacy holds masq's tables (\(Self.legacyTablesPath): \(error)): taken as not; a previous masq's rules there (a fallback to iptables-legacy, as root) would stay, and queue the VIP's packets a second time")
+        }
+        return false
     }
 
     /// Which of the plan's hook jumps (`hookJumps`, in order) `binary` already has.

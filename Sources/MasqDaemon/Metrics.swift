@@ -22,6 +22,8 @@ public final class MetricsPublisher: Sendable {
     /// at once cannot both publish the same increase.
     private let published = Mutex(PublishedTotals())
     private let core: ControlPlane
+    /// The kernel's per-queue drop counters (`masq_queue_kernel_dropped_total`).
+    let kernelQueues: KernelQueueCounters
 
     /// Bootstraps swift-metrics with a Prometheus factory (once per process).
     public init(core: ControlPlane) {
@@ -30,13 +32,14 @@ public final class MetricsPublisher: Sendable {
         factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256]
         MetricsSystem.bootstrap(factory)
         self.core = core
+        kernelQueues = KernelQueueCounters(logger: core.logger)
     }
 
     /// Brings every metric up to date and renders the exposition text.
     public func scrape() -> String {
         let snapshot = core.shared.withLock { MetricsSnapshot($0) }
         let sendFailures = core.unreachableSender?.failures.load(ordering: .relaxed) ?? 0
-        let kernelDrops = Self.kernelQueueDrops().filter { core.options.queue.numbers.contains($0.0) }
+        let kernelDrops = kernelQueues.drops().filter { core.options.queue.numbers.contains($0.0) }
         let sync = core.sync.status()
         published.withLock { totals in
             snapshot.publish(into: &totals, unreachableSendFailures: sendFailures)
@@ -84,11 +87,40 @@ public final class MetricsPublisher: Sendable {
         }
     }
 
-    /// `/proc/net/netfilter/nfnetlink_queue`: queue, portid, queued, copy mode, copy range,
-    /// queue-full drops, user (socket) drops, last id, 1.
-    static func kernelQueueDrops() -> [(UInt16, UInt64, UInt64)] {
-        guard let text = try? String(contentsOfFile: "/proc/net/netfilter/nfnetlink_queue", encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { line in
+}
+
+/// `/proc/net/netfilter/nfnetlink_queue` (net/netfilter/nfnetlink_queue.c, seq_show): per bound queue,
+/// its number, portid, queued, copy mode, copy range, queue-full drops, user (socket) drops, last id, 1.
+/// The file is 0440 root's: masq.service's User=masq cannot read it, whatever its capabilities, and
+/// then `masq_queue_kernel_dropped_total` is not exported; that is said once, not at every scrape.
+final class KernelQueueCounters: Sendable {
+    static let path = "/proc/net/netfilter/nfnetlink_queue"
+    private let read: @Sendable () -> Result<String, ReadError>
+    private let logger: Logger
+    private let warned = Mutex(false)
+
+    init(logger: Logger, read: @escaping @Sendable () -> Result<String, ReadError> = { readProcFile(KernelQueueCounters.path) }) {
+        self.logger = logger
+        self.read = read
+    }
+
+    /// Each bound queue's number, queue-full drops and user drops; none when the file cannot be read
+    /// (then, the first time, a warning naming the file and what is lost).
+    func drops() -> [(UInt16, UInt64, UInt64)] {
+        switch read() {
+        case .success(let text):
+            return Self.parse(text)
+        case .failure(let error):
+            if warned.withLock({ done in defer { done = true }; return !done }) {
+                let why = error.code == EACCES ? "are root-only (mode 0440; masq runs as uid \(geteuid()))" : "cannot be read (\(error))"
+                logger.warning("queue drop counters from \(Self.path) \(why): masq_queue_kernel_dropped_total is not exported")
+            }
+            return []
+        }
+    }
+
+    static func parse(_ text: String) -> [(UInt16, UInt64, UInt64)] {
+        text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             guard f.count >= 7, let q = UInt16(f[0]), let full = UInt64(f[5]), let user = UInt64(f[6]) else { return nil }
             return (q, full, user)

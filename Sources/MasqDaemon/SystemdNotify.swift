@@ -9,10 +9,12 @@ import Glibc
 /// sd_notify's `state` string. Not under systemd (no NOTIFY_SOCKET): every call is a no-op.
 ///
 /// masq.service is `Type=notify`: systemd counts the start done at `READY=1`, which masq sends only once
-/// the queue is bound, the iptables rules are in and every listener is bound; `RELOADING=1`/`READY=1`
-/// bracket a SIGHUP (systemd 253's `Type=notify-reload` also wants `MONOTONIC_USEC=` with it), and
-/// `STOPPING=1` says the stop systemd sees began in masq (systemd's src/libsystemd/sd-daemon/sd-daemon.c
-/// writes the same datagram; the protocol is in sd_notify(3) and systemd.service(5)).
+/// the queue is bound, the iptables rules are in, the control socket is bound, the metrics address is
+/// found free (its listener binds as the service group starts) and the signal handlers are in;
+/// `RELOADING=1`/`READY=1` bracket a SIGHUP (systemd 253's `Type=notify-reload` also wants
+/// `MONOTONIC_USEC=` with it), and `STOPPING=1` says the stop systemd sees began in masq (systemd's
+/// src/libsystemd/sd-daemon/sd-daemon.c writes the same datagram; the protocol is in sd_notify(3) and
+/// systemd.service(5)).
 public struct SystemdNotifier: Sendable {
     /// The socket's address as $NOTIFY_SOCKET gave it (nil: not under a notify-aware manager).
     public let socket: String?

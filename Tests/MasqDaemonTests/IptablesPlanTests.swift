@@ -272,17 +272,56 @@ struct StopUnhandledTests {
 struct IptablesErrorTests {
     static let lockRefused = "Fatal: can't open lock file /run/xtables.lock: Permission denied\n"
 
+    static let hint = "cannot open its lock file (iptables-legacy needs root and a writable /run/xtables.lock): use the nft backend (--iptables iptables-nft), or, under masq.service, the drop-in /usr/share/doc/masq/examples/masq.service.d/iptables-legacy.conf (User=root, the lock file writable)"
+
     @Test("iptables-legacy's lock file under User=masq: the way out is named")
     func legacyLockAsNonRoot() {
         let error = IptablesError(command: ["iptables-legacy", "-t", "raw", "-C", "PREROUTING", "-j", "MASQ"],
-                                  output: Self.lockRefused, status: 4, effectiveUID: 998)
-        #expect(error.description == "iptables-legacy cannot open its lock file as a user other than root, even with CAP_NET_ADMIN: use the nft backend (--iptables iptables), or run masq as root (masq.service: a drop-in with User=root): iptables-legacy -t raw -C PREROUTING -j MASQ: Fatal: can't open lock file /run/xtables.lock: Permission denied")
+                                  output: Self.lockRefused, status: 4)
+        #expect(error.description == "iptables-legacy \(Self.hint): iptables-legacy -t raw -C PREROUTING -j MASQ: Fatal: can't open lock file /run/xtables.lock: Permission denied")
     }
 
-    @Test("as root the same words mean something else: no user hint")
-    func legacyLockAsRoot() {
-        let error = IptablesError(command: ["iptables-legacy", "-t", "raw", "-N", "MASQ"], output: Self.lockRefused,
-                                  status: 4, effectiveUID: 0)
-        #expect(error.description == "iptables needs root or CAP_NET_ADMIN: iptables-legacy -t raw -N MASQ")
+    @Test("as root under ProtectSystem=strict, a lock file not there yet: the same way out")
+    func legacyLockOnAReadOnlyRun() {
+        // `iptables`, with the alternatives on legacy: the hint names iptables-nft, not `iptables` again.
+        let error = IptablesError(command: ["iptables", "-t", "raw", "-N", "MASQ"],
+                                  output: "Fatal: can't open lock file /run/xtables.lock: Read-only file system\n", status: 4)
+        #expect(error.description == "iptables \(Self.hint): iptables -t raw -N MASQ: Fatal: can't open lock file /run/xtables.lock: Read-only file system")
+    }
+
+    @Test("a refusal without the lock's words: the plain permission error")
+    func permissionWithoutTheLock() {
+        let error = IptablesError(command: ["iptables", "-t", "raw", "-N", "MASQ"],
+                                  output: "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n", status: 4)
+        #expect(error.description == "iptables needs root or CAP_NET_ADMIN: iptables -t raw -N MASQ")
+    }
+}
+
+/// Under masq.service's User=masq, /proc/net/ip_tables_names (0440, root's) cannot be read: masq
+/// cannot tell whether iptables-legacy holds a previous masq's tables, and says so once.
+@Suite struct LegacyTablesTests {
+    static let plan = IptablesPlan(Configuration(), queue: .single(0))
+
+    @Test func theLoadedTablesDecide() {
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .success("filter\nraw\n")) == true)
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .success("filter\nnat\n")) == false)
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .success("")) == false)
+        #expect(IptablesRunner.legacyHolds(Self.plan, tables: .failure(ReadError(code: EACCES))) == nil)
+    }
+
+    @Test func anUnreadableFileIsSaidOnceAndTakenAsNo() throws {
+        let capture = LogCapture()
+        let runner = IptablesRunner(binary: "iptables", logger: capture.logger(),
+                                    legacyTables: { .failure(ReadError(code: EACCES)) })
+        #expect(!runner.legacyHoldsOrSay(Self.plan))
+        #expect(!runner.legacyHoldsOrSay(Self.plan))
+        let lines = capture.lines.withLock { $0 }
+        try #require(lines.count == 1)
+        #expect(lines[0].0 == .notice)
+        #expect(lines[0].1.hasPrefix("cannot tell whether iptables-legacy holds masq's tables (/proc/net/ip_tables_names: Permission denied): taken as not"))
+
+        let readable = IptablesRunner(binary: "iptables", logger: capture.logger(), legacyTables: { .success("raw\n") })
+        #expect(readable.legacyHoldsOrSay(Self.plan))
+        #expect(capture.lines.withLock { $0.count } == 1)
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import MasqCore
 @testable import MasqDaemon
@@ -53,5 +54,39 @@ import Testing
         #expect(!adopted.contains("masq_restart_gap_seconds"))
         _ = core.shared.withLock { $0.tableFile.firstBatchGap(at: 1_045_000_000) }
         #expect(publisher.scrape().contains("masq_restart_gap_seconds 0.045"))
+    }
+
+    /// Under User=masq /proc/net/netfilter/nfnetlink_queue is root's (0440): the kernel's drop
+    /// counters are not exported, which is said once, not at every scrape.
+    @Test func unreadableKernelCountersAreSaidOnce() throws {
+        let capture = LogCapture()
+        let counters = KernelQueueCounters(logger: capture.logger(), read: { .failure(ReadError(code: EACCES)) })
+        #expect(counters.drops().isEmpty)
+        #expect(counters.drops().isEmpty)
+        #expect(counters.drops().isEmpty)
+        let lines = capture.lines.withLock { $0 }
+        try #require(lines.count == 1)
+        #expect(lines[0].0 == .warning)
+        #expect(lines[0].1 == "queue drop counters from /proc/net/netfilter/nfnetlink_queue are root-only (mode 0440; masq runs as uid \(geteuid())): masq_queue_kernel_dropped_total is not exported")
+
+        let missing = LogCapture()
+        let gone = KernelQueueCounters(logger: missing.logger(), read: { .failure(ReadError(code: ENOENT)) })
+        #expect(gone.drops().isEmpty && gone.drops().isEmpty)
+        #expect(missing.lines.withLock { $0.map(\.1) } == [
+            "queue drop counters from /proc/net/netfilter/nfnetlink_queue cannot be read (No such file or directory): masq_queue_kernel_dropped_total is not exported"])
+    }
+
+    @Test func readableKernelCountersAreParsedWithoutAWord() {
+        let capture = LogCapture()
+        let text = "    0   4242     0 2 65531     7    3        9  1\n    1   4243     0 2 65531     0    0        0  1\n"
+        let counters = KernelQueueCounters(logger: capture.logger(), read: { .success(text) })
+        let drops = counters.drops()
+        #expect(drops.map(\.0) == [0, 1] && drops.map(\.1) == [7, 0] && drops.map(\.2) == [3, 0])
+        #expect(capture.lines.withLock { $0.isEmpty })
+    }
+
+    @Test func procFilesAreReadWithTheirErrno() {
+        #expect(readProcFile("/proc/self/stat").map { $0.hasPrefix("\(getpid()) ") } == .success(true))
+        #expect(readProcFile("/proc/no-such-file-masq") == .failure(ReadError(code: ENOENT)))
     }
 }

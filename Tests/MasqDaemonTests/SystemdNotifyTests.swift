@@ -62,7 +62,7 @@ import Glibc
         let before = Self.monotonicMicroseconds()
         #expect(notifier.reloading() == nil)
         let after = Self.monotonicMicroseconds()
-        #expect(notifier.ready(status: "reload rejected: rules:3: unknown scheduler 'xx'") == nil)
+        #expect(notifier.ready(status: "serving 2 virtual services on queue 0; reload rejected: rules:3: unknown scheduler 'xx'") == nil)
         #expect(notifier.stopping(status: "stopping") == nil)
 
         #expect(listener.receive() == "READY=1\nSTATUS=serving 2 virtual services on queue 0")
@@ -71,9 +71,20 @@ import Glibc
         #expect(lines.count == 2 && lines[0] == "RELOADING=1")
         let stamp = try #require(lines.last.flatMap { $0.hasPrefix("MONOTONIC_USEC=") ? UInt64($0.dropFirst(15)) : nil })
         #expect(before <= stamp && stamp <= after)
-        #expect(listener.receive() == "READY=1\nSTATUS=reload rejected: rules:3: unknown scheduler 'xx'")
+        #expect(listener.receive() == "READY=1\nSTATUS=serving 2 virtual services on queue 0; reload rejected: rules:3: unknown scheduler 'xx'")
         #expect(listener.receive() == "STOPPING=1\nSTATUS=stopping")
         #expect(!listener.hasMore)
+    }
+
+    /// STATUS= keeps saying what serves after a reload, and adds how the reload ended.
+    @Test func theStatusKeepsWhatServesAcrossReloads() {
+        #expect(servingStatus(services: 2, queue: .single(0)) == "serving 2 virtual services on queue 0")
+        #expect(servingStatus(services: 3, queue: .single(0), reload: .accepted)
+                == "serving 3 virtual services on queue 0; reload accepted")
+        #expect(servingStatus(services: 2, queue: .single(0), reload: .rejected("rules:3: unknown scheduler 'xx'\n  -A -t 198.18.0.1:80 -s xx\n"))
+                == "serving 2 virtual services on queue 0; reload rejected: rules:3: unknown scheduler 'xx'")
+        #expect(servingStatus(services: 1, queue: .cpuFanout(2, 3), reload: .rejected("\nrules: gone"))
+                == "serving 1 virtual services on queues \(QueueSelection.cpuFanout(2, 3)); reload rejected: rules: gone")
     }
 
     @Test func aNewlineInAValueCannotStartAnAssignment() throws {
