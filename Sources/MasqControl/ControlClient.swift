@@ -67,8 +67,10 @@ public struct PeerCredentials: Sendable {
         return uid
     }
 
-    /// The highest system uid: login.defs(5)'s SYS_UID_MAX (the range adduser --system and
-    /// systemd-sysusers allocate from), 999 (Debian's default) when the file or the key is missing.
+    /// The highest system uid: login.defs(5)'s SYS_UID_MAX (useradd --system's range; Debian 12's
+    /// adduser --system reads adduser.conf's LAST_SYSTEM_UID, 999 too, and systemd-sysusers its own
+    /// build-time 999), 999 (Debian's default) when the file or the key is missing. Fails closed: a
+    /// masq account above it is not trusted, so masqadm refuses a real masq rather than a fake one.
     public static func systemUIDMax(loginDefs text: String?) -> uid_t {
         for line in (text ?? "").split(separator: "\n") {
             let words = line.prefix { $0 != "#" }.split(whereSeparator: { $0 == " " || $0 == "\t" })

@@ -274,7 +274,7 @@ public struct IptablesError: Error, CustomStringConvertible {
         // nft backend needs no lock. `--iptables iptables` is not the way out where the alternatives
         // point `iptables` at the legacy backend: `iptables-nft` is the nft one whatever they say.
         if status != 127 && text.contains("can't open lock file") {
-            return "\(command[0]) cannot open its lock file (iptables-legacy needs root and a writable /run/xtables.lock): use the nft backend (--iptables iptables-nft), or, under masq.service, the drop-in /usr/share/doc/masq/examples/masq.service.d/iptables-legacy.conf (User=root, the lock file writable): \(shown): \(text)"
+            return "\(command[0]) cannot open its lock file (iptables-legacy needs root and a writable /run/xtables.lock): use the nft backend (--iptables iptables-nft), or, under masq.service, the drop-in PREFIX/share/doc/masq/examples/masq.service.d/iptables-legacy.conf (PREFIX /usr for the package, /usr/local for scripts/install; User=root, the lock file writable): \(shown): \(text)"
         }
         if status == 127 || text.contains("No such file") {
             return "\(command[0]) is not installed (apt-get install iptables): \(shown)"
@@ -399,8 +399,9 @@ public final class IptablesRunner: Sendable {
         return plan.chains.contains { loaded.contains($0.table) }
     }
 
-    /// `legacyHolds` of this namespace's file, "no" when it cannot be read (root runs masq-unqueue.service
-    /// and `masq iptables`: there it can).
+    /// `legacyHolds` of this namespace's file, "no" when it cannot be read: root reads it (masq-unqueue.service,
+    /// `masq iptables` by hand); masq.service's ExecStopPost runs as its user and cannot, which costs
+    /// nothing there, as iptables-legacy cannot run as that user either.
     static func legacyHolds(_ plan: IptablesPlan) -> Bool {
         legacyHolds(plan, tables: readProcFile(legacyTablesPath)) ?? false
     }

@@ -272,7 +272,7 @@ struct StopUnhandledTests {
 struct IptablesErrorTests {
     static let lockRefused = "Fatal: can't open lock file /run/xtables.lock: Permission denied\n"
 
-    static let hint = "cannot open its lock file (iptables-legacy needs root and a writable /run/xtables.lock): use the nft backend (--iptables iptables-nft), or, under masq.service, the drop-in /usr/share/doc/masq/examples/masq.service.d/iptables-legacy.conf (User=root, the lock file writable)"
+    static let hint = "cannot open its lock file (iptables-legacy needs root and a writable /run/xtables.lock): use the nft backend (--iptables iptables-nft), or, under masq.service, the drop-in PREFIX/share/doc/masq/examples/masq.service.d/iptables-legacy.conf (PREFIX /usr for the package, /usr/local for scripts/install; User=root, the lock file writable)"
 
     @Test("iptables-legacy's lock file under User=masq: the way out is named")
     func legacyLockAsNonRoot() {
