@@ -282,7 +282,7 @@ public struct IPVSAdmFormat: Sendable {
     }
 
     func matches(_ s: ServiceState, _ key: ServiceKey) -> Bool {
-        s.proto.lowercased() == (key.proto == .udp ? "udp" : "tcp") && IPv4Address(s.address) == key.address
+        s.proto.lowercased() == (key.proto == .udp ? "udp" : "tcp") && IPAddress(s.address) == key.address
             && s.port == key.port
     }
 

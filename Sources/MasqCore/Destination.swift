@@ -21,7 +21,10 @@ public final class Destination {
         get { record.pointee.stats }
         set { record.pointee.stats = newValue }
     }
-    public let address: IPv4Address
+    public let address: IPAddress
+    /// The address by family, for the packet paths (each reads its own; the other is zero).
+    public let address4: IPv4Address
+    public let address6: IPv6Address
     public let port: UInt16
     /// The service it belongs (or belonged) to, and that service's protocol.
     public let serviceID: UInt32
@@ -59,11 +62,11 @@ public final class Destination {
     var rateEstimator = RateEstimator()
 
     /// A new real server on a free record: the record is (re)initialised, counts and stats zero.
-    convenience init(id: UInt32, in memory: TableMemory, address: IPv4Address, port: UInt16, weight: Int32,
+    convenience init(id: UInt32, in memory: TableMemory, address: IPAddress, port: UInt16, weight: Int32,
                      serviceID: UInt32, proto: IPProtocol) {
         let record = TableRegistry(memory).destinations + Int(id)
         record.pointee = DestinationRecord(inUse: 1, inService: 1, port: port, proto: proto.rawValue, reserved: (0, 0, 0),
-                                           address: address.rawValue,
+                                           address: address.v4?.rawValue ?? 0,
                                            serviceID: serviceID, activeConnections: 0, inactiveConnections: 0,
                                            persistentConnections: 0, stats: TrafficCounters())
         self.init(adopting: id, in: memory, weight: weight)
@@ -76,7 +79,9 @@ public final class Destination {
         self.id = id
         self.record = record
         self.memory = memory
-        address = IPv4Address(rawValue: record.pointee.address)
+        address = .v4(IPv4Address(rawValue: record.pointee.address))
+        address4 = address.v4 ?? IPv4Address(rawValue: 0)
+        address6 = address.v6 ?? .unspecified
         port = record.pointee.port
         serviceID = record.pointee.serviceID
         proto = IPProtocol(rawValue: record.pointee.proto)

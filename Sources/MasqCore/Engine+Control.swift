@@ -77,15 +77,15 @@ extension Engine {
         serviceByKey = kept
         for old in destinations.compactMap({ $0 }) where !stillUsed.contains(old.id) { releaseIfUnused(old) }
         for id in dropped { releaseServiceIfUnused(id) }
-        virtualAddresses = Set(ordered.map { UInt64($0.key.proto.rawValue) << 32 | UInt64($0.key.address.rawValue) })
-        realAddresses = Set(ordered.flatMap { $0.destinations.map(\.address.rawValue) })
+        virtualAddresses = Set(ordered.compactMap { s in s.key.address.v4.map { UInt64(s.key.proto.rawValue) << 32 | UInt64($0.rawValue) } })
+        realAddresses = Set(ordered.flatMap { $0.destinations.compactMap(\.address.v4?.rawValue) })
     }
 
     /// The lowest free service record, initialised for `key`; nil when the registry is full.
     private func newServiceID(_ key: ServiceKey) -> UInt32? {
         guard let id = registry.freeServiceID() else { return nil }
         registry.services[Int(id)] = ServiceRecord(inUse: 1, inService: 1, port: key.port, proto: key.proto.rawValue,
-                                                   reserved: (0, 0, 0), address: key.address.rawValue,
+                                                   reserved: (0, 0, 0), address: key.address.v4?.rawValue ?? 0,
                                                    stats: TrafficCounters())
         return id
     }
@@ -164,7 +164,7 @@ extension Engine {
 
     /// Real servers removed from the configuration whose connections still live (IPVS keeps them in
     /// its trash): their replies must still be queued and NATed until the last one ends.
-    public var drainingRealServers: [(proto: IPProtocol, address: IPv4Address, port: UInt16)] {
+    public var drainingRealServers: [(proto: IPProtocol, address: IPAddress, port: UInt16)] {
         destinations.compactMap { d in
             guard let d, !d.inService else { return nil }
             return (d.proto, d.address, d.port)
@@ -173,7 +173,7 @@ extension Engine {
 
     /// Failed handshakes in a row of a service's real server (see `Destination.handshakeFailures`);
     /// `reset` starts the count over once a health checker has acted on it.
-    public func handshakeFailures(_ key: ServiceKey, _ address: IPv4Address, _ port: UInt16, reset: Bool = false) -> UInt32 {
+    public func handshakeFailures(_ key: ServiceKey, _ address: IPAddress, _ port: UInt16, reset: Bool = false) -> UInt32 {
         guard let d = serviceByKey[key]?.destinations.first(where: { $0.address == address && $0.port == port }) else { return 0 }
         defer { if reset && !isShutDown { d.handshakeFailures = 0 } }
         return d.handshakeFailures

@@ -122,7 +122,7 @@ extension Engine {
     func findService(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> VirtualService? {
         if let s = serviceByKey[ServiceKey(proto: proto, address: address, port: port)] { return s }
         // A persistent service on port 0 takes every port of its address (ipvsadm `-t VIP:0 -p`).
-        return serviceByKey[ServiceKey(proto: proto, address: address, port: 0)]
+        return serviceByKey[ServiceKey(proto: proto, address: .v4(address), port: 0)]
     }
 
     // MARK: Established connections
@@ -275,7 +275,7 @@ extension Engine {
             virtualAddress: input.virtualAddress, virtualPort: input.virtualPort,
             // IPVS: the real server's port applies when the packet is for the service's own port; a port-0
             // (any port) service keeps the port the client asked for.
-            server: chosen.address,
+            server: chosen.address4,
             serverPort: input.virtualPort == service.key.port && chosen.port != 0 ? chosen.port : input.virtualPort,
             serviceID: service.id, destinationID: chosen.id, controller: controller,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
@@ -332,7 +332,7 @@ extension Engine {
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
             client: masked, clientPort: 0, virtualAddress: input.virtualAddress, virtualPort: service.key.port,
-            server: d.address, serverPort: d.port, serviceID: service.id, destinationID: d.id,
+            server: d.address4, serverPort: d.port, serviceID: service.id, destinationID: d.id,
             controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
         guard let slot = table.insert(template) else { return .noRoom }

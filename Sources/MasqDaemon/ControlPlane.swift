@@ -148,7 +148,7 @@ public final class ControlPlane: Sendable {
 
     public func zero(_ key: ServiceKey?) throws(RulesError) {
         if let key, currentConfiguration.serviceIndex(key) == nil {
-            throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
+            throw RulesError(.noSuchService, token: key.endpoint, message: "No such service")
         }
         shared.withLock { $0.engine.zeroCounters(key) }
     }

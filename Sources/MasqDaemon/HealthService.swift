@@ -143,7 +143,7 @@ actor HealthController {
     private static func log(_ event: HealthEvent, logger: Logger) {
         logger.notice("health: \(event)")
         let labels = [("service", "\(event.service)"),
-                      ("real_server", event.server.map { "\($0.address):\($0.port)" } ?? ""),
+                      ("real_server", event.server.map { $0.endpoint } ?? ""),
                       ("event", event.kind.rawValue)]
         Counter(label: "masq_health_events_total", dimensions: labels).increment()
     }

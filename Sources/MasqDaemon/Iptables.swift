@@ -104,7 +104,7 @@ public struct IptablesPlan: Equatable, Sendable {
 
     /// `draining`: real servers no longer configured whose flows still live; their replies stay queued.
     public init(_ configuration: Configuration, queue: QueueSelection, chain: String = "MASQ",
-                draining: [(proto: IPProtocol, address: IPv4Address, port: UInt16)] = [], failClosed: Bool = false) {
+                draining: [(proto: IPProtocol, address: IPAddress, port: UInt16)] = [], failClosed: Bool = false) {
         self.chain = chain
         self.queue = queue
         self.failClosed = failClosed
@@ -119,16 +119,19 @@ public struct IptablesPlan: Equatable, Sendable {
         func server(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> [String] {
             ["-p", name(proto), "-s", "\(address)/32"] + (port != 0 ? ["--sport", "\(port)"] : [])
         }
-        let vips = Set(configuration.services.map(\.key.address)).sorted()
+        // IPv4 services here (iptables); IPv6 ones are ip6tables' (issue 16).
+        let services4 = configuration.services.filter { !$0.key.address.isIPv6 }
+        let vips = Set(services4.compactMap(\.key.address.v4)).sorted()
         var replies: [(proto: IPProtocol, address: IPv4Address, port: UInt16, vips: [IPv4Address])] = []
-        for service in configuration.services {
+        for service in services4 {
+            guard let vip = service.key.address.v4 else { continue }
             for rs in service.realServers {
-                replies.append((service.key.proto, rs.address, rs.port == 0 ? service.key.port : rs.port,
-                                [service.key.address]))
+                guard let address = rs.address.v4 else { continue }
+                replies.append((service.key.proto, address, rs.port == 0 ? service.key.port : rs.port, [vip]))
             }
         }
         // A draining server's local clients may have talked to any VIP.
-        replies += draining.map { ($0.proto, $0.address, $0.port, vips) }
+        replies += draining.compactMap { d in d.address.v4.map { (d.proto, $0, d.port, vips) } }
 
         // Replies to a local client (destination a VIP) first: they would otherwise match a service's
         // own rule below (a port-0 service, or a client port equal to the service port) and be
@@ -140,7 +143,7 @@ public struct IptablesPlan: Equatable, Sendable {
                 add(&input, "in", from + ["-d", "\(vip)/32"], target)
             }
         }
-        for service in configuration.services {
+        for service in services4 {
             let key = service.key
             let vip = ["-p", name(key.proto), "-d", "\(key.address)/32"] + (key.port != 0 ? ["--dport", "\(key.port)"] : [])
             add(&preRouting, "pre", vip, notrack, target)

@@ -169,7 +169,7 @@ struct PublishedTotals {
 /// What a scrape reads from the engine, copied under its lock; labelled and published outside it.
 struct MetricsSnapshot: Sendable {
     struct RealServer: Sendable {
-        var address: IPv4Address
+        var address: IPAddress
         var port: UInt16
         var stats: TrafficCounters
         var activeConnections: Int32
@@ -263,10 +263,10 @@ struct MetricsSnapshot: Sendable {
             totals.count("\(prefix)_bytes_total", labels + [("direction", "out")], t.bytesOut)
         }
         for service in services {
-            let name = "\(service.key.proto) \(service.key.address):\(service.key.port)"
+            let name = "\(service.key.proto) \(service.key.endpoint)"
             countTraffic("masq_service", [("service", name)], service.stats)
             for d in service.realServers {
-                let labels = [("service", name), ("real_server", "\(d.address):\(d.port)")]
+                let labels = [("service", name), ("real_server", d.address.endpoint(d.port))]
                 countTraffic("masq_real_server", labels, d.stats)
                 gauge("masq_real_server_active_connections", labels, Double(d.activeConnections))
                 gauge("masq_real_server_inactive_connections", labels, Double(d.inactiveConnections))

@@ -12,7 +12,7 @@ public struct HealthEvent: Equatable, Sendable, CustomStringConvertible {
     public var script: String?
 
     public var description: String {
-        let who = server.map { "\($0.address):\($0.port)" } ?? "service"
+        let who = server.map { $0.endpoint } ?? "service"
         return "\(service) \(who) \(kind.rawValue)" + (reason.isEmpty ? "" : ": \(reason)")
     }
 }
@@ -275,7 +275,7 @@ public final class HealthMonitor: Sendable {
     /// row is marked down now, without waiting for its checks; its next successful check re-admits it.
     public func markDown(service key: ServiceKey, server: RealServerSpec, reason: String, now: Int64) -> [HealthEvent] {
         guard let v = config.virtualServers.firstIndex(where: { $0.key == key }),
-              let r = config.virtualServers[v].realServers.firstIndex(where: { $0.address == server.address && $0.port == server.port })
+              let r = config.virtualServers[v].realServers.firstIndex(where: { .v4($0.address) == server.address && $0.port == server.port })
         else { return [] }
         return state.withLock { s -> [HealthEvent] in
             guard !s.stopped, !s.schedules[v][r].isEmpty, s.schedules[v][r].allSatisfy({ $0.status == .up }) else { return [] }

@@ -435,7 +435,7 @@ private struct Parser {
         }
         command.persistence = persistence.map { UInt32($0) }
         command.netmask = netmask
-        if let server { command.realServer = (server.address, server.portGiven ? server.port : nil) }
+        if let server { command.realServer = (.v4(server.address), server.portGiven ? server.port : nil) }
         command.weight = weight.map { Int32($0) }
         return command
     }

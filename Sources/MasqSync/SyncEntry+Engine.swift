@@ -18,9 +18,10 @@ extension SyncEntry {
         let state = SyncState(update.state, proto: update.proto, isTemplate: update.isTemplate)
             ?? SyncState(rawValue: UInt16(update.state.rawValue))
         self.init(proto: update.proto, flags: flags, state: state,
-                  clientAddress: update.client, clientPort: update.clientPort,
-                  virtualAddress: update.virtualAddress, virtualPort: update.virtualPort,
-                  destinationAddress: update.server, destinationPort: update.serverPort,
+                  // IPv4 entries only until the IPv6 entry (72 bytes) is in SyncEntry.
+                  clientAddress: update.client.v4 ?? IPv4Address(rawValue: 0), clientPort: update.clientPort,
+                  virtualAddress: update.virtualAddress.v4 ?? IPv4Address(rawValue: 0), virtualPort: update.virtualPort,
+                  destinationAddress: update.server.v4 ?? IPv4Address(rawValue: 0), destinationPort: update.serverPort,
                   fwmark: update.fwmark, timeoutSeconds: update.timeout)
     }
 

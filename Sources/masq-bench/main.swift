@@ -499,7 +499,7 @@ do {
     // What the first flow sent, in order (the outbox holds every flow's updates).
     let sent = UnsafeMutableBufferPointer<SyncUpdate>.allocate(capacity: outbox.count)
     sent.initialize(repeating: blankUpdate)
-    let firstFlow = sent[0..<outbox.pop(into: sent)].filter { $0.clientPort == clientPort(0) && $0.client.rawValue == 0xC615_0000 }
+    let firstFlow = sent[0..<outbox.pop(into: sent)].filter { $0.clientPort == clientPort(0) && $0.client == .v4(IPv4Address(rawValue: 0xC615_0000)) }
     sent.deallocate()
     let perDatagramMax = (SyncTransport.defaultMaxLength - 8) / SyncEntry.fixedLength
     let newFlowRate = 100_000.0

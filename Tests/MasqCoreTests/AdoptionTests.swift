@@ -143,7 +143,7 @@ func counts(_ engine: Engine) -> [String: [Int32]] {
         let web80 = try #require(engine.service(ServiceKey(proto: .tcp, address: vip, port: 80)))
         let ids = engine.destinations.compactMap { $0?.id }
         #expect(Set(ids).count == ids.count)  // the new real server took a free id
-        #expect(web80.destinations.map(\.address) == [web2, addr("198.19.0.203")])
+        #expect(web80.destinations.map(\.address4) == [web2, addr("198.19.0.203")])
         // The drained flow is still NATed to web1.
         let (v, out) = run(engine, c2v.tcp(40000, 80, flags: .ack), at: 2)
         #expect(v == .rewritten(.inbound) && Array(out[16..<20]) == [198, 19, 0, 201])

@@ -54,7 +54,7 @@ import Testing
         #expect(web1Record.activeConnections == 1)
         engine.apply(try RulesFile.parse("-A -t 198.18.0.1:80 -s wrr\n-a -t 198.18.0.1:80 -r 198.19.0.202:8080 -m"))
         #expect(!web1Record.inService && web1Record.weight == 0)
-        #expect(engine.service(Self.key)!.destinations.map(\.address) == [web2])
+        #expect(engine.service(Self.key)!.destinations.map(\.address4) == [web2])
         let draining = engine.drainingRealServers
         #expect(draining.count == 1 && draining[0].address == web1 && draining[0].port == 8080 && draining[0].proto == .tcp)
         #expect(run(engine, w1c.tcp(8080, 40000, flags: .ack), at: 1).0 == .rewritten(.outbound))

@@ -123,7 +123,7 @@ import Testing
         _ = run(engine, w.tcp(80, 10000, flags: [.syn, .ack], seq: 1, ack: 1001), at: 1)
         engine.advanceClock(to: 200_000_000_000)
         // Nine entries nobody answered expired: those count; the evicted forty and the answered one do not.
-        #expect(engine.handshakeFailures(ServiceKey(proto: .tcp, address: vip, port: 80), web1, 80) == 9)
+        #expect(engine.handshakeFailures(ServiceKey(proto: .tcp, address: vip, port: 80), .v4(web1), 80) == 9)
         #expect(!engine.pressure)  // re-checked as the table emptied, without a new flow
     }
 }

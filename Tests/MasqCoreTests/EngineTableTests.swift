@@ -277,11 +277,11 @@ let packetCases: [PacketCase] = [
             _ = run(engine, c2v.tcp(port + 1, 80, flags: .syn), at: 0)  // web2, left alone
             _ = run(engine, w1c.tcp(8080, port, flags: [.rst, .ack]), at: 0.1)
         }
-        #expect(engine.handshakeFailures(key, web1, 8080) == 2)
+        #expect(engine.handshakeFailures(key, .v4(web1), 8080) == 2)
         engine.advanceClock(to: 70 * 1_000_000_000)  // web2's two SYN_RECV expire unanswered
-        #expect(engine.handshakeFailures(key, web2, 8080) == 2)
+        #expect(engine.handshakeFailures(key, .v4(web2), 8080) == 2)
         _ = run(engine, c2v.tcp(9, 80, flags: .syn), at: 71)
         _ = run(engine, c2v.tcp(9, 80, flags: .ack), at: 71.1)   // completes: web1's count starts over
-        #expect(engine.handshakeFailures(key, web1, 8080, reset: false) == 0)
+        #expect(engine.handshakeFailures(key, .v4(web1), 8080, reset: false) == 0)
     }
 }

@@ -6,7 +6,7 @@ import Testing
 func dests(_ weights: [Int32], active: [Int32] = [], inactive: [Int32] = []) -> [Destination] {
     let memory = TableMemory.anonymous(capacity: 16)
     return weights.enumerated().map { i, w in
-        let d = Destination(id: UInt32(i), in: memory, address: IPv4Address(rawValue: 0xC613_00C9 + UInt32(i)), port: 80,
+        let d = Destination(id: UInt32(i), in: memory, address: .v4(IPv4Address(rawValue: 0xC613_00C9 + UInt32(i))), port: 80,
                             weight: w, serviceID: 0, proto: .tcp)
         d.activeConnections = i < active.count ? active[i] : 0
         d.inactiveConnections = i < inactive.count ? inactive[i] : 0

@@ -375,9 +375,9 @@ import Testing
                 timeout: UInt32([0, 1, 5, 30, 900, UInt32.max][next(6)]))
             switch next(24) {
             case 0: update.proto = [.icmp, .udp, .tcp][next(3)]
-            case 1: update.virtualAddress = addr("198.18.0.9")
+            case 1: update.virtualAddress = .v4(addr("198.18.0.9"))
             case 2: update.virtualPort = [81, 0, 53][next(3)]
-            case 3: update.server = addr("198.19.0.9")
+            case 3: update.server = .v4(addr("198.19.0.9"))
             case 4: update.serverPort = [1, 80, 8080][next(3)]
             case 5: update.fwmark = 1
             case 6: update.isActive.toggle()

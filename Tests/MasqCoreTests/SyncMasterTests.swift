@@ -139,10 +139,10 @@ import Testing
                     pushed.append(Pushed(atPacket: packets, state: u.state, template: u.isTemplate,
                                          active: u.isActive, timeout: u.timeout))
                     // Every update names this flow (or its template) as the table has it.
-                    #expect(u.client == (u.isTemplate ? addr("198.18.0.12") : addr("198.18.0.12")))
+                    #expect(u.client == .v4(addr("198.18.0.12")))
                     #expect(u.clientPort == (u.isTemplate ? 0 : 40000))
-                    #expect(u.virtualAddress == addr("198.18.0.1") && u.virtualPort == c.port)
-                    #expect(u.server == addr("198.19.0.201") && u.serverPort == (c.port == 80 ? 8080 : c.port))
+                    #expect(u.virtualAddress == .v4(addr("198.18.0.1")) && u.virtualPort == c.port)
+                    #expect(u.server == .v4(addr("198.19.0.201")) && u.serverPort == (c.port == 80 ? 8080 : c.port))
                     #expect(u.proto == (c.port == 53 ? .udp : .tcp) && u.fwmark == 0)
                 }
             }

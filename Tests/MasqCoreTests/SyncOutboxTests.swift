@@ -30,9 +30,9 @@ import Testing
         #expect(outbox.count == 4)
         #expect(outbox.pushed == 4)
         #expect(outbox.dropped == 1)
-        #expect(pop(outbox, max: 3).map(\.client.rawValue) == [1, 2, 3])
+        #expect(pop(outbox, max: 3).map(\.client.v4!.rawValue) == [1, 2, 3])
         #expect(outbox.push(update(6)))
-        #expect(pop(outbox, max: 10).map(\.client.rawValue) == [4, 6])
+        #expect(pop(outbox, max: 10).map(\.client.v4!.rawValue) == [4, 6])
         #expect(pop(outbox, max: 10).isEmpty)
         #expect(outbox.count == 0)
     }
@@ -46,18 +46,18 @@ import Testing
                 next += 1
             }
             for u in pop(outbox, max: round % 5 + 3) {
-                #expect(u.client.rawValue == expected)
+                #expect(u.client.v4!.rawValue == expected)
                 expected += 1
             }
             while outbox.count > 4 {  // keep room for the next round
                 for u in pop(outbox, max: 8) {
-                    #expect(u.client.rawValue == expected)
+                    #expect(u.client.v4!.rawValue == expected)
                     expected += 1
                 }
             }
         }
         for u in pop(outbox, max: 8) {
-            #expect(u.client.rawValue == expected)
+            #expect(u.client.v4!.rawValue == expected)
             expected += 1
         }
         #expect(expected == next)
@@ -85,10 +85,10 @@ import Testing
             while Date() < deadline {
                 let n = buffer.withUnsafeMutableBufferPointer { outbox.pop(into: $0) }
                 for u in buffer.prefix(n) {
-                    if Int64(u.client.rawValue) <= last || UInt32(u.clientPort) != u.client.rawValue & 0xffff {
+                    if Int64(u.client.v4!.rawValue) <= last || UInt32(u.clientPort) != u.client.v4!.rawValue & 0xffff {
                         ordered = false
                     }
-                    last = Int64(u.client.rawValue)
+                    last = Int64(u.client.v4!.rawValue)
                     received += 1
                 }
                 if last == Int64(total - 1) || (n == 0 && Self.producerDone.withLock { $0 } && outbox.count == 0) {

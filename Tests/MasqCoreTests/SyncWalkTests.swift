@@ -71,7 +71,7 @@ import Testing
         #expect(slices >= (expected.count + slice - 1) / slice)
         // The updates are what the packet path would push for each entry.
         for u in updates where !u.isTemplate {
-            let key = FlowKey(source: u.client, destination: u.virtualAddress, sourcePort: u.clientPort,
+            let key = FlowKey(source: u.client.v4!, destination: u.virtualAddress.v4!, sourcePort: u.clientPort,
                               destinationPort: u.virtualPort, proto: u.proto)
             let (slot, _) = try #require(engine.table.lookup(key))
             #expect(SyncUpdate(engine.table[slot]) == u)
@@ -122,7 +122,7 @@ import Testing
         _ = run(engine, client.tcp(1001, 22, flags: .ack), at: 2)
         #expect(engine.table.templateCount == 2)
         let templates = walk(engine, slice: 16).updates.filter(\.isTemplate)
-        #expect(templates.map(\.server) == [addr("198.19.0.202")])
+        #expect(templates.map(\.server) == [.v4(addr("198.19.0.202"))])
         let outbox = SyncOutbox(capacity: 8)
         engine.syncOutbox = outbox
         _ = run(engine, client.tcp(1000, 22, flags: .ack), at: 3)  // the old flow's 3rd packet: sent alone

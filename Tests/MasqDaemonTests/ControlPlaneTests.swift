@@ -21,7 +21,7 @@ import Testing
         let core = try controlPlane(Self.rules)
         try core.edit(try Self.command("-a -t 198.18.0.1:80 -r 198.19.0.202:80 -m -w 3"))
         let servers = core.currentConfiguration.services[0].realServers
-        #expect(servers.map(\.address) == [IPv4Address("198.19.0.201")!, IPv4Address("198.19.0.202")!])
+        #expect(servers.map(\.address) == [IPAddress("198.19.0.201")!, IPAddress("198.19.0.202")!])
         #expect(core.state().services[0].destinations.map(\.weight) == [1, 3])
     }
 

@@ -119,7 +119,7 @@ import Testing
     @Test func drainingRealServersKeepTheirReplyRules() throws {
         let configuration = try RulesFile.parse("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.201:80 -m")
         let plan = IptablesPlan(configuration, queue: .single(0),
-                                draining: [(.tcp, IPv4Address("198.19.0.202")!, 80)])
+                                draining: [(.tcp, IPAddress("198.19.0.202")!, 80)])
         #expect(plan.preRouting.map { $0.joined(separator: " ") }.contains(
             "-p tcp -s 198.19.0.202/32 --sport 80 -m addrtype ! --dst-type LOCAL -j CT --notrack"))
         #expect(plan.forward.map { $0.joined(separator: " ") }.contains(

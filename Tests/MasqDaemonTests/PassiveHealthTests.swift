@@ -42,25 +42,25 @@ import Testing
         }
     }
 
-    static func servers(_ core: ControlPlane) -> [IPv4Address] {
+    static func servers(_ core: ControlPlane) -> [IPAddress] {
         core.currentConfiguration.services[0].realServers.map(\.address)
     }
 
     @Test func threeRefusedHandshakesMarkTheServerDown() async throws {
         let (controller, core) = try Self.controller()
-        #expect(Self.servers(core) == [Self.server])
+        #expect(Self.servers(core) == [.v4(Self.server)])
         for port: UInt16 in 40000..<40002 { Self.connect(core, clientPort: port, refused: true) }
         #expect(await controller.checkHandshakes().isEmpty)
-        #expect(Self.servers(core) == [Self.server])
+        #expect(Self.servers(core) == [.v4(Self.server)])
 
         Self.connect(core, clientPort: 40002, refused: true)
         let events = await controller.checkHandshakes()
         // Its only real server gone, the service loses its quorum too.
         #expect(events.map(\.kind) == [.serverDown, .quorumLost])
-        #expect(events.first?.server?.address == Self.server)
+        #expect(events.first?.server?.address == .v4(Self.server))
         #expect(Self.servers(core).isEmpty)
         // Acted on: the count starts over.
-        #expect(core.shared.withLock { $0.engine.handshakeFailures(core.currentConfiguration.services[0].key, Self.server, 80) } == 0)
+        #expect(core.shared.withLock { $0.engine.handshakeFailures(core.currentConfiguration.services[0].key, .v4(Self.server), 80) } == 0)
     }
 
     @Test func anAnsweredHandshakeResetsTheCount() async throws {
@@ -69,6 +69,6 @@ import Testing
         Self.connect(core, clientPort: 40002, refused: false)
         for port: UInt16 in 40003..<40005 { Self.connect(core, clientPort: port, refused: true) }
         #expect(await controller.checkHandshakes().isEmpty)
-        #expect(Self.servers(core) == [Self.server])
+        #expect(Self.servers(core) == [.v4(Self.server)])
     }
 }

@@ -73,7 +73,7 @@ private final class ScratchDirectory {
 
         let config = try KeepalivedParser.load(path: dir.path + "/keepalived.conf")
         #expect(config.configuration.services.map(\.key.port) == [80, 53])
-        #expect(config.configuration.services[0].realServers.map(\.address) == [IPv4Address("198.19.0.1")!, IPv4Address("198.19.0.2")!])
+        #expect(config.configuration.services[0].realServers.map(\.address) == [IPAddress("198.19.0.1")!, IPAddress("198.19.0.2")!])
         #expect(config.virtualServers[0].realServers[0].checks == [HealthCheck(kind: .tcp)])
         #expect(config.warnings.map { "\($0.file):\($0.line) \($0.token)" } == [
             "\(dir.path)/keepalived.conf:1 global_defs", "\(dir.path)/keepalived.conf:4 empty.d/*.conf",

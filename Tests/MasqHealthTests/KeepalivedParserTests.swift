@@ -628,7 +628,7 @@ private func service(_ body: String, header: String = "198.18.0.1 80") -> String
             return try read(path)
         }
         #expect(asked == ["/etc/keepalived/conf.d/web.conf", "/etc/keepalived/conf.d/../servers/web.inc"])
-        #expect(config.configuration.services[0].realServers.map(\.address) == [ip("198.19.0.1"), ip("198.19.0.2")])
+        #expect(config.configuration.services[0].realServers.map(\.address) == [.v4(ip("198.19.0.1")), .v4(ip("198.19.0.2"))])
         #expect(config.virtualServers[0].realServers[0].checks == [HealthCheck(kind: .tcp)])
         #expect(config.warnings.map { "\($0.file):\($0.line)" } == ["/etc/keepalived/keepalived.conf:1"])
     }

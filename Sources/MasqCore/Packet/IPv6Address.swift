@@ -193,6 +193,10 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// An address of either family against an IPv4 one (false for any IPv6 address).
+    public static func == (a: Self, b: IPv4Address) -> Bool { a == .v4(b) }
+    public static func == (a: Self, b: IPv6Address) -> Bool { a == .v6(b) }
+
     public static func < (a: Self, b: Self) -> Bool {
         switch (a, b) {
         case (.v4(let x), .v4(let y)): x < y

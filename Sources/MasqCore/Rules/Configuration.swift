@@ -11,19 +11,30 @@ public struct Configuration: Equatable, Sendable {
     public func serviceIndex(_ key: ServiceKey) -> Int? { services.firstIndex { $0.key == key } }
 }
 
-/// A virtual service's identity: protocol, address and port (`-t 198.18.0.1:80`).
+/// A virtual service's identity: protocol, address and port (`-t 198.18.0.1:80`, `-t [2001:2::1]:80`).
 public struct ServiceKey: Hashable, Sendable, CustomStringConvertible {
     public var proto: IPProtocol
-    public var address: IPv4Address
+    public var address: IPAddress
     public var port: UInt16
 
-    public init(proto: IPProtocol, address: IPv4Address, port: UInt16) {
+    public init(proto: IPProtocol, address: IPAddress, port: UInt16) {
         self.proto = proto
         self.address = address
         self.port = port
     }
 
-    public var description: String { "\(proto) \(address):\(port)" }
+    public init(proto: IPProtocol, address: IPv4Address, port: UInt16) {
+        self.init(proto: proto, address: .v4(address), port: port)
+    }
+
+    public init(proto: IPProtocol, address: IPv6Address, port: UInt16) {
+        self.init(proto: proto, address: .v6(address), port: port)
+    }
+
+    /// `address:port`, an IPv6 address in brackets, as ipvsadm prints a service.
+    public var endpoint: String { address.endpoint(port) }
+
+    public var description: String { "\(proto) \(endpoint)" }
 }
 
 /// A virtual service (`-A`).
@@ -33,19 +44,39 @@ public struct ServiceSpec: Equatable, Sendable {
     public var schedulerFlags: SchedulerFlags = []
     /// Persistence timeout in seconds (`-p`), nil when not persistent.
     public var persistence: UInt32?
-    /// Persistence granularity (`-M`): clients whose addresses agree under this mask share a server.
+    /// Persistence granularity (`-M`) of an IPv4 service: clients whose addresses agree under this mask
+    /// share a server.
     public var netmask = IPv4Address(rawValue: 0xffff_ffff)
+    /// Persistence granularity of an IPv6 service: ipvsadm's `-M` is a prefix length there (1...128).
+    public var prefixLength: UInt8 = 128
     public var realServers: [RealServerSpec] = []
 
     public init(key: ServiceKey, scheduler: String = Schedulers.defaultName, schedulerFlags: SchedulerFlags = [],
                 persistence: UInt32? = nil, netmask: IPv4Address = IPv4Address(rawValue: 0xffff_ffff),
-                realServers: [RealServerSpec] = []) {
+                prefixLength: UInt8 = 128, realServers: [RealServerSpec] = []) {
         self.key = key
         self.scheduler = scheduler
         self.schedulerFlags = schedulerFlags
         self.persistence = persistence
         self.netmask = netmask
+        self.prefixLength = prefixLength
         self.realServers = realServers
+    }
+
+    /// Whether `-M` differs from its default (255.255.255.255, or 128 for IPv6): ipvsadm prints it then.
+    public var hasPersistenceMask: Bool {
+        key.address.isIPv6 ? prefixLength != 128 : netmask.rawValue != 0xffff_ffff
+    }
+
+    /// `-M` as ipvsadm prints it: a dotted mask for IPv4, a prefix length for IPv6.
+    public var persistenceMaskText: String { key.address.isIPv6 ? String(prefixLength) : netmask.description }
+
+    /// The client address a persistence template is keyed by: masked to `-M`'s granularity.
+    public func persistenceKey(_ client: IPAddress) -> IPAddress {
+        switch client {
+        case .v4(let a): .v4(IPv4Address(rawValue: a.rawValue & netmask.rawValue))
+        case .v6(let a): .v6(a.masked(prefixLength: Int(prefixLength)))
+        }
     }
 
     /// The `-b` flag names ipvsadm prints for this service: sh-/mh- names for sh and mh, else flag-N.
@@ -55,17 +86,29 @@ public struct ServiceSpec: Equatable, Sendable {
     public static let defaultPersistence: UInt32 = 360
 }
 
-/// A real server of a service (`-a ... -r 198.19.0.201:80 -m -w 1`).
+/// A real server of a service (`-a ... -r 198.19.0.201:80 -m -w 1`). Of the service's family: IPVS
+/// takes mixed families only for tunnelled real servers, which masq, a NAT director, has not.
 public struct RealServerSpec: Equatable, Sendable {
-    public var address: IPv4Address
+    public var address: IPAddress
     public var port: UInt16
     public var weight: Int32
 
-    public init(address: IPv4Address, port: UInt16, weight: Int32 = 1) {
+    public init(address: IPAddress, port: UInt16, weight: Int32 = 1) {
         self.address = address
         self.port = port
         self.weight = weight
     }
+
+    public init(address: IPv4Address, port: UInt16, weight: Int32 = 1) {
+        self.init(address: .v4(address), port: port, weight: weight)
+    }
+
+    public init(address: IPv6Address, port: UInt16, weight: Int32 = 1) {
+        self.init(address: .v6(address), port: port, weight: weight)
+    }
+
+    /// `address:port`, an IPv6 address in brackets.
+    public var endpoint: String { address.endpoint(port) }
 }
 
 extension Configuration {
@@ -77,37 +120,39 @@ extension Configuration {
         case .addService:
             let key = c.service!
             guard serviceIndex(key) == nil else {
-                throw RulesError(.serviceExists, token: "\(key.address):\(key.port)", message: "Service already exists")
+                throw RulesError(.serviceExists, token: key.endpoint, message: "Service already exists")
             }
             services.append(ServiceSpec(
                 key: key, scheduler: c.scheduler ?? Schedulers.defaultName, schedulerFlags: c.schedulerFlags ?? [],
-                persistence: c.persistence, netmask: c.netmask ?? IPv4Address(rawValue: 0xffff_ffff)))
+                persistence: c.persistence, netmask: c.netmask ?? IPv4Address(rawValue: 0xffff_ffff),
+                prefixLength: c.prefixLength ?? 128))
         case .editService:
             let key = c.service!
             guard let i = serviceIndex(key) else {
-                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
+                throw RulesError(.noSuchService, token: key.endpoint, message: "No such service")
             }
             // ipvsadm -E sets the service afresh from its options, with the defaults for those not given.
             services[i].scheduler = c.scheduler ?? Schedulers.defaultName
             services[i].schedulerFlags = c.schedulerFlags ?? []
             services[i].persistence = c.persistence
             services[i].netmask = c.netmask ?? IPv4Address(rawValue: 0xffff_ffff)
+            services[i].prefixLength = c.prefixLength ?? 128
         case .deleteService:
             let key = c.service!
             guard let i = serviceIndex(key) else {
-                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "No such service")
+                throw RulesError(.noSuchService, token: key.endpoint, message: "No such service")
             }
             services.remove(at: i)
         case .addServer, .editServer, .deleteServer:
             let key = c.service!
             guard let i = serviceIndex(key) else {
-                throw RulesError(.noSuchService, token: "\(key.address):\(key.port)", message: "Service not defined")
+                throw RulesError(.noSuchService, token: key.endpoint, message: "Service not defined")
             }
             let rs = c.realServer!
             // ipvsadm: an omitted real-server port is the virtual port.
             let port = rs.port ?? key.port
             let existing = services[i].realServers.firstIndex { $0.address == rs.address && $0.port == port }
-            let token = "\(rs.address):\(port)"
+            let token = rs.address.endpoint(port)
             switch c.kind {
             case .addServer:
                 guard existing == nil else { throw RulesError(.destinationExists, token: token, message: "Destination already exists") }

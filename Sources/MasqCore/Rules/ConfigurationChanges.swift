@@ -53,7 +53,7 @@ public enum ConfigurationChange: Equatable, Sendable, CustomStringConvertible {
     public var realServer: String? {
         switch self {
         case .realServerAdded(_, let r), .realServerRemoved(_, let r), .realServerReweighted(_, let r, _):
-            "\(r.address):\(r.port)"
+            r.endpoint
         default: nil
         }
     }
@@ -72,11 +72,11 @@ public enum ConfigurationChange: Equatable, Sendable, CustomStringConvertible {
         case .serviceEdited(let k, let settings):
             return "service \(k) edited: " + settings.map(\.description).joined(separator: ", ")
         case .realServerAdded(let k, let r):
-            return "real server \(r.address):\(r.port) added to \(k) (weight \(r.weight))"
+            return "real server \(r.endpoint) added to \(k) (weight \(r.weight))"
         case .realServerRemoved(let k, let r):
-            return "real server \(r.address):\(r.port) removed from \(k)"
+            return "real server \(r.endpoint) removed from \(k)"
         case .realServerReweighted(let k, let r, let old):
-            return "real server \(r.address):\(r.port) of \(k) re-weighted \(old) → \(r.weight)"
+            return "real server \(r.endpoint) of \(k) re-weighted \(old) → \(r.weight)"
         case .timeout(let state, let a, let b):
             return "timeout \(state) \(a) s → \(b) s"
         }
@@ -116,7 +116,7 @@ extension Configuration {
             if before.netmask != s.netmask { settings.append(.netmask(from: before.netmask, to: s.netmask)) }
             if !settings.isEmpty { out.append(.serviceEdited(s.key, settings)) }
 
-            struct Endpoint: Hashable { var address: IPv4Address, port: UInt16 }
+            struct Endpoint: Hashable { var address: IPAddress, port: UInt16 }
             func endpoint(_ r: RealServerSpec) -> Endpoint { Endpoint(address: r.address, port: r.port) }
             let nowThere = Set(s.realServers.map(endpoint))
             for r in before.realServers where !nowThere.contains(endpoint(r)) { out.append(.realServerRemoved(s.key, r)) }

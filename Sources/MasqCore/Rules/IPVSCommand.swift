@@ -11,8 +11,11 @@ public struct IPVSCommand: Equatable, Sendable {
     public var schedulerFlags: SchedulerFlags?
     /// `-p [SECS]`: present with the timeout (ipvsadm's default when no value follows).
     public var persistence: UInt32?
+    /// `-M` of an IPv4 service: a dotted netmask.
     public var netmask: IPv4Address?
-    public var realServer: (address: IPv4Address, port: UInt16?)?
+    /// `-M` of an IPv6 service: a prefix length (ipvsadm's `-M 64`).
+    public var prefixLength: UInt8?
+    public var realServer: (address: IPAddress, port: UInt16?)?
     public var weight: Int32?
 
     /// The command with no option given yet.
@@ -22,7 +25,7 @@ public struct IPVSCommand: Equatable, Sendable {
 
     public static func == (a: IPVSCommand, b: IPVSCommand) -> Bool {
         a.kind == b.kind && a.service == b.service && a.scheduler == b.scheduler
-            && a.schedulerFlags == b.schedulerFlags && a.persistence == b.persistence && a.netmask == b.netmask
+            && a.schedulerFlags == b.schedulerFlags && a.persistence == b.persistence && a.netmask == b.netmask && a.prefixLength == b.prefixLength
             && a.realServer?.address == b.realServer?.address && a.realServer?.port == b.realServer?.port
             && a.weight == b.weight
     }
@@ -37,7 +40,9 @@ extension IPVSCommand {
         scheduler = service.scheduler
         schedulerFlags = service.schedulerFlags.isEmpty ? nil : service.schedulerFlags
         persistence = service.persistence
-        if service.persistence != nil && service.netmask.rawValue != 0xffff_ffff { netmask = service.netmask }
+        if service.persistence != nil && service.hasPersistenceMask {
+            if service.key.address.isIPv6 { prefixLength = service.prefixLength } else { netmask = service.netmask }
+        }
     }
 
     /// `-a` for a real server of the service `key`, with its port and weight.
@@ -55,16 +60,19 @@ extension IPVSCommand {
     public var ipvsadmArguments: [String] {
         var words = [kind.rawValue]
         if let service {
-            words += [service.proto == .udp ? "-u" : "-t", "\(service.address):\(service.port)"]
+            words += [service.proto == .udp ? "-u" : "-t", service.endpoint]
         }
         if let scheduler { words += ["-s", scheduler] }
         if let persistence { words += ["-p", String(persistence)] }
         if let netmask { words += ["-M", netmask.description] }
+        if let prefixLength { words += ["-M", String(prefixLength)] }
         if let flags = schedulerFlags, !flags.isEmpty {
             words += ["-b", flags.names(scheduler: scheduler ?? Schedulers.defaultName).joined(separator: ",")]
         }
         if let realServer {
-            words += ["-r", realServer.port.map { "\(realServer.address):\($0)" } ?? realServer.address.description]
+            // ipvsadm-save brackets an IPv6 real server even without a port: `-r [2001:2::100]`.
+            let bare = realServer.address.isIPv6 ? "[\(realServer.address)]" : realServer.address.description
+            words += ["-r", realServer.port.map { realServer.address.endpoint($0) } ?? bare]
             if kind != .deleteServer { words.append("-m") }
         }
         if let weight { words += ["-w", String(weight)] }

@@ -28,10 +28,10 @@ public final class MaglevHashingScheduler: Scheduler {
         let divisor = weights.reduce(0) { gcd($0, $1) }
         guard divisor > 0 else { return }
         var next = destinations.map { d -> Int in
-            Int(Self.hash(d.address.rawValue, UInt32(d.port), seed: 2_654_435_761) % UInt64(size))
+            Int(Self.hash(d.address.hashWord, UInt32(d.port), seed: 2_654_435_761) % UInt64(size))
         }
         let skip = destinations.map { d -> Int in
-            Int(Self.hash(d.address.rawValue, UInt32(d.port), seed: 2_654_435_801) % UInt64(size - 1)) + 1
+            Int(Self.hash(d.address.hashWord, UInt32(d.port), seed: 2_654_435_801) % UInt64(size - 1)) + 1
         }
         // IPVS `ip_vs_mh_shift_weight`: scale large weights down so one server cannot take every slot
         // in its first round (weights 5000:4999 would otherwise give the second nothing).

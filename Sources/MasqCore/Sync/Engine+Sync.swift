@@ -113,8 +113,11 @@ extension Engine {
     public func applySynced(_ update: SyncUpdate) -> SyncApplyResult {
         guard !isShutDown else { return .tableFull }
         guard update.fwmark == 0 else { return .unknownService }
+        // IPv4 only for now: IPv6 entries are the IPv6 engine's (issue 16).
+        guard let client = update.client.v4, let virtualAddress = update.virtualAddress.v4,
+              update.server.v4 != nil else { return .unknownService }
         if update.isTemplate { return applySyncedTemplate(update) }
-        guard let service = findService(update.proto, update.virtualAddress, update.virtualPort) else {
+        guard let service = findService(update.proto, virtualAddress, update.virtualPort) else {
             return .unknownService
         }
         switch update.proto {
@@ -130,13 +133,13 @@ extension Engine {
         }
         guard let destination else { return .noDestination }
         let timeout = clampedTimeout(update.timeout, local: timeouts[update.state])
-        let key = FlowKey(source: update.client, destination: update.virtualAddress, sourcePort: update.clientPort,
+        let key = FlowKey(source: client, destination: virtualAddress, sourcePort: update.clientPort,
                           destinationPort: update.virtualPort, proto: update.proto)
         let existing = table.lookup(key)
         if let (slot, direction) = existing {
             guard direction == .inbound else { return .conflict }
             let c = table[slot]
-            if c.server == update.server && c.serverPort == update.serverPort {
+            if .v4(c.server) == update.server && c.serverPort == update.serverPort {
                 updateSynced(slot, state: update.state, timeout: timeout)
                 return .updated
             }
@@ -145,9 +148,9 @@ extension Engine {
         let connection = Connection(
             proto: update.proto, state: update.state, isTemplate: false,
             countedActive: update.state == .established,
-            client: update.client, clientPort: update.clientPort,
-            virtualAddress: update.virtualAddress, virtualPort: update.virtualPort,
-            server: destination.address, serverPort: update.serverPort,
+            client: client, clientPort: update.clientPort,
+            virtualAddress: virtualAddress, virtualPort: update.virtualPort,
+            server: destination.address4, serverPort: update.serverPort,
             serviceID: service.id, destinationID: destination.id, controller: ConnectionTable.noSlot,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
@@ -177,14 +180,15 @@ extension Engine {
             $0.address == update.server && $0.port == update.serverPort
         }) else { return .noDestination }
         let timeout = clampedTimeout(update.timeout, local: persistence)
-        let masked = IPv4Address(rawValue: update.client.rawValue & service.spec.netmask.rawValue)
+        guard let client = update.client.v4, let virtualAddress = update.virtualAddress.v4 else { return .unknownService }
+        let masked = IPv4Address(rawValue: client.rawValue & service.spec.netmask.rawValue)
         // persistentDestination's key, so a new connection after takeover finds this template.
-        let key = FlowKey(source: masked, destination: update.virtualAddress, sourcePort: 0,
+        let key = FlowKey(source: masked, destination: virtualAddress, sourcePort: 0,
                           destinationPort: service.key.port, proto: service.key.proto)
         let existing = table.template(for: key)
         if let slot = existing {
             let t = table[slot]
-            if t.server == update.server && t.serverPort == update.serverPort {
+            if .v4(t.server) == update.server && t.serverPort == update.serverPort {
                 updateSynced(slot, state: .none, timeout: timeout)
                 return .updated
             }
@@ -202,8 +206,8 @@ extension Engine {
         }
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
-            client: masked, clientPort: 0, virtualAddress: update.virtualAddress, virtualPort: service.key.port,
-            server: destination.address, serverPort: destination.port, serviceID: service.id,
+            client: masked, clientPort: 0, virtualAddress: virtualAddress, virtualPort: service.key.port,
+            server: destination.address4, serverPort: destination.port, serviceID: service.id,
             destinationID: destination.id, controller: ConnectionTable.noSlot, timeout: timeout,
             expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)

@@ -11,11 +11,12 @@ public struct SyncUpdate: Hashable, Sendable {
     /// Counted active (ESTABLISHED) by its real server; on the wire, `!isActive` is the INACTIVE flag
     /// of a connection (a template carries none).
     public var isActive: Bool
-    public var client: IPv4Address
+    /// All three of one family (IPVS `struct ip_vs_sync_v4` or `ip_vs_sync_v6`).
+    public var client: IPAddress
     public var clientPort: UInt16
-    public var virtualAddress: IPv4Address
+    public var virtualAddress: IPAddress
     public var virtualPort: UInt16
-    public var server: IPv4Address
+    public var server: IPAddress
     public var serverPort: UInt16
     /// Seconds: the state's whole timeout, as the kernel sends it (`cp->timeout / HZ`), not what is left.
     public var timeout: UInt32
@@ -25,6 +26,14 @@ public struct SyncUpdate: Hashable, Sendable {
     public init(proto: IPProtocol, state: ConnectionState, isTemplate: Bool = false, isActive: Bool,
                 client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
                 server: IPv4Address, serverPort: UInt16, timeout: UInt32, fwmark: UInt32 = 0) {
+        self.init(proto: proto, state: state, isTemplate: isTemplate, isActive: isActive, client: .v4(client),
+                  clientPort: clientPort, virtualAddress: .v4(virtualAddress), virtualPort: virtualPort,
+                  server: .v4(server), serverPort: serverPort, timeout: timeout, fwmark: fwmark)
+    }
+
+    public init(proto: IPProtocol, state: ConnectionState, isTemplate: Bool = false, isActive: Bool,
+                client: IPAddress, clientPort: UInt16, virtualAddress: IPAddress, virtualPort: UInt16,
+                server: IPAddress, serverPort: UInt16, timeout: UInt32, fwmark: UInt32 = 0) {
         self.proto = proto
         self.state = state
         self.isTemplate = isTemplate
