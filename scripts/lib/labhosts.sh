@@ -239,8 +239,9 @@ wait_for() { # DESCRIPTION TRIES(0.1s) CMD...
 }
 
 page_ok() { [ "$(nsx "$1" timeout 2 curl -s --max-time 1 http://127.0.0.1/)" = "<h1>This is $1 page.</h1>" ]; }
-udp_bound() { nsx "$1" ss -Hlun 'sport = :5353' | grep -q 5353; }
-tcp_bound() { nsx "$1" ss -Hltn "sport = :$2" | grep -q ":$2"; }
+# grep reads all of ss's output (not -q): under pipefail an early exit would fail ss with SIGPIPE.
+udp_bound() { nsx "$1" ss -Hlun 'sport = :5353' | grep 5353 >/dev/null; }
+tcp_bound() { nsx "$1" ss -Hltn "sport = :$2" | grep ":$2" >/dev/null; }
 
 start_servers() {
     local w
