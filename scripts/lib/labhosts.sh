@@ -231,7 +231,6 @@ while True:
             print("echo: %s" % e, file=sys.stderr, flush=True)
 '
 
-
 wait_for() { # DESCRIPTION TRIES(0.1s) CMD...
     local what=$1 n=$2 i; shift 2
     for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
