@@ -159,6 +159,10 @@ PY
         [[ $MASQ_LAB_SLOW_RATE =~ ^[0-9]+[kKmM]?$ ]] || die "MASQ_LAB_SLOW_RATE must be an nginx rate (160k, 1m, 200000)"
         slow="location = /slow.bin { alias $labdir/www/big.bin; limit_rate $MASQ_LAB_SLOW_RATE; sendfile_max_chunk 16k; }"
     fi
+    # IPv6 beside IPv4 (nginx's [::] listen is IPv6 only, so the IPv4 one stays as it was), unless the
+    # kernel has no IPv6 at all: nginx would not start.
+    local listen6=
+    [ -d /proc/sys/net/ipv6 ] && listen6='listen [::]:80 default_server;'
     for w in "${webs[@]}"; do
         mkdir -p "$labdir/tmp/$w"
         cat >"$labdir/conf/nginx-$w.conf" <<EOF
@@ -182,7 +186,8 @@ http {
     sendfile on;
     keepalive_timeout 65;
     server {
-        listen 80 default_server;
+        listen 80 default_server;${listen6:+
+        $listen6}
         server_name _;
         root $labdir/www/$w;
         index index.html;
@@ -197,23 +202,33 @@ EOF
     done
 }
 
-# The UDP echo server: answers each datagram with "NAME: <payload>" from :5353.
+# The UDP echo server: answers each datagram with "NAME: <payload>" from :5353, on IPv4 (0.0.0.0) and
+# IPv6 ([::], IPV6_V6ONLY so the IPv4 socket keeps IPv4 as it was). The pid file is written once both
+# are bound. A kernel without IPv6 gets the IPv4 socket alone.
 # argv: NAME PIDFILE (the pid file path carries the lab dir, which is how `down` knows it is ours).
 ECHO_PY='
-import os, socket, sys
+import os, select, socket, sys
 name, pidfile = sys.argv[1].encode(), sys.argv[2]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 5353))
+socks = [s]
+if os.path.isdir("/proc/sys/net/ipv6"):
+    s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s6.bind(("::", 5353))
+    socks.append(s6)
 with open(pidfile + ".tmp", "w") as f:
     f.write("%d\n" % os.getpid())
 os.rename(pidfile + ".tmp", pidfile)
 while True:
-    try:
-        data, peer = s.recvfrom(65535)
-        s.sendto(name + b": " + data, peer)
-    except OSError as e:
-        print("echo: %s" % e, file=sys.stderr, flush=True)
+    for sock in select.select(socks, [], [])[0]:
+        try:
+            data, peer = sock.recvfrom(65535)
+            sock.sendto(name + b": " + data, peer)
+        except OSError as e:
+            print("echo: %s" % e, file=sys.stderr, flush=True)
 '
 
 wait_for() { # DESCRIPTION TRIES(0.1s) CMD...
@@ -223,8 +238,9 @@ wait_for() { # DESCRIPTION TRIES(0.1s) CMD...
 }
 
 page_ok() { [ "$(nsx "$1" timeout 2 curl -s --max-time 1 http://127.0.0.1/)" = "<h1>This is $1 page.</h1>" ]; }
-udp_bound() { nsx "$1" ss -Hlun 'sport = :5353' | grep -q 5353; }
-tcp_bound() { nsx "$1" ss -Hltn "sport = :$2" | grep -q ":$2"; }
+# grep reads all of ss's output (not -q): under pipefail an early exit would fail ss with SIGPIPE.
+udp_bound() { nsx "$1" ss -Hlun 'sport = :5353' | grep 5353 >/dev/null; }
+tcp_bound() { nsx "$1" ss -Hltn "sport = :$2" | grep ":$2" >/dev/null; }
 
 start_servers() {
     local w
@@ -270,6 +286,7 @@ lab_status() {
         echo "$(ns "$h"):"
         ip -n "$(ns "$h")" -br addr show | sed 's/^/    /'
         ip -n "$(ns "$h")" route show | sed 's/^/    route: /'
+        ip -n "$(ns "$h")" -6 route show 2>/dev/null | grep -v '^fe80::/64 ' | sed 's/^/    route6: /'
     done
     [ $any = 1 ] || { echo "lab '$prefix' is down"; return 0; }
     if [ -d "$labdir/run" ]; then
