@@ -87,6 +87,8 @@ public struct TransportHeader {
 // rewrite anything (the rewriting functions, sharing `adjust`, would leave a 0 as it was).
 extension TransportHeader {
     /// Folds a pseudo-header IPv6 address change into the checksum (RFC 1624 eqn. 3, eight words).
+    /// Callers drop a UDP datagram whose checksum is 0 before rewriting it (RFC 8200 §8.1): on such a
+    /// field this changes nothing, as over IPv4, and the datagram would stay invalid.
     @inlinable public func addressChanged(from old: IPv6Address, to new: IPv6Address) {
         adjust(InternetChecksum.update(checksum, old: old, new: new))
     }
