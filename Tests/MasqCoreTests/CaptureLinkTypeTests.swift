@@ -128,11 +128,12 @@ import Testing
     static func writeCapture(_ path: String, _ linkType: LinkType, _ frames: [[UInt8]]) throws {
         let writer = try CaptureWriter(path: path, linkType: linkType)
         for (i, frame) in frames.enumerated() {
-            var copy = frame
-            try copy.withUnsafeMutableBytes { raw throws(CaptureError) in
-                try writer.write(PacketBytes(raw), wireLength: frame.count,
-                                 timestamp: 1_700_000_000_000_000_000 + Int64(i) * 1_000_000, packet: "frame \(i)")
-            }
+            // The writer is ~Copyable: a closure would consume it, so the frame goes into a buffer here.
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 16)
+            defer { buffer.deallocate() }
+            buffer.copyBytes(from: frame)
+            try writer.write(PacketBytes(buffer), wireLength: frame.count,
+                             timestamp: 1_700_000_000_000_000_000 + Int64(i) * 1_000_000, packet: "frame \(i)")
         }
         try writer.flush()
     }
