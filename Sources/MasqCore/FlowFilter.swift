@@ -93,7 +93,7 @@ public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
 
     public func mayMatchPacket(source: IPAddress, sourcePort: UInt16?, destination: IPAddress,
                                destinationPort: UInt16?, proto packetProto: IPProtocol) -> Bool {
-        if let proto, packetProto != proto && packetProto != .icmp { return false }
+        if let proto, packetProto != proto && packetProto != .icmp && packetProto != .icmpv6 { return false }
         // An inbound packet does not show the real server, nor an outbound one the VIP: those terms
         // cannot rule a packet out (with both `vip=` and `rs=` given, requiring either to be absent
         // made a trace miss every packet of the flows it selects; found by Fuzz/control.swift).

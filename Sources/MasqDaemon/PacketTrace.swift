@@ -4,7 +4,7 @@ import Synchronization
 
 /// A packet trace the admin asked for (`trace` on the control socket): the packets of the flows a
 /// filter selects, each written as it arrived and again as masq let it go (unless dropped), to a pcap
-/// file (raw IPv4 link type, which Wireshark opens), for N packets or S seconds, whichever ends first.
+/// file (raw IP link type, IPv4 and IPv6 alike, which Wireshark opens), for N packets or S seconds, whichever ends first.
 ///
 /// Held in `SharedEngine`'s state. Under the engine lock a queue thread only copies a traced packet's
 /// bytes into memory (`record`); after the batch, outside the engine lock, it writes what is waiting to
@@ -49,6 +49,7 @@ public final class PacketTrace: Sendable {
     /// Whether this packet, by its own addresses and ports, may belong to a traced flow.
     @inline(__always) public func selects(_ packet: PacketBytes) -> Bool {
         guard packet.count >= 20 else { return false }
+        if packet.u8(0) >> 4 == 6 { return selects6(packet) }
         let ip = IPv4Header(packet)
         guard ip.version == 4, ip.headerLength >= 20, ip.headerLength <= packet.count else { return false }
         var sourcePort: UInt16?
@@ -59,6 +60,24 @@ public final class PacketTrace: Sendable {
             destinationPort = packet.u16(ip.headerLength + 2)
         }
         return filter.mayMatchPacket(source: ip.source, sourcePort: sourcePort, destination: ip.destination,
+                                     destinationPort: destinationPort, proto: proto)
+    }
+
+    /// `selects` for an IPv6 packet: ports past its extension headers (none for a fragment or a bad chain).
+    private func selects6(_ packet: PacketBytes) -> Bool {
+        guard packet.count >= IPv6Header.length else { return false }
+        let ip = IPv6Header(packet)
+        var sourcePort: UInt16?
+        var destinationPort: UInt16?
+        var proto = ip.nextHeader
+        if let upper = try? ip.upperLayer() {
+            proto = upper.proto
+            if (proto == .tcp || proto == .udp) && !upper.isFragment && packet.count >= upper.offset + 4 {
+                sourcePort = packet.u16(upper.offset)
+                destinationPort = packet.u16(upper.offset + 2)
+            }
+        }
+        return filter.mayMatchPacket(source: .v6(ip.source), sourcePort: sourcePort, destination: .v6(ip.destination),
                                      destinationPort: destinationPort, proto: proto)
     }
 

@@ -70,7 +70,7 @@ struct Trace: ParsableCommand {
         abstract: "Ask the running daemon to record the packets of matching flows to a pcap file.",
         discussion: """
             Each matching packet is written as it arrived and again as masq sent it (unless dropped), \
-            raw IPv4 link type; the trace ends after --packets packets or --seconds seconds, and the \
+            raw IP link type; the trace ends after --packets packets or --seconds seconds, and the \
             daemon logs when it has. Open the file with Wireshark or tshark.
             """)
 

@@ -88,7 +88,7 @@ struct Replay: ParsableCommand {
     @Option(help: "The rules file (ipvsadm-save format).")
     var rules: String
 
-    @Option(name: .customLong("in"), help: "The capture to read (pcap or pcapng; Ethernet, Linux SLL/SLL2 or raw IP).")
+    @Option(name: .customLong("in"), help: "The capture to read (pcap or pcapng; IPv4 or IPv6 in Ethernet, Linux SLL/SLL2, raw IP, raw IPv4 or raw IPv6).")
     var input: String
 
     @Option(name: .customLong("out"), help: "The pcap file to write.")
