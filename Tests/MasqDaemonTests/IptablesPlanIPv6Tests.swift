@@ -6,7 +6,7 @@ import Testing
 /// IPv6 services' rules (issue 16): the IPv4 layout through ip6tables, `/128`, ICMPv6 (RFC 4443) errors
 /// only, neighbour discovery (RFC 4861) returned first in every chain; nothing of ip6tables without them.
 @Suite struct IptablesPlanIPv6Tests {
-    static func service(_ proto: IPProtocol = .tcp, _ vip: String, _ port: UInt16, _ servers: [(String, UInt16)]) -> ServiceSpec {
+    static func service(_ vip: String, _ port: UInt16, _ servers: [(String, UInt16)], proto: IPProtocol = .tcp) -> ServiceSpec {
         ServiceSpec(key: ServiceKey(proto: proto, address: IPAddress(vip)!, port: port),
                     realServers: servers.map { RealServerSpec(address: IPAddress($0.0)!, port: $0.1) })
     }
@@ -68,7 +68,8 @@ import Testing
             """)
         let ipv6 = try #require(plan.ipv6)
         #expect(ipv6.family == .ipv6 && ipv6.chains.map(\.name) == ["MASQ", "MASQ-OUTPUT", "MASQ-FORWARD", "MASQ-INPUT"])
-        #expect(plan.ipv4.ruleCount == 0 && plan.ruleCount == ipv6.ruleCount)
+        #expect(plan.ipv4 == IptablesPlan(Configuration(), queue: .single(0)).ipv4)
+        #expect(plan.ruleCount == plan.ipv4.ruleCount + ipv6.ruleCount && ipv6.ruleCount == 19 + 9 + 11 + 15)
         #expect(plan.chainNames == "raw/MASQ, raw/MASQ-OUTPUT, security/MASQ-FORWARD, security/MASQ-INPUT (iptables and ip6tables)")
         // One transaction per table for ip6tables-restore too, the same shape as iptables'.
         #expect(ipv6.restoreInput.hasPrefix("*raw\n:MASQ - [0:0]\n:MASQ-OUTPUT - [0:0]\n-A MASQ -p ipv6-icmp --icmpv6-type router-solicitation -j RETURN\n"))
@@ -97,8 +98,8 @@ import Testing
     /// ICMPv6 but its four error types; echo is never named (so echo to a VIP stays the host's).
     @Test(arguments: [
         [Self.ipv6Web],
-        [Self.ipv6Web, Self.ipv4Web, service(.udp, "2001:2::2", 0, [("2001:2:0:1::103", 0)])],
-        [service(.udp, "2001:2::2", 53, [("2001:2:0:1::103", 5353)])],
+        [Self.ipv6Web, Self.ipv4Web, Self.service("2001:2::2", 0, [("2001:2:0:1::103", 0)], proto: .udp)],
+        [Self.service("2001:2::2", 53, [("2001:2:0:1::103", 5353)], proto: .udp)],
     ])
     func neighbourDiscoveryFirstAndOnlyErrorsQueued(services: [ServiceSpec]) throws {
         let plan = IptablesPlan(Configuration(services: services), queue: .balance(0, 1), failClosed: true)
@@ -136,7 +137,7 @@ import Testing
             rule.contains("--queue-balance") ? rule.suffix(4) == ["--queue-balance", "2:3", "--queue-cpu-fanout", "--queue-bypass"] : true
         })
         // A different IPv6 service is a different plan: the refresh compares the whole value.
-        let other = IptablesPlan(Configuration(services: [Self.ipv4Web, service("2001:2::9", 443, [])]), queue: .cpuFanout(2, 3))
+        let other = IptablesPlan(Configuration(services: [Self.ipv4Web, Self.service("2001:2::9", 443, [])]), queue: .cpuFanout(2, 3))
         #expect(other != mixed && other.ipv4 == mixed.ipv4)
     }
 
@@ -237,7 +238,7 @@ import Testing
             + mixed.ipv6!.hookJumps.map { "ip6tables " + $0.insert.joined(separator: " ") })
         fake.clearCalls()
 
-        let changed = IptablesPlan(Configuration(services: [Self.ipv4Web, service("2001:2::1", 80, [("2001:2:0:1::101", 80)])]),
+        let changed = IptablesPlan(Configuration(services: [Self.ipv4Web, Self.service("2001:2::1", 80, [("2001:2:0:1::101", 80)])]),
                                    queue: .single(0))
         try runner.refill(changed)
         #expect(fake.calls == ["iptables-restore --noflush", "ip6tables-restore --noflush"])
@@ -283,16 +284,22 @@ import Testing
             .write(toFile: fake.binary6 + "-save", atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake.binary6 + "-save")
         #expect(IptablesRunner.ip6TablesHold(chains, binary: fake.binary6))
+        fake.clearCalls()
         IptablesRunner.removeEverywhere(IptablesPlan(Configuration(), queue: .single(0)), binary: fake.binary)
         #expect(fake.calls == ["iptables-restore --noflush", "ip6tables-save ", "ip6tables-restore --noflush"])
         #expect(fake.restoreInput6 == chains.removeInput)
     }
 
-    @Test func executablesAreLookedUpAsEnvDoes() {
+    @Test func executablesAreLookedUpAsEnvDoes() throws {
         #expect(IptablesRunner.executableExists("sh", path: "/nonexistent:/bin"))
         #expect(!IptablesRunner.executableExists("sh", path: "/nonexistent"))
         #expect(IptablesRunner.executableExists("/bin/sh"))
-        #expect(!IptablesRunner.executableExists("/etc/hostname"))
+        let fake = try FakeIptables()
+        let plain = fake.directory + "/not-a-program"
+        _ = FileManager.default.createFile(atPath: plain, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o644])
+        #expect(!IptablesRunner.executableExists(plain))
+        #expect(IptablesRunner.executableExists("ip6tables", path: fake.directory))
+        #expect(!IptablesRunner.executableExists("ip6tables-save", path: fake.directory))
     }
 
     /// The notice about an unreadable legacy table list is said once per family, naming its file.
