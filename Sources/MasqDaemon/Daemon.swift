@@ -439,6 +439,9 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     loop.unreachableSender = core.unreachableSender
     if loop.unreachableSender == nil {
         logger.warning("cannot open a raw socket (CAP_NET_RAW): new connections no real server can take are dropped without the ICMP port unreachable IPVS would answer")
+    } else if configuration.services.contains(where: { $0.key.address.isIPv6 }), let error = core.unreachableSender?.openIPv6() {
+        // The IPv6 socket is opened only for IPv6 services (here, or at the first IPv6 answer after a reload).
+        logger.warning("cannot open an IPv6 raw socket (\(error)): new IPv6 connections no real server can take are dropped without the ICMPv6 port unreachable IPVS would answer")
     }
     let context = PacketThreadContext(boxes: boxes, shared: shared, control: control, loop: loop)
 

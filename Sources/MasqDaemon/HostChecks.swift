@@ -5,28 +5,40 @@ import NIOCore
 import NIOPosix
 
 /// What masq depends on in its host, checked at start and on every reload: each problem found is one
-/// warning line naming the fix. masq needs of the host what IPVS needs (forwarding on), plus rules
-/// that queue the traffic to it.
+/// warning line naming the fix. masq needs of the host what IPVS needs (forwarding on, for IPv6 too
+/// with IPv6 services), plus rules that queue the traffic to it.
 public enum HostChecks {
     /// `/proc/sys/net/ipv4/ip_forward` of this network namespace.
     static let ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
+    /// IPv6's sysctls of this network namespace: absent without IPv6 in the kernel (`ipv6.disable=1`).
+    static let ipv6SysctlPath = "/proc/sys/net/ipv6"
+    static let ipv6ForwardingPath = "/proc/sys/net/ipv6/conf/all/forwarding"
+    static let ipv6DisabledPath = "/proc/sys/net/ipv6/conf/all/disable_ipv6"
 
     /// The warnings for this host. `rulesInstalled`: masq installed its own iptables rules;
-    /// `expectsReplies`: the configuration has real servers, whose replies must reach masq after routing.
+    /// `expectsReplies`: the configuration has real servers, whose replies must reach masq after routing;
+    /// `ipv6Services`: it has IPv6 services, which need of the host what IPVS's IPv6 NAT needs, and
+    /// whose queue rules (when masq does not install them) ip6tables holds.
     public static func warnings(queues: [UInt16], rulesInstalled: Bool, expectsReplies: Bool,
-                                iptablesBinary: String) -> [String] {
-        var warnings: [String] = []
-        if let text = try? String(contentsOfFile: ipForwardPath, encoding: .utf8),
-           text.trimmingCharacters(in: .whitespacesAndNewlines) == "0" {
-            warnings.append("net.ipv4.ip_forward is 0 in this network namespace: the kernel will not forward"
-                + " packets to the real servers; set it with `sysctl -w net.ipv4.ip_forward=1` (and in /etc/sysctl.conf)")
-        }
+                                iptablesBinary: String, ipv6Services: Bool = false) -> [String] {
+        var warnings = forwardingWarnings(
+            ipv4Forward: try? String(contentsOfFile: ipForwardPath, encoding: .utf8),
+            ipv6: !ipv6Services ? nil : IPv6Sysctls(
+                present: FileManager.default.fileExists(atPath: ipv6SysctlPath),
+                forwarding: try? String(contentsOfFile: ipv6ForwardingPath, encoding: .utf8),
+                disabled: try? String(contentsOfFile: ipv6DisabledPath, encoding: .utf8)))
         guard !rulesInstalled else { return warnings }
-        let rulesets = [
+        var rulesets = [
             QueueRules(iptablesSave: ruleset(iptablesBinary + "-save")),
             QueueRules(iptablesSave: ruleset(iptablesBinary == "iptables" ? "iptables-legacy-save" : "")),
             QueueRules(nft: ruleset("nft", ["list", "ruleset"])),
         ]
+        // ip6tables only for IPv6 services: a host without it, or without IPv6, is asked nothing.
+        if ipv6Services {
+            let ip6tables = IptablesFamily.ip6tables(for: iptablesBinary)
+            rulesets.append(QueueRules(iptablesSave: ruleset(ip6tables + "-save")))
+            rulesets.append(QueueRules(iptablesSave: ruleset(ip6tables == "ip6tables" ? "ip6tables-legacy-save" : "")))
+        }
         let targeted = rulesets.reduce(into: Set<UInt16>()) { $0.formUnion($1.queues()) }
         let missing = queues.filter { !targeted.contains($0) }
         if !missing.isEmpty {
@@ -45,11 +57,49 @@ public enum HostChecks {
         return warnings
     }
 
+    /// What this network namespace's IPv6 sysctls say: whether the directory is there at all, and the
+    /// text of `conf/all/forwarding` and `conf/all/disable_ipv6` (nil: unreadable).
+    struct IPv6Sysctls {
+        var present: Bool
+        var forwarding: String?
+        var disabled: String?
+    }
+
+    /// The forwarding warnings from the sysctls' text (nil: unreadable, then nothing is said): IPv4's
+    /// `ip_forward`, always; with IPv6 services (`ipv6` given) what IPVS's IPv6 NAT needs too: a kernel
+    /// with IPv6, IPv6 not disabled on every interface, and `net.ipv6.conf.all.forwarding=1` (the
+    /// kernel forwards IPv6 only then, RFC 8200's router behaviour; `ip6_forward`).
+    static func forwardingWarnings(ipv4Forward: String?, ipv6: IPv6Sysctls?) -> [String] {
+        func isZero(_ text: String?) -> Bool { text?.trimmingCharacters(in: .whitespacesAndNewlines) == "0" }
+        func isOne(_ text: String?) -> Bool { text?.trimmingCharacters(in: .whitespacesAndNewlines) == "1" }
+        var warnings: [String] = []
+        if isZero(ipv4Forward) {
+            warnings.append("net.ipv4.ip_forward is 0 in this network namespace: the kernel will not forward"
+                + " packets to the real servers; set it with `sysctl -w net.ipv4.ip_forward=1` (and in /etc/sysctl.conf)")
+        }
+        guard let ipv6 else { return warnings }
+        guard ipv6.present else {
+            warnings.append("this kernel has no IPv6 in this network namespace (no /proc/sys/net/ipv6: ipv6.disable=1"
+                + " on its command line?): the IPv6 services' packets never reach masq; boot it with IPv6")
+            return warnings
+        }
+        if isOne(ipv6.disabled) {
+            warnings.append("net.ipv6.conf.all.disable_ipv6 is 1 in this network namespace: no interface takes IPv6"
+                + " packets for the IPv6 services; set it with `sysctl -w net.ipv6.conf.all.disable_ipv6=0` (and in /etc/sysctl.conf)")
+        }
+        if isZero(ipv6.forwarding) {
+            warnings.append("net.ipv6.conf.all.forwarding is 0 in this network namespace: the kernel will not forward"
+                + " IPv6 packets to the real servers; set it with `sysctl -w net.ipv6.conf.all.forwarding=1` (and in /etc/sysctl.conf)")
+        }
+        return warnings
+    }
+
     /// Logs `warnings` for a daemon running `configuration` with `options`: at start and after a reload.
     static func log(_ options: DaemonOptions, _ configuration: Configuration, to logger: Logger) {
         for warning in warnings(queues: options.queue.numbers, rulesInstalled: options.installIptables,
                                 expectsReplies: configuration.services.contains { !$0.realServers.isEmpty },
-                                iptablesBinary: options.iptablesBinary) {
+                                iptablesBinary: options.iptablesBinary,
+                                ipv6Services: configuration.services.contains { $0.key.address.isIPv6 }) {
             logger.warning("\(warning)")
         }
     }

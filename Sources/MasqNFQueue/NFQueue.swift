@@ -68,6 +68,10 @@ public struct NFQueue: ~Copyable {
         // queued to us half configured.
         let nlh = nfq_nlmsg_put(buffer.assumingMemoryBound(to: CChar.self), Int32(NFQNL_MSG_CONFIG.rawValue),
                                 UInt32(queue))!
+        // One bind serves both families: the kernel (since 3.8) binds the queue number whatever the
+        // message's pf says (nfqnl_recv_config ignores it for BIND; PF_BIND/PF_UNBIND are no-ops), so the
+        // packets ip6tables queues arrive on this socket as IPv4's do, each an IPv6 packet from its
+        // first byte (version 6). The engine tells them apart by that nibble; nothing here looks.
         nfq_nlmsg_cfg_put_cmd(nlh, UInt16(AF_INET), UInt8(NFQNL_CFG_CMD_BIND.rawValue))
         nfq_nlmsg_cfg_put_params(nlh, UInt8(NFQNL_COPY_PACKET.rawValue), options.copyRange)
         nfq_nlmsg_cfg_put_qmaxlen(nlh, options.maxLength)

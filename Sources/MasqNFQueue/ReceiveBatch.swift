@@ -29,6 +29,9 @@ public struct QueuedPacket {
     /// verdict with a payload leaves it CHECKSUM_NONE, so TCP verifies the whole (GRO) packet against its
     /// checksum field: a GSO packet there leaves with its checksum computed in full, whatever the field
     /// held (a pseudo-header sum, or nothing useful after hardware LRO).
+    ///
+    /// The same for IPv6 packets: NFQA_SKB_INFO's flags and the NF_INET_* hook numbers do not depend
+    /// on the family (an IPv6 TCP GSO packet's partial sum is over the IPv6 pseudo-header, RFC 8200 §8.1).
     public var meta: PacketMeta {
         if isGSO && hook == UInt8(NF_INET_LOCAL_IN.rawValue) {
             return PacketMeta(partialChecksum: true, truncated: isTruncated)

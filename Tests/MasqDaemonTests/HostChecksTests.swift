@@ -85,3 +85,29 @@ import Testing
         #expect(rules.queues(reachableFrom: "prerouting") == [4])
     }
 }
+
+/// The forwarding sysctls: IPv4's always, IPv6's only with IPv6 services, each as the one fix to make.
+@Suite struct ForwardingChecksTests {
+    static let ipv4Off = "net.ipv4.ip_forward is 0 in this network namespace: the kernel will not forward packets to the real servers; set it with `sysctl -w net.ipv4.ip_forward=1` (and in /etc/sysctl.conf)"
+    static let ipv6Off = "net.ipv6.conf.all.forwarding is 0 in this network namespace: the kernel will not forward IPv6 packets to the real servers; set it with `sysctl -w net.ipv6.conf.all.forwarding=1` (and in /etc/sysctl.conf)"
+    static let ipv6Disabled = "net.ipv6.conf.all.disable_ipv6 is 1 in this network namespace: no interface takes IPv6 packets for the IPv6 services; set it with `sysctl -w net.ipv6.conf.all.disable_ipv6=0` (and in /etc/sysctl.conf)"
+    static let noIPv6 = "this kernel has no IPv6 in this network namespace (no /proc/sys/net/ipv6: ipv6.disable=1 on its command line?): the IPv6 services' packets never reach masq; boot it with IPv6"
+
+    typealias Sysctls = HostChecks.IPv6Sysctls
+
+    @Test(arguments: [
+        // No IPv6 service: IPv6's sysctls are not looked at, whatever they say.
+        ("1\n", nil, [String]()),
+        ("0\n", nil, [Self.ipv4Off]),
+        (nil, nil, []),
+        ("1\n", Sysctls(present: true, forwarding: "1\n", disabled: "0\n"), []),
+        ("1\n", Sysctls(present: true, forwarding: "0\n", disabled: "0\n"), [Self.ipv6Off]),
+        ("0\n", Sysctls(present: true, forwarding: "0\n", disabled: "0\n"), [Self.ipv4Off, Self.ipv6Off]),
+        ("1\n", Sysctls(present: true, forwarding: "0\n", disabled: "1\n"), [Self.ipv6Disabled, Self.ipv6Off]),
+        ("1\n", Sysctls(present: true, forwarding: nil, disabled: nil), []),
+        ("1\n", Sysctls(present: false, forwarding: nil, disabled: nil), [Self.noIPv6]),
+    ] as [(String?, Sysctls?, [String])])
+    func forwardingWarnings(ipv4: String?, ipv6: Sysctls?, expected: [String]) {
+        #expect(HostChecks.forwardingWarnings(ipv4Forward: ipv4, ipv6: ipv6) == expected)
+    }
+}

@@ -181,47 +181,58 @@ import Testing
     }
 }
 
-/// An `iptables` and `iptables-restore` pair of shell scripts in a temporary directory that log their
-/// arguments; `-C` succeeds for the rules `present` names, the restore logs its input.
+/// `iptables`, `iptables-restore` and their ip6tables twins as shell scripts in a temporary directory
+/// that log their arguments; `-C` succeeds for the rules `present` names (`present6` for ip6tables),
+/// each restore logs its input to its own file.
 final class FakeIptables {
     let directory: String
     var binary: String { directory + "/iptables" }
+    var binary6: String { directory + "/ip6tables" }
 
-    init(failRestore: Bool = false) throws {
+    init(failRestore: Bool = false, failRestore6: Bool = false) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("masq-fake-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let log = "echo \"$(basename \"$0\") $*\" >>'\(directory)/calls'"
-        try """
-            #!/bin/sh
-            \(log)
-            case " $* " in *" -C "*) grep -qxF -- "$*" '\(directory)/present' 2>/dev/null; exit $? ;; esac
-            exit 0
+        for (tool, present, fails) in [("iptables", "present", failRestore), ("ip6tables", "present6", failRestore6)] {
+            let path = directory + "/" + tool
+            try """
+                #!/bin/sh
+                \(log)
+                case " $* " in *" -C "*) grep -qxF -- "$*" '\(directory)/\(present)' 2>/dev/null; exit $? ;; esac
+                exit 0
 
-            """.write(toFile: binary, atomically: true, encoding: .utf8)
-        try """
-            #!/bin/sh
-            \(log)
-            cat >>'\(directory)/restore-input'
-            exit \(failRestore ? 1 : 0)
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            try """
+                #!/bin/sh
+                \(log)
+                cat >>'\(directory)/\(tool)-restore-input'
+                exit \(fails ? 1 : 0)
 
-            """.write(toFile: binary + "-restore", atomically: true, encoding: .utf8)
-        for file in [binary, binary + "-restore"] {
-            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file)
+                """.write(toFile: path + "-restore", atomically: true, encoding: .utf8)
+            for file in [path, path + "-restore"] {
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file)
+            }
         }
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
-    func present(_ rules: [[String]]) {
-        _ = FileManager.default.createFile(atPath: directory + "/present",
+    func present(_ rules: [[String]], file: String = "present") {
+        _ = FileManager.default.createFile(atPath: directory + "/" + file,
                                        contents: Data(rules.map { $0.joined(separator: " ") + "\n" }.joined().utf8))
     }
+
+    func present6(_ rules: [[String]]) { present(rules, file: "present6") }
 
     var calls: [String] {
         ((try? String(contentsOfFile: directory + "/calls", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
-    var restoreInput: String { (try? String(contentsOfFile: directory + "/restore-input", encoding: .utf8)) ?? "" }
+    /// Forgets the calls so far.
+    func clearCalls() { try? FileManager.default.removeItem(atPath: directory + "/calls") }
+
+    var restoreInput: String { (try? String(contentsOfFile: directory + "/iptables-restore-input", encoding: .utf8)) ?? "" }
+    var restoreInput6: String { (try? String(contentsOfFile: directory + "/ip6tables-restore-input", encoding: .utf8)) ?? "" }
 }
 
 @Suite("Queue bindings (masq iptables --remove --unless-queue-bound)")
