@@ -1,6 +1,6 @@
 // libFuzzer target: SyncDecoder.decode (IPVS sync messages, v1 and v0) on arbitrary bytes. Never a
-// crash; never more entries than the header announces or than the bytes hold (36 per v1 entry, 24 per
-// v0 one); skipped entries carry entry-level reasons and a stop a datagram-level one; and whatever
+// crash; never more entries than the header announces or than the bytes hold (36 per v1 entry, 72 per
+// IPv6 one, 24 per v0 one); every entry's addresses of one family; skipped entries carry entry-level reasons and a stop a datagram-level one; and whatever
 // decodes re-encodes as one v1 message whose decoding is complete and gives the same entries; and
 // what decodes, applied to a backup engine of four slots serving the seeds' services (as a forged
 // datagram would be), never grows its table past its capacity nor leaves a real server's counts
@@ -58,6 +58,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         require(used <= header.count, "sync oracle: more entries than announced")
         let room = header.version == .v1 ? (size - 8) / SyncEntry.fixedLength : (size - 4) / SyncDecoder.v0EntryLength
         require(used <= room, "sync oracle: more entries than the bytes hold")
+        let ipv6Room = header.version == .v1 ? (size - 8) / SyncEntry.ipv6FixedLength : 0
+        require(decoded.entries.filter(\.isIPv6).count <= ipv6Room, "sync oracle: more IPv6 entries than the bytes hold")
+        require(decoded.entries.allSatisfy(\.addressesShareFamily), "sync oracle: an entry of two families")
         require(decoded.rejectedEntries.allSatisfy { !$0.reason.dropsDatagram }, "sync oracle: a skip that drops")
         require(decoded.datagramRejection.map(\.reason.dropsDatagram) ?? true, "sync oracle: a stop that skips")
         if decoded.datagramRejection == nil {

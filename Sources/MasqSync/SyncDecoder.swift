@@ -12,16 +12,19 @@ public enum SyncRejection: String, Hashable, Sendable, CaseIterable, CustomStrin
     case sizeMismatch = "size_mismatch"
     /// A syncid other than the backup's, when the backup's is not 0 ("Ignoring syncid").
     case syncIDMismatch = "syncid_mismatch"
-    /// v1: under 36 bytes left where an entry starts ("Dropping buffer, too small"); v0: under the
-    /// 24 bytes of an entry ("bogus conn").
+    /// v1: under 36 bytes left where an entry starts ("Dropping buffer, too small"; the kernel asks
+    /// for an IPv4 entry's 36 bytes here whatever the type, an IPv6 entry's 72 are checked against
+    /// its length next); v0: under the 24 bytes of an entry ("bogus conn").
     case entryTruncated = "entry_truncated"
     /// v1: the entry's length reaches past the datagram ("msg > buffer").
     case entryBeyondDatagram = "entry_beyond_datagram"
     /// v1: `ver_size`'s version nibble is not 0 ("Unknown version").
     case unknownEntryVersion = "unknown_entry_version"
-    /// v1: a type other than 0 (IPv4) without the IPv6 bit (error -10).
+    /// v1: a type other than 0 (IPv4) without the IPv6 bit 0 (error -10). Bit 0 alone decides: a type
+    /// with bit 0 and other bits set is IPv6, as the kernel reads it.
     case unknownEntryType = "unknown_entry_type"
-    /// v1: the entry's length is under its addresses, 36 or 72 bytes (-20).
+    /// v1: the entry's length is under its addresses, 36 bytes for IPv4 or 72 for IPv6 (-20): an IPv6
+    /// type on an IPv4-sized entry, for one.
     case entryShorterThanAddresses = "entry_shorter_than_addresses"
     /// v1: one byte left in the entry, where an option's type and length need two (-30).
     case optionTruncated = "option_truncated"
@@ -47,17 +50,13 @@ public enum SyncRejection: String, Hashable, Sendable, CaseIterable, CustomStrin
     case stateOutOfRange = "state_out_of_range"
     /// v1: PE_DATA without PE_NAME ("Invalid PE parameters", 50).
     case persistenceEngineDataWithoutName = "pe_data_without_name"
-    /// v1: an IPv6 entry (type bit 0). Its length is stepped over correctly and its options are
-    /// checked as an IPv6-capable kernel checks them; masq forwards IPv4 only, so the entry is not
-    /// used (a kernel without CONFIG_IP_VS_IPV6 skips it the same way, 10).
-    case ipv6Entry = "ipv6_entry"
 
     /// Whether the kernel stops at this problem and ignores the rest of the datagram (entries before
     /// it were applied already), rather than skipping this one entry.
     public var dropsDatagram: Bool {
         switch self {
         case .unknownMandatoryOption, .unsupportedProtocol, .stateOutOfRange,
-             .persistenceEngineDataWithoutName, .ipv6Entry:
+             .persistenceEngineDataWithoutName:
             false
         default:
             true
@@ -97,8 +96,9 @@ public struct SyncDecoding: Hashable, Sendable {
     }
 }
 
-/// Reads sync messages of version 1 and 0 with the kernel backup's checks, in its order. Never
-/// traps: every read is checked against the datagram's length first.
+/// Reads sync messages of version 1 and 0 with the kernel backup's checks, in its order (a kernel
+/// built with CONFIG_IP_VS_IPV6: v1's IPv6 entries are read, as IPv4 ones are). Never traps: every
+/// read is checked against the datagram's length first.
 public enum SyncDecoder {
     /// `SVER_MASK`: `ver_size`'s length bits; `SVER_SHIFT` 12 puts the version above them.
     public static let entryLengthMask: UInt16 = 0x0fff
@@ -174,11 +174,12 @@ public enum SyncDecoder {
         case stop(SyncRejection)
     }
 
-    /// `ip_vs_proc_sync_conn`: type, options, then protocol and state.
+    /// `ip_vs_proc_sync_conn`: type (which says the family and so where the options start), options,
+    /// then protocol and state; the addresses at the family's offsets.
     private static func decodeEntryV1(_ bytes: Reader, from start: Int, to end: Int) -> EntryOutcome {
         let type = bytes.u8(start)
-        let isIPv6 = type & 1 != 0  // STYPE_F_INET6
-        guard isIPv6 || type == 0 else { return .stop(.unknownEntryType) }
+        let isIPv6 = type & SyncEntryType.ipv6 != 0  // STYPE_F_INET6
+        guard isIPv6 || type == SyncEntryType.ipv4 else { return .stop(.unknownEntryType) }
         var p = start + (isIPv6 ? SyncEntry.ipv6FixedLength : SyncEntry.fixedLength)
         guard p <= end else { return .stop(.entryShorterThanAddresses) }
 
@@ -217,7 +218,6 @@ public enum SyncDecoder {
             }
             p += optionLength
         }
-        if isIPv6 { return .skip(.ipv6Entry) }
 
         let proto = IPProtocol(rawValue: bytes.u8(start + 1))
         let flags = SyncFlags(rawValue: bytes.u32(start + 4))
@@ -226,11 +226,15 @@ public enum SyncDecoder {
             return .skip(rejection)
         }
         if peData != nil && peName == nil { return .skip(.persistenceEngineDataWithoutName) }
+        // The addresses lie inside the fixed part, which `p <= end <= count` has shown is there.
+        func address(_ index: Int) -> IPAddress {
+            isIPv6 ? .v6(bytes.ipv6(start + 24 + 16 * index)) : .v4(IPv4Address(rawValue: bytes.u32(start + 24 + 4 * index)))
+        }
         return .entry(SyncEntry(
             proto: proto, flags: flags, state: state,
-            clientAddress: IPv4Address(rawValue: bytes.u32(start + 24)), clientPort: bytes.u16(start + 10),
-            virtualAddress: IPv4Address(rawValue: bytes.u32(start + 28)), virtualPort: bytes.u16(start + 12),
-            destinationAddress: IPv4Address(rawValue: bytes.u32(start + 32)), destinationPort: bytes.u16(start + 14),
+            clientAddress: address(0), clientPort: bytes.u16(start + 10),
+            virtualAddress: address(1), virtualPort: bytes.u16(start + 12),
+            destinationAddress: address(2), destinationPort: bytes.u16(start + 14),
             fwmark: bytes.u32(start + 16), timeoutSeconds: bytes.u32(start + 20), sequence: sequence,
             persistenceEngineData: peData, persistenceEngineName: peName))
     }
@@ -248,7 +252,8 @@ public enum SyncDecoder {
 
     /// v0 entry (`struct ip_vs_sync_conn_v0`, 24 bytes): reserved, protocol, cport, vport, dport,
     /// caddr, vaddr, daddr, 16-bit flags, state; 24 bytes of sequence data follow when IN_SEQ or
-    /// OUT_SEQ is set.
+    /// OUT_SEQ is set. Always IPv4: v0 has no type field, and the kernel's v0 sender
+    /// (`ip_vs_sync_conn_v0`) returns at once for a connection that is not AF_INET.
     public static let v0EntryLength = 24
 
     private static func decodeV0(_ bytes: Reader, into result: inout SyncDecoding) {
@@ -286,9 +291,9 @@ public enum SyncDecoder {
             }
             result.entries.append(SyncEntry(
                 proto: proto, flags: flags, state: state,
-                clientAddress: IPv4Address(rawValue: bytes.u32(start + 8)), clientPort: bytes.u16(start + 2),
-                virtualAddress: IPv4Address(rawValue: bytes.u32(start + 12)), virtualPort: bytes.u16(start + 4),
-                destinationAddress: IPv4Address(rawValue: bytes.u32(start + 16)), destinationPort: bytes.u16(start + 6),
+                clientAddress: .v4(IPv4Address(rawValue: bytes.u32(start + 8))), clientPort: bytes.u16(start + 2),
+                virtualAddress: .v4(IPv4Address(rawValue: bytes.u32(start + 12))), virtualPort: bytes.u16(start + 4),
+                destinationAddress: .v4(IPv4Address(rawValue: bytes.u32(start + 16))), destinationPort: bytes.u16(start + 6),
                 sequence: sequence))
         }
     }
@@ -302,6 +307,9 @@ private struct Reader {
     func u8(_ at: Int) -> UInt8 { bytes[at] }
     func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]) }
     func u32(_ at: Int) -> UInt32 { UInt32(u16(at)) << 16 | UInt32(u16(at + 2)) }
+    func u64(_ at: Int) -> UInt64 { UInt64(u32(at)) << 32 | UInt64(u32(at + 4)) }
+    /// An `in6_addr` (16 bytes, network order): high is its first 8 bytes.
+    func ipv6(_ at: Int) -> IPv6Address { IPv6Address(high: u64(at), low: u64(at + 8)) }
     func u32le(_ at: Int) -> UInt32 {
         UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
     }

@@ -13,6 +13,9 @@ public enum SyncEncodingError: Error, Hashable, Sendable, CustomStringConvertibl
     case persistenceEngineOptionLength(option: String, length: Int)
     /// PE_DATA without PE_NAME: a backup drops the entry ("Invalid PE parameters").
     case persistenceEngineDataWithoutName
+    /// Client, virtual and real server addresses not all of one family: an entry carries the
+    /// connection's family only (`struct ip_vs_sync_v4` or `_v6`), so there is no way to send it.
+    case mixedAddressFamilies
 
     public var description: String {
         switch self {
@@ -24,16 +27,25 @@ public enum SyncEncodingError: Error, Hashable, Sendable, CustomStringConvertibl
             "sync option \(option) of \(length) bytes is outside its allowed length"
         case .persistenceEngineDataWithoutName:
             "sync option PE_DATA needs a PE_NAME"
+        case .mixedAddressFamilies:
+            "a sync entry's client, virtual and real server addresses must be of one family"
         }
     }
 }
 
 /// Writes version 1 sync messages as the kernel's master builds them (`ip_vs_sync_conn`,
-/// `ip_vs_sync_buff_create`): an 8-byte header, then IPv4 entries, each starting on a 4-byte
-/// boundary (the padding goes before an entry, so the last one is not padded), `size` counting
-/// everything.
+/// `ip_vs_sync_buff_create`): an 8-byte header, then entries, each starting on a 4-byte boundary
+/// (the padding goes before an entry, so the last one is not padded), `size` counting everything.
+/// IPv4 and IPv6 entries mix in one message in the order given, as the kernel packs them: type 0 and
+/// `struct ip_vs_sync_v4` (36 bytes) for an IPv4 connection, type `STYPE_F_INET6` and
+/// `struct ip_vs_sync_v6` (72 bytes) for an IPv6 one.
+///
+/// Version 0 is not written (masq's master sends v1 only). A kernel master set to v0
+/// (`sync_version=0`) sends no IPv6 connection at all: `ip_vs_sync_conn_v0` returns at its first
+/// test, `cp->af != AF_INET`, silently (no log, no counter) and before it looks at the connection's
+/// controller, so not even an IPv6 connection's persistence template goes out through it.
 public enum SyncEncoder {
-    /// A header and one entry without options.
+    /// A header and one IPv4 entry without options (a bare IPv6 entry needs 80).
     public static let minimumMaxLength = 8 + SyncEntry.fixedLength
     /// The largest UDP payload over IPv4 (65535 − 20 − 8), and what the 16-bit `size` can say.
     public static let maximumMaxLength = 65_507
@@ -90,6 +102,7 @@ public enum SyncEncoder {
     }
 
     private static func validate(_ entry: SyncEntry) throws(SyncEncodingError) {
+        guard entry.addressesShareFamily else { throw .mixedAddressFamilies }
         if let data = entry.persistenceEngineData,
            !(1...SyncEntry.maximumPersistenceEngineDataLength).contains(data.count) {
             throw .persistenceEngineOptionLength(option: "PE_DATA", length: data.count)
@@ -103,11 +116,20 @@ public enum SyncEncoder {
         }
     }
 
-    /// `struct ip_vs_sync_v4` in network byte order, then the options in the kernel's order.
+    /// `struct ip_vs_sync_v4` or `struct ip_vs_sync_v6` in network byte order, then the options in
+    /// the kernel's order.
     private static func append(_ entry: SyncEntry, length: Int, to out: inout [UInt8]) {
         func u16(_ v: UInt16) { out.append(UInt8(v >> 8)); out.append(UInt8(v & 0xff)) }
         func u32(_ v: UInt32) { u16(UInt16(v >> 16)); u16(UInt16(v & 0xffff)) }
-        out.append(0)                            // type: IPv4
+        func u64(_ v: UInt64) { u32(UInt32(v >> 32)); u32(UInt32(v & 0xffff_ffff)) }
+        // validate() has checked the three share a family: the client's says which.
+        func address(_ a: IPAddress) {
+            switch a {
+            case .v4(let v4): u32(v4.rawValue)
+            case .v6(let v6): u64(v6.high); u64(v6.low)
+            }
+        }
+        out.append(entry.isIPv6 ? SyncEntryType.ipv6 : SyncEntryType.ipv4)
         out.append(entry.proto.rawValue)
         u16(UInt16(length) & SyncDecoder.entryLengthMask)  // ver_size: version 0, length
         u32(entry.flags.rawValue)
@@ -117,9 +139,9 @@ public enum SyncEncoder {
         u16(entry.destinationPort)
         u32(entry.fwmark)
         u32(entry.timeoutSeconds)
-        u32(entry.clientAddress.rawValue)
-        u32(entry.virtualAddress.rawValue)
-        u32(entry.destinationAddress.rawValue)
+        address(entry.clientAddress)
+        address(entry.virtualAddress)
+        address(entry.destinationAddress)
         if let sequence = entry.sequence {
             out.append(SyncOption.sequenceData)
             out.append(UInt8(SyncSequenceData.wireLength))
@@ -140,6 +162,13 @@ public enum SyncEncoder {
             out.append(contentsOf: name)
         }
     }
+}
+
+/// A v1 entry's type byte (`STYPE_INET` 0 and the `STYPE_F_INET6` bit, ip_vs_sync.c).
+public enum SyncEntryType {
+    public static let ipv4: UInt8 = 0
+    /// Bit 0; a backup reads any type with it set as IPv6, and any other non-zero type as an error.
+    public static let ipv6: UInt8 = 1
 }
 
 /// The v1 entry options' type numbers (`IPVS_OPT_*`, ip_vs_sync.c).

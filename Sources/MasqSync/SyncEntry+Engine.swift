@@ -7,7 +7,9 @@ extension SyncEntry {
     /// The entry a kernel master would send for this connection or template (`ip_vs_sync_conn`): the
     /// masquerading forwarding method (masq's only one), TEMPLATE for a template, INACTIVE for a
     /// connection not counted active; the state in IPVS's numbering, or, for a state it has no number
-    /// for, masq's raw number (a backup then refuses it as a bad state, as it should).
+    /// for, masq's raw number (a backup then refuses it as a bad state, as it should). The addresses
+    /// keep their family; an update mixing families (the engine makes none) gives an entry the
+    /// encoder refuses.
     public init(_ update: SyncUpdate) {
         var flags = SyncFlags.masquerade
         if update.isTemplate {
@@ -18,10 +20,10 @@ extension SyncEntry {
         let state = SyncState(update.state, proto: update.proto, isTemplate: update.isTemplate)
             ?? SyncState(rawValue: UInt16(update.state.rawValue))
         self.init(proto: update.proto, flags: flags, state: state,
-                  // IPv4 entries only until the IPv6 entry (72 bytes) is in SyncEntry.
-                  clientAddress: update.client.v4 ?? IPv4Address(rawValue: 0), clientPort: update.clientPort,
-                  virtualAddress: update.virtualAddress.v4 ?? IPv4Address(rawValue: 0), virtualPort: update.virtualPort,
-                  destinationAddress: update.server.v4 ?? IPv4Address(rawValue: 0), destinationPort: update.serverPort,
+                  // Either family, as the update has it: an IPv6 connection's entry is `ip_vs_sync_v6`.
+                  clientAddress: update.client, clientPort: update.clientPort,
+                  virtualAddress: update.virtualAddress, virtualPort: update.virtualPort,
+                  destinationAddress: update.server, destinationPort: update.serverPort,
                   fwmark: update.fwmark, timeoutSeconds: update.timeout)
     }
 

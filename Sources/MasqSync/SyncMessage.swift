@@ -3,7 +3,9 @@ import MasqCore
 // The IPVS connection-sync protocol's messages as values (net/netfilter/ipvs/ip_vs_sync.c,
 // include/uapi/linux/ip_vs.h, include/net/ip_vs.h). Only the wire format lives here: no socket, no
 // table. The encoder (`SyncEncoder`) writes version 1 as the kernel's master does; the decoder
-// (`SyncDecoder`) reads versions 1 and 0 with every check the kernel's backup makes.
+// (`SyncDecoder`) reads versions 1 and 0 with every check the kernel's backup makes. Entries are
+// IPv4 (`struct ip_vs_sync_v4`, 36 bytes) or IPv6 (`struct ip_vs_sync_v6`, 72 bytes; v1 only, its
+// type byte's bit 0 says so), mixed in one message as the kernel's master mixes them.
 
 /// Where IPVS sends sync messages: UDP to 224.0.0.81:8848 (`IP_VS_SYNC_GROUP`, `IP_VS_SYNC_PORT`);
 /// thread *i* of a master with several `sync_ports` sends to port 8848 + i.
@@ -172,19 +174,22 @@ public struct SyncSequenceData: Hashable, Sendable {
     public static let wireLength = 24
 }
 
-/// One synced connection or template, IPv4 (`struct ip_vs_sync_v4`, or a v0 `ip_vs_sync_conn_v0`).
+/// One synced connection or template: IPv4 (`struct ip_vs_sync_v4`, or a v0 `ip_vs_sync_conn_v0`) or
+/// IPv6 (`struct ip_vs_sync_v6`, v1 only). Its three addresses are of one family, the connection's
+/// (`cp->af`: IPVS syncs no mixed-family connection, and its entry has room for one family only);
+/// the encoder refuses an entry whose addresses are not.
 public struct SyncEntry: Hashable, Sendable {
     /// The L4 protocol; a firewall-mark template carries 0 (IPPROTO_IP).
     public var proto: IPProtocol
     /// As on the wire (see `SyncFlags.received(as:)` for what a backup keeps).
     public var flags: SyncFlags
     public var state: SyncState
-    public var clientAddress: IPv4Address
+    public var clientAddress: IPAddress
     public var clientPort: UInt16
-    public var virtualAddress: IPv4Address
+    public var virtualAddress: IPAddress
     public var virtualPort: UInt16
     /// The real server ("destination").
-    public var destinationAddress: IPv4Address
+    public var destinationAddress: IPAddress
     public var destinationPort: UInt16
     /// The firewall mark of a fwmark service, else 0 (v0 carries none: 0).
     public var fwmark: UInt32
@@ -201,9 +206,9 @@ public struct SyncEntry: Hashable, Sendable {
     public var persistenceEngineName: [UInt8]?
 
     public init(proto: IPProtocol, flags: SyncFlags = [], state: SyncState,
-                clientAddress: IPv4Address, clientPort: UInt16,
-                virtualAddress: IPv4Address, virtualPort: UInt16,
-                destinationAddress: IPv4Address, destinationPort: UInt16,
+                clientAddress: IPAddress, clientPort: UInt16,
+                virtualAddress: IPAddress, virtualPort: UInt16,
+                destinationAddress: IPAddress, destinationPort: UInt16,
                 fwmark: UInt32 = 0, timeoutSeconds: UInt32 = 0, sequence: SyncSequenceData? = nil,
                 persistenceEngineData: [UInt8]? = nil, persistenceEngineName: [UInt8]? = nil) {
         self.proto = proto
@@ -222,13 +227,39 @@ public struct SyncEntry: Hashable, Sendable {
         self.persistenceEngineName = persistenceEngineName
     }
 
+    /// An IPv4 entry, its addresses given as such.
+    public init(proto: IPProtocol, flags: SyncFlags = [], state: SyncState,
+                clientAddress: IPv4Address, clientPort: UInt16,
+                virtualAddress: IPv4Address, virtualPort: UInt16,
+                destinationAddress: IPv4Address, destinationPort: UInt16,
+                fwmark: UInt32 = 0, timeoutSeconds: UInt32 = 0, sequence: SyncSequenceData? = nil,
+                persistenceEngineData: [UInt8]? = nil, persistenceEngineName: [UInt8]? = nil) {
+        self.init(proto: proto, flags: flags, state: state,
+                  clientAddress: .v4(clientAddress), clientPort: clientPort,
+                  virtualAddress: .v4(virtualAddress), virtualPort: virtualPort,
+                  destinationAddress: .v4(destinationAddress), destinationPort: destinationPort,
+                  fwmark: fwmark, timeoutSeconds: timeoutSeconds, sequence: sequence,
+                  persistenceEngineData: persistenceEngineData, persistenceEngineName: persistenceEngineName)
+    }
+
     public var isTemplate: Bool { flags.contains(.template) }
+
+    /// An IPv6 entry (`STYPE_F_INET6`): the client's family, which the encoder requires of all three.
+    public var isIPv6: Bool { clientAddress.isIPv6 }
+
+    /// Whether the three addresses are of one family, as an entry on the wire can only be.
+    public var addressesShareFamily: Bool {
+        virtualAddress.isIPv6 == clientAddress.isIPv6 && destinationAddress.isIPv6 == clientAddress.isIPv6
+    }
 
     /// masq's state for this entry, or nil (see `SyncState.connectionState(proto:isTemplate:)`).
     public var connectionState: ConnectionState? { state.connectionState(proto: proto, isTemplate: isTemplate) }
 
-    /// The fixed part of an IPv4 v1 entry (`sizeof(struct ip_vs_sync_v4)`); the IPv6 one is 72.
+    /// The fixed part of an IPv4 v1 entry (`sizeof(struct ip_vs_sync_v4)`): the shortest entry, and
+    /// what a backup checks is left before it reads any entry's type and length.
     public static let fixedLength = 36
+    /// The fixed part of an IPv6 v1 entry (`sizeof(struct ip_vs_sync_v6)`): the first 24 bytes as in
+    /// IPv4, then the client, virtual and real server addresses at 24, 40 and 56.
     public static let ipv6FixedLength = 72
     /// The most a PE_DATA option holds (`IP_VS_PEDATA_MAXLEN`) and a PE_NAME (`IP_VS_PENAME_MAXLEN`).
     public static let maximumPersistenceEngineDataLength = 255
@@ -237,7 +268,7 @@ public struct SyncEntry: Hashable, Sendable {
     /// The entry's v1 length (`ver_size`'s low 12 bits): the fixed part and its options, not the
     /// padding that may follow.
     public var wireLength: Int {
-        var length = Self.fixedLength
+        var length = isIPv6 ? Self.ipv6FixedLength : Self.fixedLength
         if sequence != nil { length += 2 + SyncSequenceData.wireLength }
         if let data = persistenceEngineData { length += 2 + data.count }
         if let name = persistenceEngineName { length += 2 + name.count }

@@ -17,7 +17,10 @@ struct SyncSample: ParsableCommand {
             datagram, the fields as `tshark -T fields -E occurrence=a -E aggregator=,` prints them: \
             syncid, count, size, then per entry protocol, client, virtual and real server addresses \
             and ports, state, flags and timeout. With --control, a second pcap gets masq's own \
-            control messages (heartbeat, resync request, resync done: v1 datagrams with no entries).
+            control messages (heartbeat, resync request, resync done: v1 datagrams with no entries). \
+            With --ipv6, the sample is IPv6 connections and templates mixed with IPv4 ones in the \
+            same messages, as a kernel master mixes them, and each line has the entry type and the \
+            IPv6 address fields as well (see `ipv6FieldsLine`).
             """)
 
     @Argument(help: "The pcap file to write.")
@@ -32,11 +35,15 @@ struct SyncSample: ParsableCommand {
     @Option(help: ArgumentHelp("Also write masq's control messages, one of each kind, to this pcap.", valueName: "PCAP"))
     var control: String?
 
+    @Flag(help: "Write the IPv6 sample: IPv6 entries (struct ip_vs_sync_v6) mixed with IPv4 ones.")
+    var ipv6 = false
+
     func run() throws {
         // Each message with the entries it carries, taken in order as the encoder packs them.
         var messages: [(bytes: [UInt8], entries: [SyncEntry])] = []
         do {
-            for group in [Self.sampleEntries.first, Self.sampleEntries.bulk] {
+            let sample = ipv6 ? Self.ipv6SampleEntries : Self.sampleEntries
+            for group in [sample.first, sample.bulk] {
                 var rest = group[...]
                 while !rest.isEmpty {
                     var datagram: [UInt8] = []
@@ -54,7 +61,8 @@ struct SyncSample: ParsableCommand {
         for (index, message) in messages.enumerated() {
             let packet = Self.udpDatagram(message.bytes, identification: UInt16(index + 1))
             try Self.write(packet, to: writer, timestamp: start + Int64(index) * 20_000_000, number: index + 1)
-            print(Self.fieldsLine(message.entries, size: message.bytes.count, syncID: syncID))
+            print(ipv6 ? Self.ipv6FieldsLine(message.entries, size: message.bytes.count, syncID: syncID)
+                       : Self.fieldsLine(message.entries, size: message.bytes.count, syncID: syncID))
         }
         do { try writer.flush() } catch { throw MasqError(error.description) }
         if let control { try Self.writeControlSample(control, syncID: syncID, start: start) }
@@ -139,6 +147,70 @@ struct SyncSample: ParsableCommand {
             each { "\($0.timeoutSeconds)" },
         ].joined(separator: "\t")
     }
+
+    /// The IPv6 sample's line: ipvs.syncid, ipvs.conncount, ipvs.size, then per entry ipvs.type and
+    /// ipvs.proto; ipvs.caddr (the IPv4 entries' only), ipvs.caddr6 (the IPv6 entries'), ipvs.cport;
+    /// the same three for the virtual service and for the real server; ipvs.state, ipvs.flags.v1 and
+    /// ipvs.timeout, comma-separated per field as tshark aggregates them.
+    static func ipv6FieldsLine(_ entries: [SyncEntry], size: Int, syncID: UInt8) -> String {
+        func hex(_ value: some BinaryInteger, digits: Int) -> String {
+            let text = String(value, radix: 16)
+            return "0x" + String(repeating: "0", count: max(0, digits - text.count)) + text
+        }
+        func each(_ field: (SyncEntry) -> String?) -> String { entries.compactMap(field).joined(separator: ",") }
+        func v4(_ a: IPAddress) -> String? { a.v4.map(\.description) }
+        func v6(_ a: IPAddress) -> String? { a.v6.map(\.description) }
+        return [
+            "\(syncID)", "\(entries.count)", "\(size)",
+            each { "\($0.isIPv6 ? SyncEntryType.ipv6 : SyncEntryType.ipv4)" },
+            each { hex($0.proto.rawValue, digits: 2) },
+            each { v4($0.clientAddress) }, each { v6($0.clientAddress) }, each { "\($0.clientPort)" },
+            each { v4($0.virtualAddress) }, each { v6($0.virtualAddress) }, each { "\($0.virtualPort)" },
+            each { v4($0.destinationAddress) }, each { v6($0.destinationAddress) }, each { "\($0.destinationPort)" },
+            each { hex($0.state.rawValue, digits: 4) },
+            each { hex($0.flags.rawValue, digits: 8) },
+            each { "\($0.timeoutSeconds)" },
+        ].joined(separator: "\t")
+    }
+
+    /// Lab addresses: clients 2001:2::/112, the service 2001:2::100, real servers in 2001:2:0:1::/64
+    /// (the lab's networks); the IPv4 entries are the IPv4 sample's. The first message mixes every
+    /// kind of IPv6 entry with IPv4 ones; the bulk (two IPv6 entries to one IPv4 one) fills more
+    /// than one message.
+    static let ipv6SampleEntries: (first: [SyncEntry], bulk: [SyncEntry]) = {
+        let vip = IPAddress.v6(IPv6Address("2001:2::100")!)
+        let rs1 = IPAddress.v6(IPv6Address("2001:2:0:1::101")!), rs2 = IPAddress.v6(IPv6Address("2001:2:0:1::102")!)
+        func client(_ n: UInt16) -> IPAddress { .v6(IPv6Address(groups: (0x2001, 2, 0, 0, 0, 0, 0, n))) }
+        func tcp(_ n: UInt16, _ port: UInt16, _ state: ConnectionState, _ rs: IPAddress,
+                 flags: SyncFlags = [], timeout: UInt32) -> SyncEntry {
+            SyncEntry(proto: .tcp, flags: flags, state: SyncState(state, proto: .tcp, isTemplate: false)!,
+                      clientAddress: client(n), clientPort: port, virtualAddress: vip, virtualPort: 80,
+                      destinationAddress: rs, destinationPort: 8080, timeoutSeconds: timeout)
+        }
+        let ipv4 = sampleEntries.first
+        let first: [SyncEntry] = [
+            tcp(0x10, 40_000, .established, rs1, timeout: 900),
+            ipv4[0],
+            tcp(0x11, 40_001, .finWait, rs2, flags: .inactive, timeout: 120),
+            tcp(0x12, 40_002, .timeWait, rs1, flags: .inactive, timeout: 120),
+            SyncEntry(proto: .udp, state: SyncState(.udp, proto: .udp, isTemplate: false)!,
+                      clientAddress: client(0x15), clientPort: 50_000, virtualAddress: vip, virtualPort: 53,
+                      destinationAddress: rs2, destinationPort: 53, timeoutSeconds: 300),
+            ipv4[5],
+            SyncEntry(proto: .tcp, flags: .template, state: SyncState(.none, proto: .tcp, isTemplate: true)!,
+                      clientAddress: client(0x10), clientPort: 0, virtualAddress: vip, virtualPort: 80,
+                      destinationAddress: rs1, destinationPort: 8080, timeoutSeconds: 360),
+            SyncEntry(proto: .udp, flags: .template, state: .templateAssured,
+                      clientAddress: client(0x15), clientPort: 0, virtualAddress: vip, virtualPort: 53,
+                      destinationAddress: rs2, destinationPort: 53, timeoutSeconds: 360),
+            ipv4[6],
+        ]
+        let bulk = (0..<45).map { (n: Int) -> SyncEntry in
+            n % 3 == 2 ? sampleEntries.bulk[n]
+                       : tcp(UInt16(0x100 + n), UInt16(42_000 + n), .established, n % 2 == 0 ? rs1 : rs2, timeout: 900)
+        }
+        return (first, bulk)
+    }()
 
     /// Lab addresses: clients 198.18.0.0/24, services 198.18.1.0/24, real servers 198.19.0.0/24.
     static let sampleEntries: (first: [SyncEntry], bulk: [SyncEntry]) = {

@@ -25,10 +25,13 @@ private func checkInvariants(_ datagram: [UInt8]) {
         return
     }
     #expect(used <= header.count)
-    // Every entry a backup looks at took at least its fixed part: 36 bytes in v1, 24 in v0.
+    // Every entry a backup looks at took at least its fixed part: 36 bytes in v1 (72 for IPv6), 24 in v0.
     let room = header.version == .v1 ? (datagram.count - 8) / SyncEntry.fixedLength
                                      : (datagram.count - 4) / SyncDecoder.v0EntryLength
     #expect(used <= room)
+    let ipv6Room = header.version == .v1 ? (datagram.count - 8) / SyncEntry.ipv6FixedLength : 0
+    #expect(decoded.entries.filter(\.isIPv6).count <= ipv6Room)
+    #expect(decoded.entries.allSatisfy { $0.addressesShareFamily })
     #expect(decoded.rejectedEntries.allSatisfy { !$0.reason.dropsDatagram })
     #expect(decoded.datagramRejection.map(\.reason.dropsDatagram) ?? true)
     do {
@@ -65,8 +68,11 @@ private func checkInvariants(_ datagram: [UInt8]) {
         }
     }
 
-    @Test func mutatedValidDatagrams() throws {
-        var rng = SplitMix64(state: 0x5eed_0002)
+    /// IPv4 entries, or (`ipv6`) the same entries in IPv6 between IPv4 ones, encoded, then mutated:
+    /// bytes flipped, cut, grown, and entries' type and length fields rewritten.
+    @Test(arguments: [false, true])
+    func mutatedValidDatagrams(ipv6: Bool) throws {
+        var rng = SplitMix64(state: ipv6 ? 0x5eed_0003 : 0x5eed_0002)
         let client = IPv4Address(198, 18, 0, 30)
         let vip = IPv4Address(198, 18, 1, 3)
         let rs = IPv4Address(198, 19, 0, 33)
@@ -83,9 +89,26 @@ private func checkInvariants(_ datagram: [UInt8]) {
             SyncEntry(proto: .tcp, flags: .template, state: .templateNone, clientAddress: client, clientPort: 0,
                       virtualAddress: vip, virtualPort: 80, destinationAddress: rs, destinationPort: 80, timeoutSeconds: 360),
         ]
+        func inIPv6(_ e: SyncEntry) -> SyncEntry {
+            var e = e
+            e.clientAddress = .v6(IPv6Address("2001:2:0:30::30")!)
+            e.virtualAddress = .v6(IPv6Address("2001:2:0:1::3")!)
+            e.destinationAddress = .v6(IPv6Address("2001:2:0:33::33")!)
+            return e
+        }
+        let used = ipv6 ? entries.flatMap { [inIPv6($0), $0] } : entries
         var valid: [UInt8] = []
-        try SyncEncoder.encode(entries, syncID: 2, into: &valid)
+        try SyncEncoder.encode(used, syncID: 2, into: &valid)
+        #expect(SyncDecoder.decode(valid).entries == used)
         checkInvariants(valid)
+        // Where each entry starts: the type byte, and ver_size two bytes on.
+        var starts: [Int] = []
+        var at = 8
+        for e in used {
+            at += (4 - at % 4) % 4
+            starts.append(at)
+            at += e.wireLength
+        }
         for _ in 0..<5000 {
             var datagram = valid
             for _ in 0..<Int.random(in: 1...4, using: &rng) {
@@ -97,8 +120,11 @@ private func checkInvariants(_ datagram: [UInt8]) {
                     datagram.removeLast(Int.random(in: 0...min(40, datagram.count), using: &rng))
                 case 2:  // grow
                     datagram += (0..<Int.random(in: 1...40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                case 3 where ipv6 && Bool.random(using: &rng):  // an entry's type: the other family, or neither
+                    let at = starts.randomElement(using: &rng)!
+                    if at < datagram.count { datagram[at] = [0, 1, 2, 3].randomElement(using: &rng)! }
                 default:  // an entry's length field
-                    let at = [8 + 2, 44 + 2, 8 + 36 + 26 + 2 + 2].randomElement(using: &rng)!
+                    let at = starts.randomElement(using: &rng)! + 2
                     if at + 1 < datagram.count { datagram[at + 1] = UInt8.random(in: 0...255, using: &rng) }
                 }
             }

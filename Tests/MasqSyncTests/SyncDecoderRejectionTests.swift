@@ -5,6 +5,10 @@ import Testing
 private let client = IPv4Address(198, 18, 0, 20)
 private let vip = IPv4Address(198, 18, 1, 2)
 private let rs = IPv4Address(198, 19, 0, 201)
+/// The IPv6 entries' addresses (2001:2::/48, the lab's IPv6 prefix).
+private let client6 = IPv6Address("2001:2:0:1::20")!
+private let vip6 = IPv6Address("2001:2:0:2::2")!
+private let rs6 = IPv6Address("2001:2:0:3::201")!
 
 private func entry(_ port: UInt16, proto: IPProtocol = .tcp, state: SyncState = .tcpEstablished,
                    flags: SyncFlags = []) -> SyncEntry {
@@ -26,7 +30,9 @@ private func v1(count: UInt8, _ body: [UInt8]) -> [UInt8] {
     return [0, 4, UInt8(size >> 8), UInt8(size & 0xff), count, 1, 0, 0] + body
 }
 
-/// One IPv4 v1 entry's fixed 36 bytes, `length` in ver_size, then `options`.
+/// One v1 entry's fixed part, `length` in ver_size, then `options`: with `fixed` 36 the IPv4 layout
+/// (`struct ip_vs_sync_v4`), with 72 the IPv6 one (`struct ip_vs_sync_v6`); `type` is written as given,
+/// so the two can disagree.
 private func rawEntry(type: UInt8 = 0, proto: UInt8 = 6, length: Int? = nil, flags: UInt32 = 0, state: UInt16 = 1,
                       options: [UInt8] = [], fixed: Int = 36) -> [UInt8] {
     let total = length ?? (fixed + options.count)
@@ -34,8 +40,11 @@ private func rawEntry(type: UInt8 = 0, proto: UInt8 = 6, length: Int? = nil, fla
                           UInt8(flags >> 24), UInt8(flags >> 16 & 0xff), UInt8(flags >> 8 & 0xff), UInt8(flags & 0xff),
                           UInt8(state >> 8), UInt8(state & 0xff), 0x9c, 0x40, 0x01, 0xbb, 0x01, 0xbb,
                           0, 0, 0, 0, 0, 0, 0x03, 0x84]
-    bytes += [198, 18, 0, 20, 198, 18, 1, 2, 198, 19, 0, 201]
-    bytes += [UInt8](repeating: 0, count: fixed - 36)  // IPv6: 16-byte addresses, zero here
+    if fixed == SyncEntry.ipv6FixedLength {
+        bytes += client6.bytes + vip6.bytes + rs6.bytes
+    } else {
+        bytes += [198, 18, 0, 20, 198, 18, 1, 2, 198, 19, 0, 201]
+    }
     return bytes + options
 }
 
@@ -54,16 +63,45 @@ private let optionCases: [([UInt8], SyncRejection)] = [
     ([UInt8(3), 17] + [UInt8](repeating: 0x61, count: 17), SyncRejection.persistenceEngineNameTooLong),
 ]
 
-/// Entries a backup skips, each between two good ones.
-private let entryCases: [([UInt8], SyncRejection)] = [
-    (rawEntry(options: [0x07, 2, 0, 0]), SyncRejection.unknownMandatoryOption),
-    (rawEntry(proto: 132), SyncRejection.unsupportedProtocol),           // SCTP: masq forwards TCP, UDP
-    (rawEntry(proto: 1), SyncRejection.unsupportedProtocol),
-    (rawEntry(state: 11), SyncRejection.stateOutOfRange),            // TCP has 0...10
-    (rawEntry(proto: 17, state: 1), SyncRejection.stateOutOfRange),      // UDP has 0
-    (rawEntry(options: [2, 3, 1, 2, 3]), SyncRejection.persistenceEngineDataWithoutName),
-    (rawEntry(type: 1, options: [], fixed: 72), SyncRejection.ipv6Entry),
-]
+/// Entries a backup skips, each between two good ones; every case in both families (the IPv6 entry
+/// is checked exactly as the IPv4 one, past its 72 bytes).
+private let entryCases: [([UInt8], SyncRejection)] = [(UInt8(0), 36), (UInt8(1), 72)].flatMap { type, fixed in [
+    (rawEntry(type: type, options: [0x07, 2, 0, 0], fixed: fixed), SyncRejection.unknownMandatoryOption),
+    (rawEntry(type: type, proto: 132, fixed: fixed), SyncRejection.unsupportedProtocol),  // SCTP: masq forwards TCP, UDP
+    (rawEntry(type: type, proto: 1, fixed: fixed), SyncRejection.unsupportedProtocol),
+    (rawEntry(type: type, state: 11, fixed: fixed), SyncRejection.stateOutOfRange),       // TCP has 0...10
+    (rawEntry(type: type, proto: 17, state: 1, fixed: fixed), SyncRejection.stateOutOfRange),  // UDP has 0
+    (rawEntry(type: type, options: [2, 3, 1, 2, 3], fixed: fixed), SyncRejection.persistenceEngineDataWithoutName),
+] }
+
+/// Malformed IPv6 entries (type and size disagreeing, cut short, lengths that lie), each the second
+/// of two in a v1 datagram after a good IPv4 entry: the first is kept, the rest dropped with the
+/// reason the kernel's checks give, in its order.
+private let malformedIPv6Cases: [(String, [UInt8], SyncRejection)] = {
+    let v6 = rawEntry(type: 1, fixed: 72)
+    return [
+        ("cut to 35 bytes: under the 36 the kernel asks of any entry", Array(v6.prefix(35)), .entryTruncated),
+        ("cut to 50 of its 72 bytes: its length reaches past the datagram", Array(v6.prefix(50)), .entryBeyondDatagram),
+        ("ver_size 73 where 72 bytes are", rawEntry(type: 1, length: 73, fixed: 72), .entryBeyondDatagram),
+        ("type IPv6 with an IPv4 entry's size (36)", rawEntry(type: 1, fixed: 36), .entryShorterThanAddresses),
+        ("type IPv6, 72 bytes there, ver_size 36", rawEntry(type: 1, length: 36, fixed: 72), .entryShorterThanAddresses),
+        ("type IPv6, ver_size 71", rawEntry(type: 1, length: 71, fixed: 72), .entryShorterThanAddresses),
+        ("ver_size 0", rawEntry(type: 1, length: 0, fixed: 72), .entryShorterThanAddresses),
+        ("version nibble 1 in ver_size", rawEntry(type: 1, length: 0x1000 | 72, fixed: 72), .unknownEntryVersion),
+        ("type 2: neither IPv4 nor the IPv6 bit", rawEntry(type: 2, fixed: 72), .unknownEntryType),
+        ("type 0x80: neither IPv4 nor the IPv6 bit", rawEntry(type: 0x80, fixed: 72), .unknownEntryType),
+        // Type IPv4 on an IPv6 entry's bytes: the IPv4 addresses are the first 12 bytes of the
+        // client's IPv6 address, and options start at its 13th: 00 00 (type 0, length 0).
+        ("type IPv4 with an IPv6 entry's size: its addresses read as options", rawEntry(type: 0, fixed: 72),
+         .optionZeroLength),
+        ("an option cut after its type byte", rawEntry(type: 1, options: [0x41], fixed: 72), .optionTruncated),
+        ("an option past its entry", rawEntry(type: 1, options: [0x41, 5, 0, 0], fixed: 72), .optionBeyondEntry),
+        ("SEQ_DATA of 4 bytes", rawEntry(type: 1, options: [1, 4, 0, 0, 0, 0], fixed: 72), .sequenceOptionLength),
+        ("SEQ_DATA twice", rawEntry(type: 1, options: seqOption + seqOption, fixed: 72), .duplicateOption),
+        ("PE_NAME of 17 bytes", rawEntry(type: 1, options: [3, 17] + [UInt8](repeating: 0x61, count: 17), fixed: 72),
+         .persistenceEngineNameTooLong),
+    ]
+}()
 
 @Suite struct SyncDecoderRejectionTests {
     // MARK: the datagram's header
@@ -141,6 +179,25 @@ private let entryCases: [([UInt8], SyncRejection)] = [
                 == .entryShorterThanAddresses)
     }
 
+    @Test(arguments: malformedIPv6Cases)
+    func malformedIPv6EntriesDropTheRest(description: String, bad: [UInt8], reason: SyncRejection) {
+        let good = rawEntry()
+        let decoded = SyncDecoder.decode(v1(count: 3, good + bad))
+        #expect(decoded.datagramRejection == .init(reason: reason, entryIndex: 1), "\(description)")
+        #expect(reason.dropsDatagram)
+        #expect(decoded.entries.count == 1 && decoded.rejectedEntries.isEmpty, "\(description)")
+        #expect(decoded.entries.first?.isIPv6 == false)
+    }
+
+    /// Bit 0 alone makes an entry IPv6: type 3 (bit 0 and an unknown bit) reads as IPv6, as the
+    /// kernel's `s->v6.type & STYPE_F_INET6` test reads it.
+    @Test func typeWithTheIPv6BitIsIPv6() {
+        let decoded = SyncDecoder.decode(v1(count: 1, rawEntry(type: 3, fixed: 72)))
+        #expect(decoded.isComplete)
+        #expect(decoded.entries.first?.clientAddress == .v6(client6))
+        #expect(decoded.entries.first?.destinationAddress == .v6(rs6))
+    }
+
     @Test(arguments: optionCases)
     func optionRejectionsDropTheDatagram(options: [UInt8], reason: SyncRejection) {
         let body = rawEntry(options: options)
@@ -190,14 +247,20 @@ private let entryCases: [([UInt8], SyncRejection)] = [
         #expect(decoded.entries[1].connectionState == nil)
     }
 
-    /// An IPv6 entry with SEQ_DATA: 72 + 26 = 98 bytes stepped over (padded to 100), the next read.
-    @Test func ipv6EntryLengthIsSteppedOver() {
+    /// An IPv6 entry with SEQ_DATA: 72 + 26 = 98 bytes read (padded to 100), then the IPv4 entry after.
+    @Test func ipv6EntryWithOptionsThenIPv4() {
         let v6 = rawEntry(type: 1, options: seqOption, fixed: 72)
         #expect(v6.count == 98)
         let decoded = SyncDecoder.decode(v1(count: 2, v6 + [0, 0] + rawEntry()))
-        #expect(decoded.rejectedEntries == [SyncEntryRejection(index: 0, reason: .ipv6Entry)])
-        #expect(decoded.entries.count == 1)
-        #expect(decoded.datagramRejection == nil)
+        #expect(decoded.isComplete)
+        #expect(decoded.entries.map(\.isIPv6) == [true, false])
+        let first = decoded.entries.first
+        #expect(first?.clientAddress == .v6(client6) && first?.virtualAddress == .v6(vip6)
+                && first?.destinationAddress == .v6(rs6))
+        #expect(first?.clientPort == 40_000 && first?.virtualPort == 443 && first?.destinationPort == 443)
+        #expect(first?.timeoutSeconds == 900 && first?.state == .tcpEstablished)
+        #expect(first?.sequence != nil)
+        #expect(decoded.entries.last?.clientAddress == .v4(client))
     }
 
     // MARK: v0
@@ -232,6 +295,6 @@ private let entryCases: [([UInt8], SyncRejection)] = [
         let entryLevel = SyncRejection.allCases.filter { !$0.dropsDatagram }
         #expect(datagramLevel.count == 15)
         #expect(Set(entryLevel) == [.unknownMandatoryOption, .unsupportedProtocol, .stateOutOfRange,
-                                    .persistenceEngineDataWithoutName, .ipv6Entry])
+                                    .persistenceEngineDataWithoutName])
     }
 }

@@ -53,6 +53,11 @@ struct SyncPacker {
                 if full && taken == rest.count { break }
                 datagram.withUnsafeBytes { send($0, taken) }
                 sent += taken
+            } catch SyncEncodingError.entryTooLarge(_, _) {
+                // The first entry alone does not fit: an IPv6 entry (72 bytes) under a maxLength
+                // below 80. That one is refused; the rest still go.
+                refused &+= 1
+                sent += 1
             } catch {
                 refused &+= UInt64(rest.count)
                 sent = entries.count
