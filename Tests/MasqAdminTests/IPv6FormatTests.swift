@@ -189,3 +189,33 @@ private let title = [
         ]))
     }
 }
+
+@Suite struct IPv6Connections {
+    static let flows = [
+        FlowRecord(proto: .tcp, client: IPAddress("2001:2::100")!, clientPort: 40000, virtualAddress: IPAddress("2001:2::1")!,
+                   virtualPort: 80, server: IPAddress("2001:2:0:1::201")!, serverPort: 80, state: .established,
+                   expiresIn: 895, isTemplate: false),
+        FlowRecord(proto: .udp, client: IPAddress("2001:2::100")!, clientPort: 5353, virtualAddress: IPAddress("2001:2::53")!,
+                   virtualPort: 53, server: IPAddress("2001:2:0:1::53")!, serverPort: 53, state: .udp, expiresIn: 299,
+                   isTemplate: false),
+    ]
+
+    @Test func numeric() {
+        // print_conn: the kernel's /proc line holds the address as %pI6 (full form); ipvsadm reads it
+        // with inet_pton and prints it through addrport_to_anyname (inet_ntop: RFC 5952, bracketed);
+        // printf("%-3s %-6s %-11s %-18s %-18s %s\n"): an address wider than 18 pushes the next.
+        #expect(format.connections(Self.flows, numeric: true) == Fixture.lines([
+            "IPVS connection entries",
+            "pro expire state       source             virtual            destination",
+            "TCP 14:55  ESTABLISHED [2001:2::100]:40000 [2001:2::1]:80     [2001:2:0:1::201]:80",
+            "UDP 04:59  UDP         [2001:2::100]:5353 [2001:2::53]:53    [2001:2:0:1::53]:53",
+        ]))
+    }
+
+    @Test func withNames() {
+        // Ports named, IPv6 addresses never (addr_to_host's IPv4-length gethostbyaddr).
+        let text = format.connections(Self.flows, numeric: false)
+        #expect(text.contains("\nTCP 14:55  ESTABLISHED [2001:2::100]:40000 [2001:2::1]:http   [2001:2:0:1::201]:http\n"))
+        #expect(text.contains("\nUDP 04:59  UDP         [2001:2::100]:mdns [2001:2::53]:domain [2001:2:0:1::53]:domain\n"))
+    }
+}

@@ -21,6 +21,7 @@ import Testing
             .apply(try Self.command("-D -u [2001:2::53]:53")),
             .restore(rules: "-A -t [2001:2::1]:80 -s rr\n-a -t [2001:2::1]:80 -r [2001:2:0:1::201]:80 -m\n"),
             .zero(ServiceKey(proto: .tcp, address: IPv6Address("2001:2::1")!, port: 80)),
+            .flows(try FlowFilter("proto=tcp client=[2001:2::100] vip=[2001:2::1]:80 rs=[2001:2:0:1::201]:80")),
         ]
         for request in requests {
             #expect(try ControlFraming.decodeRequest(ControlFraming.encode(request)) == request, "\(request)")
@@ -48,5 +49,13 @@ import Testing
                                                              activeConnections: 1)]),
             ])
         #expect(ControlFraming.decodeReply(ControlFraming.encode(ControlReply.state(state))) == .state(state))
+    }
+
+    @Test func flowsReplyRoundTrips() {
+        let flow = FlowRecord(proto: .tcp, client: IPAddress("2001:2::100")!, clientPort: 40000,
+                              virtualAddress: IPAddress("2001:2::1")!, virtualPort: 80,
+                              server: IPAddress("2001:2:0:1::201")!, serverPort: 80, state: .established,
+                              expiresIn: 895, isTemplate: false)
+        #expect(ControlFraming.decodeReply(ControlFraming.encode(ControlReply.flows([flow]))) == .flows([flow]))
     }
 }
