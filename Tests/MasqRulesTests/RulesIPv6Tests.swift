@@ -82,7 +82,13 @@ private let rs6 = IPv6Address("2001:2:0:1::201")!
         (["-A", "-6", "-t", "[2001:2::1]:80"], "-6 used before -f\n", "-6"),
     ])
     func refusedInIpvsadmWords(_ words: [String], _ message: String, _ token: String) {
-        #expect(throws: IPVSCommandError(.invalid, message, token: token)) { _ = try edit(words) }
+        // ipvsadm's words and the word at fault (masq's detail, where it adds one, aside).
+        do {
+            _ = try edit(words)
+            Issue.record("accepted \(words)")
+        } catch {
+            #expect(error.kind == .invalid && error.message == message && error.token == token, "\(error)")
+        }
     }
 
     @Test func bracketsWithoutAPortSayWhy() {
