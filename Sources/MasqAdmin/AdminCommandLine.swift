@@ -12,8 +12,8 @@ import MasqRules
 ///   'C' command", "options conflicts in the list command", "--set option requires 3 timeout
 ///   values", "unexpected argument X", "multiple 'O' options specified", "invalid option `X'" (a
 ///   second command: `set_command`'s "multiple commands specified" cannot happen in 1.31, because
-///   only the first option is read as a command)... masq's own refusals (NAT only, no IPv6,
-///   firewall marks, SCTP, …) also exit 2.
+///   only the first option is read as a command)... masq's own refusals (NAT only, firewall
+///   marks, SCTP, …) also exit 2.
 /// - `tryhelp_exit(argv[0], -1)`: only "Try `PROG -h' or 'PROG --help' for more information.", exit
 ///   255. When the first option is not a command (`masqadm -n -L`, `masqadm foo`, an unknown first
 ///   option) and for `-R` inside a restore.
@@ -146,12 +146,14 @@ public enum AdminCommandLine {
             virtual-service:
               --tcp-service|-t  service-address   service-address is host[:port]
               --udp-service|-u  service-address   service-address is host[:port]
+                                                  (IPv6: [address]:port, or the bare address)
 
             Options:
               --scheduler    -s scheduler         one of \(schedulers),
                                                   the default scheduler is \(Schedulers.defaultName).
               --persistent   -p [timeout]         persistent service
               --netmask      -M netmask           persistent granularity mask
+                                                  (an IPv6 service: a prefix length, 1-128)
               --real-server  -r server-address    server-address is host (and port)
               --masquerading -m                   masquerading (NAT), required: masq forwards in NAT mode only
               --weight       -w weight            capacity of real server
@@ -167,6 +169,7 @@ public enum AdminCommandLine {
               --numeric      -n                   numeric output of addresses and ports
               --sched-flags  -b flags             scheduler flags (comma-separated)
               --daemon                            output of daemon information
+              --ipv6         -6                   fwmark entry uses IPv6 (after -f, which masq refuses)
             Daemon Options:
               --syncid sid                        syncid for connection sync (default=0: no filtering)
               --sync-maxlen length                Max sync message length (default=1472)
@@ -176,8 +179,8 @@ public enum AdminCommandLine {
               --mcast-ttl ttl                     Multicast TTL (default=1)
 
             masq forwards in NAT mode only: -g (direct routing) and -i (tunnelling) are refused, and so are
-            firewall-mark, SCTP and IPv6 services, --pe, -o, connection thresholds (-x, -y) and IPv6
-            multicast groups for the sync daemon. Host and port names are read from /etc/hosts and /etc/services only, never from DNS.
+            firewall-mark and SCTP services, --pe, -o, connection thresholds (-x, -y), a real server of
+            the other address family than its service's, and IPv6 multicast groups for the sync daemon. Host and port names are read from /etc/hosts and /etc/services only, never from DNS.
 
             """
     }

@@ -16,7 +16,13 @@ import MasqRules
 ///   (services go through `ipvs_parse_stats64`: everything in full);
 /// - names (no `-n`) come from `NameResolver`: /etc/hosts and /etc/services, never DNS;
 ///   `addrport_to_anyname` writes into 60 bytes, so a name:port is at most 59 bytes; a service's
-///   "PROT name:port" is cut to 33 bytes and a real server's name:port to 28 (not in `-S`).
+///   "PROT name:port" is cut to 33 bytes and a real server's name:port to 28 (not in `-S`), but not
+///   an IPv6 service's (`if (se->af != AF_INET6)`), whose names only the 64-byte `svc_name` bounds;
+/// - an IPv6 address prints in brackets, `[2001:2::1]:80`, and never as a host name: ipvsadm's
+///   `addr_to_host` asks `gethostbyaddr` with an IPv4 address's length (4) for AF_INET6, which glibc
+///   never answers, so `-L` without `-n` shows `[2001:2::1]:http` (the port still named);
+/// - IPv4 services sort before IPv6 ones (`ipvs_cmp_services` compares the family first, AF_INET 2
+///   before AF_INET6 10), IPv6 addresses by their four 32-bit words in turn.
 public struct IPVSAdmFormat: Sendable {
     public var resolver: NameResolver
 
@@ -180,6 +186,7 @@ public struct IPVSAdmFormat: Sendable {
     /// `print_service_entry`: the service's line and its real servers' lines.
     func service(_ s: ServiceState, _ f: Format) -> String {
         let proto = s.proto.lowercased()
+        let ipv6 = Self.isIPv6(s.address)
         let vname = name(s.address, s.port, proto: proto, numeric: f.numeric)
         var out = ""
         let svcName: String
@@ -195,8 +202,9 @@ public struct IPVSAdmFormat: Sendable {
             }
             if let flags = Self.schedulerFlags(s) { out += " -b \(flags)" }
         } else {
-            // snprintf(svc_name, …, "%-4s %s", protocol_name(proto), vname); svc_name[33] = '\0'
-            svcName = CFormat.cut(CFormat.left(Self.protocolName(proto), 4) + " " + vname, 33)
+            // snprintf(svc_name, 64, "%-4s %s", protocol_name(proto), vname);
+            // if (se->af != AF_INET6) svc_name[33] = '\0'
+            svcName = CFormat.cut(CFormat.left(Self.protocolName(proto), 4) + " " + vname, ipv6 ? 63 : 33)
             if f.stats || f.rate {
                 // printf("%-33s", svc_name) then print_largenum × 5 (stats64: full 64 bits)
                 out += CFormat.left(svcName, 33)
@@ -220,7 +228,7 @@ public struct IPVSAdmFormat: Sendable {
         let dests = f.noSort ? s.destinations : glibcMergeSort(s.destinations, by: Self.compareDestinations)
         for d in dests {
             var dname = name(d.address, d.port, proto: proto, numeric: f.numeric)
-            if !f.rule { dname = CFormat.cut(dname, 28) }  // dname[28] = '\0'
+            if !f.rule && !ipv6 { dname = CFormat.cut(dname, 28) }  // if (se->af != AF_INET6) dname[28] = '\0'
             if f.rule {
                 // printf("-a %s -r %s %s -w %d\n", svc_name, dname, fwd_switch(conn_flags), weight)
                 out += "-a \(svcName) -r \(dname) \(Self.forwardSwitch(d.forward)) -w \(d.weight)\n"
@@ -269,17 +277,24 @@ public struct IPVSAdmFormat: Sendable {
     // MARK: - helpers
 
     /// `addrport_to_anyname`: "%s:%u" with -n, else "%s:%s" of the host and service names; into a
-    /// 60-byte buffer.
+    /// 60-byte buffer. An IPv6 address is bracketed, in RFC 5952 text (`inet_ntop`), and never named
+    /// (see the type's notes).
     func name(_ address: String, _ port: UInt16, proto: String, numeric: Bool) -> String {
+        let portText = numeric ? String(port) : resolver.anyName(port: port, proto: proto)
         let text: String
-        if numeric {
-            text = "\(Self.dotted(address)):\(port)"
+        if let v6 = IPv6Address(address), address.contains(":") {
+            text = "[\(v6)]:\(portText)"
+        } else if numeric {
+            text = "\(Self.dotted(address)):\(portText)"
         } else {
             let host = IPv4Address(address).map { resolver.anyName($0) } ?? address
-            text = "\(host):\(resolver.anyName(port: port, proto: proto))"
+            text = "\(host):\(portText)"
         }
         return CFormat.cut(text, 59)
     }
+
+    /// Whether an address in the daemon's state is IPv6 (`se->af == AF_INET6`).
+    static func isIPv6(_ address: String) -> Bool { address.contains(":") && IPv6Address(address) != nil }
 
     func matches(_ s: ServiceState, _ key: ServiceKey) -> Bool {
         s.proto.lowercased() == (key.proto == .udp ? "udp" : "tcp") && IPAddress(s.address) == key.address
@@ -305,8 +320,13 @@ public struct IPVSAdmFormat: Sendable {
         }
     }
 
-    /// `inet_ntoa(mask)` when the persistence mask isn't 255.255.255.255.
+    /// `inet_ntoa(mask)` when the persistence mask isn't 255.255.255.255; for an IPv6 service
+    /// `"%i"` of the prefix length (the state's `netmask` holds it) when it isn't 128.
     static func netmask(_ s: ServiceState) -> String? {
+        if isIPv6(s.address) {
+            guard let length = Int(s.netmask) else { return s.netmask }
+            return length == 128 ? nil : String(length)
+        }
         let mask = IPv4Address(s.netmask)
         if mask?.rawValue == 0xffff_ffff { return nil }
         return mask?.description ?? s.netmask
@@ -356,24 +376,46 @@ public struct IPVSAdmFormat: Sendable {
         }
     }
 
-    /// libipvs's `ipvs_cmp_services` for IPv4 services without firewall mark: protocol, then
-    /// `ntohl(a) - ntohl(b)` as an int, then port.
+    /// libipvs's `ipvs_cmp_services` for services without firewall mark: the family (`s1->af -
+    /// s2->af`), protocol, then the address (`ntohl(a) - ntohl(b)` as an int, word by word for IPv6),
+    /// then port.
     static func compareServices(_ a: ServiceState, _ b: ServiceState) -> Int32 {
+        let af = addressFamily(a.address) - addressFamily(b.address)
+        if af != 0 { return af }
         let r = protocolNumber(a.proto) - protocolNumber(b.proto)
         if r != 0 { return r }
-        let x = IPv4Address(a.address)?.rawValue ?? 0
-        let y = IPv4Address(b.address)?.rawValue ?? 0
-        let d = Int32(bitPattern: x &- y)
+        let d = compareAddresses(a.address, b.address)
         if d != 0 { return d }
         return Int32(a.port) - Int32(b.port)
     }
 
-    /// libipvs's `ipvs_cmp_dests`: `ntohl(a) - ntohl(b)` as an int, then port.
+    /// libipvs's `ipvs_cmp_dests`: the address (`ntohl(a) - ntohl(b)` as an int, word by word for
+    /// IPv6), then port.
     static func compareDestinations(_ a: DestinationState, _ b: DestinationState) -> Int32 {
-        let x = IPv4Address(a.address)?.rawValue ?? 0
-        let y = IPv4Address(b.address)?.rawValue ?? 0
-        let d = Int32(bitPattern: x &- y)
+        let d = compareAddresses(a.address, b.address)
         if d != 0 { return d }
         return Int32(a.port) - Int32(b.port)
+    }
+
+    /// AF_INET (2) or AF_INET6 (10), as libipvs subtracts them.
+    static func addressFamily(_ address: String) -> Int32 { isIPv6(address) ? 10 : 2 }
+
+    /// The comparators' address step: one 32-bit difference for IPv4; for IPv6 the first nonzero of
+    /// the four words' differences (`for (i = 0; !r && i < 4; i++) r = ntohl(a[i]) - ntohl(b[i])`).
+    static func compareAddresses(_ a: String, _ b: String) -> Int32 {
+        if isIPv6(a), isIPv6(b), let x = IPv6Address(a), let y = IPv6Address(b) {
+            let xs = [UInt32(x.high >> 32), UInt32(truncatingIfNeeded: x.high), UInt32(x.low >> 32),
+                      UInt32(truncatingIfNeeded: x.low)]
+            let ys = [UInt32(y.high >> 32), UInt32(truncatingIfNeeded: y.high), UInt32(y.low >> 32),
+                      UInt32(truncatingIfNeeded: y.low)]
+            for i in 0..<4 {
+                let r = Int32(bitPattern: xs[i] &- ys[i])
+                if r != 0 { return r }
+            }
+            return 0
+        }
+        let x = IPv4Address(a)?.rawValue ?? 0
+        let y = IPv4Address(b)?.rawValue ?? 0
+        return Int32(bitPattern: x &- y)
     }
 }

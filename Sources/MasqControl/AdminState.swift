@@ -37,6 +37,7 @@ public struct TimeoutState: Codable, Equatable, Sendable {
 public struct ServiceState: Codable, Equatable, Sendable {
     /// "TCP" or "UDP".
     public var proto: String
+    /// Dotted quad, or RFC 5952 text for an IPv6 service.
     public var address: String
     public var port: UInt16
     public var scheduler: String
@@ -44,7 +45,8 @@ public struct ServiceState: Codable, Equatable, Sendable {
     public var schedulerFlags: [String]
     /// Persistence timeout in seconds, nil when not persistent.
     public var persistence: UInt32?
-    /// Dotted netmask ("255.255.255.255" when not set).
+    /// `-M`: a dotted netmask ("255.255.255.255" when not set); for an IPv6 service the prefix
+    /// length, as ipvsadm takes and prints it ("128" when not set).
     public var netmask: String
     public var stats: TrafficCounters
     public var rates: TrafficRates

@@ -152,8 +152,9 @@ extension ControlRequest: Codable {
                 throw DecodingError.dataCorruptedError(forKey: .proto, in: s, debugDescription: "proto '\(other)' is not tcp or udp")
             }
             let text = try s.decode(String.self, forKey: .address)
-            guard let address = IPv4Address(text) else {
-                throw DecodingError.dataCorruptedError(forKey: .address, in: s, debugDescription: "'\(text)' is not an IPv4 address")
+            // Either family: RFC 4291 text for IPv6 (the encoder writes RFC 5952), dotted quad for IPv4.
+            guard let address = IPAddress(text) else {
+                throw DecodingError.dataCorruptedError(forKey: .address, in: s, debugDescription: "'\(text)' is not an IP address")
             }
             self = .zero(ServiceKey(proto: proto, address: address, port: try s.decode(UInt16.self, forKey: .port)))
         case "setTimeouts":

@@ -164,7 +164,7 @@ public final class ControlPlane: Sendable {
                 return ServiceState(
                     proto: spec.key.proto.description, address: spec.key.address.description, port: spec.key.port,
                     scheduler: spec.scheduler, schedulerFlags: spec.schedulerFlagNames,
-                    persistence: spec.persistence, netmask: spec.netmask.description,
+                    persistence: spec.persistence, netmask: spec.persistenceMaskText,
                     stats: engine.serviceStats[Int(service.id)],
                     rates: service.rates,
                     destinations: service.destinations.map { d in

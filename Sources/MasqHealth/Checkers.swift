@@ -68,7 +68,7 @@ public struct ProbeFailure: Error, Equatable, Sendable, CustomStringConvertible 
                 default: self = .other("\(channel)")
                 }
             case let connection as NIOConnectionError:
-                // connect(host:port:) wraps each address's failure; ours is a single IPv4 address.
+                // connect(host:port:) wraps each address's failure; ours is a single address literal.
                 if let first = connection.connectionErrors.first {
                     self = Self(first.error, timeout: timeout)
                 } else {
@@ -128,7 +128,7 @@ public enum Probe {
     }
 
     /// Runs one probe against `address:port` (optionally from `bindTo`), bounded by `timeout` seconds.
-    public static func run(_ kind: Kind, address: IPv4Address, port: UInt16, bindTo: IPv4Address? = nil,
+    public static func run(_ kind: Kind, address: IPAddress, port: UInt16, bindTo: IPAddress? = nil,
                            timeout: Double, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async -> Result {
         let deadline = TimeAmount.nanoseconds(Int64(timeout * 1e9))
         switch kind {
@@ -139,7 +139,7 @@ public enum Probe {
                 try? await channel.close()
                 return .success
             } catch {
-                return .failure(ProbeFailure(check: "TCP connect to \(address):\(port)",
+                return .failure(ProbeFailure(check: "TCP connect to \(address.endpoint(port))",
                                              reason: .init(error, timeout: timeout)))
             }
         case .http(let urls, let host):
@@ -152,13 +152,14 @@ public enum Probe {
         }
     }
 
-    /// The real server's address for NIO: an IPv4 literal, so no resolver is involved (and a failure
+    /// The real server's address for NIO: an address literal (IPv4, or IPv6 for an AF_INET6 socket,
+    /// RFC 5952 text), so no resolver is involved (and a failure
     /// is the connect's own error, not a resolver's wrapper).
-    static func socketAddress(_ address: IPv4Address, _ port: UInt16) throws -> SocketAddress {
+    static func socketAddress(_ address: IPAddress, _ port: UInt16) throws -> SocketAddress {
         try SocketAddress(ipAddress: address.description, port: Int(port))
     }
 
-    static func bootstrap(_ group: EventLoopGroup, bindTo: IPv4Address?, timeout: TimeAmount) -> ClientBootstrap {
+    static func bootstrap(_ group: EventLoopGroup, bindTo: IPAddress?, timeout: TimeAmount) -> ClientBootstrap {
         var b = ClientBootstrap(group: group).connectTimeout(timeout)
         if let bindTo, let local = try? SocketAddress(ipAddress: bindTo.description, port: 0) {
             b = b.bind(to: local)
@@ -166,10 +167,10 @@ public enum Probe {
         return b
     }
 
-    static func get(_ url: HTTPURL, address: IPv4Address, port: UInt16, host: String?, bindTo: IPv4Address?,
+    static func get(_ url: HTTPURL, address: IPAddress, port: UInt16, host: String?, bindTo: IPAddress?,
                     timeout seconds: Double, group: EventLoopGroup) async -> Result {
         let timeout = TimeAmount.nanoseconds(Int64(seconds * 1e9))
-        let what = "GET \(url.path) on \(address):\(port)"
+        let what = "GET \(url.path) on \(address.endpoint(port))"
         // One event loop for the channel, the collector and its promise: the collector's state is
         // touched only there (NIOLoopBoundBox checks it).
         let eventLoop = group.next()
@@ -185,7 +186,9 @@ public enum Probe {
                 }
                 .connect(to: socketAddress(address, port)).get()
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: url.path)
-            head.headers.add(name: "Host", value: url.virtualhost ?? host ?? "\(address):\(port)")
+            // RFC 7230 section 5.4: an IPv6 literal goes in brackets in Host (keepalived's
+            // REQUEST_TEMPLATE_IPV6); `endpoint` writes `[2001:2::201]:80` and IPv4 as before.
+            head.headers.add(name: "Host", value: url.virtualhost ?? host ?? address.endpoint(port))
             head.headers.add(name: "User-Agent", value: "masq-health-check")
             head.headers.add(name: "Connection", value: "close")
             channel.write(HTTPClientRequestPart.head(head), promise: nil)

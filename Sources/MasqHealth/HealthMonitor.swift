@@ -26,7 +26,7 @@ public struct HealthEvent: Equatable, Sendable, CustomStringConvertible {
 /// controller ticks it while a reload reads the old monitor's state and the passive check marks
 /// servers down.
 public final class HealthMonitor: Sendable {
-    public typealias ProbeFunction = @Sendable (HealthCheck, IPv4Address, UInt16) async -> Probe.Result
+    public typealias ProbeFunction = @Sendable (HealthCheck, IPAddress, UInt16) async -> Probe.Result
 
     public let config: KeepalivedConfig
     /// What starting (or the reload that made this monitor) changed, for the caller to log and run the
@@ -164,7 +164,7 @@ public final class HealthMonitor: Sendable {
 
     private static func quorumEvent(_ vs: VirtualServerHealth, held: Bool, reason: String) -> HealthEvent {
         var why = [reason]
-        if !held, let sorry = vs.sorryServer { why.append("sorry server \(sorry.address):\(sorry.port) takes over") }
+        if !held, let sorry = vs.sorryServer { why.append("sorry server \(sorry.endpoint) takes over") }
         return HealthEvent(kind: held ? .quorumRegained : .quorumLost, service: vs.key, server: nil,
                            reason: why.filter { !$0.isEmpty }.joined(separator: "; "),
                            script: held ? vs.quorumUp : vs.quorumDown)
@@ -202,7 +202,7 @@ public final class HealthMonitor: Sendable {
     public struct DueCheck: Sendable {
         let virtualServer: Int, realServer: Int, check: Int
         public let health: HealthCheck
-        public let address: IPv4Address
+        public let address: IPAddress
         public let port: UInt16
     }
 
@@ -275,7 +275,7 @@ public final class HealthMonitor: Sendable {
     /// row is marked down now, without waiting for its checks; its next successful check re-admits it.
     public func markDown(service key: ServiceKey, server: RealServerSpec, reason: String, now: Int64) -> [HealthEvent] {
         guard let v = config.virtualServers.firstIndex(where: { $0.key == key }),
-              let r = config.virtualServers[v].realServers.firstIndex(where: { .v4($0.address) == server.address && $0.port == server.port })
+              let r = config.virtualServers[v].realServers.firstIndex(where: { $0.address == server.address && $0.port == server.port })
         else { return [] }
         return state.withLock { s -> [HealthEvent] in
             guard !s.stopped, !s.schedules[v][r].isEmpty, s.schedules[v][r].allSatisfy({ $0.status == .up }) else { return [] }

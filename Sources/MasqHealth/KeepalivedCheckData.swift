@@ -7,9 +7,9 @@ import MasqCore
 struct RawCheck {
     var opener: KeepalivedStatement
     var http: Bool
-    var connectIP: IPv4Address?
+    var connectIP: IPAddress?
     var connectPort: UInt16?
-    var bindTo: IPv4Address?
+    var bindTo: IPAddress?
     var connectTimeout: Double?
     var retry: Int?
     var delayBeforeRetry: Double?
@@ -23,7 +23,7 @@ struct RawCheck {
 
 struct RawRealServer {
     var opener: KeepalivedStatement
-    var address: IPv4Address
+    var address: IPAddress
     var port: UInt16
     var weight: Int32?
     var inhibit: Bool?
@@ -41,7 +41,7 @@ struct RawRealServer {
 
 struct RawVirtualServer {
     var opener: KeepalivedStatement
-    var address: IPv4Address
+    var address: IPAddress
     var port: UInt16
     var proto: IPProtocol?
     var scheduler: String?
@@ -49,6 +49,8 @@ struct RawVirtualServer {
     var forwardingSet = false
     var persistence: UInt32?
     var netmask: IPv4Address?
+    /// `persistence_granularity` of an IPv6 virtual server: a prefix length (1-128).
+    var prefixLength: UInt8?
     var quorum = KeepalivedDefaults.quorum
     var hysteresis = KeepalivedDefaults.hysteresis
     var quorumUp: String?
@@ -114,7 +116,7 @@ struct KeepalivedCheckData {
         }
 
         var persistence = vs.persistence
-        if persistence == nil && vs.netmask != nil { persistence = ServiceSpec.defaultPersistence }
+        if persistence == nil && (vs.netmask != nil || vs.prefixLength != nil) { persistence = ServiceSpec.defaultPersistence }
         if persistence == nil && vs.port == 0 {
             warn(at, "\(name): a zero port is only valid for persistent services, "
                      + "persistence_timeout \(ServiceSpec.defaultPersistence) set (as keepalived does)")
@@ -124,9 +126,16 @@ struct KeepalivedCheckData {
         var realServers: [RealServerHealth] = []
         for rs in vs.realServers {
             let port = rs.port == 0 ? vs.port : rs.port
+            // IPVS takes a real server of the other family only for tunnelling, which NAT is not:
+            // keepalived reports it and skips the server.
+            if rs.address.isIPv6 != vs.address.isIPv6 {
+                warn(rs.opener.keyword, "address family of virtual server and real server \(rs.address.endpoint(port)) "
+                         + "don't match: this real server is ignored (as keepalived does)")
+                continue
+            }
             if realServers.contains(where: { $0.address == rs.address && $0.port == port }) {
                 warn(rs.opener.keyword,
-                     "real server \(rs.address):\(port) is already in \(name): this one is ignored (as keepalived does)")
+                     "real server \(rs.address.endpoint(port)) is already in \(name): this one is ignored (as keepalived does)")
                 continue
             }
             let alpha = rs.alpha ?? vs.alpha
@@ -174,6 +183,7 @@ struct KeepalivedCheckData {
 
         services.append(ServiceSpec(key: key, scheduler: scheduler, schedulerFlags: flags, persistence: persistence,
                                     netmask: vs.netmask ?? IPv4Address(rawValue: 0xffff_ffff),
+                                    prefixLength: vs.prefixLength ?? 128,
                                     realServers: realServers.map(\.spec)))
         virtualServers.append(VirtualServerHealth(
             key: key, delayLoop: vs.delayLoop, quorum: quorum, hysteresis: hysteresis, quorumUp: vs.quorumUp,

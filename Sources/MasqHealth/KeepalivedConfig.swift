@@ -99,7 +99,8 @@ public struct VirtualServerHealth: Equatable, Sendable {
 
 /// One `real_server IP PORT { ... }` of a virtual server.
 public struct RealServerHealth: Equatable, Sendable {
-    public var address: IPv4Address
+    /// Of the virtual server's family.
+    public var address: IPAddress
     /// keepalived's NAT rule: a real server without a port (or port 0) takes the virtual server's.
     public var port: UInt16
     public var weight: Int32
@@ -114,7 +115,7 @@ public struct RealServerHealth: Equatable, Sendable {
     /// All must pass for the server to be up; none means always up.
     public var checks: [HealthCheck]
 
-    public init(address: IPv4Address, port: UInt16, weight: Int32 = KeepalivedDefaults.weight, inhibitOnFailure: Bool = false,
+    public init(address: IPAddress, port: UInt16, weight: Int32 = KeepalivedDefaults.weight, inhibitOnFailure: Bool = false,
                 alpha: Bool = false, notifyUp: String? = nil, notifyDown: String? = nil, virtualhost: String? = nil,
                 checks: [HealthCheck] = []) {
         self.address = address
@@ -126,6 +127,13 @@ public struct RealServerHealth: Equatable, Sendable {
         self.notifyDown = notifyDown
         self.virtualhost = virtualhost
         self.checks = checks
+    }
+
+    public init(address: IPv4Address, port: UInt16, weight: Int32 = KeepalivedDefaults.weight, inhibitOnFailure: Bool = false,
+                alpha: Bool = false, notifyUp: String? = nil, notifyDown: String? = nil, virtualhost: String? = nil,
+                checks: [HealthCheck] = []) {
+        self.init(address: .v4(address), port: port, weight: weight, inhibitOnFailure: inhibitOnFailure, alpha: alpha,
+                  notifyUp: notifyUp, notifyDown: notifyDown, virtualhost: virtualhost, checks: checks)
     }
 
     /// The IPVS destination this server is while up.
@@ -141,10 +149,10 @@ public struct HealthCheck: Equatable, Sendable {
 
     public var kind: Kind
     /// `connect_ip` / `connect_port`: where to connect instead of the real server's address / port.
-    public var connectIP: IPv4Address?
+    public var connectIP: IPAddress?
     public var connectPort: UInt16?
-    /// `bindto`: the source address of the check's connection.
-    public var bindTo: IPv4Address?
+    /// `bindto`: the source address of the check's connection (of the family it connects to).
+    public var bindTo: IPAddress?
     public var connectTimeout: Double
     /// Retries after a failed check before the server is declared down (keepalived's `retry`, formerly
     /// `nb_get_retry`): down after `retry + 1` failures in a row, `delayBeforeRetry` apart.
@@ -157,7 +165,7 @@ public struct HealthCheck: Equatable, Sendable {
     /// Starts failed (the checker's `alpha`, else its real server's).
     public var alpha: Bool
 
-    public init(kind: Kind, connectIP: IPv4Address? = nil, connectPort: UInt16? = nil, bindTo: IPv4Address? = nil,
+    public init(kind: Kind, connectIP: IPAddress? = nil, connectPort: UInt16? = nil, bindTo: IPAddress? = nil,
                 connectTimeout: Double = KeepalivedDefaults.connectTimeout, retry: Int = KeepalivedDefaults.retry,
                 delayBeforeRetry: Double? = nil, warmup: Double? = nil, delayLoop: Double = KeepalivedDefaults.delayLoop,
                 alpha: Bool = false) {

@@ -113,7 +113,7 @@ private let unsupported: [String: String] = [
     "ops": "one-packet scheduling (ops) is not supported by masq",
     "flag-3": "scheduler flag-3 is not supported by masq",
     "bind_port": "bind_port is not supported by masq (checks use an ephemeral source port)",
-    "bind_if": "bind_if is not supported by masq (IPv4 checks only)",
+    "bind_if": "bind_if is not supported by masq (bind a check to a global address with bindto)",
     "fwmark": "marking check connections (fwmark) is not supported by masq",
     "enable_sni": "enable_sni is for SSL_GET, which masq does not run",
     "fast_recovery": "fast_recovery is not supported by masq",
@@ -353,9 +353,10 @@ private final class Parser {
         }
     }
 
-    private func address(_ t: KeepalivedToken, _ what: String) throws(RulesError) -> IPv4Address {
-        if let a = IPv4Address(t.text) { return a }
-        if t.text.contains(":") { throw t.error("IPv6 \(what) addresses are not supported by masq yet") }
+    /// A numeric address of either family (keepalived's `inet_stosockaddr`: a dotted quad, or RFC 4291
+    /// text for IPv6; never a name).
+    private func address(_ t: KeepalivedToken, _ what: String) throws(RulesError) -> IPAddress {
+        if let a = IPAddress(t.text) { return a }
         throw t.error("invalid \(what) address")
     }
 
@@ -451,14 +452,19 @@ private final class Parser {
                 vs.persistence = ServiceSpec.defaultPersistence
             }
         case "persistence_granularity":
+            // keepalived's pgr_handler: a prefix length (1-128) for an IPv6 virtual server, a netmask
+            // for an IPv4 one.
             let t = try one(s)
-            if !t.text.contains("."), t.text.allSatisfy({ $0.isASCII && $0.isNumber }) {
-                throw t.error("IPv6 persistence_granularity is not supported by masq yet (an IPv4 netmask expected)")
+            if vs.address.isIPv6 {
+                guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let length = UInt8(t.text), (1...128).contains(length)
+                else { throw t.error("invalid IPv6 persistence_granularity (a prefix length, 1-128, expected)") }
+                vs.prefixLength = length
+            } else {
+                guard let mask = IPv4Address(t.text) else {
+                    throw t.error("invalid IPv4 persistence_granularity (an IPv4 netmask expected)")
+                }
+                vs.netmask = mask
             }
-            guard let mask = IPv4Address(t.text) else {
-                throw t.error("invalid persistence_granularity (an IPv4 netmask expected)")
-            }
-            vs.netmask = mask
         case "protocol":
             let t = try one(s)
             switch t.text.uppercased() {
@@ -474,6 +480,10 @@ private final class Parser {
         case "sorry_server":
             guard s.words.count >= 2 else { throw s.keyword.error("sorry_server needs an address and a port") }
             let address = try address(s.words[1], "sorry server")
+            // IPVS NAT has one family per service: the sorry server is a destination of it.
+            guard address.isIPv6 == vs.address.isIPv6 else {
+                throw s.words[1].error("address family of virtual server and sorry server don't match")
+            }
             let port = s.words.count >= 3 ? try port(s.words[2], "sorry server", allowZero: true) : 0
             try noMore(s, after: 3)
             vs.sorry = RealServerSpec(address: address, port: port, weight: 1)
@@ -508,10 +518,13 @@ private final class Parser {
         case "connect_timeout": vs.connectTimeout = try timer(s)
         case "ip_family":
             let t = try one(s)
+            // For an address virtual server the family is the address's; ip_family may only agree.
             switch t.text {
-            case "inet": break
-            case "inet6": throw t.error("IPv6 virtual servers are not supported by masq yet")
-            default: throw t.error("unknown ip_family (inet expected)")
+            case "inet", "inet6":
+                guard (t.text == "inet6") == vs.address.isIPv6 else {
+                    throw t.error("ip_family \(t.text) conflicts with the virtual server's address \(vs.address)")
+                }
+            default: throw t.error("unknown ip_family (inet or inet6 expected)")
             }
         case "hashed":
             try none(s)
@@ -569,6 +582,11 @@ private final class Parser {
             try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.checkKeyword(st, &check) }
             if check.http && check.urls.isEmpty {
                 throw s.keyword.error("HTTP_GET needs at least one url { path ... }")
+            }
+            // A socket bound to one family cannot connect to the other: the check could never pass.
+            if let bindTo = check.bindTo, bindTo.isIPv6 != (check.connectIP ?? rs.address).isIPv6 {
+                throw s.keyword.error("\(s.name): bindto \(bindTo) is not of the family of the address it connects to, "
+                                      + "\(check.connectIP ?? rs.address)")
             }
             rs.checks.append(check)
         case let name where skippedCheckers.contains(name):

@@ -47,11 +47,22 @@ enum GlibcParsing {
         #endif
     }
 
-    /// Whether `inet_pton(AF_INET6, text)` accepts the text: where ipvsadm tells IPv6 from IPv4 (masq
-    /// then refuses it).
-    static func isIPv6(_ text: String) -> Bool {
-        guard !text.utf8.contains(0) else { return false }
+    /// Whether `inet_pton(AF_INET6, text)` accepts the text: where ipvsadm tells IPv6 from IPv4.
+    static func isIPv6(_ text: String) -> Bool { inet6Pton(text) != nil }
+
+    /// glibc's `inet_pton(AF_INET6, text)` (RFC 4291 text, an embedded dotted quad allowed): the
+    /// address ipvsadm's `parse_service` reads, nil where it finds none.
+    static func inet6Pton(_ text: String) -> IPv6Address? {
+        guard !text.utf8.contains(0) else { return nil }
         var address = in6_addr()
-        return inet_pton(AF_INET6, text, &address) == 1
+        guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
+        let bytes = withUnsafeBytes(of: &address) { Array($0) }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for i in 0..<8 {
+            high = high << 8 | UInt64(bytes[i])
+            low = low << 8 | UInt64(bytes[i + 8])
+        }
+        return IPv6Address(high: high, low: low)
     }
 }

@@ -82,7 +82,7 @@ public struct IPVSCommandError: Error, Equatable, Sendable {
         /// ipvsadm's `fail(2, msg)`: every value and consistency check ("illegal weight specified",
         /// "You need to supply the 'O' option for the 'C' command", …).
         case invalid
-        /// What ipvsadm accepts and masq does not do (NAT only, no IPv6, firewall marks, SCTP, …):
+        /// What ipvsadm accepts and masq does not do (NAT only, firewall marks, SCTP, …):
         /// masq's words, which name the token.
         case unsupported
         /// ipvsadm's `tryhelp_exit`: the first option is not a command (or `-R` while restoring).
@@ -136,10 +136,10 @@ public enum IPVSAdmCommandLine {
         return try parser.run(readingStdin: readingStdin)
     }
 
-    /// An IPVS `HOST[:PORT]` as `parse_service` reads it before any protocol is known (so port names
-    /// fail); nil for what it refuses and for IPv6.
-    static func endpoint(_ text: String, names: @escaping () -> NameResolver) -> (IPv4Address, UInt16?)? {
-        guard let e = try? Parser(popt: PoptScanner([]), names: names).parseService(text), !e.ipv6 else { return nil }
+    /// An IPVS `HOST[:PORT]`, `[IPv6]:PORT` or bare IPv6 address as `parse_service` reads it before
+    /// any protocol is known (so port names fail); nil for what it refuses.
+    static func endpoint(_ text: String, names: @escaping () -> NameResolver) -> (IPAddress, UInt16?)? {
+        guard let e = try? Parser(popt: PoptScanner([]), names: names).parseService(text) else { return nil }
         return (e.address, e.portGiven ? e.port : nil)
     }
 
@@ -208,13 +208,15 @@ private let commandsVersusOptions: [String] = [
 private let tunnelTypesVersusOptions = ["xxxx", "+111", "x11x"]
 private let tunnelNames = ["ipip", "gue", "gre"]
 
-/// An address[:port] as ipvsadm's `parse_service` read it.
+/// An address[:port] as ipvsadm's `parse_service` read it: `ce->svc.af` is the address's family.
 private struct ParsedEndpoint: Equatable {
-    var ipv6: Bool
-    var address: IPv4Address  // 0.0.0.0 for IPv6 (masq refuses those)
+    var address: IPAddress
     var port: UInt16
     var portGiven: Bool
-    var isAny: Bool  // 0.0.0.0 or ::
+
+    var ipv6: Bool { address.isIPv6 }
+    /// 0.0.0.0 or ::
+    var isAny: Bool { address == .v4(IPv4Address(rawValue: 0)) || address == .v6(.unspecified) }
 }
 
 /// `parse_service` found no address: SERVICE_NONE, with which name failed when masq can say.
@@ -246,6 +248,8 @@ private struct Parser {
     var scheduler = ""
     var persistence: Int?
     var netmask: IPv4Address?
+    /// `-M` of an IPv6 service (or of `-f -6`): a prefix length, 1...128.
+    var prefixLength: UInt8?
     var server: ParsedEndpoint?
     var weight: Int?
     var forward: Forward?
@@ -435,14 +439,22 @@ private struct Parser {
         }
         command.persistence = persistence.map { UInt32($0) }
         command.netmask = netmask
-        if let server { command.realServer = (.v4(server.address), server.portGiven ? server.port : nil) }
+        command.prefixLength = prefixLength
+        if let server {
+            // ipvsadm copies the virtual port to a real server given without one. An IPv4 server keeps
+            // "no port" (its words read back the same); an IPv6 one takes the port now, because its
+            // only portless form is the bare address, which the numeric writer
+            // (`IPVSCommand.ipvsadmArguments`) does not produce.
+            let port: UInt16? = server.portGiven ? server.port : server.ipv6 ? service?.port : nil
+            command.realServer = (server.address, port)
+        }
         command.weight = weight.map { Int32($0) }
         return command
     }
 
-    /// A -t/-u service masq can hold, nil for IPv6, firewall marks and SCTP.
+    /// A -t/-u service masq can hold (of either family), nil for firewall marks and SCTP.
     func serviceKey() -> ServiceKey? {
-        guard fwmark == nil, let s = service, !s.ipv6, let proto = serviceProto, proto == "tcp" || proto == "udp"
+        guard fwmark == nil, let s = service, let proto = serviceProto, proto == "tcp" || proto == "udp"
         else { return nil }
         return ServiceKey(proto: proto == "udp" ? .udp : .tcp, address: s.address, port: s.port)
     }
@@ -476,10 +488,13 @@ private struct Parser {
             serviceText = v
             let s = try endpoint(v, illegal: "illegal virtual server address[:port] specified")
             service = s
+            // parse_service sets `svc->netmask = 128` for an IPv6 address: a `-M` before it is lost.
+            if s.ipv6 {
+                netmask = nil
+                prefixLength = nil
+            }
             if option.tag == .sctpService {
                 refuse("SCTP services are not supported by masq (use -t or -u)", "--sctp-service")
-            } else if s.ipv6 {
-                refuse("IPv6 services are not supported by masq yet", "-6")
             }
         case .fwmarkService:
             try set(.service)
@@ -510,7 +525,10 @@ private struct Parser {
         case .netmask:
             try set(.netmask)
             if service?.ipv6 ?? serviceIPv6 {
-                guard (1...128).contains(GlibcParsing.atoi(v)) else { throw invalid("illegal ipv6 netmask specified", v) }
+                // `ce->svc.netmask = atoi(optarg)`: "64abc" is 64, as in ipvsadm.
+                let length = GlibcParsing.atoi(v)
+                guard (1...128).contains(length) else { throw invalid("illegal ipv6 netmask specified", v) }
+                prefixLength = UInt8(length)
             } else {
                 guard let mask = GlibcParsing.inetAton(v) ?? (isNumeric(v) ? nil : names().address(forHost: v)) else {
                     throw invalid("illegal virtual server persistent mask specified", v)
@@ -521,7 +539,6 @@ private struct Parser {
             try set(.server)
             let s = try endpoint(v, illegal: "illegal real server address[:port] specified")
             server = s
-            if s.ipv6 { refuse("IPv6 services are not supported by masq yet", "-6") }
         case .ipip, .gatewaying, .masquerading:
             try set(.forward)
             forward = option.tag == .ipip ? .tunnelling : option.tag == .gatewaying ? .gatewaying : .masquerading
@@ -562,8 +579,11 @@ private struct Parser {
         case .ipv6:
             // sic: fail() adds a second newline
             guard fwmark != nil else { throw invalid("-6 used before -f\n", popt.optionWord) }
+            // `ce->svc.af = AF_INET6; ce->svc.netmask = 128`: the -f service is IPv6 (and refused as a
+            // firewall-mark service by masq, whatever its family).
             serviceIPv6 = true
-            refuse("IPv6 services are not supported by masq yet", "-6")
+            netmask = nil
+            prefixLength = nil
         case .ops:
             try set(.onePacket)
             onePacket = true
@@ -656,30 +676,35 @@ private struct Parser {
             host = host.dropFirst()
             guard let close = host.firstIndex(of: "]") else { throw IllegalEndpoint() }
             let after = host[host.index(after: close)...]
-            guard after.first == ":" else { throw IllegalEndpoint() }
+            guard after.first == ":" else {
+                // ipvsadm refuses `[2001:2::201]` (no port after the brackets).
+                throw IllegalEndpoint(detail: after.isEmpty && GlibcParsing.inet6Pton(String(host[..<close])) != nil
+                    ? "an IPv6 address in brackets needs a port ([ADDRESS]:PORT); without one, give it bare" : nil)
+            }
             bracketPort = after.dropFirst()
             host = host[..<close]
         }
-        var ipv6 = false
-        var address = IPv4Address(rawValue: 0)
-        var isAny = false
-        if GlibcParsing.isIPv6(String(host)) {
-            ipv6 = true
+        let address: IPAddress
+        if let v6 = GlibcParsing.inet6Pton(String(host)) {
+            // inet_pton(AF_INET6) first: a bare IPv6 address has no port (`-r 2001:2::201` takes the
+            // service's); `[IPv6]:PORT` gave one. Names never resolve to IPv6 (host_to_addr is
+            // gethostbyname, AF_INET only).
+            address = .v6(v6)
             portText = bracketPort
-            isAny = String(host).utf8.allSatisfy { $0 == 0x3a || $0 == 0x30 || $0 == 0x2e }
         } else {
+            // Brackets around what is not IPv6 ("[198.18.0.1]:80"): ipvsadm looks for the port in the
+            // text inside them only, so the port after them is lost.
             if let colon = host.lastIndex(of: ":") {
                 portText = host[host.index(after: colon)...]
                 host = host[..<colon]
             }
-            address = try hostAddress(String(host))
-            isAny = address.rawValue == 0
+            address = .v4(try hostAddress(String(host)))
         }
         var port: UInt16 = 0
         if let portText {
             port = try servicePort(String(portText))
         }
-        return ParsedEndpoint(ipv6: ipv6, address: address, port: port, portGiven: portText != nil, isAny: isAny)
+        return ParsedEndpoint(address: address, port: port, portGiven: portText != nil)
     }
 
     /// `host_to_addr`: `inet_aton`, else /etc/hosts (a mistyped number is not looked up).

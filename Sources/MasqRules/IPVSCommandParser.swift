@@ -43,8 +43,9 @@ public enum IPVSCommandParser {
         }
     }
 
-    /// `A.B.C.D[:PORT]`, numeric only (what `ipvsadm-save -n` prints).
-    public static func parseEndpoint(_ text: String) -> (IPv4Address, UInt16?)? {
+    /// `A.B.C.D[:PORT]`, `[IPv6]:PORT` or a bare IPv6 address, numeric only (what `ipvsadm-save -n`
+    /// prints).
+    public static func parseEndpoint(_ text: String) -> (IPAddress, UInt16?)? {
         IPVSAdmCommandLine.endpoint(text, names: { .numericOnly })
     }
 }

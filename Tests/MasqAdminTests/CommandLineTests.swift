@@ -226,7 +226,6 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203"], "no forwarding method"),  // ipvsadm's default is -g
         (["-A", "-f", "5"], "firewall-mark services are not supported"),
         (["-A", "--sctp-service", "198.18.0.4:80"], "SCTP services are not supported"),
-        (["-A", "-t", "[::1]:80"], "IPv6 services are not supported"),
         (["-A", "-u", "198.18.0.4:80", "-o"], "option -o is not supported"),
         (["-A", "-t", "198.18.0.4:80", "--pe", "sip"], "option --pe is not supported"),
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-x", "5"], "connection thresholds are not supported"),
@@ -252,10 +251,11 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
     }
 
     @Test func servicesMasqCannotHaveAreNotThere() {
-        // -L of an IPv6 or firewall-mark service: list_service's "No such service", exit 1; -Z: exit 255.
+        // -L of a firewall-mark or SCTP service: list_service's "No such service", exit 1; -Z: exit 255.
+        // (IPv6 services are services masq can have: IPv6CommandLineTests.)
         #expect(throws: AdminError(message: "No such service", exitCode: 1)) { try parse(["-L", "-f", "5"]) }
-        #expect(throws: AdminError(message: "No such service", exitCode: 1)) { try parse(["-L", "-t", "[::1]:80"]) }
-        #expect(throws: AdminError(message: "No such service", exitCode: 255)) { try parse(["-Z", "-t", "[::1]:80"]) }
+        #expect(throws: AdminError(message: "No such service", exitCode: 1)) { try parse(["-L", "--sctp-service", "198.18.0.4:80"]) }
+        #expect(throws: AdminError(message: "No such service", exitCode: 255)) { try parse(["-Z", "-f", "5"]) }
     }
 }
 

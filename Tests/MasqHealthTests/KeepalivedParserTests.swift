@@ -350,7 +350,7 @@ private func service(_ body: String, header: String = "198.18.0.1 80") -> String
                                              delayLoop: 10, alpha: true)])
         #expect(second.weight == 0 && !second.inhibitOnFailure && !second.alpha && second.virtualhost == "rs.example")
         #expect(second.checks[0] == HealthCheck(
-            kind: .tcp, connectIP: ip("198.19.1.2"), connectPort: 8080, bindTo: ip("198.18.0.254"), connectTimeout: 1.25,
+            kind: .tcp, connectIP: .v4(ip("198.19.1.2")), connectPort: 8080, bindTo: .v4(ip("198.18.0.254")), connectTimeout: 1.25,
             retry: 2, delayBeforeRetry: 0.5, warmup: 0, delayLoop: 11, alpha: false))
         #expect(second.checks[1] == HealthCheck(
             kind: .http(HTTPCheck(urls: [HTTPCheck.URLCheck(path: "/a", virtualhost: "rs.example")])),
@@ -729,7 +729,7 @@ struct ErrorCase: Sendable, CustomTestStringConvertible {
                   "virtual_server_group is not supported by masq (declare each virtual_server by address and port)"),
         ErrorCase("virtual_server fwmark 1 {\n}", 1, "fwmark",
                   "firewall-mark virtual servers are not supported by masq (declare each virtual_server by address and port)"),
-        ErrorCase("virtual_server 2001:2::1 80 {\n}", 1, "2001:2::1", "IPv6 virtual server addresses are not supported by masq yet"),
+        ErrorCase("virtual_server 2001:2::1::2 80 {\n}", 1, "2001:2::1::2", "invalid virtual server address"),
         ErrorCase("virtual_server 198.18.0.300 80 {\n}", 1, "198.18.0.300", "invalid virtual server address"),
         ErrorCase("virtual_server 198.18.0.1 http {\n}", 1, "http", "invalid virtual server port"),
         ErrorCase(service("real_server 198.19.0.1 80 {\n}") + "\n" + service("real_server 198.19.0.1 80 {\n}"), 8,
@@ -746,12 +746,15 @@ struct ErrorCase: Sendable, CustomTestStringConvertible {
         .inService("persistence_timeout 0", 5, "0", "invalid persistence_timeout (seconds, more than 0, expected)"),
         .inService("quorum 0", 5, "0", "invalid quorum (a number in 1-4294967295 expected)"),
         .inService("ops", 5, "ops", "one-packet scheduling (ops) is not supported by masq"),
-        .inService("ip_family inet6", 5, "inet6", "IPv6 virtual servers are not supported by masq yet"),
+        .inService("ip_family inet6", 5, "inet6", "ip_family inet6 conflicts with the virtual server's address 198.18.0.1"),
+        .inService("ip_family inet4", 5, "inet4", "unknown ip_family (inet or inet6 expected)"),
         .inServer("weight 70000", 6, "70000", "invalid weight (a number in 0-65535 expected)"),
         .inServer("inhibit_on_failure maybe", 6, "maybe", "invalid inhibit_on_failure (true/on/yes or false/off/no expected)"),
         .inServer("uthreshold 100", 6, "100", "connection thresholds are not supported by masq (only 0, no threshold)"),
         .inServer("TCP_CHECK {\n connect_port 0\n}", 7, "0", "invalid connect port"),
-        .inServer("TCP_CHECK {\n bindto ::1\n}", 7, "::1", "IPv6 bindto addresses are not supported by masq yet"),
+        .inServer("TCP_CHECK {\n bindto 2001:2::1\n}", 6, "TCP_CHECK",
+                  "TCP_CHECK: bindto 2001:2::1 is not of the family of the address it connects to, 198.19.0.1"),
+        .inServer("TCP_CHECK {\n bindto 2001:2::1::\n}", 7, "2001:2::1::", "invalid bindto address"),
         .inServer("HTTP_GET {\n url {\n path /\n digest 1234\n }\n}", 9, "1234",
                   "invalid digest (the MD5 of the body, 32 hexadecimal digits, expected)"),
         .inServer("HTTP_GET {\n url {\n path /\n status_code 700\n }\n}", 9, "700",

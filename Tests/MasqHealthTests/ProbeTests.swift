@@ -9,23 +9,33 @@ import Testing
 @testable import MasqHealth
 
 /// A loopback HTTP server (NIOHTTP1's server pipeline) answering every GET with a fixed status and body,
-/// or never answering at all.
+/// or never answering at all; with `checksHost`, 400 to a request whose Host header is not the
+/// listener's own address:port (an IPv6 one in brackets, RFC 7230 section 5.4).
 final class TestServer: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let status: HTTPResponseStatus
     let body: String
     let silent: Bool
+    let checksHost: Bool
+    private var hostMatched = true
 
-    init(status: HTTPResponseStatus, body: String, silent: Bool) {
+    init(status: HTTPResponseStatus, body: String, silent: Bool, checksHost: Bool = false) {
         self.status = status
         self.body = body
         self.silent = silent
+        self.checksHost = checksHost
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .end = unwrapInboundIn(data), !silent else { return }
-        var head = HTTPResponseHead(version: .http1_1, status: status)
+        let part = unwrapInboundIn(data)
+        if case .head(let request) = part, checksHost, let local = context.channel.localAddress,
+           let ip = local.ipAddress, let port = local.port {
+            let expected = ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+            hostMatched = request.headers["Host"] == [expected]
+        }
+        guard case .end = part, !silent else { return }
+        var head = HTTPResponseHead(version: .http1_1, status: hostMatched ? status : .badRequest)
         head.headers.add(name: "Content-Length", value: "\(body.utf8.count)")
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
@@ -33,16 +43,17 @@ final class TestServer: ChannelInboundHandler, @unchecked Sendable {
     }
 
     static func start(status: HTTPResponseStatus = .ok, body: String = "<h1>This is web1 page.</h1>\n",
-                      silent: Bool = false) async throws -> Channel {
+                      silent: Bool = false, host: String = "127.0.0.1", checksHost: Bool = false) async throws -> Channel {
         try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(TestServer(status: status, body: body, silent: silent))
+                    try channel.pipeline.syncOperations.addHandler(
+                        TestServer(status: status, body: body, silent: silent, checksHost: checksHost))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).get()
+            .bind(host: host, port: 0).get()
     }
 }
 
@@ -77,7 +88,7 @@ final class RefusedPort {
 }
 
 @Suite struct ProbeTests {
-    let loopback = IPv4Address("127.0.0.1")!
+    let loopback = IPAddress("127.0.0.1")!
 
     @Test func tcpCheckConnectsOrFails() async throws {
         let server = try await TestServer.start()
@@ -175,5 +186,32 @@ extension Probe.Result {
     var failureText: String? {
         if case .failure(let why) = self { return why.description }
         return nil
+    }
+}
+
+/// TCP_CHECK and HTTP_GET over IPv6: to listeners these tests open on ::1 (loopback only).
+@Suite struct IPv6ProbeTests {
+    let loopback6 = IPAddress("::1")!
+
+    @Test func tcpCheckConnectsToAnIPv6Listener() async throws {
+        let server = try await TestServer.start(host: "::1")
+        defer { server.close(promise: nil) }
+        let port = UInt16(server.localAddress!.port!)
+        #expect(await Probe.run(.tcp, address: loopback6, port: port, timeout: 2) == .success)
+        // From a bound IPv6 source (keepalived's bindto).
+        #expect(await Probe.run(.tcp, address: loopback6, port: port, bindTo: loopback6, timeout: 2) == .success)
+    }
+
+    @Test func httpGetSendsABracketedHost() async throws {
+        // RFC 7230 section 5.4: Host is "[::1]:PORT" for an IPv6 literal; the listener answers 400 to
+        // any other Host, so a virtualhost fails there, named by the bracketed endpoint.
+        let server = try await TestServer.start(host: "::1", checksHost: true)
+        defer { server.close(promise: nil) }
+        let port = UInt16(server.localAddress!.port!)
+        #expect(await Probe.run(.http(urls: [.init(path: "/")], virtualHost: nil), address: loopback6, port: port,
+                                timeout: 2) == .success)
+        let named = await Probe.run(.http(urls: [.init(path: "/")], virtualHost: "www.example"), address: loopback6,
+                                    port: port, timeout: 2)
+        #expect(named == .failure(ProbeFailure(check: "GET / on [::1]:\(port)", reason: .httpStatus(400, expected: "2xx"))))
     }
 }

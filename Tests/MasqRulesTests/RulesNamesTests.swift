@@ -99,8 +99,11 @@ import Testing
     @Test func theDefaultParserKnowsNoNames() {
         // IPVSCommandParser on its own (what the control socket feeds masqadm's numeric words) reads numbers only.
         #expect(throws: RulesError.self) { _ = try IPVSCommandParser.parse(["-A", "-t", "localhost:80"]) }
-        #expect(IPVSCommandParser.parseEndpoint("198.18.0.1:80")! == (IPv4Address(198, 18, 0, 1), 80))
-        #expect(IPVSCommandParser.parseEndpoint("198.18.0.1")! == (IPv4Address(198, 18, 0, 1), nil))
+        #expect(IPVSCommandParser.parseEndpoint("198.18.0.1:80")! == (.v4(IPv4Address(198, 18, 0, 1)), 80))
+        #expect(IPVSCommandParser.parseEndpoint("198.18.0.1")! == (.v4(IPv4Address(198, 18, 0, 1)), nil))
+        #expect(IPVSCommandParser.parseEndpoint("[2001:2::1]:80")! == (IPAddress("2001:2::1")!, 80))
+        #expect(IPVSCommandParser.parseEndpoint("2001:2::1")! == (IPAddress("2001:2::1")!, nil))
+        #expect(IPVSCommandParser.parseEndpoint("[2001:2::1]") == nil)
         #expect(IPVSCommandParser.parseEndpoint("localhost:80") == nil)
     }
 }

@@ -8,7 +8,8 @@ _masqadm() {
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
     # masqadm's option table (Sources/MasqRules/Popt.swift, ipvsadm 1.31's), without what masq
-    # refuses: -f, -g, -i, -x, -y, -6, -o, --pe, --sctp-service, --tun-*.
+    # refuses: -f, -g, -i, -x, -y, -o, --pe, --sctp-service, --tun-*, and -6 (which only follows -f).
+    # Addresses are IPv4 or IPv6 ([2001:2::1]:80); -M of an IPv6 service is a prefix length.
     local commands="-A --add-service -E --edit-service -D --delete-service -C --clear -R --restore
         -S --save -a --add-server -e --edit-server -d --delete-server -L -l --list -Z --zero --set
         --start-daemon --stop-daemon -h --help -v --version"
