@@ -54,4 +54,20 @@ public enum InternetChecksum {
         sum &+= UInt64(new >> 16) &+ UInt64(new & 0xffff)
         return ~fold(sum)
     }
+
+    /// The IPv6 pseudo-header sum for upper-layer checksums (RFC 8200 §8.1): both addresses, the
+    /// 32-bit upper-layer packet length and the next-header value (three zero bytes before it).
+    @inlinable public static func pseudoHeader(source: IPv6Address, destination: IPv6Address,
+                                               protocol proto: IPProtocol, length: Int) -> UInt64 {
+        let length32 = UInt32(truncatingIfNeeded: length)
+        return source.checksumSum &+ destination.checksumSum &+ UInt64(length32 >> 16)
+            &+ UInt64(length32 & 0xffff) &+ UInt64(proto.rawValue)
+    }
+
+    /// RFC 1624 eqn. 3 for a 128-bit field (an IPv6 address in a pseudo-header), over its eight 16-bit
+    /// words: HC' = ~(~HC + sum(~m_i) + sum(m'_i)). Complementing both halves complements every word.
+    @inlinable public static func update(_ checksum: UInt16, old: IPv6Address, new: IPv6Address) -> UInt16 {
+        let oldComplement = IPv6Address(high: ~old.high, low: ~old.low)
+        return ~fold(UInt64(~checksum) &+ oldComplement.checksumSum &+ new.checksumSum)
+    }
 }

@@ -82,6 +82,45 @@ public struct TransportHeader {
     }
 }
 
+// IPv6 (RFC 8200 §8.1): the same checksums over the IPv6 pseudo-header. A UDP checksum of 0 is not
+// "none" there but invalid: `isChecksumValid` says so, and callers drop such datagrams before they
+// rewrite anything (the rewriting functions, sharing `adjust`, would leave a 0 as it was).
+extension TransportHeader {
+    /// Folds a pseudo-header IPv6 address change into the checksum (RFC 1624 eqn. 3, eight words).
+    /// Callers drop a UDP datagram whose checksum is 0 before rewriting it (RFC 8200 §8.1): on such a
+    /// field this changes nothing, as over IPv4, and the datagram would stay invalid.
+    @inlinable public func addressChanged(from old: IPv6Address, to new: IPv6Address) {
+        adjust(InternetChecksum.update(checksum, old: old, new: new))
+    }
+
+    /// For a field holding the (uncomplemented) IPv6 pseudo-header sum (Linux CHECKSUM_PARTIAL):
+    /// replace `old` by `new` in that sum.
+    @inlinable public func pseudoHeaderSumAddressChanged(from old: IPv6Address, to new: IPv6Address) {
+        let oldComplement = IPv6Address(high: ~old.high, low: ~old.low)
+        let sum = UInt64(checksum) &+ oldComplement.checksumSum &+ new.checksumSum
+        bytes.setU16(InternetChecksum.fold(sum), checksumOffset)
+    }
+
+    /// Computes the whole checksum from scratch over the IPv6 pseudo-header and the segment (whose
+    /// length is `bytes.count`); UDP's computed 0 goes out as 0xffff (RFC 8200 §8.1, RFC 768).
+    @inlinable public func finishChecksum(source: IPv6Address, destination: IPv6Address, proto: IPProtocol) {
+        bytes.setU16(0, checksumOffset)
+        let pseudo = InternetChecksum.pseudoHeader(source: source, destination: destination,
+                                                   protocol: proto, length: bytes.count)
+        let value = InternetChecksum.compute(bytes, initial: pseudo)
+        bytes.setU16(zeroMeansNone && value == 0 ? 0xffff : value, checksumOffset)
+    }
+
+    /// Whether the checksum verifies over the IPv6 pseudo-header and the segment. A UDP checksum of 0
+    /// is invalid over IPv6 (RFC 8200 §8.1: receivers discard it), unlike over IPv4.
+    public func isChecksumValid(source: IPv6Address, destination: IPv6Address, proto: IPProtocol) -> Bool {
+        if zeroMeansNone && checksum == 0 { return false }
+        let pseudo = InternetChecksum.pseudoHeader(source: source, destination: destination,
+                                                   protocol: proto, length: bytes.count)
+        return InternetChecksum.fold(InternetChecksum.accumulate(bytes, into: pseudo)) == 0xffff
+    }
+}
+
 /// TCP header flags (RFC 793 §3.1, RFC 3168 §6.1).
 public struct TCPFlags: OptionSet, Sendable {
     public let rawValue: UInt8
