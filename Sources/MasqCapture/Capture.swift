@@ -18,7 +18,8 @@ public enum CaptureError: Error, CustomStringConvertible {
         switch self {
         case .open(let path, let reason): "\(path): cannot open: \(reason)"
         case .unsupportedLinkType(let path, let linkType):
-            "\(path): link type \(linkType) is not supported (Ethernet, Linux cooked SLL/SLL2 and raw IP are)"
+            "\(path): link type \(linkType) is not supported (Ethernet, Linux cooked SLL/SLL2, raw IP, "
+                + "raw IPv4 and raw IPv6 are)"
         case .read(let path, let reason): "\(path): read error: \(reason)"
         case .write(let path, let reason): "\(path): write error: \(reason)"
         case .unreadableTimestamp(let path, let packet, let seconds, let nanoseconds):
@@ -115,13 +116,59 @@ public struct LinkType: RawRepresentable, Hashable, Sendable {
     public static let raw = LinkType(rawValue: 12)           // DLT_RAW (LINKTYPE_RAW 101 in files)
     public static let linuxSLL = LinkType(rawValue: 113)     // DLT_LINUX_SLL
     public static let ipv4 = LinkType(rawValue: 228)         // DLT_IPV4
+    public static let ipv6 = LinkType(rawValue: 229)         // DLT_IPV6
     public static let linuxSLL2 = LinkType(rawValue: 276)    // DLT_LINUX_SLL2
 
-    public var isSupported: Bool { [.ethernet, .raw, .linuxSLL, .ipv4, .linuxSLL2].contains(self) }
+    public var isSupported: Bool { [.ethernet, .raw, .linuxSLL, .ipv4, .ipv6, .linuxSLL2].contains(self) }
+
+    /// The EtherType (IEEE 802 numbers) of IPv4 and of IPv6 (RFC 8200 §2 runs over it as 0x86DD), in
+    /// Ethernet frames and in the protocol field of Linux cooked headers alike.
+    static let etherTypeIPv4: UInt16 = 0x0800
+    static let etherTypeIPv6: UInt16 = 0x86DD
+
+    /// Where the IP header (IPv4 or IPv6) starts in a frame of this link type, or nil when the frame
+    /// carries something else (ARP, …) or is too short to tell. The link layer names the family
+    /// (EtherType, cooked protocol, or the link type itself); raw IP has only the version nibble.
+    /// The engine reads the version again, so a frame whose link layer and version disagree is its
+    /// to judge (malformed), as an IPv4 frame with a wrong version always was.
+    public func ipOffset(_ frame: PacketBytes) -> Int? {
+        switch self {
+        case .ethernet, .linuxSLL, .linuxSLL2:
+            guard let (offset, etherType) = linkHeader(frame) else { return nil }
+            return etherType == Self.etherTypeIPv4 || etherType == Self.etherTypeIPv6 ? offset : nil
+        case .raw:
+            guard frame.count >= 1 else { return nil }
+            let version = frame.u8(0) >> 4
+            return version == 4 || version == 6 ? 0 : nil
+        case .ipv4:
+            guard frame.count >= 1 else { return nil }
+            return frame.u8(0) >> 4 == 4 ? 0 : nil
+        case .ipv6:
+            guard frame.count >= 1 else { return nil }
+            return frame.u8(0) >> 4 == 6 ? 0 : nil
+        default:
+            return nil
+        }
+    }
 
     /// Where the IPv4 header starts in a frame of this link type, or nil when the frame carries
     /// something else (ARP, IPv6, …) or is too short to tell.
     public func ipv4Offset(_ frame: PacketBytes) -> Int? {
+        switch self {
+        case .ethernet, .linuxSLL, .linuxSLL2:
+            guard let (offset, etherType) = linkHeader(frame) else { return nil }
+            return etherType == Self.etherTypeIPv4 ? offset : nil
+        case .raw, .ipv4:
+            guard frame.count >= 1 else { return nil }
+            return frame.u8(0) >> 4 == 4 ? 0 : nil
+        default:
+            return nil
+        }
+    }
+
+    /// For the link types with a header naming the payload: where the payload starts and its
+    /// EtherType, or nil when the frame is too short to hold the header.
+    private func linkHeader(_ frame: PacketBytes) -> (offset: Int, etherType: UInt16)? {
         switch self {
         case .ethernet:
             var offset = 12
@@ -133,16 +180,13 @@ public struct LinkType: RawRepresentable, Hashable, Sendable {
                 guard frame.count >= offset + 2 else { return nil }
                 etherType = frame.u16(offset)
             }
-            return etherType == 0x0800 ? offset + 2 : nil
+            return (offset + 2, etherType)
         case .linuxSLL:
             guard frame.count >= 16 else { return nil }
-            return frame.u16(14) == 0x0800 ? 16 : nil
+            return (16, frame.u16(14))
         case .linuxSLL2:
             guard frame.count >= 20 else { return nil }
-            return frame.u16(0) == 0x0800 ? 20 : nil
-        case .raw, .ipv4:
-            guard frame.count >= 1 else { return nil }
-            return frame.u8(0) >> 4 == 4 ? 0 : nil
+            return (20, frame.u16(0))
         default:
             return nil
         }

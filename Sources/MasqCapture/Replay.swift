@@ -4,12 +4,13 @@ import MasqCore
 public struct ReplaySummary: Sendable {
     public var records: UInt64 = 0
     public var written: UInt64 = 0
-    /// Frames that carry no IPv4 (ARP, IPv6, …): written untouched without entering the engine.
-    public var notIPv4: UInt64 = 0
+    /// Frames that carry neither IPv4 nor IPv6 (ARP, LLDP, …): written untouched without entering
+    /// the engine.
+    public var notIP: UInt64 = 0
     /// ICMP port-unreachable answers written (included in `written`).
     public var unreachableWritten: UInt64 = 0
     public var engine = EngineCounters()
-    /// The verdict of each record in input order (`nil` for frames that carry no IPv4).
+    /// The verdict of each record in input order (`nil` for frames that carry no IP).
     public var verdicts: [Verdict?] = []
 
     public init() {}
@@ -19,13 +20,13 @@ public struct ReplaySummary: Sendable {
         func row(_ label: String, _ value: UInt64, _ note: String = "") -> String {
             (label + ":").padding(toLength: 21) + "\(value)" + note
         }
-        let untouchedNote = notIPv4 > 0 || engine.truncated > 0
-            ? " (\(notIPv4) not IPv4, \(engine.truncated) truncated by the capture)" : ""
+        let untouchedNote = notIP > 0 || engine.truncated > 0
+            ? " (\(notIP) not IP, \(engine.truncated) truncated by the capture)" : ""
         var lines = [
             row("packets in", records),
             row("rewritten inbound", engine.rewrittenInbound),
             row("rewritten outbound", engine.rewrittenOutbound),
-            row("untouched", engine.untouched + notIPv4, untouchedNote),
+            row("untouched", engine.untouched + notIP, untouchedNote),
             row("dropped", engine.droppedTotal),
         ]
         for reason in DropReason.allCases where engine[reason] > 0 {
@@ -83,8 +84,9 @@ struct ReplayBatch: PacketBatchSource {
         var length: Int
         var wireLength: Int
         var timestamp: Int64
-        /// Where the IPv4 header starts in the frame; nil for a frame that carries none.
-        var ipv4Offset: Int?
+        /// Where the IP header (IPv4 or IPv6) starts in the frame; nil for a frame that carries none.
+        /// Both families go to the same engine call, which reads the version.
+        var ipOffset: Int?
         /// tshark's frame.number, for error messages.
         var number: UInt64
     }
@@ -124,7 +126,7 @@ struct ReplayBatch: PacketBatchSource {
             }
             (storage + used).copyMemory(from: record.bytes.base, byteCount: length)
             records.append(Record(offset: used, length: length, wireLength: record.wireLength,
-                                  timestamp: record.timestamp, ipv4Offset: reader.linkType.ipv4Offset(record.bytes),
+                                  timestamp: record.timestamp, ipOffset: reader.linkType.ipOffset(record.bytes),
                                   number: reader.recordNumber))
             used += length
         }
@@ -140,10 +142,10 @@ struct ReplayBatch: PacketBatchSource {
 
     func packet(_ index: Int) -> PacketBytes {
         let record = records[index]
-        return frame(index).slice(from: record.ipv4Offset ?? record.length)
+        return frame(index).slice(from: record.ipOffset ?? record.length)
     }
 
-    func entersEngine(_ index: Int) -> Bool { records[index].ipv4Offset != nil }
+    func entersEngine(_ index: Int) -> Bool { records[index].ipOffset != nil }
 
     func meta(_ index: Int) -> PacketMeta {
         PacketMeta(truncated: records[index].wireLength > records[index].length)
@@ -188,14 +190,14 @@ struct ReplaySink: VerdictSink, ~Copyable {
         let record = batch.records[index]
         let frame = batch.frame(index)
         summary.records += 1
-        if verdict == nil { summary.notIPv4 += 1 }
+        if verdict == nil { summary.notIP += 1 }
         if recordVerdicts { summary.verdicts.append(verdict) }
         if verdict?.accepts ?? true {
             try writer?.write(frame, wireLength: record.wireLength, timestamp: record.timestamp,
                               packet: "packet \(record.number) of \(input)")
             summary.written += 1
         }
-        guard engine.unreachable.count > 0, let offset = record.ipv4Offset else { return }
+        guard engine.unreachable.count > 0, let offset = record.ipOffset else { return }
         var answers: [[UInt8]] = []
         let linkType = self.linkType
         engine.unreachable.drain { bytes, _ in

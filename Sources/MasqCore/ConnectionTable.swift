@@ -29,6 +29,37 @@ public struct FlowKey: Hashable, Sendable {
     }
 }
 
+/// The 5-tuple of an IPv6 packet (RFC 8200 addresses), looked up as `FlowKey` is for IPv4.
+public struct FlowKey6: Hashable, Sendable {
+    public var source: IPv6Address
+    public var destination: IPv6Address
+    public var ports: UInt32  // source port << 16 | destination port
+    public var proto: UInt8
+
+    @inlinable public init(source: IPv6Address, destination: IPv6Address, sourcePort: UInt16,
+                           destinationPort: UInt16, proto: IPProtocol) {
+        self.source = source
+        self.destination = destination
+        self.ports = UInt32(sourcePort) << 16 | UInt32(destinationPort)
+        self.proto = proto.rawValue
+    }
+}
+
+/// The IPv6 addresses of an IPv6 entry, in the table's sidecar region (one per slot, touched only by
+/// IPv6 entries, so an IPv4 flow's memory is its 80-byte `Connection` alone). The entry's own 32-bit
+/// address fields hold these addresses' folds (`IPv6Address.folded`).
+public struct ConnectionAddresses6: Sendable, Equatable {
+    public var client: IPv6Address
+    public var virtualAddress: IPv6Address
+    public var server: IPv6Address
+
+    public init(client: IPv6Address, virtualAddress: IPv6Address, server: IPv6Address) {
+        self.client = client
+        self.virtualAddress = virtualAddress
+        self.server = server
+    }
+}
+
 /// One entry of the table: a NAT connection, or a persistence template (IPVS `struct ip_vs_conn`).
 /// Fields are ordered for packing: 80 bytes a connection (see `MemoryLayout<Connection>.stride`).
 public struct Connection: Sendable {
@@ -62,6 +93,8 @@ public struct Connection: Sendable {
     var syncedState: ConnectionState
 
     private static let templateFlag: UInt8 = 1, activeFlag: UInt8 = 2, liveFlag: UInt8 = 4, syncFlag: UInt8 = 8
+    /// An IPv6 entry: its addresses are in the table's sidecar (`ConnectionTable.addresses6`).
+    private static let ipv6Flag: UInt8 = 16
 
     public init(proto: IPProtocol, state: ConnectionState, isTemplate: Bool, countedActive: Bool,
                 client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
@@ -106,6 +139,15 @@ public struct Connection: Sendable {
         get { flag(Self.liveFlag) }
         set { setFlag(Self.liveFlag, newValue) }
     }
+    /// An IPv6 connection or template: `client`, `virtualAddress` and `server` hold only the folds of
+    /// its addresses, which `ConnectionTable.addresses6` gives.
+    public internal(set) var isIPv6: Bool {
+        get { flag(Self.ipv6Flag) }
+        set { setFlag(Self.ipv6Flag, newValue) }
+    }
+    /// Live and IPv4 in one test: the IPv4 lookups' check, which must never accept an IPv6 entry.
+    @inline(__always) var isLiveIPv4: Bool { flags & (Self.liveFlag | Self.ipv6Flag) == Self.liveFlag }
+    @inline(__always) var isLiveIPv6: Bool { flags & (Self.liveFlag | Self.ipv6Flag) == Self.liveFlag | Self.ipv6Flag }
     /// Created by a sync update from a master (IPVS's IP_VS_CONN_F_SYNC, `Origin SYNC` in
     /// /proc/net/ip_vs_conn_sync), not by a packet here; it behaves as any entry once packets arrive.
     public internal(set) var isSynced: Bool {
@@ -174,6 +216,8 @@ public final class ConnectionTable {
     /// Template key → slot.
     let templates: FlowIndex
     let wheel: UnsafeMutablePointer<UInt32>
+    /// The IPv6 addresses of IPv6 entries, by slot (see `ConnectionAddresses6`).
+    let sidecar: UnsafeMutablePointer<ConnectionAddresses6>
     let registry: TableRegistry
     /// The most connections (templates included) the table holds; a new flow beyond it is refused.
     public let capacity: Int
@@ -227,7 +271,7 @@ public final class ConnectionTable {
             (scrubbed, scrubReason, revived) = (pass.scrubbedSlots, pass.firstScrubReason, pass.revivedRecords)
         }
         self.memory = memory
-        (slots, live, freeSlots, index, templates, wheel, registry, capacity) = Self.regions(memory)
+        (slots, live, freeSlots, index, templates, wheel, registry, capacity, sidecar) = Self.regions(memory)
         repairedSlot = repaired
         recountNanoseconds = recount
         (scrubbedSlots, firstScrubReason, revivedRecords) = (scrubbed, scrubReason, revived)
@@ -248,12 +292,13 @@ public final class ConnectionTable {
     /// The regions' views without any check (for the repair pass, before the table is trusted).
     private init(mapping memory: TableMemory) {
         self.memory = memory
-        (slots, live, freeSlots, index, templates, wheel, registry, capacity) = Self.regions(memory)
+        (slots, live, freeSlots, index, templates, wheel, registry, capacity, sidecar) = Self.regions(memory)
     }
 
     private static func regions(_ memory: TableMemory) -> (UnsafeMutablePointer<Connection>, UnsafeMutablePointer<TableLive>,
                                                            UnsafeMutablePointer<UInt32>, FlowIndex, FlowIndex,
-                                                           UnsafeMutablePointer<UInt32>, TableRegistry, Int) {
+                                                           UnsafeMutablePointer<UInt32>, TableRegistry, Int,
+                                                           UnsafeMutablePointer<ConnectionAddresses6>) {
         let l = memory.layout
         let base = memory.base
         let live = memory.live
@@ -267,7 +312,8 @@ public final class ConnectionTable {
         let templates = FlowIndex(memory: base + l.templateIndexOffset, entryCount: l.templateIndexEntries,
                                   seed: memory.templateSeed,
                                   count: (UnsafeMutableRawPointer(live) + templateCountField).assumingMemoryBound(to: Int.self))
-        return (slots, live, free, index, templates, wheel, TableRegistry(memory), l.capacity)
+        let sidecar = (base + l.addresses6Offset).bindMemory(to: ConnectionAddresses6.self, capacity: l.capacity)
+        return (slots, live, free, index, templates, wheel, TableRegistry(memory), l.capacity, sidecar)
     }
 
     /// A table in private anonymous memory.
@@ -279,6 +325,7 @@ public final class ConnectionTable {
     public var isFull: Bool { connectionCount + templateCount >= capacity }
 
     /// Bytes reserved for slab and both indexes (resident as they fill).
+    /// The IPv6 sidecar is not counted: reserved too, but touched only by IPv6 entries.
     public var reservedBytes: Int { capacity * MemoryLayout<Connection>.stride + index.byteCount + templates.byteCount }
 
     // MARK: Journal
@@ -308,12 +355,59 @@ public final class ConnectionTable {
         let used = UInt32(truncatingIfNeeded: slotsUsed)
         return index.find(index.hash(key)) { value in
             let slot = value >> 1
-            return slot < used && slots[Int(slot)].live && slots[Int(slot)].key(value & 1) == key
+            return slot < used && slots[Int(slot)].isLiveIPv4 && slots[Int(slot)].key(value & 1) == key
         }
+    }
+
+    /// The slot and direction of the IPv6 connection a packet with this tuple belongs to.
+    @inline(__always)
+    public func lookup(_ key: FlowKey6) -> (slot: UInt32, direction: FlowDirection)? {
+        guard let value = indexValue(key) else { return nil }
+        return (value >> 1, FlowDirection(rawValue: UInt8(value & 1))!)
+    }
+
+    @inline(__always) func indexValue(_ key: FlowKey6) -> UInt32? {
+        let slots = self.slots
+        let sidecar = self.sidecar
+        let used = UInt32(truncatingIfNeeded: slotsUsed)
+        return index.find(index.hash(key)) { value in
+            let slot = value >> 1
+            return slot < used && slots[Int(slot)].isLiveIPv6
+                && Self.key6(slots[Int(slot)], sidecar[Int(slot)], value & 1) == key
+        }
+    }
+
+    /// An IPv6 entry's key in one direction (0 inbound, 1 outbound), from its sidecar addresses.
+    @inline(__always)
+    static func key6(_ c: Connection, _ a: ConnectionAddresses6, _ direction: UInt32) -> FlowKey6 {
+        direction == 0
+            ? FlowKey6(source: a.client, destination: a.virtualAddress, sourcePort: c.clientPort,
+                       destinationPort: c.virtualPort, proto: c.proto)
+            : FlowKey6(source: a.server, destination: a.client, sourcePort: c.serverPort,
+                       destinationPort: c.clientPort, proto: c.proto)
+    }
+
+    /// The IPv6 addresses of the IPv6 entry in `slot` (meaningless for an IPv4 one).
+    @inline(__always) public func addresses6(_ slot: UInt32) -> ConnectionAddresses6 {
+        assert(Int(slot) < slotsUsed, "slot beyond the slab")
+        return sidecar[Int(slot)]
+    }
+
+    /// The index hash of the entry in `slot`'s key in `direction` (0 inbound, 1 outbound; a template's
+    /// key is its inbound one), of either family: what insert, remove and the repairs hash by.
+    private func entryHash(_ slot: UInt32, _ direction: UInt32, in index: FlowIndex) -> UInt32 {
+        let c = slots[Int(slot)]
+        return c.isIPv6 ? index.hash(Self.key6(c, sidecar[Int(slot)], direction)) : index.hash(c.key(direction))
     }
 
     /// Prefetching ahead of a batch (see `Engine.prefetching`): first the key's index bucket...
     @inline(__always) func prefetchBucket(_ key: FlowKey) -> UInt32 {
+        let hash = index.hash(key)
+        index.prefetch(hash)
+        return hash
+    }
+
+    @inline(__always) public func prefetchBucket(_ key: FlowKey6) -> UInt32 {
         let hash = index.hash(key)
         index.prefetch(hash)
         return hash
@@ -331,20 +425,37 @@ public final class ConnectionTable {
         let slots = self.slots
         let used = UInt32(truncatingIfNeeded: slotsUsed)
         return templates.find(templates.hash(key)) { slot in
-            slot < used && slots[Int(slot)].live && slots[Int(slot)].isTemplate && slots[Int(slot)].templateKey == key
+            slot < used && slots[Int(slot)].isLiveIPv4 && slots[Int(slot)].isTemplate && slots[Int(slot)].templateKey == key
         }
+    }
+
+    /// The IPv6 persistence template for this key (masked client, port 0, VIP, service port).
+    public func template(for key: FlowKey6) -> UInt32? {
+        let slots = self.slots
+        let sidecar = self.sidecar
+        let used = UInt32(truncatingIfNeeded: slotsUsed)
+        return templates.find(templates.hash(key)) { slot in
+            slot < used && slots[Int(slot)].isLiveIPv6 && slots[Int(slot)].isTemplate
+                && Self.key6(slots[Int(slot)], sidecar[Int(slot)], 0) == key
+        }
+    }
+
+    /// The slot the template index answers for the template in `slot`'s own key.
+    private func currentTemplate(keyOf slot: UInt32) -> UInt32? {
+        let c = slots[Int(slot)]
+        return c.isIPv6 ? template(for: Self.key6(c, sidecar[Int(slot)], 0)) : template(for: c.templateKey)
     }
 
     /// Whether the template in `slot` still answers lookups for its key (not invalidated, see
     /// `invalidateTemplate`): a replaced one only waits for its connections to end.
-    public func isCurrentTemplate(_ slot: UInt32) -> Bool { isLive(slot) && template(for: slots[Int(slot)].templateKey) == slot }
+    public func isCurrentTemplate(_ slot: UInt32) -> Bool { isLive(slot) && currentTemplate(keyOf: slot) == slot }
 
     /// IPVS `ip_vs_check_template` failing: the template no longer answers lookups (a fresh one can be
     /// made for the same client), but stays until the connections it controls are gone.
     public func invalidateTemplate(_ slot: UInt32) {
-        let key = slots[Int(slot)].templateKey
+        let hash = entryHash(slot, 0, in: templates)
         begin(.invalidate, slot)
-        templates.remove(templates.hash(key), slot)
+        templates.remove(hash, slot)
         end()
     }
 
@@ -386,7 +497,8 @@ public final class ConnectionTable {
         return nil
     }
 
-    /// Adds a connection (or template) and arms its expiry; nil when the table is full or a key is taken.
+    /// Adds an IPv4 connection (or template) and arms its expiry; nil when the table is full or a key is
+    /// taken.
     public func insert(_ connection: Connection) -> UInt32? {
         guard !isFull else { return nil }
         if connection.isTemplate {
@@ -396,6 +508,33 @@ public final class ConnectionTable {
                   connection.inboundKey != connection.outboundKey else { return nil }
             guard connection.controller == Self.noSlot || isLive(connection.controller) else { return nil }
         }
+        var entry = connection
+        entry.isIPv6 = false
+        return place(entry, addresses: nil)
+    }
+
+    /// Adds an IPv6 connection (or template) with its addresses; `connection`'s own address fields are
+    /// overwritten with their folds. nil when the table is full or a key is taken.
+    public func insert(_ connection: Connection, addresses a: ConnectionAddresses6) -> UInt32? {
+        guard !isFull else { return nil }
+        var entry = connection
+        entry.isIPv6 = true
+        entry.client = IPv4Address(rawValue: a.client.folded)
+        entry.virtualAddress = IPv4Address(rawValue: a.virtualAddress.folded)
+        entry.server = IPv4Address(rawValue: a.server.folded)
+        let inbound = Self.key6(entry, a, 0)
+        if entry.isTemplate {
+            guard template(for: inbound) == nil else { return nil }
+        } else {
+            let outbound = Self.key6(entry, a, 1)
+            guard indexValue(inbound) == nil, indexValue(outbound) == nil, inbound != outbound else { return nil }
+            guard entry.controller == Self.noSlot || isLive(entry.controller) else { return nil }
+        }
+        return place(entry, addresses: a)
+    }
+
+    /// Takes a slot for a checked entry, writes it (and its IPv6 addresses), indexes it and links it.
+    private func place(_ connection: Connection, addresses: ConnectionAddresses6?) -> UInt32? {
         var entry = connection
         entry.live = true
         let slot: UInt32
@@ -410,15 +549,18 @@ public final class ConnectionTable {
             return nil
         }
         begin(.insert, slot)
+        // The addresses first: a kill between the two leaves a sidecar nobody reads (the slot is dead).
+        if let addresses { sidecar[Int(slot)] = addresses }
         slots[Int(slot)] = entry
         let indexed: Bool
         if entry.isTemplate {
-            indexed = templates.insert(templates.hash(entry.templateKey), slot)
+            indexed = templates.insert(entryHash(slot, 0, in: templates), slot)
         } else {
             let inbound = slot << 1 | UInt32(FlowDirection.inbound.rawValue)
-            indexed = index.insert(index.hash(entry.inboundKey), inbound)
-                && index.insert(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
-            if !indexed { index.remove(index.hash(entry.inboundKey), inbound) }
+            let inboundHash = entryHash(slot, 0, in: index)
+            indexed = index.insert(inboundHash, inbound)
+                && index.insert(entryHash(slot, 1, in: index), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
+            if !indexed { index.remove(inboundHash, inbound) }
         }
         guard indexed else {
             // Only an inconsistent adopted index is full before the table is: refuse, change nothing.
@@ -601,11 +743,11 @@ public final class ConnectionTable {
     private func removeUnlinked(_ slot: UInt32) {
         let entry = slots[Int(slot)]
         if entry.isTemplate {
-            templates.remove(templates.hash(entry.templateKey), slot)
+            templates.remove(entryHash(slot, 0, in: templates), slot)
             templateCount -= 1
         } else {
-            index.remove(index.hash(entry.inboundKey), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
-            index.remove(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
+            index.remove(entryHash(slot, 0, in: index), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
+            index.remove(entryHash(slot, 1, in: index), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
             connectionCount -= 1
             if entry.controller != Self.noSlot && isLive(entry.controller) && slots[Int(entry.controller)].controlled > 0 {
                 slots[Int(entry.controller)].controlled -= 1
@@ -647,7 +789,7 @@ public final class ConnectionTable {
                 free += 1
                 continue
             }
-            if let problem = check(c) {
+            if let problem = check(c, slot: UInt32(i)) {
                 scrubbedSlots += 1
                 if firstScrubReason == nil { firstScrubReason = "slot \(i): \(problem)" }
                 scrub(UInt32(i), .remove)  // changes the liveness of slot i alone
@@ -660,7 +802,7 @@ public final class ConnectionTable {
                 templateEntries += 1
                 slots[i].controlled = 0
                 d.pointee.persistentConnections += 1
-                if templates.contains(templates.hash(c.templateKey), UInt32(i)) { currentTemplates += 1 }
+                if templates.contains(entryHash(UInt32(i), 0, in: templates), UInt32(i)) { currentTemplates += 1 }
             } else {
                 connections += 1
                 if c.countedActive { d.pointee.activeConnections += 1 } else { d.pointee.inactiveConnections += 1 }
@@ -683,7 +825,7 @@ public final class ConnectionTable {
 
     /// What makes a live entry impossible, or nil. A freed record the entry still describes is revived
     /// (only once the whole entry checks out, so a scrubbed one revives nothing).
-    private func check(_ c: Connection) -> String? {
+    private func check(_ c: Connection, slot: UInt32) -> String? {
         switch c.proto {
         case .tcp: guard c.state.rawValue <= ConnectionState.synAck.rawValue else { return "bad TCP state \(c.state.rawValue)" }
         case .udp: guard c.state == .udp || (c.isTemplate && c.state == .none) else { return "bad UDP state \(c.state.rawValue)" }
@@ -694,7 +836,9 @@ public final class ConnectionTable {
         let reviveService = service.pointee.inUse == 0
         if reviveService {
             let r = service.pointee
-            guard r.proto == c.proto.rawValue, r.address == c.virtualAddress.rawValue, r.port == c.virtualPort || r.port == 0 else {
+            guard r.proto == c.proto.rawValue, r.isIPv6 == c.isIPv6,
+                  c.isIPv6 ? r.address6 == sidecar[Int(slot)].virtualAddress : r.address == c.virtualAddress.rawValue,
+                  r.port == c.virtualPort || r.port == 0 else {
                 return "service id \(c.serviceID) has no record"
             }
         }
@@ -703,7 +847,9 @@ public final class ConnectionTable {
         if reviveDestination {
             let r = d.pointee
             // A template's port is the service's (0 for a port-0 service's real server): not compared.
-            guard r.proto == c.proto.rawValue, r.address == c.server.rawValue, r.serviceID == c.serviceID,
+            guard r.proto == c.proto.rawValue, r.isIPv6 == c.isIPv6,
+                  c.isIPv6 ? r.address6 == sidecar[Int(slot)].server : r.address == c.server.rawValue,
+                  r.serviceID == c.serviceID,
                   c.isTemplate || r.port == c.serverPort || r.port == 0 else {
                 return "real server id \(c.destinationID) has no record"
             }
@@ -740,15 +886,15 @@ public final class ConnectionTable {
         case .none:
             return
         case .invalidate:
-            if tracked { templates.remove(templates.hash(entry.templateKey), slot) }
+            if tracked { templates.remove(entryHash(slot, 0, in: templates), slot) }
         case .relink:
             unlink(slot)
             if entry.live { link(slot) }
         case .insert, .remove:
             if tracked {
-                index.remove(index.hash(entry.inboundKey), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
-                index.remove(index.hash(entry.outboundKey), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
-                templates.remove(templates.hash(entry.templateKey), slot)
+                index.remove(entryHash(slot, 0, in: index), slot << 1 | UInt32(FlowDirection.inbound.rawValue))
+                index.remove(entryHash(slot, 1, in: index), slot << 1 | UInt32(FlowDirection.outbound.rawValue))
+                templates.remove(entryHash(slot, 0, in: templates), slot)
             }
             unlink(slot)
             if Int(entry.wheelBucket) >= Self.wheelSize && entry.wheelPrev == Self.noSlot {

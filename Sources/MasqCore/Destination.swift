@@ -65,8 +65,9 @@ public final class Destination {
     convenience init(id: UInt32, in memory: TableMemory, address: IPAddress, port: UInt16, weight: Int32,
                      serviceID: UInt32, proto: IPProtocol) {
         let record = TableRegistry(memory).destinations + Int(id)
-        record.pointee = DestinationRecord(inUse: 1, inService: 1, port: port, proto: proto.rawValue, reserved: (0, 0, 0),
-                                           address: address.v4?.rawValue ?? 0,
+        record.pointee = DestinationRecord(inUse: 1, inService: 1, port: port, proto: proto.rawValue,
+                                           family: address.isIPv6 ? 6 : 0, reserved: (0, 0),
+                                           address: address.v4?.rawValue ?? 0, address6: address.v6 ?? .unspecified,
                                            serviceID: serviceID, activeConnections: 0, inactiveConnections: 0,
                                            persistentConnections: 0, stats: TrafficCounters())
         self.init(adopting: id, in: memory, weight: weight)
@@ -79,7 +80,7 @@ public final class Destination {
         self.id = id
         self.record = record
         self.memory = memory
-        address = .v4(IPv4Address(rawValue: record.pointee.address))
+        address = record.pointee.ipAddress
         address4 = address.v4 ?? IPv4Address(rawValue: 0)
         address6 = address.v6 ?? .unspecified
         port = record.pointee.port

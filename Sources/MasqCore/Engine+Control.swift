@@ -79,14 +79,17 @@ extension Engine {
         for id in dropped { releaseServiceIfUnused(id) }
         virtualAddresses = Set(ordered.compactMap { s in s.key.address.v4.map { UInt64(s.key.proto.rawValue) << 32 | UInt64($0.rawValue) } })
         realAddresses = Set(ordered.flatMap { $0.destinations.compactMap(\.address.v4?.rawValue) })
+        virtualAddresses6 = Set(ordered.compactMap { s in s.key.address.v6.map { VirtualAddress6(proto: s.key.proto, address: $0) } })
+        realAddresses6 = Set(ordered.flatMap { $0.destinations.compactMap(\.address.v6) })
     }
 
     /// The lowest free service record, initialised for `key`; nil when the registry is full.
     private func newServiceID(_ key: ServiceKey) -> UInt32? {
         guard let id = registry.freeServiceID() else { return nil }
         registry.services[Int(id)] = ServiceRecord(inUse: 1, inService: 1, port: key.port, proto: key.proto.rawValue,
-                                                   reserved: (0, 0, 0), address: key.address.v4?.rawValue ?? 0,
-                                                   stats: TrafficCounters())
+                                                   family: key.address.isIPv6 ? 6 : 0, reserved: (0, 0),
+                                                   address: key.address.v4?.rawValue ?? 0,
+                                                   address6: key.address.v6 ?? .unspecified, stats: TrafficCounters())
         return id
     }
 
@@ -129,7 +132,7 @@ extension Engine {
         var adopted: [ServiceKey: UInt32] = [:]
         for id in 0..<registry.capacity where registry.services[id].inUse != 0 && registry.services[id].inService != 0 {
             let r = registry.services[id]
-            adopted[ServiceKey(proto: IPProtocol(rawValue: r.proto), address: IPv4Address(rawValue: r.address), port: r.port)] = UInt32(id)
+            adopted[ServiceKey(proto: IPProtocol(rawValue: r.proto), address: r.ipAddress, port: r.port)] = UInt32(id)
         }
         var rebuilt: [Destination?] = []
         var inService = Set<UInt32>()
@@ -219,7 +222,9 @@ extension Engine {
     public func flowRecords() -> [FlowRecord] {
         var records: [FlowRecord] = []
         records.reserveCapacity(table.connectionCount + table.templateCount)
-        table.forEachLive { _, c in records.append(FlowRecord(c, now: now)) }
+        table.forEachLive { slot, c in
+            records.append(FlowRecord(c, addresses6: c.isIPv6 ? table.addresses6(slot) : nil, now: now))
+        }
         return records
     }
 }

@@ -25,6 +25,9 @@ public final class Engine {
     /// `proto << 32 | address` of every VIP, for fragments and malformed packets that have no ports.
     var virtualAddresses: Set<UInt64> = []
     var realAddresses: Set<UInt32> = []
+    /// The same for IPv6 services: each VIP with its protocol, and every real server's address.
+    var virtualAddresses6: Set<VirtualAddress6> = []
+    var realAddresses6: Set<IPv6Address> = []
     /// Real servers by id; a removed one stays until its last connection ends, then its slot is nil.
     public internal(set) var destinations: [Destination?] = []
     /// ipvsadm `--stats` of each service, by service id (a removed service's connections still count),
@@ -119,6 +122,12 @@ public final class Engine {
         isShutDown = true
         table.memory.markClean()
     }
+}
+
+/// An IPv6 VIP with its protocol, for `Engine.virtualAddresses6`.
+struct VirtualAddress6: Hashable {
+    var proto: IPProtocol
+    var address: IPv6Address
 }
 
 /// What `Engine(configuration:memory:)` found in an adopted table (the daemon logs it).

@@ -3,10 +3,10 @@
 /// commas; an address term may carry a port (`ADDR:PORT`) or not (any port).
 public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
     public struct Endpoint: Equatable, Sendable {
-        public var address: IPv4Address
+        public var address: IPAddress
         public var port: UInt16?
 
-        func matches(_ a: IPv4Address, _ p: UInt16?) -> Bool {
+        func matches(_ a: IPAddress, _ p: UInt16?) -> Bool {
             a == address && (port == nil || p == nil || port == p)
         }
     }
@@ -31,13 +31,8 @@ public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
             }
             let value = String(parts[1])
             func endpoint() throws(ParseError) -> Endpoint {
-                let pieces = value.split(separator: ":", omittingEmptySubsequences: false)
-                guard pieces.count <= 2, let address = IPv4Address(pieces[0]) else {
-                    throw ParseError(description: "filter term '\(term)': '\(value)' is not an IPv4 address[:port]")
-                }
-                guard pieces.count == 2 else { return Endpoint(address: address, port: nil) }
-                guard let port = UInt16(pieces[1]) else {
-                    throw ParseError(description: "filter term '\(term)': '\(pieces[1])' is not a port")
+                guard let (address, port) = IPAddress.endpoint(Substring(value)) else {
+                    throw ParseError(description: "filter term '\(term)': '\(value)' is not ADDRESS[:PORT] or [IPV6][:PORT]")
                 }
                 return Endpoint(address: address, port: port)
             }
@@ -73,12 +68,17 @@ public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
 
     public var isEmpty: Bool { self == FlowFilter() }
 
+    /// Whether the filter selects an IPv4 entry (an IPv6 one: `matches(_: FlowRecord)`).
     public func matches(_ c: Connection) -> Bool {
-        if let proto, c.proto != proto { return false }
-        if let client, !client.matches(c.client, c.clientPort) { return false }
-        if let virtual, !virtual.matches(c.virtualAddress, c.virtualPort) { return false }
-        if let server, !server.matches(c.server, c.serverPort) { return false }
-        if let state, c.state.description != state { return false }
+        matches(FlowRecord(c, now: 0))
+    }
+
+    public func matches(_ r: FlowRecord) -> Bool {
+        if let proto, r.proto != proto { return false }
+        if let client, !client.matches(r.client, r.clientPort) { return false }
+        if let virtual, !virtual.matches(r.virtualAddress, r.virtualPort) { return false }
+        if let server, !server.matches(r.server, r.serverPort) { return false }
+        if let state, r.state.description != state { return false }
         return true
     }
 
@@ -86,6 +86,12 @@ public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
     /// engine has looked it up: inbound packets carry client → VIP, outbound real server → client.
     /// Ports are nil for packets without them (ICMP), which then match on addresses alone.
     public func mayMatchPacket(source: IPv4Address, sourcePort: UInt16?, destination: IPv4Address,
+                               destinationPort: UInt16?, proto packetProto: IPProtocol) -> Bool {
+        mayMatchPacket(source: .v4(source), sourcePort: sourcePort, destination: .v4(destination),
+                       destinationPort: destinationPort, proto: packetProto)
+    }
+
+    public func mayMatchPacket(source: IPAddress, sourcePort: UInt16?, destination: IPAddress,
                                destinationPort: UInt16?, proto packetProto: IPProtocol) -> Bool {
         if let proto, packetProto != proto && packetProto != .icmp { return false }
         // An inbound packet does not show the real server, nor an outbound one the VIP: those terms
@@ -103,7 +109,7 @@ public struct FlowFilter: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         var terms: [String] = []
         if let proto { terms.append("proto=\(proto == .tcp ? "tcp" : "udp")") }
-        func show(_ e: Endpoint) -> String { e.port.map { "\(e.address):\($0)" } ?? "\(e.address)" }
+        func show(_ e: Endpoint) -> String { e.port.map { e.address.endpoint($0) } ?? "\(e.address)" }
         if let client { terms.append("client=\(show(client))") }
         if let virtual { terms.append("vip=\(show(virtual))") }
         if let server { terms.append("rs=\(show(server))") }
@@ -117,8 +123,9 @@ extension Engine {
     public func flowRecords(matching filter: FlowFilter) -> [FlowRecord] {
         if filter.isEmpty { return flowRecords() }
         var records: [FlowRecord] = []
-        table.forEachLive { _, c in
-            if filter.matches(c) { records.append(FlowRecord(c, now: now)) }
+        table.forEachLive { slot, c in
+            let record = FlowRecord(c, addresses6: c.isIPv6 ? table.addresses6(slot) : nil, now: now)
+            if filter.matches(record) { records.append(record) }
         }
         return records
     }

@@ -52,6 +52,21 @@ struct FlowIndex {
         return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }
 
+    /// The same mixing over an IPv6 tuple's 296 bits: each address's halves folded in turn.
+    @inline(__always) func hash(_ key: FlowKey6) -> UInt32 {
+        var h = key.source.high ^ seed
+        h = (h ^ (h >> 32)) &* 0xd6e8_feb8_6659_fd93
+        h ^= key.source.low
+        h = (h ^ (h >> 32)) &* 0xd6e8_feb8_6659_fd93
+        h ^= key.destination.high
+        h = (h ^ (h >> 32)) &* 0xd6e8_feb8_6659_fd93
+        h ^= key.destination.low
+        h = (h ^ (h >> 32)) &* 0xd6e8_feb8_6659_fd93
+        h ^= UInt64(key.ports) << 8 | UInt64(key.proto)
+        h = (h ^ (h >> 32)) &* 0xd6e8_feb8_6659_fd93
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
+    }
+
     /// The value of the entry with this hash whose key `matches` confirms.
     /// At most `size` probes: an adopted index full of entries ends the search instead of spinning.
     @inline(__always) func find(_ hash: UInt32, _ matches: (UInt32) -> Bool) -> UInt32? {

@@ -13,11 +13,12 @@
 /// kernel's /proc/net/ip_vs_conn_sync); every other line is as it has always been.
 public struct FlowRecord: Equatable, Sendable, Codable {
     public var proto: IPProtocol
-    public var client: IPv4Address
+    /// All three of one family.
+    public var client: IPAddress
     public var clientPort: UInt16
-    public var virtualAddress: IPv4Address
+    public var virtualAddress: IPAddress
     public var virtualPort: UInt16
-    public var server: IPv4Address
+    public var server: IPAddress
     public var serverPort: UInt16
     public var state: ConnectionState
     /// Whole seconds left before the entry expires (what `ipvsadm -L -c` shows as mm:ss).
@@ -32,6 +33,16 @@ public struct FlowRecord: Equatable, Sendable, Codable {
 
     public init(proto: IPProtocol, client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address,
                 virtualPort: UInt16, server: IPv4Address, serverPort: UInt16, state: ConnectionState,
+                expiresIn: Int64, isTemplate: Bool, packetsIn: UInt64 = 0, packetsOut: UInt64 = 0,
+                bytesIn: UInt64 = 0, bytesOut: UInt64 = 0, isSynced: Bool = false) {
+        self.init(proto: proto, client: .v4(client), clientPort: clientPort, virtualAddress: .v4(virtualAddress),
+                  virtualPort: virtualPort, server: .v4(server), serverPort: serverPort, state: state,
+                  expiresIn: expiresIn, isTemplate: isTemplate, packetsIn: packetsIn, packetsOut: packetsOut,
+                  bytesIn: bytesIn, bytesOut: bytesOut, isSynced: isSynced)
+    }
+
+    public init(proto: IPProtocol, client: IPAddress, clientPort: UInt16, virtualAddress: IPAddress,
+                virtualPort: UInt16, server: IPAddress, serverPort: UInt16, state: ConnectionState,
                 expiresIn: Int64, isTemplate: Bool, packetsIn: UInt64 = 0, packetsOut: UInt64 = 0,
                 bytesIn: UInt64 = 0, bytesOut: UInt64 = 0, isSynced: Bool = false) {
         self.proto = proto
@@ -51,9 +62,13 @@ public struct FlowRecord: Equatable, Sendable, Codable {
         self.isSynced = isSynced
     }
 
-    public init(_ c: Connection, now: Int64) {
-        self.init(proto: c.proto, client: c.client, clientPort: c.clientPort, virtualAddress: c.virtualAddress,
-                  virtualPort: c.virtualPort, server: c.server, serverPort: c.serverPort, state: c.state,
+    /// The record of an entry; an IPv6 entry's addresses are its sidecar's (`ConnectionTable.addresses6`).
+    public init(_ c: Connection, addresses6: ConnectionAddresses6? = nil, now: Int64) {
+        let a = c.isIPv6 ? addresses6 : nil
+        self.init(proto: c.proto, client: a.map { .v6($0.client) } ?? .v4(c.client), clientPort: c.clientPort,
+                  virtualAddress: a.map { .v6($0.virtualAddress) } ?? .v4(c.virtualAddress),
+                  virtualPort: c.virtualPort, server: a.map { .v6($0.server) } ?? .v4(c.server),
+                  serverPort: c.serverPort, state: c.state,
                   expiresIn: max(0, (c.expires &- now) / ConnectionTable.nanosPerTick), isTemplate: c.isTemplate,
                   packetsIn: UInt64(c.packetsIn), packetsOut: UInt64(c.packetsOut), bytesIn: c.bytesIn,
                   bytesOut: c.bytesOut, isSynced: c.isSynced)
@@ -80,10 +95,11 @@ public struct FlowRecord: Equatable, Sendable, Codable {
     }
 
     /// A JSON object on one line, keys in the schema's fixed order (stable for diffs and golden files).
-    /// No value needs escaping: addresses, ports, state names and numbers only.
+    /// No value needs escaping: addresses, ports, state names and numbers only. An IPv6 endpoint is
+    /// bracketed (`[2001:2::12]:40000`), as ipvsadm prints one.
     public var jsonLine: String {
-        "{\"proto\":\"\(protoName)\",\"client\":\"\(client):\(clientPort)\","
-            + "\"vip\":\"\(virtualAddress):\(virtualPort)\",\"real_server\":\"\(server):\(serverPort)\","
+        "{\"proto\":\"\(protoName)\",\"client\":\"\(client.endpoint(clientPort))\","
+            + "\"vip\":\"\(virtualAddress.endpoint(virtualPort))\",\"real_server\":\"\(server.endpoint(serverPort))\","
             + "\"state\":\"\(state)\",\"expires\":\(expiresIn),\"template\":\(isTemplate),"
             + "\"packets_in\":\(packetsIn),\"packets_out\":\(packetsOut),"
             + "\"bytes_in\":\(bytesIn),\"bytes_out\":\(bytesOut)"
@@ -104,9 +120,9 @@ public struct FlowRecord: Equatable, Sendable, Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(protoName, forKey: .proto)
-        try c.encode("\(client):\(clientPort)", forKey: .client)
-        try c.encode("\(virtualAddress):\(virtualPort)", forKey: .vip)
-        try c.encode("\(server):\(serverPort)", forKey: .realServer)
+        try c.encode(client.endpoint(clientPort), forKey: .client)
+        try c.encode(virtualAddress.endpoint(virtualPort), forKey: .vip)
+        try c.encode(server.endpoint(serverPort), forKey: .realServer)
         try c.encode(state.description, forKey: .state)
         try c.encode(expiresIn, forKey: .expires)
         try c.encode(isTemplate, forKey: .template)
@@ -122,13 +138,12 @@ public struct FlowRecord: Equatable, Sendable, Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        func endpoint(_ key: CodingKeys) throws -> (IPv4Address, UInt16) {
+        func endpoint(_ key: CodingKeys) throws -> (IPAddress, UInt16) {
             let text = try c.decode(String.self, forKey: key)
-            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, let address = IPv4Address(parts[0]), let port = UInt16(parts[1]) else {
+            guard let parsed = IPAddress.endpoint(Substring(text)), let port = parsed.port else {
                 throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(text)' is not ADDRESS:PORT")
             }
-            return (address, port)
+            return (parsed.address, port)
         }
         switch try c.decode(String.self, forKey: .proto) {
         case "tcp": proto = .tcp

@@ -32,7 +32,7 @@ public struct TableMemoryError: Error, CustomStringConvertible {
 public final class TableMemory {
     /// The layout this build reads; bump on any change to the header, the records or `Connection`
     /// (the fingerprint catches a forgotten bump for the structs it hashes).
-    static let layoutVersion: UInt32 = 2
+    static let layoutVersion: UInt32 = 3
     static let magic: UInt64 = 0x0042_4154_5153_414D  // "MASQTAB\0" little-endian
     /// Records per registry (services, real servers): ids stay below it.
     public static let registryCapacity = 1 << 16
@@ -445,6 +445,8 @@ struct TableLayout: Equatable {
     let flowIndexOffset: Int
     let flowIndexEntries: Int
     let slabOffset: Int
+    /// The IPv6 entries' addresses (`ConnectionAddresses6`), one per slot, after the slab.
+    let addresses6Offset: Int
     let totalSize: Int
 
     init(capacity: Int, registryCapacity: Int) {
@@ -460,7 +462,8 @@ struct TableLayout: Equatable {
         flowIndexOffset = align(templateIndexOffset + templateIndexEntries * FlowIndex.entryStride)
         flowIndexEntries = FlowIndex.entryCount(forMaximumCount: capacity * 2)
         slabOffset = align(flowIndexOffset + flowIndexEntries * FlowIndex.entryStride)
-        totalSize = align(slabOffset + capacity * MemoryLayout<Connection>.stride)
+        addresses6Offset = align(slabOffset + capacity * MemoryLayout<Connection>.stride)
+        totalSize = align(addresses6Offset + capacity * MemoryLayout<ConnectionAddresses6>.stride)
     }
 
     /// A hash of every struct the file holds, field by field: a build whose `Connection` or records
@@ -482,6 +485,7 @@ struct TableLayout: Equatable {
                        \Connection.state, \Connection.flags, \Connection.syncedState] as [PartialKeyPath<Connection>] {
             mix(MemoryLayout<Connection>.offset(of: offset))
         }
+        mix(MemoryLayout<ConnectionAddresses6>.stride)
         mix(MemoryLayout<ServiceRecord>.stride)
         mix(MemoryLayout<DestinationRecord>.stride)
         mix(MemoryLayout<TrafficCounters>.stride)
@@ -491,11 +495,11 @@ struct TableLayout: Equatable {
         mix(MemoryLayout<DestinationRecord>.offset(of: \DestinationRecord.stats))
         mix(MemoryLayout<DestinationRecord>.offset(of: \DestinationRecord.persistentConnections))
         for offset in [\DestinationRecord.inUse, \DestinationRecord.inService, \DestinationRecord.port, \DestinationRecord.proto,
-                       \DestinationRecord.address, \DestinationRecord.serviceID] as [PartialKeyPath<DestinationRecord>] {
+                       \DestinationRecord.address, \DestinationRecord.serviceID, \DestinationRecord.family, \DestinationRecord.address6] as [PartialKeyPath<DestinationRecord>] {
             mix(MemoryLayout<DestinationRecord>.offset(of: offset))
         }
         for offset in [\ServiceRecord.inUse, \ServiceRecord.inService, \ServiceRecord.port, \ServiceRecord.proto,
-                       \ServiceRecord.address] as [PartialKeyPath<ServiceRecord>] {
+                       \ServiceRecord.address, \ServiceRecord.family, \ServiceRecord.address6] as [PartialKeyPath<ServiceRecord>] {
             mix(MemoryLayout<ServiceRecord>.offset(of: offset))
         }
         mix(FlowIndex.entryStride)

@@ -6,9 +6,16 @@ struct ServiceRecord {
     var inService: UInt8
     var port: UInt16
     var proto: UInt8
-    var reserved: (UInt8, UInt8, UInt8)
+    /// 6 for an IPv6 service (its address in `address6`), 0 for IPv4 (in `address`).
+    var family: UInt8
+    var reserved: (UInt8, UInt8)
     var address: UInt32
+    var address6: IPv6Address
     var stats: TrafficCounters
+
+    var isIPv6: Bool { family == 6 }
+    /// The service's address, of its family.
+    var ipAddress: IPAddress { isIPv6 ? .v6(address6) : .v4(IPv4Address(rawValue: address)) }
 }
 
 /// A real server's record (IPVS `struct ip_vs_dest`'s counts and stats): connections name it by id, so
@@ -21,13 +28,19 @@ struct DestinationRecord {
     var inService: UInt8
     var port: UInt16
     var proto: UInt8
-    var reserved: (UInt8, UInt8, UInt8)
+    /// 6 for an IPv6 real server (its address in `address6`), 0 for IPv4 (in `address`).
+    var family: UInt8
+    var reserved: (UInt8, UInt8)
     var address: UInt32
+    var address6: IPv6Address
     var serviceID: UInt32
     var activeConnections: Int32
     var inactiveConnections: Int32
     var persistentConnections: Int32
     var stats: TrafficCounters
+
+    var isIPv6: Bool { family == 6 }
+    var ipAddress: IPAddress { isIPv6 ? .v6(address6) : .v4(IPv4Address(rawValue: address)) }
 }
 
 /// The service and real-server records of a `TableMemory`: ids index them, a freed id is reused

@@ -76,7 +76,7 @@ import Testing
             ("state\n", "not valid JSON"),  // the old text protocol
             (#"{"command":"reboot"}"#, "unknown command 'reboot'"),
             (#"{"filter":"vip=198.18.0.1"}"#, "'command' is missing"),
-            (#"{"command":"flows","filter":"vip=198.18.0.300"}"#, "is not an IPv4 address"),
+            (#"{"command":"flows","filter":"vip=198.18.0.300"}"#, "is not ADDRESS[:PORT]"),
             (#"{"command":"flows","filter":"state=FOO"}"#, "unknown state"),
             (#"{"command":"apply","arguments":["-a","-t","198.18.0.1:80","-r","198.19.0.201","-g"]}"#, "NAT mode only"),
             (#"{"command":"apply","arguments":"-C"}"#, "expected"),

@@ -13,7 +13,7 @@ import Testing
         var frames: [UnsafeMutableRawBufferPointer] = []
         var wireLengths: [Int] = []
         var timestamps: [Int64] = []
-        var ipv4Offsets: [Int?] = []
+        var ipOffsets: [Int?] = []
 
         init(path: String) throws {
             var reader = try CaptureReader(path: path)
@@ -23,14 +23,14 @@ import Testing
                 frames.append(frame)
                 wireLengths.append(record.wireLength)
                 timestamps.append(record.timestamp)
-                ipv4Offsets.append(reader.linkType.ipv4Offset(record.bytes))
+                ipOffsets.append(reader.linkType.ipOffset(record.bytes))
             }
         }
 
         deinit { frames.forEach { $0.deallocate() } }
 
         func packet(_ i: Int) -> PacketBytes {
-            PacketBytes(frames[i]).slice(from: ipv4Offsets[i] ?? frames[i].count)
+            PacketBytes(frames[i]).slice(from: ipOffsets[i] ?? frames[i].count)
         }
         func meta(_ i: Int) -> PacketMeta { PacketMeta(truncated: wireLengths[i] > frames[i].count) }
     }
@@ -41,7 +41,7 @@ import Testing
         let range: Range<Int>
         var count: Int { range.count }
         func packet(_ index: Int) -> PacketBytes { capture.packet(range.lowerBound + index) }
-        func entersEngine(_ index: Int) -> Bool { capture.ipv4Offsets[range.lowerBound + index] != nil }
+        func entersEngine(_ index: Int) -> Bool { capture.ipOffsets[range.lowerBound + index] != nil }
         func meta(_ index: Int) -> PacketMeta { capture.meta(range.lowerBound + index) }
         func time(_ index: Int) -> Int64 { capture.timestamps[range.lowerBound + index] }
     }
@@ -86,7 +86,7 @@ import Testing
         var outcomes: [Outcome] = []
         for i in capture.frames.indices {
             var verdict: Verdict?
-            if capture.ipv4Offsets[i] != nil {
+            if capture.ipOffsets[i] != nil {
                 verdict = engine.process(capture.packet(i), meta: capture.meta(i), now: capture.timestamps[i])
             } else {
                 engine.advanceClock(to: capture.timestamps[i])

@@ -185,6 +185,28 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `ADDRESS`, `ADDRESS:PORT`, `[IPV6]`, `[IPV6]:PORT` or a bare IPv6 address (no port then): the
+    /// endpoints masq's tools print and read back. nil for anything else.
+    public static func endpoint(_ text: Substring) -> (address: IPAddress, port: UInt16?)? {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), let a = IPv6Address(text[text.index(after: text.startIndex)..<close]) else {
+                return nil
+            }
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty { return (.v6(a), nil) }
+            guard rest.hasPrefix(":"), let port = UInt16(rest.dropFirst()), rest.count > 1 else { return nil }
+            return (.v6(a), port)
+        }
+        if text.contains("."), !text.contains("::") {
+            let pieces = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard pieces.count <= 2, let a = IPv4Address(pieces[0]) else { return nil }
+            guard pieces.count == 2 else { return (.v4(a), nil) }
+            guard let port = UInt16(pieces[1]), !pieces[1].isEmpty, pieces[1].allSatisfy(\.isASCII) else { return nil }
+            return (.v4(a), port)
+        }
+        return IPv6Address(text).map { (.v6($0), nil) }
+    }
+
     /// A 32-bit value of the address for hashing: the IPv4 address itself, an IPv6 address's fold.
     public var hashWord: UInt32 {
         switch self {
