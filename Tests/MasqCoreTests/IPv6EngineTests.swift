@@ -298,7 +298,8 @@ let packetCases6: [PacketCase] = [
             (w61c.tcp(8080, 40000, flags: [.syn, .ack], seq: 5000, ack: 1001), .rewritten(.outbound), .synRecv),
             (c2v6.tcp(40000, 80, flags: .ack, seq: 1001, ack: 5001), .rewritten(.inbound), .established),
             (w61c.tcp(8080, 40000, flags: .ack, seq: 5001, ack: 1001, payload: bigPayload), .rewritten(.outbound), .established),
-            (c2v6.tcp(40000, 80, flags: [.fin, .ack], seq: 1001, ack: 5061), .rewritten(.inbound), .finWait),
+            // IPVS's tables: the client's FIN in ESTABLISHED is CLOSE_WAIT, the server's then TIME_WAIT.
+            (c2v6.tcp(40000, 80, flags: [.fin, .ack], seq: 1001, ack: 5061), .rewritten(.inbound), .closeWait),
             (w61c.tcp(8080, 40000, flags: [.fin, .ack], seq: 5061, ack: 1002), .rewritten(.outbound), .timeWait),
         ]
         let key = FlowKey6(source: client6, destination: vip6, sourcePort: 40000, destinationPort: 80, proto: .tcp)
@@ -330,10 +331,13 @@ let packetCases6: [PacketCase] = [
         #expect(v == .rewritten(.inbound) && out == c2w62.tcp(40000, 8080, flags: .syn))
     }
 
-    /// The client's RST closes the connection (CLOSE, 10 s), which then expires.
+    /// The client's RST closes an established connection (CLOSE, 10 s), which then expires.
     @Test func anRSTClosesAndTheConnectionExpires() throws {
         let engine = Engine(configuration: rules6)
         _ = run(engine, syn6, at: 0)
+        _ = run(engine, w61c.tcp(8080, 40000, flags: [.syn, .ack], seq: 5000, ack: 1001), at: 0)
+        _ = run(engine, c2v6.tcp(40000, 80, flags: .ack, seq: 1001, ack: 5001), at: 0)
+        #expect(engine.destinations[0]?.activeConnections == 1)
         #expect(run(engine, c2v6.tcp(40000, 80, flags: .rst, seq: 1001), at: 1).0 == .rewritten(.inbound))
         let key = FlowKey6(source: client6, destination: vip6, sourcePort: 40000, destinationPort: 80, proto: .tcp)
         let (slot, _) = try #require(engine.table.lookup(key))
@@ -386,7 +390,7 @@ let packetCases6: [PacketCase] = [
         ]))
         var seen = Set<IPv6Address>()
         for i in 0..<16 {
-            let client = IPv6Address(high: 0x2001_0002_0000_0000, low: 0x1000 &+ UInt64(i) &* 0x1_0001_0003)
+            let client = IPv6Address(high: 0x2001_0002_0000_0000, low: 0x12 &+ UInt64(i) &* 7)
             let bytes = client.bytes
             var fold: UInt32 = 0
             for w in 0..<4 { fold ^= UInt32(bytes[4 * w]) << 24 | UInt32(bytes[4 * w + 1]) << 16 | UInt32(bytes[4 * w + 2]) << 8 | UInt32(bytes[4 * w + 3]) }
