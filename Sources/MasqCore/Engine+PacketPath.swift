@@ -4,7 +4,7 @@
 /// tables in Protocols/ through generics specialised per protocol, so nothing here is dispatched
 /// dynamically, and nothing allocates on the heap.
 extension Engine {
-    /// Runs one IPv4 packet through NAT, rewriting `bytes` in place, at time `now` (nanoseconds).
+    /// Runs one IPv4 or IPv6 packet through NAT, rewriting `bytes` in place, at time `now` (nanoseconds).
     /// After `markCleanShutdown` the table takes nothing more: the packet is dropped untouched and
     /// uncounted, as `tableFull` (fail closed: TCP retransmits it to the next masq).
     public func process(_ bytes: PacketBytes, meta: PacketMeta = PacketMeta(), now: Int64) -> Verdict {
@@ -38,10 +38,13 @@ extension Engine {
     }
 
     /// The 5-tuple's hash + 1 after prefetching its bucket, or 0 for a packet that has none to look up.
+    /// An IPv6 packet is prefetched only when TCP or UDP follows the fixed header directly (the
+    /// common case; a chain is walked by `process` alone, bounded there).
     @inline(__always) private func prefetchBucket(_ bytes: PacketBytes) -> UInt32 {
         guard bytes.count >= 20 else { return 0 }
         let ip = IPv4Header(bytes)
         let headerLength = ip.headerLength
+        if ip.version == 6 { return prefetchBucket6(bytes) }
         guard ip.version == 4, ip.proto.isTracked, !ip.isFragment,
               headerLength >= 20, bytes.count >= headerLength + 4 else { return 0 }
         let key = FlowKey(source: ip.source, destination: ip.destination, sourcePort: bytes.u16(headerLength),
@@ -70,37 +73,44 @@ extension Engine {
 
     /// The IPv4 header's checks, then the path of the packet's protocol: its table chosen by the header's
     /// protocol number, as IPVS's hooks choose theirs (`ip_vs_proto_data_get`), but at compile time.
+    /// A first nibble of 6 takes the IPv6 path (`route6`, Engine+IPv6.swift).
     @inline(__always)
     private func route(_ bytes: PacketBytes, meta: PacketMeta) -> Verdict {
         guard bytes.count >= 20 else { return .drop(.malformedIP) }
         let ip = IPv4Header(bytes)
-        guard ip.version == 4 else { return ip.version == 6 ? .accept : .drop(.malformedIP) }
+        guard ip.version == 4 else { return ip.version == 6 ? route6(bytes, meta: meta) : .drop(.malformedIP) }
         guard ip.ihl >= 5, ip.headerLength <= ip.totalLength, ip.totalLength <= bytes.count else {
             return .drop(.malformedIP)
         }
         guard ip.isChecksumValid else { return .drop(.badIPChecksum) }
         switch ip.proto {
-        case .tcp: return transport(TCPProtocol.self, ip, meta: meta)
-        case .udp: return transport(UDPProtocol.self, ip, meta: meta)
+        case .tcp: return transport(IPv4Family.self, TCPProtocol.self, IPv4Packet(ip: ip), meta: meta)
+        case .udp: return transport(IPv4Family.self, UDPProtocol.self, IPv4Packet(ip: ip), meta: meta)
         case .icmp: return icmp(ip)
         default: return .accept
         }
     }
 
-    /// Whether a packet without usable ports could belong to masq: to a VIP, or from a real server.
-    private func concernsMasq(_ ip: IPv4Header) -> Bool {
-        virtualAddresses.contains(UInt64(ip.proto.rawValue) << 32 | UInt64(ip.destination.rawValue))
-            || realAddresses.contains(ip.source.rawValue)
-    }
-
-    /// A TCP or UDP packet: its connection's, or a new one if it is for a service and may start one.
-    private func transport<P: TransportProtocol>(_: P.Type, _ ip: IPv4Header, meta: PacketMeta) -> Verdict {
-        if ip.isFragment { return concernsMasq(ip) ? .drop(.fragment) : .accept }
-        guard let segment = P.validate(ip.payload) else { return concernsMasq(ip) ? .drop(.malformedL4) : .accept }
+    /// A TCP or UDP packet of either family: its connection's, or a new one if it is for a service and
+    /// may start one. A fragment, first or not, of a flow masq could have (to a VIP, from a real
+    /// server) is dropped: masq does not reassemble (its flows bypass conntrack and its defrag), and a
+    /// fragment's ports are absent or incomplete; fragments of anything else pass untouched.
+    func transport<F: AddressFamily, P: TransportProtocol>(_: F.Type, _: P.Type, _ packet: F.Packet,
+                                                           meta: PacketMeta) -> Verdict {
+        if packet.isFragment { return F.concernsMasq(self, packet, proto: P.number) ? .drop(.fragment) : .accept }
+        guard let segment = P.validate(packet.upperLayer) else {
+            return F.concernsMasq(self, packet, proto: P.number) ? .drop(.malformedL4) : .accept
+        }
         let th = TransportHeader(segment, proto: P.number)
-        let key = FlowKey(source: ip.source, destination: ip.destination, sourcePort: th.sourcePort,
-                          destinationPort: th.destinationPort, proto: P.number)
-        if let (slot, direction) = table.lookup(key) {
+        let key = F.key(source: packet.source, destination: packet.destination, sourcePort: th.sourcePort,
+                        destinationPort: th.destinationPort, proto: P.number)
+        // RFC 8200 §8.1: an IPv6 UDP checksum of 0 is invalid (no "none" as in IPv4); masq cannot NAT
+        // such a datagram with a valid checksum, and its receiver would discard it. A partial checksum
+        // field holds the pseudo-header sum, which is never 0.
+        let zeroChecksum = F.zeroUDPChecksumIsInvalid && P.number == .udp && th.checksum == 0
+            && !meta.partialChecksum && !meta.partialChecksumKept
+        if let (slot, direction) = F.lookup(table, key) {
+            if zeroChecksum { return .drop(.udpZeroChecksum) }
             if direction == .inbound && P.reopens(table[slot].state, with: th)
                 && table[slot].controller == ConnectionTable.noSlot {
                 expireNow(slot)
@@ -109,28 +119,32 @@ extension Engine {
                     expireNow(slot)
                     return .drop(.realServerRemoved)
                 }
-                return established(P.self, slot, direction, ip, th, meta: meta)
+                return established(F.self, P.self, slot, direction, packet, th, meta: meta)
             } else {
                 expireNow(slot)
             }
         }
-        guard let service = findService(P.number, ip.destination, th.destinationPort) else { return .accept }
+        guard let service = findService(P.number, F.ipAddress(packet.destination), th.destinationPort) else {
+            return .accept
+        }
+        if zeroChecksum { return .drop(.udpZeroChecksum) }
         guard P.startsConnection(th) else { return .accept }
-        return newConnection(P.self, service, ip, th, meta: meta)
+        return newConnection(F.self, P.self, service, packet, th, meta: meta)
     }
 
-    func findService(_ proto: IPProtocol, _ address: IPv4Address, _ port: UInt16) -> VirtualService? {
+    func findService(_ proto: IPProtocol, _ address: IPAddress, _ port: UInt16) -> VirtualService? {
         if let s = serviceByKey[ServiceKey(proto: proto, address: address, port: port)] { return s }
         // A persistent service on port 0 takes every port of its address (ipvsadm `-t VIP:0 -p`).
-        return serviceByKey[ServiceKey(proto: proto, address: .v4(address), port: 0)]
+        return serviceByKey[ServiceKey(proto: proto, address: address, port: 0)]
     }
 
     // MARK: Established connections
 
-    private func established<P: TransportProtocol>(_: P.Type, _ slot: UInt32, _ direction: FlowDirection,
-                                                   _ ip: IPv4Header, _ th: TransportHeader,
-                                                   meta: PacketMeta) -> Verdict {
-        let length = UInt64(ip.totalLength)
+    private func established<F: AddressFamily, P: TransportProtocol>(_: F.Type, _: P.Type, _ slot: UInt32,
+                                                                     _ direction: FlowDirection, _ packet: F.Packet,
+                                                                     _ th: TransportHeader,
+                                                                     meta: PacketMeta) -> Verdict {
+        let length = UInt64(packet.length)
         let state = table[slot].state
         let next = P.transition(from: state, direction: direction, header: th)
         if next != state { setState(P.self, slot, next) }
@@ -142,7 +156,8 @@ extension Engine {
             table[slot].bytesIn &+= length
             registry.service(c.serviceID)?.pointee.stats.countInbound(length: length)
             registry.destination(c.destinationID)?.pointee.stats.countInbound(length: length)
-            rewriteInbound(ip, th, to: c.server, port: c.serverPort, meta: meta)
+            rewriteInbound(F.self, packet, th, proto: P.number, to: F.addresses(table, slot, c).server,
+                           port: c.serverPort, meta: meta)
             // One branch with sync off (and no retain of the outbox either way).
             if syncOutbox != nil && syncDue(c, packets: c.packetsIn &+ 1) { pushSynced(slot) }
         } else {
@@ -156,7 +171,8 @@ extension Engine {
             table[slot].bytesOut &+= length
             registry.service(c.serviceID)?.pointee.stats.countOutbound(length: length)
             registry.destination(c.destinationID)?.pointee.stats.countOutbound(length: length)
-            rewriteOutbound(ip, th, from: c.virtualAddress, port: c.virtualPort, meta: meta)
+            rewriteOutbound(F.self, packet, th, proto: P.number, from: F.addresses(table, slot, c).virtualAddress,
+                            port: c.virtualPort, meta: meta)
         }
         return .rewritten(direction)
     }
@@ -197,36 +213,42 @@ extension Engine {
         }
     }
 
+    /// Client → VIP becomes client → real server: the destination address (IPv4 with its header
+    /// checksum; IPv6 has none, RFC 8200 §3) and port, and the L4 checksum over the pseudo-header
+    /// (RFC 1624 incrementally, or finished whole for a partial one, or its partial sum kept).
     @inline(__always)
-    private func rewriteInbound(_ ip: IPv4Header, _ th: TransportHeader, to server: IPv4Address, port: UInt16,
-                                meta: PacketMeta) {
-        let vip = ip.destination
-        ip.setDestination(server)
+    private func rewriteInbound<F: AddressFamily>(_: F.Type, _ packet: F.Packet, _ th: TransportHeader,
+                                                  proto: IPProtocol, to server: F.Address, port: UInt16,
+                                                  meta: PacketMeta) {
+        let vip = packet.destination
+        packet.setDestination(server)
         if meta.partialChecksumKept {
-            th.pseudoHeaderSumAddressChanged(from: vip, to: server)
+            F.pseudoHeaderSumAddressChanged(th, from: vip, to: server)
             th.setDestinationPort(port, adjustChecksum: false)
         } else if meta.partialChecksum {
             th.setDestinationPort(port, adjustChecksum: false)
-            th.finishChecksum(source: ip.source, destination: server, proto: ip.proto)
+            F.finishChecksum(th, source: packet.source, destination: server, proto: proto)
         } else {
-            th.addressChanged(from: vip, to: server)
+            F.addressChanged(th, from: vip, to: server)
             th.setDestinationPort(port)
         }
     }
 
+    /// Real server → client becomes VIP → client: the source address and port, as `rewriteInbound`.
     @inline(__always)
-    private func rewriteOutbound(_ ip: IPv4Header, _ th: TransportHeader, from vip: IPv4Address, port: UInt16,
-                                 meta: PacketMeta) {
-        let server = ip.source
-        ip.setSource(vip)
+    private func rewriteOutbound<F: AddressFamily>(_: F.Type, _ packet: F.Packet, _ th: TransportHeader,
+                                                   proto: IPProtocol, from vip: F.Address, port: UInt16,
+                                                   meta: PacketMeta) {
+        let server = packet.source
+        packet.setSource(vip)
         if meta.partialChecksumKept {
-            th.pseudoHeaderSumAddressChanged(from: server, to: vip)
+            F.pseudoHeaderSumAddressChanged(th, from: server, to: vip)
             th.setSourcePort(port, adjustChecksum: false)
         } else if meta.partialChecksum {
             th.setSourcePort(port, adjustChecksum: false)
-            th.finishChecksum(source: vip, destination: ip.destination, proto: ip.proto)
+            F.finishChecksum(th, source: vip, destination: packet.destination, proto: proto)
         } else {
-            th.addressChanged(from: server, to: vip)
+            F.addressChanged(th, from: server, to: vip)
             th.setSourcePort(port)
         }
     }
@@ -235,27 +257,32 @@ extension Engine {
 
     /// IPVS `ip_vs_schedule`: the service's scheduler (or its persistence template) picks the real
     /// server, and the connection enters the table in its protocol's first state.
-    private func newConnection<P: TransportProtocol>(_: P.Type, _ service: VirtualService, _ ip: IPv4Header,
-                                                     _ th: TransportHeader, meta: PacketMeta) -> Verdict {
-        let input = SchedulingInput(client: ip.source, clientPort: th.sourcePort,
-                                    virtualAddress: ip.destination, virtualPort: th.destinationPort)
+    private func newConnection<F: AddressFamily, P: TransportProtocol>(_: F.Type, _: P.Type,
+                                                                       _ service: VirtualService, _ packet: F.Packet,
+                                                                       _ th: TransportHeader,
+                                                                       meta: PacketMeta) -> Verdict {
+        let client = packet.source, virtualAddress = packet.destination
+        let input = SchedulingInput(clientHashWord: F.hashWord(client), clientPort: th.sourcePort,
+                                    virtualAddressHashWord: F.hashWord(virtualAddress),
+                                    virtualPort: th.destinationPort)
         updatePressure()
         var controller = ConnectionTable.noSlot
         let chosen: Destination
         if let persistence = service.spec.persistence {
-            switch persistentDestination(service, input, timeout: persistence) {
+            switch persistentDestination(F.self, service, input, client: client, virtualAddress: virtualAddress,
+                                         timeout: persistence) {
             case .chosen(let d, let template):
                 chosen = d
                 controller = template
             case .noRoom:
                 return .drop(.tableFull)
             case .noRealServer:
-                _ = unreachable.answer(ip, now: now)
+                F.answerUnreachable(unreachable, packet, now: now)
                 return .drop(.noRealServer)
             }
         } else {
             guard let d = service.scheduler.select(from: service.destinations, for: input) else {
-                _ = unreachable.answer(ip, now: now)
+                F.answerUnreachable(unreachable, packet, now: now)
                 return .drop(.noRealServer)
             }
             chosen = d
@@ -268,26 +295,28 @@ extension Engine {
             if controller != ConnectionTable.noSlot && table[controller].controlled == 0 { expireNow(controller) }
             return .drop(.tableFull)
         }
-        let length = UInt64(ip.totalLength)
+        let length = UInt64(packet.length)
+        let server = F.address(of: chosen)
         let connection = Connection(
             proto: P.number, state: state, isTemplate: false, countedActive: state == .established,
-            client: input.client, clientPort: input.clientPort,
-            virtualAddress: input.virtualAddress, virtualPort: input.virtualPort,
+            client: F.connectionField(client), clientPort: input.clientPort,
+            virtualAddress: F.connectionField(virtualAddress), virtualPort: input.virtualPort,
             // IPVS: the real server's port applies when the packet is for the service's own port; a port-0
             // (any port) service keeps the port the client asked for.
-            server: chosen.address4,
+            server: F.connectionField(server),
             serverPort: input.virtualPort == service.key.port && chosen.port != 0 ? chosen.port : input.virtualPort,
             serviceID: service.id, destinationID: chosen.id, controller: controller,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0)
-        guard let slot = table.insert(connection) else {
+        let addresses = EntryAddresses(client: client, virtualAddress: virtualAddress, server: server)
+        guard let slot = F.insert(table, connection, addresses) else {
             return .drop(table.isFull ? .tableFull : .tupleConflict)
         }
         if connection.countedActive { chosen.activeConnections &+= 1 } else { chosen.inactiveConnections &+= 1 }
         counters.connectionsCreated &+= 1
         registry.services[Int(service.id)].stats.countConnection(length: length)
         chosen.stats.countConnection(length: length)
-        rewriteInbound(ip, th, to: connection.server, port: connection.serverPort, meta: meta)
+        rewriteInbound(F.self, packet, th, proto: P.number, to: server, port: connection.serverPort, meta: meta)
         // A first packet counts toward the threshold too (the kernel's in_pkts is 1 after it): with a
         // threshold of 1 a UDP flow is sent at once.
         if syncOutbox != nil && syncDue(connection, packets: 1) { pushSynced(slot) }
@@ -309,13 +338,22 @@ extension Engine {
         case noRoom
     }
 
-    private func persistentDestination(_ service: VirtualService, _ input: SchedulingInput,
-                                       timeout: UInt32) -> PersistentChoice {
-        let masked = IPv4Address(rawValue: input.client.rawValue & service.spec.netmask.rawValue)
-        let templateKey = FlowKey(source: masked, destination: input.virtualAddress, sourcePort: 0,
-                                  destinationPort: service.key.port, proto: service.key.proto)
+    /// A persistence template's client address and key: the client under the service's `-M` (an IPv4
+    /// netmask, an IPv6 prefix length: `ServiceSpec.persistenceKey`), port 0, the virtual address and
+    /// the service's port (IPVS's `<proto, caddr & mask, 0, vaddr, vport>`).
+    func templateKey<F: AddressFamily>(_: F.Type, _ service: VirtualService, client: F.Address,
+                                       virtualAddress: F.Address) -> (client: F.Address, key: F.Key) {
+        let masked = F.address(service.spec.persistenceKey(F.ipAddress(client))) ?? client
+        return (masked, F.key(source: masked, destination: virtualAddress, sourcePort: 0,
+                              destinationPort: service.key.port, proto: service.key.proto))
+    }
+
+    private func persistentDestination<F: AddressFamily>(_: F.Type, _ service: VirtualService, _ input: SchedulingInput,
+                                                         client: F.Address, virtualAddress: F.Address,
+                                                         timeout: UInt32) -> PersistentChoice {
+        let (masked, templateKey) = templateKey(F.self, service, client: client, virtualAddress: virtualAddress)
         let expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
-        if let slot = table.template(for: templateKey) {
+        if let slot = F.template(table, for: templateKey) {
             let t = table[slot]
             if (t.expires > now || t.controlled > 0), let d = destination(t.destinationID),
                service.destinations.contains(where: { $0 === d }) {
@@ -329,13 +367,16 @@ extension Engine {
         }
         guard let d = service.scheduler.select(from: service.destinations, for: input) else { return .noRealServer }
         guard makeRoom() else { return .noRoom }
+        let server = F.address(of: d)
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
-            client: masked, clientPort: 0, virtualAddress: input.virtualAddress, virtualPort: service.key.port,
-            server: d.address4, serverPort: d.port, serviceID: service.id, destinationID: d.id,
+            client: F.connectionField(masked), clientPort: 0, virtualAddress: F.connectionField(virtualAddress),
+            virtualPort: service.key.port, server: F.connectionField(server), serverPort: d.port,
+            serviceID: service.id, destinationID: d.id,
             controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
-        guard let slot = table.insert(template) else { return .noRoom }
+        let addresses = EntryAddresses(client: masked, virtualAddress: virtualAddress, server: server)
+        guard let slot = F.insert(table, template, addresses) else { return .noRoom }
         d.persistentConnections &+= 1
         counters.templatesCreated &+= 1
         return .chosen(d, template: slot)
@@ -425,30 +466,50 @@ extension Engine {
         let innerProto = inner.proto
         guard inner.version == 4, inner.ihl >= 5, quoted.count >= inner.headerLength &+ 8,
               innerProto.isTracked else { return .accept }
-        let ports = quoted.slice(from: inner.headerLength)
-        // The quoted datagram travelled the other way: its reverse is this connection's key.
-        let key = FlowKey(source: inner.destination, destination: inner.source, sourcePort: ports.u16(2),
-                          destinationPort: ports.u16(0), proto: innerProto)
-        guard let (slot, direction) = table.lookup(key), table[slot].expires > now else { return .accept }
-        guard icmp.isChecksumValid else { return .drop(.badICMPChecksum) }
-        let c = table[slot]
-        let th = TransportHeader(ports, proto: innerProto)
-        let checksumPresent = ports.count >= th.checksumOffset &+ 2
-        if direction == .outbound {
-            // From the real servers' side, about a datagram client → real server.
-            ip.setSource(c.virtualAddress)
-            if checksumPresent { th.addressChanged(from: inner.destination, to: c.virtualAddress) }
-            quoted.setU32(c.virtualAddress.rawValue, 16)
-            th.setDestinationPort(c.virtualPort, adjustChecksum: checksumPresent)
-        } else {
-            // From the client's side, about a datagram VIP → client.
-            ip.setDestination(c.server)
-            if checksumPresent { th.addressChanged(from: inner.source, to: c.server) }
-            quoted.setU32(c.server.rawValue, 12)
-            th.setSourcePort(c.serverPort, adjustChecksum: checksumPresent)
+        let th = TransportHeader(quoted.slice(from: inner.headerLength), proto: innerProto)
+        guard let (slot, direction) = quotedFlow(IPv4Family.self, IPv4Packet(ip: inner), th, proto: innerProto) else {
+            return .accept
         }
+        guard icmp.isChecksumValid else { return .drop(.badICMPChecksum) }
+        translateQuoted(IPv4Family.self, slot, direction, outer: IPv4Packet(ip: ip), quoted: IPv4Packet(ip: inner), th)
         inner.recomputeChecksum()
         icmp.recomputeChecksum()
         return .rewritten(direction)
+    }
+
+    /// The live connection an ICMP error's quoted datagram belongs to, and the direction the error
+    /// travels in. The quoted datagram travelled the other way: its reverse is the connection's key.
+    /// `th` is the quoted L4 header, its ports at least (8 bytes, RFC 792 and RFC 4443 §2.4(c)).
+    @inline(__always)
+    func quotedFlow<F: AddressFamily>(_: F.Type, _ inner: F.Packet, _ th: TransportHeader,
+                                      proto: IPProtocol) -> (slot: UInt32, direction: FlowDirection)? {
+        let key = F.key(source: inner.destination, destination: inner.source, sourcePort: th.destinationPort,
+                        destinationPort: th.sourcePort, proto: proto)
+        guard let (slot, direction) = F.lookup(table, key), table[slot].expires > now else { return nil }
+        return (slot, direction)
+    }
+
+    /// Rewrites an ICMP error about the connection in `slot` as its packets are rewritten: the outer
+    /// address, the quoted datagram's address and port, and the quoted L4 checksum when the quote holds
+    /// it. The caller fixes what covers the rest: the quoted IPv4 header's checksum, the ICMP checksum.
+    @inline(__always)
+    func translateQuoted<F: AddressFamily>(_: F.Type, _ slot: UInt32, _ direction: FlowDirection, outer: F.Packet,
+                                           quoted inner: F.Packet, _ th: TransportHeader) {
+        let c = table[slot]
+        let addresses = F.addresses(table, slot, c)
+        let checksumPresent = th.bytes.count >= th.checksumOffset &+ 2
+        if direction == .outbound {
+            // From the real servers' side, about a datagram client → real server.
+            outer.setSource(addresses.virtualAddress)
+            if checksumPresent { F.addressChanged(th, from: inner.destination, to: addresses.virtualAddress) }
+            inner.setDestination(addresses.virtualAddress)
+            th.setDestinationPort(c.virtualPort, adjustChecksum: checksumPresent)
+        } else {
+            // From the client's side, about a datagram VIP → client.
+            outer.setDestination(addresses.server)
+            if checksumPresent { F.addressChanged(th, from: inner.source, to: addresses.server) }
+            inner.setSource(addresses.server)
+            th.setSourcePort(c.serverPort, adjustChecksum: checksumPresent)
+        }
     }
 }

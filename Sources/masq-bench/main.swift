@@ -4,7 +4,8 @@
 // the sync encoder's rate and the datagrams new flows cost, the rate of new flows, memory per flow
 // with the table filled to `--memory-flows`, and the cost of expiring them; the established and
 // new-flow figures with the table in a state file (a shared mapping) against private memory, and the
-// time a restart's adoption of `--restart-flows` connections takes to the first packet handled.
+// time a restart's adoption of `--restart-flows` connections takes to the first packet handled; and the
+// established and new-flow figures and memory per flow for IPv6 (2001:2::/48) beside IPv4's.
 // Not a test: figures, not assertions, except `--check-allocations`, which fails when the established
 // path allocates at all, with sync off or on.
 import CMallocCounter
@@ -156,7 +157,10 @@ struct CountRewritten: VerdictSink {
     }
 }
 
-func runEstablished(_ mode: Mode, on engine: Engine = engine) -> (ns: Double, allocations: UInt64, rewritten: Int) {
+/// `source`: the flows' packets, inbound and outbound of each in turn (IPv4's by default, or IPv6's);
+/// `length`: each packet's bytes.
+func runEstablished(_ mode: Mode, on engine: Engine = engine, source: UnsafeMutableRawPointer = templates,
+                    length: Int = 40 + payload) -> (ns: Double, allocations: UInt64, rewritten: Int) {
     var rewritten = 0
     let mask = order.count - 1
     let allocationsBefore = masq_allocation_count()
@@ -166,10 +170,10 @@ func runEstablished(_ mode: Mode, on engine: Engine = engine) -> (ns: Double, al
         while n < options.packets {
             let count = min(batchSize, options.packets - n)
             for k in 0..<count {
-                batch.advanced(by: k * stride).copyMemory(from: templates + Int(walk[(n + k) & mask]) * stride,
-                                                          byteCount: 40 + payload)
+                batch.advanced(by: k * stride).copyMemory(from: source + Int(walk[(n + k) & mask]) * stride,
+                                                          byteCount: length)
             }
-            func packet(_ k: Int) -> PacketBytes { PacketBytes(base: batch + k * stride, count: 40 + payload) }
+            func packet(_ k: Int) -> PacketBytes { PacketBytes(base: batch + k * stride, count: length) }
             switch mode {
             case .copyOnly:
                 for k in 0..<count { rewritten &+= Int(batch.load(fromByteOffset: k * stride + 9, as: UInt8.self)) }
@@ -179,7 +183,7 @@ func runEstablished(_ mode: Mode, on engine: Engine = engine) -> (ns: Double, al
                 }
             case .prefetching:  // as the daemon runs a batch: the one driver call, prefetching ahead
                 var sink = CountRewritten()
-                engine.process(batch: BenchBatch(base: batch, count: count, length: 40 + payload, now: now), into: &sink)
+                engine.process(batch: BenchBatch(base: batch, count: count, length: length, now: now), into: &sink)
                 rewritten &+= sink.rewritten
             }
             n += count
@@ -323,19 +327,23 @@ let sharedEstablished = sharedRuns.min { $0.ns < $1.ns }!
 /// in batches of 64, as the daemon would receive them, one engine millisecond per batch; with
 /// `process` false it only builds them (the cost subtracted from the timed runs).
 func runSYNs(_ target: Engine, count: Int, sourceBase: UInt32, process: Bool = true) -> Double {
+    runSYNs(target, count: count, length: 40, process: process) { syn, i in
+        writeTCP(syn, src: sourceBase &+ UInt32(i >> 14), dst: vip, sport: clientPort(i), dport: 80, flags: 0x02, payload: 0)
+    }
+}
+
+/// `runSYNs` of any family: `write(p, i)` writes the `i`-th flow's SYN of `length` bytes into `p`.
+func runSYNs(_ target: Engine, count: Int, length: Int, process: Bool = true, write: (PacketBytes, Int) -> Void) -> Double {
     var clock: Int64 = now
     let start = nanoseconds()
     var i = 0
-    func syn(_ k: Int) -> PacketBytes { PacketBytes(base: batch + k * stride, count: 40) }
+    func syn(_ k: Int) -> PacketBytes { PacketBytes(base: batch + k * stride, count: length) }
     while i < count {
         let n = min(batchSize, count - i)
-        for k in 0..<n {
-            writeTCP(syn(k), src: sourceBase &+ UInt32((i + k) >> 14), dst: vip, sport: clientPort(i + k), dport: 80,
-                     flags: 0x02, payload: 0)
-        }
+        for k in 0..<n { write(syn(k), i + k) }
         if process {
             var sink = CountRewritten()
-            target.process(batch: BenchBatch(base: batch, count: n, length: 40, now: clock), into: &sink)
+            target.process(batch: BenchBatch(base: batch, count: n, length: length, now: clock), into: &sink)
         }
         clock += 1_000_000
         i += n
@@ -407,6 +415,76 @@ print("state file:  established with the table in a shared mapping (\(options.st
       + "\(format((privateNewNs.cold - writeNs) / max(sharedNewNs.cold - writeNs, 0.001), 2))x into pages never touched; "
       + "allocations/packet \(format(Double(sharedEstablished.allocations) / Double(options.packets), 4))")
 
+// MARK: IPv6 (2001:2::/48): the established path and new flows, as the IPv4 rows above
+
+/// Writes a TCP/IPv6 packet with a valid checksum into `p` (60 bytes + payload; no extension headers).
+func writeTCP6(_ p: PacketBytes, src: IPv6Address, dst: IPv6Address, sport: UInt16, dport: UInt16, flags: UInt8,
+               payload: Int) {
+    let total = 60 + payload
+    for i in 0..<total { p.setU8(UInt8(truncatingIfNeeded: i &* 31), i) }
+    p.setU32(0x6000_0000, 0); p.setU16(UInt16(20 + payload), 4); p.setU8(6, 6); p.setU8(64, 7)
+    src.store(to: p, at: 8); dst.store(to: p, at: 24)
+    let t = p.slice(from: 40, count: 20 + payload)
+    t.setU16(sport, 0); t.setU16(dport, 2); t.setU32(1, 4); t.setU32(1, 8); t.setU8(0x50, 12); t.setU8(flags, 13)
+    t.setU16(65535, 14); t.setU16(0, 16); t.setU16(0, 18)
+    let pseudo = InternetChecksum.pseudoHeader(source: src, destination: dst, protocol: .tcp, length: t.count)
+    t.setU16(InternetChecksum.compute(t, initial: pseudo), 16)
+}
+
+let vip6 = IPv6Address(high: 0x2001_0002_0000_0000, low: 1)  // 2001:2::1
+let configuration6 = Configuration(services: [
+    ServiceSpec(key: ServiceKey(proto: .tcp, address: vip6, port: 80), scheduler: "rr",
+                realServers: (1...4).map { RealServerSpec(address: IPv6Address(high: 0x2001_0002_0000_0001, low: 0x200 + UInt64($0)), port: 80) }),
+])
+/// 2001:2:0:100::/64 and up: 16384 client ports per address, as the IPv4 clients.
+func clientAddress6(_ i: Int, base: UInt64 = 0x2001_0002_0000_0100) -> IPv6Address {
+    IPv6Address(high: base, low: 0x12 &+ UInt64(i >> 14))
+}
+
+let engine6 = Engine(configuration: configuration6, capacity: engineCapacity)
+let templates6 = UnsafeMutableRawPointer.allocate(byteCount: options.flows * 2 * stride, alignment: 64)
+for i in 0..<options.flows {
+    let syn = PacketBytes(base: templates6 + (2 * i) * stride, count: 60)
+    writeTCP6(syn, src: clientAddress6(i), dst: vip6, sport: clientPort(i), dport: 80, flags: 0x02, payload: 0)
+    _ = engine6.process(syn, now: now)
+    let server = IPv6Address(syn, at: 24)
+    writeTCP6(PacketBytes(base: templates6 + (2 * i) * stride, count: 60 + payload), src: clientAddress6(i), dst: vip6,
+              sport: clientPort(i), dport: 80, flags: 0x10, payload: payload)
+    writeTCP6(PacketBytes(base: templates6 + (2 * i + 1) * stride, count: 60 + payload), src: server, dst: clientAddress6(i),
+              sport: 80, dport: clientPort(i), flags: 0x10, payload: payload)
+}
+// IPv4 and IPv6 in turn, three times each, the best of each: the ratio should not be a shared core's noise.
+var established6Runs: [(ns: Double, allocations: UInt64, rewritten: Int)] = []
+var established4Ns = established.ns
+for _ in 0..<3 {
+    established6Runs.append(runEstablished(.prefetching, on: engine6, source: templates6, length: 60 + payload))
+    established4Ns = min(established4Ns, runEstablished(.prefetching).ns)
+}
+let established6 = established6Runs.min { $0.ns < $1.ns }!
+let baseline6 = runEstablished(.copyOnly, source: templates6, length: 60 + payload)
+
+/// `count` IPv6 SYNs from distinct clients (from the /64 `base` up) through `target`, as `runSYNs`.
+func runSYNs6(_ target: Engine, count: Int, base: UInt64, process: Bool = true) -> Double {
+    runSYNs(target, count: count, length: 60, process: process) { syn, i in
+        writeTCP6(syn, src: clientAddress6(i, base: base), dst: vip6, sport: clientPort(i), dport: 80, flags: 0x02, payload: 0)
+    }
+}
+let write6Ns = runSYNs6(engine6, count: options.newFlows, base: 0x2001_0002_0000_0300, process: false)
+let created6Before = engine6.counters.connectionsCreated
+let newFlow6AllocationsBefore = masq_allocation_count()
+let newFlow6Ns = runSYNs6(engine6, count: options.newFlows, base: 0x2001_0002_0000_0200)
+let newFlow6Allocations = masq_allocation_count() - newFlow6AllocationsBefore
+let created6 = engine6.counters.connectionsCreated - created6Before
+
+let established6Net = established6.ns - baseline6.ns, established4Net = established4Ns - baseline.ns
+print("ipv6:        established \(format(established6Net)) ns net (\(60 + payload)-byte packets), "
+      + "\(format(1000 / max(established6Net, 0.001), 2)) M packets/s against \(format(1000 / max(established4Net, 0.001), 2)) M for IPv4 "
+      + "= \(format(established4Net / max(established6Net, 0.001), 2))x (best of 3 each, alternating); "
+      + "allocations/packet \(format(Double(established6.allocations) / Double(options.packets), 4)); "
+      + "new flows \(format(newFlow6Ns - write6Ns)) ns net = \(format(1000 / max(newFlow6Ns - write6Ns, 0.001), 2)) M flows/s "
+      + "(IPv4 \(format(newNet)) ns); allocations/flow \(format(Double(newFlow6Allocations) / Double(options.newFlows), 4)) "
+      + "(\(created6) created)")
+
 if options.checkAllocations {
     guard established.allocations == 0, established.rewritten == options.packets,
           inOrder.allocations == 0, inOrder.rewritten == options.packets else {
@@ -425,7 +503,11 @@ if options.checkAllocations {
         print("FAIL: with the table in a shared mapping, the established path allocated \(run.allocations) times or missed packets")
         exit(1)
     }
-    print("ok: no heap allocation on the established path, with sync off and on, in private memory and in a state file")
+    for run in established6Runs where run.allocations != 0 || run.rewritten != options.packets {
+        print("FAIL: the IPv6 established path allocated \(run.allocations) times or missed packets")
+        exit(1)
+    }
+    print("ok: no heap allocation on the established path, with sync off and on, in private memory and in a state file, IPv4 and IPv6")
 }
 
 // MARK: Connection sync: the encoder, and what new flows cost
@@ -540,6 +622,18 @@ do {
     let expireNs = Double(nanoseconds() - expireStart) / Double(max(held, 1))
     print("expiry:      \(format(expireNs)) ns per expired flow (\(held - filled.table.connectionCount) expired in one clock step, "
           + "\(filled.table.connectionCount) left)")
+}
+
+do {
+    // The same for IPv6 flows: the slab's entry plus the addresses' sidecar.
+    let filled = Engine(configuration: configuration6)
+    let flows = min(options.memoryFlows, filled.table.capacity)
+    let rssBefore = residentBytes()
+    let fillNs = runSYNs6(filled, count: flows, base: 0x2001_0002_0000_4000) - write6Ns
+    let perFlow = Double(residentBytes() - rssBefore) / Double(flows)
+    print("memory ipv6: \(filled.table.connectionCount) flows in a table of capacity \(filled.table.capacity): RSS +\(format(perFlow)) bytes/flow "
+          + "(Connection \(MemoryLayout<Connection>.stride) B + ConnectionAddresses6 \(MemoryLayout<ConnectionAddresses6>.stride) B); "
+          + "filled at \(format(fillNs)) ns/flow = \(format(1000 / max(fillNs, 0.001), 2)) M flows/s")
 }
 
 // MARK: A SYN flood against a full table (early drop)

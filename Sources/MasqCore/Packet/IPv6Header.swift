@@ -64,7 +64,22 @@ public struct IPv6Header {
         guard payloadLength > 0 else { throw .truncated }
         let end = totalLength
         guard end <= bytes.count else { throw .payloadLengthBeyondPacket }
+        return try walk(to: end)
+    }
 
+    /// `upperLayer()` for the packet an ICMPv6 error quotes (RFC 4443 §2.4(c)): the quote is cut short
+    /// to fit the minimum MTU while its payload length is still the original packet's, so the walk is
+    /// bounded by the bytes present (and by the payload length when they are more: padding). Every
+    /// extension header walked lies within the quote; the upper-layer header at the returned offset may
+    /// be cut short, so the caller checks that the bytes it reads from it are there.
+    @inlinable public func quotedUpperLayer() throws(IPv6ChainError) -> IPv6UpperLayer {
+        guard bytes.count >= Self.length else { throw .truncated }
+        guard payloadLength > 0 else { throw .truncated }
+        return try walk(to: min(totalLength, bytes.count))
+    }
+
+    /// The walk itself, every header checked to lie before `end` (at most `bytes.count`).
+    @inlinable func walk(to end: Int) throws(IPv6ChainError) -> IPv6UpperLayer {
         var proto = nextHeader
         var offset = Self.length
         var fragment: IPv6Fragment? = nil

@@ -14,13 +14,13 @@ public final class DestinationHashingScheduler: Scheduler {
         }
     }
 
-    /// IPVS `ip_vs_dh_hashkey`: the address times 2654435761, low 8 bits.
-    static func bucket(_ address: IPv4Address) -> Int {
-        Int((UInt64(address.rawValue) &* 2_654_435_761) & UInt64(tableSize - 1))
+    /// IPVS `ip_vs_dh_hashkey`: the address (an IPv6 address's fold) times 2654435761, low 8 bits.
+    static func bucket(_ addressWord: UInt32) -> Int {
+        Int((UInt64(addressWord) &* 2_654_435_761) & UInt64(tableSize - 1))
     }
 
     public func select(from destinations: [Destination], for input: SchedulingInput) -> Destination? {
-        guard let d = buckets[Self.bucket(input.virtualAddress)], d.isAvailable else { return nil }
+        guard let d = buckets[Self.bucket(input.virtualAddressHashWord)], d.isAvailable else { return nil }
         return d
     }
 }

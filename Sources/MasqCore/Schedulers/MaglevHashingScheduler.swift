@@ -51,15 +51,17 @@ public final class MaglevHashingScheduler: Scheduler {
         }
     }
 
+    /// The client's address (an IPv6 address folded, as `ip_vs_mh_hashkey` folds it) and, with
+    /// `mh-port`, its port pick the slot.
     public func select(from destinations: [Destination], for input: SchedulingInput) -> Destination? {
         let port = flags.contains(.port) ? UInt32(input.clientPort) : 0
         let size = UInt64(Self.tableSize)
-        let slot = Int(Self.hash(input.client.rawValue, port, seed: 0) % size)
+        let slot = Int(Self.hash(input.clientHashWord, port, seed: 0) % size)
         guard let d = lookup[slot] else { return nil }
         if d.isAvailable { return d }
         guard flags.contains(.fallback) else { return nil }
         for offset in 1..<Self.tableSize {
-            let probe = Int(Self.hash(input.client.rawValue, port, seed: UInt64(offset)) % size)
+            let probe = Int(Self.hash(input.clientHashWord, port, seed: UInt64(offset)) % size)
             if let d = lookup[probe], d.isAvailable { return d }
         }
         return nil

@@ -17,17 +17,34 @@ extension Scheduler {
 }
 
 /// What a scheduler may look at when it picks a real server for a new connection.
+///
+/// The addresses come as the 32-bit words IPVS's hashing schedulers hash (`ip_vs_sh_hashkey`,
+/// `ip_vs_dh_hashkey`, `ip_vs_mh_hashkey`): an IPv4 address itself, an IPv6 address folded as
+/// `ip6[0] ^ ip6[1] ^ ip6[2] ^ ip6[3]` (`IPv6Address.folded`, `IPAddress.hashWord`), so sh, dh and mh
+/// spread IPv6 clients as the kernel does, and one scheduler instance serves either family.
 public struct SchedulingInput: Sendable {
-    public var client: IPv4Address
+    /// The client's address as a hash word (IPv4: the address; IPv6: its fold).
+    public var clientHashWord: UInt32
     public var clientPort: UInt16
-    public var virtualAddress: IPv4Address
+    /// The virtual address the client asked for, as a hash word (dh hashes it).
+    public var virtualAddressHashWord: UInt32
     public var virtualPort: UInt16
 
-    public init(client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16) {
-        self.client = client
+    public init(clientHashWord: UInt32, clientPort: UInt16, virtualAddressHashWord: UInt32, virtualPort: UInt16) {
+        self.clientHashWord = clientHashWord
         self.clientPort = clientPort
-        self.virtualAddress = virtualAddress
+        self.virtualAddressHashWord = virtualAddressHashWord
         self.virtualPort = virtualPort
+    }
+
+    public init(client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16) {
+        self.init(clientHashWord: client.rawValue, clientPort: clientPort,
+                  virtualAddressHashWord: virtualAddress.rawValue, virtualPort: virtualPort)
+    }
+
+    public init(client: IPv6Address, clientPort: UInt16, virtualAddress: IPv6Address, virtualPort: UInt16) {
+        self.init(clientHashWord: client.folded, clientPort: clientPort,
+                  virtualAddressHashWord: virtualAddress.folded, virtualPort: virtualPort)
     }
 }
 

@@ -28,19 +28,20 @@ public final class SourceHashingScheduler: Scheduler {
         }
     }
 
-    /// IPVS `ip_vs_sh_hashkey`: `(offset + (port + addr) * 2654435761) & 255`.
-    static func bucket(_ address: IPv4Address, port: UInt16, offset: Int) -> Int {
-        let product = (UInt64(port) &+ UInt64(address.rawValue)) &* 2_654_435_761
+    /// IPVS `ip_vs_sh_hashkey`: `(offset + (port + addr) * 2654435761) & 255`, `addr` an IPv4 address
+    /// or an IPv6 address's fold (`SchedulingInput.clientHashWord`).
+    static func bucket(_ addressWord: UInt32, port: UInt16, offset: Int) -> Int {
+        let product = (UInt64(port) &+ UInt64(addressWord)) &* 2_654_435_761
         return Int((UInt64(offset) &+ product) & UInt64(tableSize - 1))
     }
 
     public func select(from destinations: [Destination], for input: SchedulingInput) -> Destination? {
         let port = flags.contains(.port) ? input.clientPort : 0
-        let first = Self.bucket(input.client, port: port, offset: 0)
+        let first = Self.bucket(input.clientHashWord, port: port, offset: 0)
         if let d = buckets[first], d.isAvailable { return d }
         guard flags.contains(.fallback) else { return nil }
         for offset in 0..<Self.tableSize {
-            let probe = Self.bucket(input.client, port: port, offset: (offset + first) % Self.tableSize)
+            let probe = Self.bucket(input.clientHashWord, port: port, offset: (offset + first) % Self.tableSize)
             if let d = buckets[probe], d.isAvailable { return d }
         }
         return nil

@@ -40,12 +40,19 @@ extension Engine {
         guard let outbox = syncOutbox else { return }
         let c = table[slot]
         // Only a change the sender has: a dropped one (a full outbox) is tried again at the next packet.
-        guard outbox.push(SyncUpdate(c)) else { return }
+        guard outbox.push(syncUpdate(slot, c)) else { return }
         table[slot].syncedState = c.state
         // A template replaced since (its real server left the service) is not the client's any more.
         if c.controller != ConnectionTable.noSlot && table.isCurrentTemplate(c.controller) {
-            _ = outbox.push(SyncUpdate(table[c.controller]))
+            _ = outbox.push(syncUpdate(c.controller, table[c.controller]))
         }
+    }
+
+    /// The update describing the entry in `slot` (`c`, its contents) as it is now: an IPv6 entry's
+    /// addresses come from the table's sidecar (IPVS's `ip_vs_sync_v6`), an IPv4 one's from `c`.
+    @inline(__always)
+    func syncUpdate(_ slot: UInt32, _ c: Connection) -> SyncUpdate {
+        c.isIPv6 ? SyncUpdate(c, addresses: table.addresses6(slot)) : SyncUpdate(c)
     }
 
     // MARK: Master: the whole-table walk
@@ -84,7 +91,7 @@ extension Engine {
         let limit = buffer.count
         cursor = table.forEachLive(from: start, maximumSlots: limit &* Self.syncWalkSlotsPerEntry) { slot, c in
             guard isSyncable(slot, c, refresh: refresh) else { return true }
-            base[n] = SyncUpdate(c)
+            base[n] = syncUpdate(slot, c)
             n += 1
             return n < limit
         }
@@ -113,11 +120,21 @@ extension Engine {
     public func applySynced(_ update: SyncUpdate) -> SyncApplyResult {
         guard !isShutDown else { return .tableFull }
         guard update.fwmark == 0 else { return .unknownService }
-        // IPv4 only for now: IPv6 entries are the IPv6 engine's (issue 16).
-        guard let client = update.client.v4, let virtualAddress = update.virtualAddress.v4,
-              update.server.v4 != nil else { return .unknownService }
-        if update.isTemplate { return applySyncedTemplate(update) }
-        guard let service = findService(update.proto, virtualAddress, update.virtualPort) else {
+        switch update.client {
+        case .v4: return applySynced(IPv4Family.self, update)
+        case .v6: return applySynced(IPv6Family.self, update)
+        }
+    }
+
+    /// `applySynced` for an update of the family `F`: its three addresses must all be of it (IPVS's
+    /// v4 and v6 entries each carry one family).
+    private func applySynced<F: AddressFamily>(_: F.Type, _ update: SyncUpdate) -> SyncApplyResult {
+        guard let client = F.address(update.client), let virtualAddress = F.address(update.virtualAddress),
+              let server = F.address(update.server) else { return .unknownService }
+        if update.isTemplate {
+            return applySyncedTemplate(F.self, update, client: client, virtualAddress: virtualAddress, server: server)
+        }
+        guard let service = findService(update.proto, update.virtualAddress, update.virtualPort) else {
             return .unknownService
         }
         switch update.proto {
@@ -133,33 +150,36 @@ extension Engine {
         }
         guard let destination else { return .noDestination }
         let timeout = clampedTimeout(update.timeout, local: timeouts[update.state])
-        let key = FlowKey(source: client, destination: virtualAddress, sourcePort: update.clientPort,
-                          destinationPort: update.virtualPort, proto: update.proto)
-        let existing = table.lookup(key)
+        let key = F.key(source: client, destination: virtualAddress, sourcePort: update.clientPort,
+                        destinationPort: update.virtualPort, proto: update.proto)
+        let existing = F.lookup(table, key)
         if let (slot, direction) = existing {
             guard direction == .inbound else { return .conflict }
             let c = table[slot]
-            if .v4(c.server) == update.server && c.serverPort == update.serverPort {
+            if F.addresses(table, slot, c).server == server && c.serverPort == update.serverPort {
                 updateSynced(slot, state: update.state, timeout: timeout)
                 return .updated
             }
             guard update.isActive else { return .staleIgnored }
         }
+        // Checked before anything is removed, so a refused update changes nothing.
+        let outboundKey = F.key(source: server, destination: client, sourcePort: update.serverPort,
+                                destinationPort: update.clientPort, proto: update.proto)
+        if F.lookup(table, outboundKey) != nil || key == outboundKey { return .conflict }
         let connection = Connection(
             proto: update.proto, state: update.state, isTemplate: false,
             countedActive: update.state == .established,
-            client: client, clientPort: update.clientPort,
-            virtualAddress: virtualAddress, virtualPort: update.virtualPort,
-            server: destination.address4, serverPort: update.serverPort,
+            client: F.connectionField(client), clientPort: update.clientPort,
+            virtualAddress: F.connectionField(virtualAddress), virtualPort: update.virtualPort,
+            server: F.connectionField(server), serverPort: update.serverPort,
             serviceID: service.id, destinationID: destination.id, controller: ConnectionTable.noSlot,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
-        // Checked before anything is removed, so a refused update changes nothing.
-        if table.lookup(connection.outboundKey) != nil || connection.inboundKey == connection.outboundKey {
-            return .conflict
-        }
         if let (slot, _) = existing { expireNow(slot, evicted: true) }  // no verdict on its real server
-        guard makeRoom(), let slot = table.insert(connection) else { return table.isFull ? .tableFull : .conflict }
+        let addresses = EntryAddresses(client: client, virtualAddress: virtualAddress, server: server)
+        guard makeRoom(), let slot = F.insert(table, connection, addresses) else {
+            return table.isFull ? .tableFull : .conflict
+        }
         table[slot].isSynced = true
         if connection.countedActive {
             destination.activeConnections &+= 1
@@ -170,7 +190,8 @@ extension Engine {
         return existing != nil ? .replaced : .created
     }
 
-    private func applySyncedTemplate(_ update: SyncUpdate) -> SyncApplyResult {
+    private func applySyncedTemplate<F: AddressFamily>(_: F.Type, _ update: SyncUpdate, client: F.Address,
+                                                       virtualAddress: F.Address, server: F.Address) -> SyncApplyResult {
         let serviceKey = ServiceKey(proto: update.proto, address: update.virtualAddress, port: update.virtualPort)
         guard let service = self.service(serviceKey), let persistence = service.spec.persistence else {
             return .unknownService
@@ -180,15 +201,13 @@ extension Engine {
             $0.address == update.server && $0.port == update.serverPort
         }) else { return .noDestination }
         let timeout = clampedTimeout(update.timeout, local: persistence)
-        guard let client = update.client.v4, let virtualAddress = update.virtualAddress.v4 else { return .unknownService }
-        let masked = IPv4Address(rawValue: client.rawValue & service.spec.netmask.rawValue)
-        // persistentDestination's key, so a new connection after takeover finds this template.
-        let key = FlowKey(source: masked, destination: virtualAddress, sourcePort: 0,
-                          destinationPort: service.key.port, proto: service.key.proto)
-        let existing = table.template(for: key)
+        // persistentDestination's key (the client under the local -M), so a new connection after
+        // takeover finds this template.
+        let (masked, key) = templateKey(F.self, service, client: client, virtualAddress: virtualAddress)
+        let existing = F.template(table, for: key)
         if let slot = existing {
             let t = table[slot]
-            if .v4(t.server) == update.server && t.serverPort == update.serverPort {
+            if F.addresses(table, slot, t).server == server && t.serverPort == update.serverPort {
                 updateSynced(slot, state: .none, timeout: timeout)
                 return .updated
             }
@@ -206,12 +225,13 @@ extension Engine {
         }
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
-            client: masked, clientPort: 0, virtualAddress: virtualAddress, virtualPort: service.key.port,
-            server: destination.address4, serverPort: destination.port, serviceID: service.id,
-            destinationID: destination.id, controller: ConnectionTable.noSlot, timeout: timeout,
-            expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
+            client: F.connectionField(masked), clientPort: 0, virtualAddress: F.connectionField(virtualAddress),
+            virtualPort: service.key.port, server: F.connectionField(server), serverPort: destination.port,
+            serviceID: service.id, destinationID: destination.id, controller: ConnectionTable.noSlot,
+            timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
-        guard let slot = table.insert(template) else { return table.isFull ? .tableFull : .conflict }
+        let addresses = EntryAddresses(client: masked, virtualAddress: virtualAddress, server: server)
+        guard let slot = F.insert(table, template, addresses) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
         destination.persistentConnections &+= 1
         counters.syncedCreated &+= 1

@@ -48,11 +48,20 @@ public struct SyncUpdate: Hashable, Sendable {
         self.fwmark = fwmark
     }
 
-    /// The update describing a table entry (connection or template) as it is now.
+    /// The update describing an IPv4 table entry (connection or template) as it is now. An IPv6
+    /// entry's IPv4 fields hold only folds: `init(_:addresses:)` (or `Engine.syncUpdate`) is its.
     public init(_ c: Connection) {
         self.init(proto: c.proto, state: c.state, isTemplate: c.isTemplate, isActive: c.countedActive,
                   client: c.client, clientPort: c.clientPort, virtualAddress: c.virtualAddress,
                   virtualPort: c.virtualPort, server: c.server, serverPort: c.serverPort, timeout: c.timeout)
+    }
+
+    /// The update describing an IPv6 table entry, its addresses from the table's sidecar
+    /// (`ConnectionTable.addresses6`): IPVS's `struct ip_vs_sync_v6`.
+    public init(_ c: Connection, addresses a: ConnectionAddresses6) {
+        self.init(proto: c.proto, state: c.state, isTemplate: c.isTemplate, isActive: c.countedActive,
+                  client: .v6(a.client), clientPort: c.clientPort, virtualAddress: .v6(a.virtualAddress),
+                  virtualPort: c.virtualPort, server: .v6(a.server), serverPort: c.serverPort, timeout: c.timeout)
     }
 }
 
