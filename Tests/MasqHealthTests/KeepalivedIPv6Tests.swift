@@ -111,9 +111,9 @@ private func service(_ body: String, header: String = "2001:2::1 80") -> String 
     }
 
     @Test func keepalivedsOwnIPv6SampleChecks() throws {
-        // doc/samples/keepalived.conf.IPv6 (fixtures/keepalived): what `masq check --keepalived` loads.
+        // doc/samples/keepalived.conf.IPv6 (Tests/samples/keepalived; not under fixtures/, which holds packet fixtures): what `masq check --keepalived` loads.
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("fixtures/keepalived/keepalived.conf.IPv6").path
+            .deletingLastPathComponent().appendingPathComponent("Tests/samples/keepalived/keepalived.conf.IPv6").path
         let c = try KeepalivedParser.load(path: path)
         let s = try #require(c.configuration.services.first)
         #expect(c.configuration.services.count == 1)
