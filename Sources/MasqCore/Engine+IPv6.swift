@@ -30,6 +30,9 @@ extension Engine {
         } catch {
             return .drop(.malformedExtensionHeaders)
         }
+        // Passing through on a routing header's way to another node: not for a VIP, and its checksums
+        // cover the final destination, which NAT would not change (IPVS looks no further either).
+        if upper.routedOnward { return .accept }
         let packet = IPv6Packet(ip: ip, upperLayerOffset: upper.offset, isFragment: upper.isFragment)
         switch upper.proto {
         case .tcp: return transport(IPv6Family.self, TCPProtocol.self, packet, meta: meta)

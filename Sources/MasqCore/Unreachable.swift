@@ -86,7 +86,10 @@ public final class UnreachableOutbox {
         // RFC 4443 §2.4(e): no error to a source that does not name one node (unspecified, multicast);
         // and none to loopback, which no packet from the network may carry (RFC 4291 §2.5.3).
         let client = packet.source
-        guard client != .unspecified, client != IPv6Address(high: 0, low: 1), !client.isMulticast else {
+        // A link-local client cannot be named without its interface, which the answer's raw socket
+        // does not know: counted as unanswerable rather than failing in sendto.
+        guard client != .unspecified, client != IPv6Address(high: 0, low: 1), !client.isMulticast,
+              !client.isLinkLocal else {
             unanswerable &+= 1
             return false
         }

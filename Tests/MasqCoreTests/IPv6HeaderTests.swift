@@ -105,6 +105,10 @@ enum Ext {
 
     static let chains: [ChainCase] = [
         .init(description: "TCP directly", first: .tcp, payload: tcp20, expected: upper(.tcp, 40)),
+        // Segments Left 1 (the fourth byte): the destination is a waypoint, not the final one.
+        .init(description: "routing with segments left, TCP: routed onward", first: .routing,
+              payload: { var r = Ext.options(.tcp, hdrExtLen: 2); r[3] = 1; return r }() + tcp20,
+              expected: .upper(IPv6UpperLayer(proto: .tcp, offset: 64, routedOnward: true))),
         .init(description: "UDP directly, padding after the payload", first: .udp, payload: udp8, padding: 6,
               expected: upper(.udp, 40)),
         .init(description: "ICMPv6 directly", first: .icmpv6, payload: [128, 0, 0, 0, 0, 1, 0, 1],

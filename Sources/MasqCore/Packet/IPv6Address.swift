@@ -197,7 +197,7 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
             guard rest.hasPrefix(":"), let port = UInt16(rest.dropFirst()), rest.count > 1 else { return nil }
             return (.v6(a), port)
         }
-        if text.contains("."), !text.contains("::") {
+        if text.contains("."), text.filter({ $0 == ":" }).count <= 1 {
             let pieces = text.split(separator: ":", omittingEmptySubsequences: false)
             guard pieces.count <= 2, let a = IPv4Address(pieces[0]) else { return nil }
             guard pieces.count == 2 else { return (.v4(a), nil) }

@@ -83,6 +83,7 @@ public struct IPv6Header {
         var proto = nextHeader
         var offset = Self.length
         var fragment: IPv6Fragment? = nil
+        var routedOnward = false
         var walked = 0
         while true {
             let headerLength: Int
@@ -97,12 +98,14 @@ public struct IPv6Header {
                 guard offset &+ 2 <= end else { throw .truncated }
                 headerLength = (Int(bytes.u8(offset &+ 1)) &+ 2) &* 4
             default:
-                return IPv6UpperLayer(proto: proto, offset: offset, fragment: fragment)
+                return IPv6UpperLayer(proto: proto, offset: offset, fragment: fragment, routedOnward: routedOnward)
             }
             guard walked < Self.maximumExtensionHeaders else { throw .tooLong }
             walked &+= 1
             guard offset &+ headerLength <= end else { throw .truncated }
             let next = IPProtocol(rawValue: bytes.u8(offset))
+            // Segments Left (RFC 8200 §4.4, the fourth byte): the destination is not the last one.
+            if proto == .routing && bytes.u8(offset &+ 3) != 0 { routedOnward = true }
             if proto == .fragment {
                 let field = bytes.u16(offset &+ 2)
                 let this = IPv6Fragment(offset: Int(field & 0xfff8), moreFragments: field & 1 != 0,
@@ -110,7 +113,8 @@ public struct IPv6Header {
                 // An atomic fragment (offset 0, no more: RFC 6946) says less than a real one after it.
                 if !(fragment?.isFragment ?? false) { fragment = this }
                 if this.offset != 0 {
-                    return IPv6UpperLayer(proto: next, offset: offset &+ headerLength, fragment: fragment)
+                    return IPv6UpperLayer(proto: next, offset: offset &+ headerLength, fragment: fragment,
+                                          routedOnward: routedOnward)
                 }
             }
             proto = next
@@ -127,11 +131,15 @@ public struct IPv6UpperLayer: Equatable, Sendable {
     public var offset: Int
     /// The fragment header on the way, if any (it may be an atomic fragment: check `isFragment`).
     public var fragment: IPv6Fragment?
+    /// A routing header with segments left is on the way: the destination address is not the packet's
+    /// final one, and the upper layer's checksum covers that final one (RFC 8200 §8.1), not it.
+    public var routedOnward: Bool
 
-    @inlinable public init(proto: IPProtocol, offset: Int, fragment: IPv6Fragment? = nil) {
+    @inlinable public init(proto: IPProtocol, offset: Int, fragment: IPv6Fragment? = nil, routedOnward: Bool = false) {
         self.proto = proto
         self.offset = offset
         self.fragment = fragment
+        self.routedOnward = routedOnward
     }
 
     /// A fragment of a larger datagram, first or not: its upper-layer header is incomplete or absent.

@@ -156,6 +156,10 @@ extension Configuration {
             switch c.kind {
             case .addServer:
                 guard existing == nil else { throw RulesError(.destinationExists, token: token, message: "Destination already exists") }
+                // IPVS (ip_vs_ctl.c) takes another family only for tunnelled real servers; masq is NAT only.
+                guard rs.address.isIPv6 == key.address.isIPv6 else {
+                    throw RulesError(token: token, message: "Different address family is allowed only for tunneling servers")
+                }
                 services[i].realServers.append(RealServerSpec(address: rs.address, port: port, weight: c.weight ?? 1))
             case .editServer:
                 guard let j = existing else { throw RulesError(.noSuchDestination, token: token, message: "No such destination") }
