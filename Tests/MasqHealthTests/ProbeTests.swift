@@ -130,7 +130,9 @@ final class RefusedPort {
         let start = ContinuousClock.now
         let r = await Probe.run(.http(urls: [.init(path: "/")], virtualHost: nil), address: loopback, port: port, timeout: 0.3)
         #expect(r.failureText == "GET / on 127.0.0.1:\(port): timeout after 0.3 s")
-        #expect(ContinuousClock.now - start < .seconds(3))
+        // A bound on hanging, not a timing test: the whole suite runs in parallel on as few as two
+        // cores, where the probe's event loop may wait seconds for one (3.7 s seen in CI at 0.15.0).
+        #expect(ContinuousClock.now - start < .seconds(10))
     }
 
     /// A port nobody listens on: the kernel's RST reads as "connection refused" for both checkers.
