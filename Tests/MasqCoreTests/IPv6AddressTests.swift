@@ -55,7 +55,7 @@ func v6(_ text: String) -> IPv6Address { IPv6Address(text)! }
         .init(input: "1::", canonical: "1::"),
         .init(input: "2001:2::1", canonical: "2001:2::1"),
         .init(input: "2001:0002:0000:0000:0000:0000:0000:0001", canonical: "2001:2::1"),
-        .init(input: "2001:DB8::A", canonical: "2001:db8::a"),
+        .init(input: "2001:2::AB", canonical: "2001:2::ab"),
         .init(input: "2001:2:0:0:1:0:0:0", canonical: "2001:2:0:0:1::"),        // the longest run
         .init(input: "1:0:0:2:0:0:3:4", canonical: "1::2:0:0:3:4"),            // the first of equal runs
         .init(input: "1:0:2:3:4:5:6:7", canonical: "1:0:2:3:4:5:6:7"),         // one zero group stays
