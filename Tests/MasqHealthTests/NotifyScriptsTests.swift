@@ -69,8 +69,10 @@ import Testing
         }
         let scripts = monitor.shutdown().compactMap(\.script)
         let start = ContinuousClock.now
-        let outcomes = await NotifyScripts.runAll(scripts, limit: .seconds(1))
-        #expect(ContinuousClock.now - start < .seconds(1))
+        // The limit is wide because the outcomes, not the clock, show the scripts ran to their end:
+        // a script stopped at the limit reports `.stopped`.
+        let outcomes = await NotifyScripts.runAll(scripts, limit: .seconds(10))
+        #expect(ContinuousClock.now - start < .seconds(10))
         #expect(outcomes == [.success(.exited(0)), .success(.exited(0))])
         #expect(markers.exists("web1-down") && markers.exists("quorum-down"))
         #expect(!markers.exists("web2-down") && !markers.exists("other-down"))
@@ -88,9 +90,10 @@ import Testing
             "'/bin/echo unbalanced",
         ], limit: .milliseconds(300))
         let elapsed = ContinuousClock.now - start
-        // Bounded: far below the scripts' 30 s. The margin is wide because starting five processes
-        // on a loaded 2-core machine (the rest of the suite runs beside it) has taken over 2 s.
-        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(10))
+        // Bounded: below the scripts' own 30 s, which is what shows they were stopped (as do the
+        // `.stopped` outcomes). No tighter bound: with the rest of the suite beside it on two cores,
+        // the whole test process has stalled for over 12 s (CI, 2026-12-02).
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(25))
         #expect(outcomes.count == 5)
         #expect(outcomes[0] == .success(.stopped) && outcomes[1] == .success(.stopped))
         #expect(outcomes[2] == .success(.exited(3)))
@@ -105,7 +108,7 @@ import Testing
     /// Without scripts nothing waits.
     @Test func nothingToRunReturnsAtOnce() async {
         let start = ContinuousClock.now
-        #expect(await NotifyScripts.runAll([], limit: .seconds(5)).isEmpty)
-        #expect(ContinuousClock.now - start < .milliseconds(100))
+        #expect(await NotifyScripts.runAll([], limit: .seconds(60)).isEmpty)
+        #expect(ContinuousClock.now - start < .seconds(30))  // far below the limit; not tighter (stalls)
     }
 }
