@@ -76,12 +76,7 @@ actor HealthController {
     func step() async -> Int64? {
         let m = monitor
         let events = await m.tick(now: monotonicNanoseconds()) { check, address, port in
-            let kind: Probe.Kind
-            switch check.kind {
-            case .tcp: kind = .tcp
-            case .http(let http): kind = .http(urls: http.urls, virtualHost: nil)
-            }
-            return await Probe.run(kind, address: address, port: port, bindTo: check.bindTo, timeout: check.connectTimeout)
+            return await Probe.run(Probe.Kind(check.kind), address: address, port: port, bindTo: check.bindTo, timeout: check.connectTimeout)
         }
         // Reloaded or shut down meanwhile: that monitor recorded nothing.
         guard monitor === m, !stopped else { return m.nextDue }

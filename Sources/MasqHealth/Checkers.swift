@@ -118,6 +118,26 @@ public enum Probe {
     public enum Kind: Equatable, Sendable {
         case tcp
         case http(urls: [HTTPURL], virtualHost: String?)
+        case ssl(SSLCheck)
+        case misc(MiscCheck)
+        case udp(UDPCheck)
+        case smtp(SMTPCheck)
+        case dns(DNSCheck)
+        case ping(PingCheck)
+
+        /// The probe a configured checker runs.
+        public init(_ kind: HealthCheck.Kind) {
+            switch kind {
+            case .tcp: self = .tcp
+            case .http(let http): self = .http(urls: http.urls, virtualHost: nil)
+            case .ssl(let c): self = .ssl(c)
+            case .misc(let c): self = .misc(c)
+            case .udp(let c): self = .udp(c)
+            case .smtp(let c): self = .smtp(c)
+            case .dns(let c): self = .dns(c)
+            case .ping(let c): self = .ping(c)
+            }
+        }
     }
 
     /// The outcome, with the reason a failure is logged with.
@@ -149,6 +169,19 @@ public enum Probe {
                 if !result.succeeded { return result }
             }
             return .success
+        // Each in its file under Checkers/.
+        case .ssl(let check):
+            return await ssl(check, address: address, port: port, bindTo: bindTo, timeout: timeout, group: group)
+        case .misc(let check):
+            return await misc(check, address: address, port: port, timeout: timeout)
+        case .udp(let check):
+            return await udp(check, address: address, port: port, bindTo: bindTo, timeout: timeout, group: group)
+        case .smtp(let check):
+            return await smtp(check, address: address, port: port, bindTo: bindTo, timeout: timeout, group: group)
+        case .dns(let check):
+            return await dns(check, address: address, port: port, bindTo: bindTo, timeout: timeout, group: group)
+        case .ping(let check):
+            return await ping(check, address: address, bindTo: bindTo, timeout: timeout)
         }
     }
 

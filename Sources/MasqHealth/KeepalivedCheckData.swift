@@ -6,7 +6,11 @@ import MasqCore
 
 struct RawCheck {
     var opener: KeepalivedStatement
+    /// HTTP_GET or SSL_GET: `url` blocks, `virtualhost` and `http_protocol` apply.
     var http: Bool
+    /// The checker's own settings, for the checkers other than TCP_CHECK and HTTP_GET (set by their
+    /// parsers, KeepalivedParser+NAME.swift); SSL_GET's HTTP part is filled in from `urls` below.
+    var kind: HealthCheck.Kind?
     var connectIP: IPAddress?
     var connectPort: UInt16?
     var bindTo: IPAddress?
@@ -145,18 +149,24 @@ struct KeepalivedCheckData {
             let warmup = rs.warmup ?? vs.warmup
             let delayBeforeRetry = rs.delayBeforeRetry ?? vs.delayBeforeRetry
             let checks = rs.checks.map { c in
-                var kind = HealthCheck.Kind.tcp
+                var kind = c.kind ?? .tcp
                 if c.http {
                     let urls = c.urls.map { u in
                         var u = u
                         u.virtualhost = u.virtualhost ?? c.virtualhost ?? rs.virtualhost ?? vs.virtualhost
                         return u
                     }
-                    kind = .http(HTTPCheck(urls: urls, version: c.version))
+                    let http = HTTPCheck(urls: urls, version: c.version)
+                    if case .ssl(var ssl) = kind {
+                        ssl.http = http
+                        kind = .ssl(ssl)
+                    } else {
+                        kind = .http(http)
+                    }
                 }
                 return HealthCheck(kind: kind, connectIP: c.connectIP, connectPort: c.connectPort, bindTo: c.bindTo,
                                    connectTimeout: c.connectTimeout ?? timeout,
-                                   retry: c.retry ?? retry ?? KeepalivedDefaults.retry,
+                                   retry: c.retry ?? retry ?? kind.defaultRetry,
                                    delayBeforeRetry: c.delayBeforeRetry ?? delayBeforeRetry,
                                    warmup: c.warmup ?? warmup, delayLoop: c.delayLoop ?? delayLoop,
                                    alpha: c.alpha ?? alpha)

@@ -140,11 +140,37 @@ public struct RealServerHealth: Equatable, Sendable {
     public var spec: RealServerSpec { RealServerSpec(address: address, port: port, weight: weight) }
 }
 
-/// One checker (`TCP_CHECK { }` or `HTTP_GET { }`) of a real server, with keepalived's effective values.
+/// One checker (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`, `UDP_CHECK`, `SMTP_CHECK`,
+/// `DNS_CHECK`, `PING_CHECK`) of a real server, with keepalived's effective values.
 public struct HealthCheck: Equatable, Sendable {
+    /// Each checker's own settings live in its file under Checkers/ (with its probe).
     public enum Kind: Equatable, Sendable {
         case tcp
         case http(HTTPCheck)
+        case ssl(SSLCheck)
+        case misc(MiscCheck)
+        case udp(UDPCheck)
+        case smtp(SMTPCheck)
+        case dns(DNSCheck)
+        case ping(PingCheck)
+
+        /// keepalived's default `retry` for the checker: 3 for DNS_CHECK (check_dns.c), 0 for
+        /// MISC_CHECK (check_misc.c), else 1.
+        public var defaultRetry: Int {
+            switch self {
+            case .dns: 3
+            case .misc: 0
+            default: KeepalivedDefaults.retry
+            }
+        }
+
+        /// keepalived's default `delay_before_retry`: 3 s for HTTP_GET and SSL_GET, 1 s for the others.
+        public var defaultDelayBeforeRetry: Double {
+            switch self {
+            case .http, .ssl: KeepalivedDefaults.httpDelayBeforeRetry
+            default: KeepalivedDefaults.tcpDelayBeforeRetry
+            }
+        }
     }
 
     public var kind: Kind
@@ -175,13 +201,7 @@ public struct HealthCheck: Equatable, Sendable {
         self.bindTo = bindTo
         self.connectTimeout = connectTimeout
         self.retry = retry
-        if let delayBeforeRetry {
-            self.delayBeforeRetry = delayBeforeRetry
-        } else if case .http = kind {
-            self.delayBeforeRetry = KeepalivedDefaults.httpDelayBeforeRetry
-        } else {
-            self.delayBeforeRetry = KeepalivedDefaults.tcpDelayBeforeRetry
-        }
+        self.delayBeforeRetry = delayBeforeRetry ?? kind.defaultDelayBeforeRetry
         self.warmup = warmup
         self.delayLoop = delayLoop
         self.alpha = alpha

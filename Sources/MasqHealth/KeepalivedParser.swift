@@ -32,7 +32,7 @@ public enum KeepalivedParser {
                              include: (String) throws -> String) throws(RulesError) -> KeepalivedConfig {
         var lexer = KeepalivedLexer()
         try lexer.lex(text: text, file: file, glob: glob, read: include)
-        let parser = Parser(tokens: lexer.tokens, warnings: lexer.warnings)
+        let parser = KeepalivedFileParser(tokens: lexer.tokens, warnings: lexer.warnings)
         try parser.parseFile()
         // Zero services would start a daemon that balances nothing while looking healthy: a VRRP-only
         // file (keepalived's other half) given by mistake must say so, not run.
@@ -80,7 +80,7 @@ struct KeepalivedStatement {
     var name: String { words[0].text }
 }
 
-private enum Item {
+enum KeepalivedItem {
     case statement(KeepalivedStatement)
     case open(KeepalivedToken)
     case close(KeepalivedToken)
@@ -102,12 +102,10 @@ private let skippedSections: Set<String> = [
 ]
 
 /// Checkers masq does not run: skipped with a warning (the real server is not checked by them).
-private let skippedCheckers: Set<String> = [
-    "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK", "PING_CHECK", "UDP_CHECK", "FILE_CHECK",
-]
+let skippedCheckers: Set<String> = ["BFD_CHECK", "FILE_CHECK"]
 
 /// keepalived keywords masq knows but refuses (an error rather than "unknown keyword").
-private let unsupported: [String: String] = [
+let unsupportedKeywords: [String: String] = [
     "persistence_engine": "persistence engines are not supported by masq",
     "snmp_name": "SNMP is not supported by masq",
     "ops": "one-packet scheduling (ops) is not supported by masq",
@@ -127,16 +125,16 @@ private let unsupported: [String: String] = [
     "track_bfd": "track_bfd is not supported by masq",
 ]
 
-private let natOnly = "masq forwards in NAT mode only"
+let natOnly = "masq forwards in NAT mode only"
 
 // MARK: - Parser
 
-private final class Parser {
-    private let items: [Item]
-    private var index = 0
+final class KeepalivedFileParser {
+    let items: [KeepalivedItem]
+    var index = 0
     var warnings: [RulesError] = []
     /// The lexer's warnings, given out as the parse reaches their place.
-    private var pending: ArraySlice<(lineID: Int, warning: RulesError)>
+    var pending: ArraySlice<(lineID: Int, warning: RulesError)>
     /// The virtual servers read so far, resolved as each block closes.
     var data = KeepalivedCheckData()
     /// `virtual_server` blocks read, kept or not (one without real servers is ignored).
@@ -147,7 +145,7 @@ private final class Parser {
     var routerIDs: [String: UInt8] = [:]
 
     init(tokens: [KeepalivedToken], warnings: [(lineID: Int, warning: RulesError)]) {
-        var items: [Item] = []
+        var items: [KeepalivedItem] = []
         var words: [KeepalivedToken] = []
         func flush() {
             if !words.isEmpty { items.append(.statement(KeepalivedStatement(words: words))) }
@@ -172,7 +170,7 @@ private final class Parser {
     }
 
     /// The next item, the lexer's warnings before it first.
-    private func next() -> Item {
+    func next() -> KeepalivedItem {
         let item = items[index]
         index += 1
         while let first = pending.first, first.lineID <= item.lineID {
@@ -182,7 +180,7 @@ private final class Parser {
         return item
     }
 
-    private func warn(_ t: KeepalivedToken, _ message: String, token: String? = nil) {
+    func warn(_ t: KeepalivedToken, _ message: String, token: String? = nil) {
         warnings.append(t.error(message, token: token))
     }
 
@@ -221,7 +219,7 @@ private final class Parser {
     }
 
     /// Parses the `{ ... }` after `opener`, handing each statement in it to `body`.
-    private func block(_ opener: KeepalivedStatement,
+    func block(_ opener: KeepalivedStatement,
                        _ body: (KeepalivedStatement) throws(RulesError) -> Void) throws(RulesError) {
         guard index < items.count, case .open = items[index] else {
             throw opener.keyword.error("'{' expected after \(opener.name)")
@@ -242,7 +240,7 @@ private final class Parser {
 
     /// Skips a balanced `{ ... }` after `opener`, if there is one, showing `look` each statement
     /// directly inside it.
-    private func skipBlock(_ opener: KeepalivedStatement,
+    func skipBlock(_ opener: KeepalivedStatement,
                            look: (KeepalivedStatement) throws(RulesError) -> Void = { _ in }) throws(RulesError) {
         guard index < items.count, case .open = items[index] else { return }
         var depth = 0
@@ -261,7 +259,7 @@ private final class Parser {
 
     /// `lvs_sync_daemon IF [[inst] NAME] [id N] [maxlen N] [port P] [ttl T] [group IP]`, with
     /// keepalived's ranges.
-    private func lvsSyncDaemon(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedSyncDaemon {
+    func lvsSyncDaemon(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedSyncDaemon {
         guard s.words.count > 1 else { throw s.keyword.error("lvs_sync_daemon needs an interface") }
         let interface = s.words[1].text
         guard interface.utf8.count <= SyncDaemonConfig.interfaceNameMaximum else {
@@ -302,26 +300,26 @@ private final class Parser {
         return daemon
     }
 
-    private func noMore(_ s: KeepalivedStatement, after count: Int) throws(RulesError) {
+    func noMore(_ s: KeepalivedStatement, after count: Int) throws(RulesError) {
         guard s.words.count > count else { return }
         throw s.words[count].error("extra word after \(s.name): keepalived reads one keyword per line (and would ignore it)")
     }
 
-    private func none(_ s: KeepalivedStatement) throws(RulesError) { try noMore(s, after: 1) }
+    func none(_ s: KeepalivedStatement) throws(RulesError) { try noMore(s, after: 1) }
 
-    private func one(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedToken {
+    func one(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedToken {
         guard s.words.count >= 2 else { throw s.keyword.error("\(s.name) needs a value") }
         try noMore(s, after: 2)
         return s.words[1]
     }
 
-    private func optionalOne(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedToken? {
+    func optionalOne(_ s: KeepalivedStatement) throws(RulesError) -> KeepalivedToken? {
         try noMore(s, after: 2)
         return s.words.count == 2 ? s.words[1] : nil
     }
 
     /// `read_timer`: seconds, decimals to the microsecond.
-    private func timer(_ s: KeepalivedStatement, allowZero: Bool = false) throws(RulesError) -> Double {
+    func timer(_ s: KeepalivedStatement, allowZero: Bool = false) throws(RulesError) -> Double {
         let t = try one(s)
         let parts = t.text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let whole = parts[0], fraction = parts.count == 2 ? parts[1] : ""
@@ -336,7 +334,7 @@ private final class Parser {
         return Double(total) / 1_000_000
     }
 
-    private func unsigned(_ s: KeepalivedStatement, _ range: ClosedRange<UInt64>) throws(RulesError) -> UInt64 {
+    func unsigned(_ s: KeepalivedStatement, _ range: ClosedRange<UInt64>) throws(RulesError) -> UInt64 {
         let t = try one(s)
         guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt64(t.text), range.contains(v) else {
             throw t.error("invalid \(s.name) (a number in \(range.lowerBound)-\(range.upperBound) expected)")
@@ -344,7 +342,7 @@ private final class Parser {
         return v
     }
 
-    private func flag(_ s: KeepalivedStatement) throws(RulesError) -> Bool {
+    func flag(_ s: KeepalivedStatement) throws(RulesError) -> Bool {
         guard let t = try optionalOne(s) else { return true }
         switch t.text {
         case "true", "on", "yes": return true
@@ -355,12 +353,12 @@ private final class Parser {
 
     /// A numeric address of either family (keepalived's `inet_stosockaddr`: a dotted quad, or RFC 4291
     /// text for IPv6; never a name).
-    private func address(_ t: KeepalivedToken, _ what: String) throws(RulesError) -> IPAddress {
+    func address(_ t: KeepalivedToken, _ what: String) throws(RulesError) -> IPAddress {
         if let a = IPAddress(t.text) { return a }
         throw t.error("invalid \(what) address")
     }
 
-    private func port(_ t: KeepalivedToken, _ what: String, allowZero: Bool) throws(RulesError) -> UInt16 {
+    func port(_ t: KeepalivedToken, _ what: String, allowZero: Bool) throws(RulesError) -> UInt16 {
         guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let p = UInt16(t.text), p > 0 || allowZero else {
             throw t.error("invalid \(what) port")
         }
@@ -368,7 +366,7 @@ private final class Parser {
     }
 
     /// `lb_kind`/`lvs_method`: NAT, or an error.
-    private func forwarding(_ s: KeepalivedStatement) throws(RulesError) {
+    func forwarding(_ s: KeepalivedStatement) throws(RulesError) {
         guard s.words.count >= 2 else { throw s.keyword.error("\(s.name) needs a value") }
         let t = s.words[1]
         switch t.text {
@@ -379,7 +377,7 @@ private final class Parser {
     }
 
     /// notify_up/notify_down/quorum_up/quorum_down: `"COMMAND LINE" [USER [GROUP]]`.
-    private func script(_ s: KeepalivedStatement) throws(RulesError) -> String {
+    func script(_ s: KeepalivedStatement) throws(RulesError) -> String {
         guard s.words.count >= 2 else { throw s.keyword.error("\(s.name) needs a script") }
         if s.words.count > 2 {
             throw s.words[2].error("running \(s.name) as another user is not supported by masq (the script runs as masq's user)")
@@ -391,7 +389,7 @@ private final class Parser {
         return command.text
     }
 
-    private func setScript(_ slot: inout String?, _ s: KeepalivedStatement) throws(RulesError) {
+    func setScript(_ slot: inout String?, _ s: KeepalivedStatement) throws(RulesError) {
         let value = try script(s)
         if slot != nil {
             warn(s.keyword, "\(s.name) already specified: this one is ignored (as keepalived does)")
@@ -400,14 +398,14 @@ private final class Parser {
         slot = value
     }
 
-    private func refuse(_ s: KeepalivedStatement, in section: String) -> RulesError {
-        if let why = unsupported[s.name] { return s.keyword.error(why) }
+    func refuse(_ s: KeepalivedStatement, in section: String) -> RulesError {
+        if let why = unsupportedKeywords[s.name] { return s.keyword.error(why) }
         return s.keyword.error("unknown keyword \(s.name) in \(section)")
     }
 
     // MARK: virtual_server
 
-    private func virtualServer(_ s: KeepalivedStatement) throws(RulesError) {
+    func virtualServer(_ s: KeepalivedStatement) throws(RulesError) {
         guard s.words.count >= 2 else { throw s.keyword.error("virtual_server needs an address and a port") }
         let first = s.words[1]
         switch first.text {
@@ -427,7 +425,7 @@ private final class Parser {
         try data.add(vs) { self.warn($0, $1) }
     }
 
-    private func virtualServerKeyword(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
+    func virtualServerKeyword(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
         switch s.name {
         case "delay_loop": vs.delayLoop = try timer(s)
         case "lvs_sched", "lb_algo":
@@ -545,7 +543,7 @@ private final class Parser {
 
     // MARK: real_server
 
-    private func realServer(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
+    func realServer(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
         guard s.words.count >= 2 else { throw s.keyword.error("real_server needs an address and a port") }
         let address = try address(s.words[1], "real server")
         let port = s.words.count >= 3 ? try port(s.words[2], "real server", allowZero: true) : 0
@@ -555,7 +553,7 @@ private final class Parser {
         vs.realServers.append(rs)
     }
 
-    private func realServerKeyword(_ s: KeepalivedStatement, _ rs: inout RawRealServer) throws(RulesError) {
+    func realServerKeyword(_ s: KeepalivedStatement, _ rs: inout RawRealServer) throws(RulesError) {
         switch s.name {
         case "weight": rs.weight = Int32(try unsigned(s, 0...65535))
         case "lvs_method": try forwarding(s)
@@ -589,6 +587,13 @@ private final class Parser {
                                       + "\(check.connectIP ?? rs.address)")
             }
             rs.checks.append(check)
+        // Each checker's block is read by its own file (KeepalivedParser+NAME.swift).
+        case "SSL_GET": if let check = try sslGet(s, rs) { rs.checks.append(check) }
+        case "MISC_CHECK": if let check = try miscCheck(s, rs) { rs.checks.append(check) }
+        case "UDP_CHECK": if let check = try udpCheck(s, rs) { rs.checks.append(check) }
+        case "SMTP_CHECK": if let check = try smtpCheck(s, rs) { rs.checks.append(check) }
+        case "DNS_CHECK": if let check = try dnsCheck(s, rs) { rs.checks.append(check) }
+        case "PING_CHECK": if let check = try pingCheck(s, rs) { rs.checks.append(check) }
         case let name where skippedCheckers.contains(name):
             warn(s.keyword, "\(name) is not supported by masq: ignored (the real server is not checked by it)")
             try skipBlock(s)
@@ -598,7 +603,7 @@ private final class Parser {
 
     // MARK: checkers
 
-    private func checkKeyword(_ s: KeepalivedStatement, _ c: inout RawCheck) throws(RulesError) {
+    func checkKeyword(_ s: KeepalivedStatement, _ c: inout RawCheck) throws(RulesError) {
         switch s.name {
         case "connect_ip": c.connectIP = try address(try one(s), "connect_ip")
         case "connect_port": c.connectPort = try port(try one(s), "connect", allowZero: false)
@@ -637,7 +642,7 @@ private final class Parser {
         }
     }
 
-    private func urlKeyword(_ s: KeepalivedStatement, _ url: inout HTTPCheck.URLCheck, _ path: inout String?) throws(RulesError) {
+    func urlKeyword(_ s: KeepalivedStatement, _ url: inout HTTPCheck.URLCheck, _ path: inout String?) throws(RulesError) {
         switch s.name {
         case "path":
             let t = try one(s)

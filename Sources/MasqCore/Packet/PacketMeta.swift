@@ -9,10 +9,14 @@ public struct PacketMeta: Sendable {
     /// kernel finishes each segment's checksum from it. Address changes update that sum (the kernel's
     /// `inet_proto_csum_replace4` for CHECKSUM_PARTIAL); port changes do not touch it.
     public var partialChecksumKept: Bool
+    /// The packet's firewall mark (NFQUEUE's NFQA_MARK, set by the user's `-j MARK` rules), which
+    /// selects a firewall-mark service (`-f`); 0: unmarked.
+    public var mark: UInt32
 
-    public init(partialChecksum: Bool = false, truncated: Bool = false, partialChecksumKept: Bool = false) {
+    public init(partialChecksum: Bool = false, truncated: Bool = false, partialChecksumKept: Bool = false, mark: UInt32 = 0) {
         self.partialChecksum = partialChecksum
         self.truncated = truncated
         self.partialChecksumKept = partialChecksumKept
+        self.mark = mark
     }
 }

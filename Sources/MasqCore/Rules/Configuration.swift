@@ -11,17 +11,34 @@ public struct Configuration: Equatable, Sendable {
     public func serviceIndex(_ key: ServiceKey) -> Int? { services.firstIndex { $0.key == key } }
 }
 
-/// A virtual service's identity: protocol, address and port (`-t 198.18.0.1:80`, `-t [2001:2::1]:80`).
+/// A virtual service's identity: protocol, address and port (`-t 198.18.0.1:80`, `-t [2001:2::1]:80`),
+/// or a firewall mark (`-f 1`, `-f 1 -6`).
+///
+/// A firewall-mark service (IPVS `IP_VS_SVC_F_FWMARK`, ipvsadm `-f`) takes every packet of its family
+/// that carries its mark, whatever its protocol, address or port: `fwmark` is non-zero, `address` the
+/// family's unspecified address (0.0.0.0 or ::), `port` 0 and `proto` TCP, as ipvsadm sets them
+/// ("a sane value, even though it is not used").
 public struct ServiceKey: Hashable, Sendable, CustomStringConvertible {
     public var proto: IPProtocol
     public var address: IPAddress
     public var port: UInt16
+    /// The firewall mark of a `-f` service; 0 for a service by address and port.
+    public var fwmark: UInt32 = 0
 
     public init(proto: IPProtocol, address: IPAddress, port: UInt16) {
         self.proto = proto
         self.address = address
         self.port = port
     }
+
+    /// A firewall-mark service (`-f MARK`, with `-6` for IPv6).
+    public init(fwmark: UInt32, ipv6: Bool = false) {
+        self.init(proto: .tcp, address: ipv6 ? .v6(.unspecified) : .v4(IPv4Address(rawValue: 0)), port: 0)
+        self.fwmark = fwmark
+    }
+
+    /// A `-f` service.
+    @inlinable public var isFirewallMark: Bool { fwmark != 0 }
 
     public init(proto: IPProtocol, address: IPv4Address, port: UInt16) {
         self.init(proto: proto, address: .v4(address), port: port)
@@ -31,10 +48,14 @@ public struct ServiceKey: Hashable, Sendable, CustomStringConvertible {
         self.init(proto: proto, address: .v6(address), port: port)
     }
 
-    /// `address:port`, an IPv6 address in brackets, as ipvsadm prints a service.
-    public var endpoint: String { address.endpoint(port) }
+    /// `address:port`, an IPv6 address in brackets, as ipvsadm prints a service; a firewall-mark
+    /// service's mark (ipvsadm's `-f` argument).
+    public var endpoint: String { isFirewallMark ? String(fwmark) : address.endpoint(port) }
 
-    public var description: String { "\(proto) \(endpoint)" }
+    /// `TCP 198.18.0.1:80`; `FWM 1` (`FWM 1 IPv6`) for a firewall-mark service.
+    public var description: String {
+        isFirewallMark ? "FWM \(fwmark)" + (address.isIPv6 ? " IPv6" : "") : "\(proto) \(endpoint)"
+    }
 }
 
 /// A virtual service (`-A`).
@@ -49,12 +70,17 @@ public struct ServiceSpec: Equatable, Sendable {
     public var netmask = IPv4Address(rawValue: 0xffff_ffff)
     /// Persistence granularity of an IPv6 service: ipvsadm's `-M` is a prefix length there (1...128).
     public var prefixLength: UInt8 = 128
+    /// `-o`/`--ops`: one-packet scheduling (IPVS `IP_VS_SVC_F_ONEPACKET`): each UDP datagram is
+    /// scheduled on its own and no connection entry is kept (DNS). ipvsadm takes it for UDP services
+    /// and firewall-mark services (whose UDP packets it applies to).
+    public var onePacket = false
     public var realServers: [RealServerSpec] = []
 
     public init(key: ServiceKey, scheduler: String = Schedulers.defaultName, schedulerFlags: SchedulerFlags = [],
                 persistence: UInt32? = nil, netmask: IPv4Address = IPv4Address(rawValue: 0xffff_ffff),
-                prefixLength: UInt8 = 128, realServers: [RealServerSpec] = []) {
+                prefixLength: UInt8 = 128, onePacket: Bool = false, realServers: [RealServerSpec] = []) {
         self.key = key
+        self.onePacket = onePacket
         self.scheduler = scheduler
         self.schedulerFlags = schedulerFlags
         self.persistence = persistence
@@ -88,15 +114,26 @@ public struct ServiceSpec: Equatable, Sendable {
 
 /// A real server of a service (`-a ... -r 198.19.0.201:80 -m -w 1`). Of the service's family: IPVS
 /// takes mixed families only for tunnelled real servers, which masq, a NAT director, has not.
+///
+/// A real server of a firewall-mark service may have port 0: the connection keeps the packet's own
+/// destination port (IPVS `ip_vs_schedule`: `dport = dest->port ? dest->port : vport`).
 public struct RealServerSpec: Equatable, Sendable {
     public var address: IPAddress
     public var port: UInt16
     public var weight: Int32
+    /// `-x`/`--u-threshold`: at this many connections (active + inactive, IPVS
+    /// `ip_vs_dest_totalconns`) the server is overloaded and takes no new ones; 0: no limit.
+    public var upperThreshold: UInt32 = 0
+    /// `-y`/`--l-threshold`: an overloaded server takes new connections again once its connections
+    /// are at most this; 0: three quarters of the upper threshold (IPVS `ip_vs_dest_set_overload`).
+    public var lowerThreshold: UInt32 = 0
 
-    public init(address: IPAddress, port: UInt16, weight: Int32 = 1) {
+    public init(address: IPAddress, port: UInt16, weight: Int32 = 1, upperThreshold: UInt32 = 0, lowerThreshold: UInt32 = 0) {
         self.address = address
         self.port = port
         self.weight = weight
+        self.upperThreshold = upperThreshold
+        self.lowerThreshold = lowerThreshold
     }
 
     public init(address: IPv4Address, port: UInt16, weight: Int32 = 1) {

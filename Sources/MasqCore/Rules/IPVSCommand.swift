@@ -15,8 +15,13 @@ public struct IPVSCommand: Equatable, Sendable {
     public var netmask: IPv4Address?
     /// `-M` of an IPv6 service: a prefix length (ipvsadm's `-M 64`).
     public var prefixLength: UInt8?
+    /// `-o`/`--ops`: one-packet scheduling.
+    public var onePacket: Bool?
     public var realServer: (address: IPAddress, port: UInt16?)?
     public var weight: Int32?
+    /// `-x`/`--u-threshold` and `-y`/`--l-threshold` of a real server.
+    public var upperThreshold: UInt32?
+    public var lowerThreshold: UInt32?
 
     /// The command with no option given yet.
     public init(kind: Kind) {
@@ -27,7 +32,8 @@ public struct IPVSCommand: Equatable, Sendable {
         a.kind == b.kind && a.service == b.service && a.scheduler == b.scheduler
             && a.schedulerFlags == b.schedulerFlags && a.persistence == b.persistence && a.netmask == b.netmask && a.prefixLength == b.prefixLength
             && a.realServer?.address == b.realServer?.address && a.realServer?.port == b.realServer?.port
-            && a.weight == b.weight
+            && a.weight == b.weight && a.onePacket == b.onePacket
+            && a.upperThreshold == b.upperThreshold && a.lowerThreshold == b.lowerThreshold
     }
 }
 
