@@ -322,4 +322,17 @@ private func block(_ header: String, _ body: String = "protocol TCP", server: St
         let without203 = ["198.19.0.201 1", "198.19.0.202 1"]
         #expect(pools() == [without203, without203, without203])
     }
+
+    /// A reload keeps a group block's health (the block is known by its first member) while its
+    /// members change: a new member starts with the block's servers as they are.
+    @Test func aReloadKeepsTheBlocksHealthForNewMembers() async throws {
+        func conf(_ members: String) -> String { "virtual_server_group G {\n\(members)\n}\n" + block("group G") }
+        let first = try parse(conf(" 198.18.0.1 80"))
+        let monitor = HealthMonitor(first, now: 0)
+        _ = await monitor.tick(now: 0) { _, _, _ in .failure(ProbeFailure(check: "TCP", reason: .connectionRefused)) }
+        #expect(monitor.effectiveConfiguration(timeouts: Timeouts()).services.map(\.realServers.count) == [0])
+        let reloaded = HealthMonitor(try parse(conf(" 198.18.0.1 80\n 198.18.0.2 80")), now: 1, previous: monitor)
+        #expect(reloaded.effectiveConfiguration(timeouts: Timeouts()).services.map(\.realServers.count) == [0, 0])
+        #expect(reloaded.startEvents.isEmpty)
+    }
 }
