@@ -181,11 +181,7 @@ extension Engine {
             return table.isFull ? .tableFull : .conflict
         }
         table[slot].isSynced = true
-        if connection.countedActive {
-            destination.activeConnections &+= 1
-        } else {
-            destination.inactiveConnections &+= 1
-        }
+        destination.bindConnection(active: connection.countedActive)
         counters.syncedCreated &+= 1
         return existing != nil ? .replaced : .created
     }
@@ -233,7 +229,7 @@ extension Engine {
         let addresses = EntryAddresses(client: masked, virtualAddress: virtualAddress, server: server)
         guard let slot = F.insert(table, template, addresses) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
-        destination.persistentConnections &+= 1
+        destination.bindTemplate()
         counters.syncedCreated &+= 1
         return existing != nil ? .replaced : .created
     }
