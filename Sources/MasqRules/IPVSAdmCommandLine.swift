@@ -10,7 +10,8 @@ public enum IPVSAdmCommand: Equatable, Sendable {
     /// `-L|-l|--list` (and no arguments at all, which ipvsadm treats as `-L`).
     case list(ListOptions)
     /// `-Z|--zero [service]`: nil zeroes every service (as ipvsadm does for no service, or for the
-    /// service 0.0.0.0:0, which libipvs's `ipvs_zero_service` sends without a service).
+    /// service 0.0.0.0:0, which libipvs's `ipvs_zero_service` sends without a service; a mark is
+    /// always sent).
     case zero(ServiceKey?)
     /// `-S|--save [-n]`.
     case save(numeric: Bool)
@@ -36,7 +37,7 @@ public struct ListOptions: Equatable, Sendable {
     public var numeric = false
     /// `-c`: the connection table.
     public var connections = false
-    /// `-t|-u VIP:PORT`: only this service (ipvsadm's `list_service`: no version line).
+    /// `-t|-u VIP:PORT` or `-f MARK [-6]`: only this service (ipvsadm's `list_service`: no version line).
     public var service: ServiceKey?
     /// `--timeout`: the timeout line only.
     public var timeout = false
