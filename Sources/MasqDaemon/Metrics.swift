@@ -263,7 +263,7 @@ struct MetricsSnapshot: Sendable {
             totals.count("\(prefix)_bytes_total", labels + [("direction", "out")], t.bytesOut)
         }
         for service in services {
-            let name = "\(service.key.proto) \(service.key.endpoint)"
+            let name = service.key.description  // "TCP 198.18.0.1:80", "FWM 1"
             countTraffic("masq_service", [("service", name)], service.stats)
             for d in service.realServers {
                 let labels = [("service", name), ("real_server", d.address.endpoint(d.port))]
