@@ -735,9 +735,8 @@ struct ErrorCase: Sendable, CustomTestStringConvertible {
         ErrorCase(service("real_server 198.19.0.1 80 {\n}") + "\n" + service("real_server 198.19.0.1 80 {\n}"), 8,
                   "virtual_server", "virtual server TCP 198.18.0.1:80 is already defined at keepalived.conf:1"),
         // Values.
-        .inService("lvs_sched lblc", 5, "lblc",
-                   "scheduler lblc is not supported by masq (masq has rr, wrr, lc, wlc, sed, nq, sh, dh, mh)"),
-        .inService("lb_algo fastest", 5, "fastest", "invalid lb_algo (masq has rr, wrr, lc, wlc, sed, nq, sh, dh, mh)"),
+        .inService("lb_algo fastest", 5, "fastest",
+                   "invalid lb_algo (masq has rr, wrr, lc, wlc, sed, nq, sh, dh, mh, lblc, lblcr, fo, ovf, twos)"),
         .inService("protocol SCTP", 5, "SCTP", "SCTP services are not supported by masq (TCP or UDP)"),
         .inService("protocol ICMP", 5, "ICMP", "unknown protocol (TCP or UDP expected)"),
         .inService("delay_loop soon", 5, "soon", "invalid delay_loop (seconds expected)"),
