@@ -470,9 +470,7 @@ final class KeepalivedFileParser {
             let t = try one(s)
             guard Schedulers.type(named: t.text) != nil else {
                 let known = Schedulers.all.map { $0.name }.joined(separator: ", ")
-                let keepalived: Set = ["lblc", "lblcr", "fo", "ovf", "twos"]
-                throw t.error(keepalived.contains(t.text) ? "scheduler \(t.text) is not supported by masq (masq has \(known))"
-                                                          : "invalid \(s.name) (masq has \(known))")
+                throw t.error("invalid \(s.name) (masq has \(known))")
             }
             vs.scheduler = t.text
         case "lvs_method", "lb_kind":

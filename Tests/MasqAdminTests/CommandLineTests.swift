@@ -270,7 +270,7 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         #expect(text.hasSuffix("\n"))
         #expect(text.contains("  masqadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]\n"))
         #expect(text.contains("  --masquerading -m "))
-        #expect(text.contains("one of rr|wrr|lc|wlc|sed|nq|sh|dh|mh,"))
+        #expect(text.contains("one of rr|wrr|lc|wlc|sed|nq|sh|dh|mh|lblc|lblcr|fo|ovf|twos,"))
         #expect(text.contains("NAT mode only"))
         for unsupported in ["--gatewaying", "--ipip", "--sctp-service", "--tun-type", "--pe "] {
             #expect(!text.contains(unsupported), "\(unsupported)")
