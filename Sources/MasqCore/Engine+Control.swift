@@ -98,7 +98,7 @@ extension Engine {
         // service has no VIP; a port-0 service many ports). A real server endpoint in two such services
         // answers for the first configured (see README, "One-packet scheduling").
         onePacketReplies = [:]
-        for s in byAddress where s.usesOnePacketScheduling && s.key.port != 0 {
+        for s in byAddress where s.usesOnePacketScheduling {
             for d in s.destinations {
                 let key = OnePacketReplyKey(address: d.address, port: d.port != 0 ? d.port : s.key.port)
                 if onePacketReplies[key] == nil {

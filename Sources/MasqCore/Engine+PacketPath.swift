@@ -595,9 +595,11 @@ extension Engine {
 }
 
 extension VirtualService {
-    /// IPVS `IP_VS_SVC_F_ONEPACKET` as masq applies it: a UDP address service with `-o` schedules each
-    /// datagram alone and keeps no entry. A firewall-mark service keeps its entries even with `-o`:
-    /// without one, nothing tells which VIP a real server's answer must leave from (README,
-    /// "One-packet scheduling").
-    var usesOnePacketScheduling: Bool { spec.onePacket && spec.key.proto == .udp && !spec.key.isFirewallMark }
+    /// IPVS `IP_VS_SVC_F_ONEPACKET` as masq applies it: a UDP address service with a port and `-o`
+    /// schedules each datagram alone and keeps no entry. A firewall-mark service and a port-0 service
+    /// keep their entries even with `-o`: without one, nothing tells which VIP and port a real
+    /// server's answer must leave from (README, "One-packet scheduling").
+    var usesOnePacketScheduling: Bool {
+        spec.onePacket && spec.key.proto == .udp && !spec.key.isFirewallMark && spec.key.port != 0
+    }
 }
