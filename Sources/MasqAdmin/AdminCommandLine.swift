@@ -12,8 +12,8 @@ import MasqRules
 ///   'C' command", "options conflicts in the list command", "--set option requires 3 timeout
 ///   values", "unexpected argument X", "multiple 'O' options specified", "invalid option `X'" (a
 ///   second command: `set_command`'s "multiple commands specified" cannot happen in 1.31, because
-///   only the first option is read as a command)... masq's own refusals (NAT only, firewall
-///   marks, SCTP, …) also exit 2.
+///   only the first option is read as a command)... masq's own refusals (NAT only, SCTP, …) also
+///   exit 2.
 /// - `tryhelp_exit(argv[0], -1)`: only "Try `PROG -h' or 'PROG --help' for more information.", exit
 ///   255. When the first option is not a command (`masqadm -n -L`, `masqadm foo`, an unknown first
 ///   option) and for `-R` inside a restore.
@@ -147,8 +147,10 @@ public enum AdminCommandLine {
               --tcp-service|-t  service-address   service-address is host[:port]
               --udp-service|-u  service-address   service-address is host[:port]
                                                   (IPv6: [address]:port, or the bare address)
+              --fwmark-service|-f fwmark          fwmark is an integer greater than zero
 
             Options:
+              --ipv6         -6                   fwmark entry uses IPv6
               --scheduler    -s scheduler         one of \(schedulers),
                                                   the default scheduler is \(Schedulers.defaultName).
               --persistent   -p [timeout]         persistent service
@@ -157,6 +159,8 @@ public enum AdminCommandLine {
               --real-server  -r server-address    server-address is host (and port)
               --masquerading -m                   masquerading (NAT), required: masq forwards in NAT mode only
               --weight       -w weight            capacity of real server
+              --u-threshold  -x uthreshold        upper threshold of connections
+              --l-threshold  -y lthreshold        lower threshold of connections
               --connection   -c                   output of current IPVS connections
               --timeout                           output of timeout (tcp tcpfin udp)
               --stats                             output of statistics information
@@ -166,10 +170,10 @@ public enum AdminCommandLine {
               --persistent-conn                   output of persistent connection info
               --nosort                            disable sorting output of service/server entries
               --sort                              does nothing, for backwards compatibility
+              --ops          -o                   one-packet scheduling
               --numeric      -n                   numeric output of addresses and ports
               --sched-flags  -b flags             scheduler flags (comma-separated)
               --daemon                            output of daemon information
-              --ipv6         -6                   fwmark entry uses IPv6 (after -f, which masq refuses)
             Daemon Options:
               --syncid sid                        syncid for connection sync (default=0: no filtering)
               --sync-maxlen length                Max sync message length (default=1472)
@@ -179,8 +183,9 @@ public enum AdminCommandLine {
               --mcast-ttl ttl                     Multicast TTL (default=1)
 
             masq forwards in NAT mode only: -g (direct routing) and -i (tunnelling) are refused, and so are
-            firewall-mark and SCTP services, --pe, -o, connection thresholds (-x, -y), a real server of
-            the other address family than its service's, and IPv6 multicast groups for the sync daemon. Host and port names are read from /etc/hosts and /etc/services only, never from DNS.
+            SCTP services, --pe, a real server of the other address family than its service's, and IPv6
+            multicast groups for the sync daemon. Host and port names are read from /etc/hosts and
+            /etc/services only, never from DNS.
 
             """
     }

@@ -7,7 +7,7 @@ import MasqRules
 /// `list_conn`/`print_conn`, `list_timeout`, `list_daemon`; libipvs's sort comparators).
 ///
 /// What ipvsadm does that shows here:
-/// - services are sorted by protocol, address, port (`ipvs_cmp_services`) and each service's real
+/// - services are sorted by firewall mark, family, protocol, address, port (`ipvs_cmp_services`) and each service's real
 ///   servers by address, port (`ipvs_cmp_dests`) unless `--nosort`, where the daemon's order (the
 ///   configuration's) stands for the kernel's; the comparators subtract 32-bit addresses into an int,
 ///   reproduced with glibc's merge sort (see `glibcMergeSort`);
@@ -190,21 +190,34 @@ public struct IPVSAdmFormat: Sendable {
         let vname = name(s.address, s.port, proto: proto, numeric: f.numeric)
         var out = ""
         let svcName: String
+        // sprintf(svc_name, "%d", se->fwmark) of an unsigned mark: above 2^31 it prints negative.
+        let mark = Int32(bitPattern: s.fwmark)
         if f.rule {
-            // snprintf(svc_name, …, "%s %s", option_from_protocol(proto) ?: "--xxx-service", vname)
-            let option = proto == "tcp" ? "-t" : proto == "udp" ? "-u" : proto == "sctp" ? "--sctp-service" : "--xxx-service"
-            svcName = option + " " + vname
-            // "-A %s -s %s", " -p %u", " -M %s", " -b " + print_sched_flags
+            if s.fwmark != 0 {
+                // sprintf(svc_name, "-f %d -6") for AF_INET6, else "-f %d"
+                svcName = ipv6 ? "-f \(mark) -6" : "-f \(mark)"
+            } else {
+                // snprintf(svc_name, …, "%s %s", option_from_protocol(proto) ?: "--xxx-service", vname)
+                let option = proto == "tcp" ? "-t" : proto == "udp" ? "-u" : proto == "sctp" ? "--sctp-service" : "--xxx-service"
+                svcName = option + " " + vname
+            }
+            // "-A %s -s %s", " -p %u", " -M %s", " -o", " -b " + print_sched_flags
             out += "-A \(svcName) -s \(s.scheduler)"
             if let p = s.persistence {
                 out += " -p \(p)"
                 if let mask = Self.netmask(s) { out += " -M \(mask)" }
             }
+            if s.onePacket { out += " -o" }
             if let flags = Self.schedulerFlags(s) { out += " -b \(flags)" }
         } else {
-            // snprintf(svc_name, 64, "%-4s %s", protocol_name(proto), vname);
-            // if (se->af != AF_INET6) svc_name[33] = '\0'
-            svcName = CFormat.cut(CFormat.left(Self.protocolName(proto), 4) + " " + vname, ipv6 ? 63 : 33)
+            if s.fwmark != 0 {
+                // sprintf(svc_name, "FWM  %d IPv6") for AF_INET6, else "FWM  %d": not cut
+                svcName = ipv6 ? "FWM  \(mark) IPv6" : "FWM  \(mark)"
+            } else {
+                // snprintf(svc_name, 64, "%-4s %s", protocol_name(proto), vname);
+                // if (se->af != AF_INET6) svc_name[33] = '\0'
+                svcName = CFormat.cut(CFormat.left(Self.protocolName(proto), 4) + " " + vname, ipv6 ? 63 : 33)
+            }
             if f.stats || f.rate {
                 // printf("%-33s", svc_name) then print_largenum × 5 (stats64: full 64 bits)
                 out += CFormat.left(svcName, 33)
@@ -221,6 +234,7 @@ public struct IPVSAdmFormat: Sendable {
                     out += " persistent \(p)"
                     if let mask = Self.netmask(s) { out += " mask \(mask)" }
                 }
+                if s.onePacket { out += " ops" }
             }
         }
         out += "\n"
@@ -248,7 +262,8 @@ public struct IPVSAdmFormat: Sendable {
                 out += Self.largeNumber(Self.u32(d.rates.bytesOutPerSecond), exact: f.exact) + "\n"
             } else if f.thresholds {
                 // printf("  -> %-28s %-10u %-10u %-10u %-10u\n", dname, u_threshold, l_threshold, active, inact)
-                out += "  -> " + CFormat.left(dname, 28) + " " + CFormat.left("0", 10) + " " + CFormat.left("0", 10)
+                out += "  -> " + CFormat.left(dname, 28) + " " + CFormat.left(String(d.upperThreshold), 10) + " "
+                    + CFormat.left(String(d.lowerThreshold), 10)
                     + " " + CFormat.left(CFormat.unsigned(d.activeConnections), 10) + " "
                     + CFormat.left(CFormat.unsigned(d.inactiveConnections), 10) + "\n"
             } else if f.persistentConnections {
@@ -296,8 +311,13 @@ public struct IPVSAdmFormat: Sendable {
     /// Whether an address in the daemon's state is IPv6 (`se->af == AF_INET6`).
     static func isIPv6(_ address: String) -> Bool { address.contains(":") && IPv6Address(address) != nil }
 
+    /// `ipvs_get_service(fwmark, af, protocol, addr, port)`: a firewall-mark service by its mark and
+    /// family, any other by protocol, address and port.
     func matches(_ s: ServiceState, _ key: ServiceKey) -> Bool {
-        s.proto.lowercased() == (key.proto == .udp ? "udp" : "tcp") && IPAddress(s.address) == key.address
+        if s.fwmark != 0 || key.isFirewallMark {
+            return s.fwmark == key.fwmark && Self.isIPv6(s.address) == key.address.isIPv6
+        }
+        return s.proto.lowercased() == (key.proto == .udp ? "udp" : "tcp") && IPAddress(s.address) == key.address
             && s.port == key.port
     }
 
@@ -376,10 +396,13 @@ public struct IPVSAdmFormat: Sendable {
         }
     }
 
-    /// libipvs's `ipvs_cmp_services` for services without firewall mark: the family (`s1->af -
+    /// libipvs's `ipvs_cmp_services`: the firewall mark (`s1->fwmark - s2->fwmark` as an int, so
+    /// mark services follow the others, those above 2^31 precede them), the family (`s1->af -
     /// s2->af`), protocol, then the address (`ntohl(a) - ntohl(b)` as an int, word by word for IPv6),
     /// then port.
     static func compareServices(_ a: ServiceState, _ b: ServiceState) -> Int32 {
+        let mark = Int32(bitPattern: a.fwmark &- b.fwmark)
+        if mark != 0 { return mark }
         let af = addressFamily(a.address) - addressFamily(b.address)
         if af != 0 { return af }
         let r = protocolNumber(a.proto) - protocolNumber(b.proto)

@@ -35,11 +35,16 @@ public struct TimeoutState: Codable, Equatable, Sendable {
 }
 
 public struct ServiceState: Codable, Equatable, Sendable {
-    /// "TCP" or "UDP".
+    /// "TCP" or "UDP" ("TCP" for a firewall-mark service, as ipvsadm sets it).
     public var proto: String
-    /// Dotted quad, or RFC 5952 text for an IPv6 service.
+    /// Dotted quad, or RFC 5952 text for an IPv6 service (0.0.0.0 or :: for a firewall-mark service:
+    /// its family).
     public var address: String
     public var port: UInt16
+    /// The mark of a firewall-mark service (`-f`), 0 for a service by address and port.
+    public var fwmark: UInt32 = 0
+    /// `-o`: one-packet scheduling (IPVS `IP_VS_SVC_F_ONEPACKET`).
+    public var onePacket: Bool = false
     public var scheduler: String
     /// ipvsadm's flag names: "sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2".
     public var schedulerFlags: [String]
@@ -52,12 +57,15 @@ public struct ServiceState: Codable, Equatable, Sendable {
     public var rates: TrafficRates
     public var destinations: [DestinationState]
 
-    public init(proto: String, address: String, port: UInt16, scheduler: String, schedulerFlags: [String] = [],
-                persistence: UInt32? = nil, netmask: String = "255.255.255.255", stats: TrafficCounters = TrafficCounters(),
+    public init(proto: String, address: String, port: UInt16, fwmark: UInt32 = 0, scheduler: String,
+                schedulerFlags: [String] = [], persistence: UInt32? = nil, netmask: String = "255.255.255.255",
+                onePacket: Bool = false, stats: TrafficCounters = TrafficCounters(),
                 rates: TrafficRates = TrafficRates(), destinations: [DestinationState] = []) {
         self.proto = proto
         self.address = address
         self.port = port
+        self.fwmark = fwmark
+        self.onePacket = onePacket
         self.scheduler = scheduler
         self.schedulerFlags = schedulerFlags
         self.persistence = persistence
@@ -77,12 +85,18 @@ public struct DestinationState: Codable, Equatable, Sendable {
     public var activeConnections: Int32
     public var inactiveConnections: Int32
     public var persistentConnections: Int32
+    /// `-x`, `-y` (0: not set), as `--thresholds` lists them.
+    public var upperThreshold: UInt32 = 0
+    public var lowerThreshold: UInt32 = 0
     public var stats: TrafficCounters
     public var rates: TrafficRates
 
     public init(address: String, port: UInt16, forward: String = "Masq", weight: Int32, activeConnections: Int32 = 0,
-                inactiveConnections: Int32 = 0, persistentConnections: Int32 = 0, stats: TrafficCounters = TrafficCounters(),
+                inactiveConnections: Int32 = 0, persistentConnections: Int32 = 0, upperThreshold: UInt32 = 0,
+                lowerThreshold: UInt32 = 0, stats: TrafficCounters = TrafficCounters(),
                 rates: TrafficRates = TrafficRates()) {
+        self.upperThreshold = upperThreshold
+        self.lowerThreshold = lowerThreshold
         self.address = address
         self.port = port
         self.forward = forward
@@ -92,5 +106,40 @@ public struct DestinationState: Codable, Equatable, Sendable {
         self.persistentConnections = persistentConnections
         self.stats = stats
         self.rates = rates
+    }
+}
+
+// A daemon from before firewall marks, one-packet scheduling and thresholds (masq 0.15) sends none of
+// these fields: they decode as their defaults, so a newer masqadm still reads its state.
+
+extension ServiceState {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            proto: try c.decode(String.self, forKey: .proto), address: try c.decode(String.self, forKey: .address),
+            port: try c.decode(UInt16.self, forKey: .port),
+            fwmark: try c.decodeIfPresent(UInt32.self, forKey: .fwmark) ?? 0,
+            scheduler: try c.decode(String.self, forKey: .scheduler),
+            schedulerFlags: try c.decode([String].self, forKey: .schedulerFlags),
+            persistence: try c.decodeIfPresent(UInt32.self, forKey: .persistence),
+            netmask: try c.decode(String.self, forKey: .netmask),
+            onePacket: try c.decodeIfPresent(Bool.self, forKey: .onePacket) ?? false,
+            stats: try c.decode(TrafficCounters.self, forKey: .stats), rates: try c.decode(TrafficRates.self, forKey: .rates),
+            destinations: try c.decode([DestinationState].self, forKey: .destinations))
+    }
+}
+
+extension DestinationState {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            address: try c.decode(String.self, forKey: .address), port: try c.decode(UInt16.self, forKey: .port),
+            forward: try c.decode(String.self, forKey: .forward), weight: try c.decode(Int32.self, forKey: .weight),
+            activeConnections: try c.decode(Int32.self, forKey: .activeConnections),
+            inactiveConnections: try c.decode(Int32.self, forKey: .inactiveConnections),
+            persistentConnections: try c.decode(Int32.self, forKey: .persistentConnections),
+            upperThreshold: try c.decodeIfPresent(UInt32.self, forKey: .upperThreshold) ?? 0,
+            lowerThreshold: try c.decodeIfPresent(UInt32.self, forKey: .lowerThreshold) ?? 0,
+            stats: try c.decode(TrafficCounters.self, forKey: .stats), rates: try c.decode(TrafficRates.self, forKey: .rates))
     }
 }

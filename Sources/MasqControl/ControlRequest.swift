@@ -56,6 +56,8 @@ extension ControlRequest: Codable {
 
     enum ServiceKeys: String, CodingKey {
         case proto, address, port
+        /// A firewall-mark service's mark (only for one; its address then only gives the family).
+        case fwmark
     }
 
     /// The value under `command`.
@@ -98,6 +100,7 @@ extension ControlRequest: Codable {
                 try s.encode(key.proto == .udp ? "udp" : "tcp", forKey: .proto)
                 try s.encode(key.address.description, forKey: .address)
                 try s.encode(key.port, forKey: .port)
+                if key.isFirewallMark { try s.encode(key.fwmark, forKey: .fwmark) }
             }
         case .setTimeouts(let tcp, let tcpFin, let udp):
             try c.encode(tcp, forKey: .tcp)
@@ -155,6 +158,10 @@ extension ControlRequest: Codable {
             // Either family: RFC 4291 text for IPv6 (the encoder writes RFC 5952), dotted quad for IPv4.
             guard let address = IPAddress(text) else {
                 throw DecodingError.dataCorruptedError(forKey: .address, in: s, debugDescription: "'\(text)' is not an IP address")
+            }
+            if let mark = try s.decodeIfPresent(UInt32.self, forKey: .fwmark), mark != 0 {
+                self = .zero(ServiceKey(fwmark: mark, ipv6: address.isIPv6))
+                return
             }
             self = .zero(ServiceKey(proto: proto, address: address, port: try s.decode(UInt16.self, forKey: .port)))
         case "setTimeouts":

@@ -90,8 +90,80 @@ public final class Destination {
         self.lastWeight = weight
     }
 
-    /// May take new connections (IPVS: weight > 0 and not overloaded; masq has no thresholds yet).
-    @inlinable public var isAvailable: Bool { weight > 0 }
+    /// ipvsadm `-x`: at this many connections (active + inactive) the server takes no new ones; 0 = none.
+    public internal(set) var upperThreshold: UInt32 = 0
+    /// ipvsadm `-y`: an overloaded server takes new connections again below this many; 0 = 3/4 of
+    /// the upper threshold.
+    public internal(set) var lowerThreshold: UInt32 = 0
+    /// IPVS IP_VS_DEST_F_OVERLOAD: the upper threshold was reached and the count has not yet fallen
+    /// below the lower one. Not in the registry record: `restoreOverload()` recomputes it after a restart.
+    public internal(set) var overloaded = false
+
+    /// May take new connections (IPVS: weight > 0 and not IP_VS_DEST_F_OVERLOAD).
+    @inlinable public var isAvailable: Bool { weight > 0 && !overloaded }
+
+    /// IPVS `ip_vs_dest_totalconns`: active and inactive connections (templates are not counted).
+    @inlinable var totalConnections: Int64 { Int64(activeConnections) + Int64(inactiveConnections) }
+
+    /// A connection now names this server (IPVS `ip_vs_bind_dest`): counted active or inactive, and
+    /// the server is overloaded once the count reaches its upper threshold.
+    @inline(__always) func bindConnection(active: Bool) {
+        if active { activeConnections &+= 1 } else { inactiveConnections &+= 1 }
+        checkUpperThreshold()
+    }
+
+    /// A persistence template now names this server (`ip_vs_bind_dest` with IP_VS_CONN_F_TEMPLATE):
+    /// counted in PersistConn; the threshold is checked as for a connection, on the connection count.
+    @inline(__always) func bindTemplate() {
+        persistentConnections &+= 1
+        checkUpperThreshold()
+    }
+
+    /// A connection no longer names this server (IPVS `ip_vs_unbind_dest`).
+    @inline(__always) func unbindConnection(active: Bool) {
+        if active { activeConnections &-= 1 } else { inactiveConnections &-= 1 }
+        checkLowerThreshold()
+    }
+
+    /// A persistence template no longer names this server.
+    @inline(__always) func unbindTemplate() {
+        persistentConnections &-= 1
+        checkLowerThreshold()
+    }
+
+    /// `ip_vs_bind_dest`: `u_threshold != 0 && totalconns >= u_threshold` sets the flag.
+    @inline(__always) private func checkUpperThreshold() {
+        if upperThreshold != 0 && totalConnections >= Int64(upperThreshold) { overloaded = true }
+    }
+
+    /// `ip_vs_unbind_dest`: the flag clears below the lower threshold when one is set, else below 3/4
+    /// of the upper one (`totalconns * 4 < u_threshold * 3`), else (no thresholds) at once.
+    @inline(__always) private func checkLowerThreshold() {
+        guard overloaded else { return }
+        if lowerThreshold != 0 {
+            if totalConnections < Int64(lowerThreshold) { overloaded = false }
+        } else if upperThreshold != 0 {
+            if totalConnections * 4 < Int64(upperThreshold) * 3 { overloaded = false }
+        } else {
+            overloaded = false
+        }
+    }
+
+    /// New thresholds from the configuration (IPVS `__ip_vs_update_dest`): the flag clears when the
+    /// upper threshold is removed or raised; otherwise it stands until the next connection ends (a
+    /// lowered threshold takes effect at the next connection, as in the kernel).
+    func setThresholds(upper: UInt32, lower: UInt32) {
+        if upper == 0 || upper > upperThreshold { overloaded = false }
+        upperThreshold = upper
+        lowerThreshold = lower
+    }
+
+    /// After adopting an earlier masq's table, whose records keep the counts but not the flag: set
+    /// when the count is at or over the upper threshold (the kernel could not have cleared it there);
+    /// between the two thresholds the history is unknown and the server is taken as not overloaded.
+    func restoreOverload() {
+        overloaded = upperThreshold != 0 && totalConnections >= Int64(upperThreshold)
+    }
 
     /// The rates of the last sample (ipvsadm `--rate`).
     public var rates: TrafficRates { rateEstimator.rates }

@@ -50,6 +50,7 @@ extension Engine {
                     continue
                 }
                 d.setWeight(rs.weight)
+                d.setThresholds(upper: rs.upperThreshold, lower: rs.lowerThreshold)
                 dests.append(d)
                 stillUsed.insert(d.id)
             }
@@ -172,6 +173,8 @@ extension Engine {
         }
         destinations = rebuilt
         apply(configuration, adopted: adopted, adoptedInService: inService)
+        // The overload flag is not in the records: recomputed from the adopted counts.
+        for d in destinations { d?.restoreOverload() }
         let memory = table.memory
         adoption = AdoptionReport(
             generation: memory.generation, previousOwnerPID: memory.previousOwnerPID, clean: memory.wasCleanShutdown,

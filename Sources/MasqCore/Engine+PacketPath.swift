@@ -290,7 +290,8 @@ extension Engine {
         let client = packet.source, virtualAddress = packet.destination
         let input = SchedulingInput(clientHashWord: F.hashWord(client), clientPort: th.sourcePort,
                                     virtualAddressHashWord: F.hashWord(virtualAddress),
-                                    virtualPort: th.destinationPort)
+                                    virtualPort: th.destinationPort,
+                                    destinationAddress: F.ipAddress(virtualAddress), now: now)
         updatePressure()
         var controller = ConnectionTable.noSlot
         let chosen: Destination
@@ -341,7 +342,7 @@ extension Engine {
         guard let slot = F.insert(table, connection, addresses) else {
             return .drop(table.isFull ? .tableFull : .tupleConflict)
         }
-        if connection.countedActive { chosen.activeConnections &+= 1 } else { chosen.inactiveConnections &+= 1 }
+        chosen.bindConnection(active: connection.countedActive)
         counters.connectionsCreated &+= 1
         registry.services[Int(service.id)].stats.countConnection(length: length)
         chosen.stats.countConnection(length: length)
@@ -457,7 +458,7 @@ extension Engine {
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
         let addresses = EntryAddresses(client: masked, virtualAddress: templateAddress, server: server)
         guard let slot = F.insert(table, template, addresses) else { return .noRoom }
-        d.persistentConnections &+= 1
+        d.bindTemplate()
         counters.templatesCreated &+= 1
         return .chosen(d, template: slot)
     }
@@ -518,13 +519,7 @@ extension Engine {
         guard let d = destination(entry.destinationID) else { return }
         // A synced entry's handshake happened on the master: its expiry here says nothing of the server.
         if !evicted && !entry.isTemplate && !entry.isSynced && entry.failsHandshakeOnExpiry { d.handshakeFailures &+= 1 }
-        if entry.isTemplate {
-            d.persistentConnections &-= 1
-        } else if entry.countedActive {
-            d.activeConnections &-= 1
-        } else {
-            d.inactiveConnections &-= 1
-        }
+        if entry.isTemplate { d.unbindTemplate() } else { d.unbindConnection(active: entry.countedActive) }
         if d.weight == 0 { releaseIfUnused(d) }
     }
 

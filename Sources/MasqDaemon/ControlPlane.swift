@@ -163,15 +163,18 @@ public final class ControlPlane: Sendable {
                 let spec = service.spec
                 return ServiceState(
                     proto: spec.key.proto.description, address: spec.key.address.description, port: spec.key.port,
-                    scheduler: spec.scheduler, schedulerFlags: spec.schedulerFlagNames,
-                    persistence: spec.persistence, netmask: spec.persistenceMaskText,
+                    fwmark: spec.key.fwmark, scheduler: spec.scheduler, schedulerFlags: spec.schedulerFlagNames,
+                    persistence: spec.persistence, netmask: spec.persistenceMaskText, onePacket: spec.onePacket,
                     stats: engine.serviceStats[Int(service.id)],
                     rates: service.rates,
                     destinations: service.destinations.map { d in
-                        DestinationState(
+                        // The thresholds as configured (`--thresholds` shows -x/-y, not the overload state).
+                        let configured = spec.realServers.first { $0.address == d.address && $0.port == d.port }
+                        return DestinationState(
                             address: d.address.description, port: d.port, weight: d.weight,
                             activeConnections: d.activeConnections, inactiveConnections: d.inactiveConnections,
                             persistentConnections: d.persistentConnections,
+                            upperThreshold: configured?.upperThreshold ?? 0, lowerThreshold: configured?.lowerThreshold ?? 0,
                             stats: d.stats, rates: d.rates)
                     })
             }

@@ -130,7 +130,9 @@ public struct QuorumPolicy: Equatable, Sendable {
             if m.alive {
                 servers.append(m.server)
             } else if m.inhibitOnFailure {
-                servers.append(RealServerSpec(address: m.server.address, port: m.server.port, weight: 0))
+                var inhibited = m.server  // keeps its thresholds
+                inhibited.weight = 0
+                servers.append(inhibited)
             }
         }
         if !quorumHeld, let sorry = sorryServer {

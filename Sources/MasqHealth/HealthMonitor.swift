@@ -274,7 +274,8 @@ public final class HealthMonitor: Sendable {
     /// Passive detection: a real server that reset or never completed `threshold` new connections in a
     /// row is marked down now, without waiting for its checks; its next successful check re-admits it.
     public func markDown(service key: ServiceKey, server: RealServerSpec, reason: String, now: Int64) -> [HealthEvent] {
-        guard let v = config.virtualServers.firstIndex(where: { $0.key == key }),
+        // A group's member: its block's real server is marked down in every member (one health per block).
+        guard let v = config.virtualServers.firstIndex(where: { $0.keys.contains(key) }),
               let r = config.virtualServers[v].realServers.firstIndex(where: { $0.address == server.address && $0.port == server.port })
         else { return [] }
         return state.withLock { s -> [HealthEvent] in
@@ -308,9 +309,12 @@ public final class HealthMonitor: Sendable {
         }
     }
 
-    /// Every checked real server, for the passive check: (service, server).
+    /// Every checked real server, for the passive check: (service, server), for each service a block
+    /// stands for (a group's members each count their own handshakes).
     public var checkedServers: [(ServiceKey, RealServerSpec)] {
-        config.virtualServers.flatMap { vs in vs.realServers.filter { !$0.checks.isEmpty }.map { (vs.key, $0.spec) } }
+        config.virtualServers.flatMap { vs in
+            vs.keys.flatMap { key in vs.realServers.filter { !$0.checks.isEmpty }.map { (key, $0.spec) } }
+        }
     }
 
     /// The configuration the engine should run now: the keepalived file's services with each one's real
@@ -318,10 +322,15 @@ public final class HealthMonitor: Sendable {
     public func effectiveConfiguration(timeouts: Timeouts) -> Configuration {
         var c = config.configuration
         c.timeouts = timeouts
+        let index = Dictionary(c.services.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first })
         state.withLock { s in
             for (v, vs) in config.virtualServers.enumerated() {
-                guard let i = c.serviceIndex(vs.key) else { continue }
-                c.services[i].realServers = Self.policy(vs).realServers(Self.members(vs, s.schedules[v]), quorumHeld: s.quorum[v])
+                // One block's health and quorum, applied to each service it stands for (a group's members).
+                let servers = Self.policy(vs).realServers(Self.members(vs, s.schedules[v]), quorumHeld: s.quorum[v])
+                for key in vs.keys {
+                    guard let i = index[key] else { continue }
+                    c.services[i].realServers = servers
+                }
             }
         }
         return c

@@ -9,7 +9,8 @@ public struct KeepalivedConfig: Equatable, Sendable {
     /// The virtual services and their real servers as keepalived would first install them (every real
     /// server up, with its configured weight; sorry servers are not in it, `QuorumPolicy` swaps them in).
     public var configuration: Configuration
-    /// Health-check specs, one per service of `configuration`, in the same order.
+    /// Health-check specs, one per `virtual_server` block kept, in file order; each stands for the
+    /// services of `configuration` its `keys` name (one, or a `virtual_server_group`'s members).
     public var virtualServers: [VirtualServerHealth]
     /// Non-fatal findings (unsupported sections skipped, keepalived's own corrections), file:line each.
     public var warnings: [RulesError]
@@ -48,9 +49,13 @@ public enum KeepalivedDefaults {
     public static let httpStatusCodes: ClosedRange<UInt16> = 200...299
 }
 
-/// One `virtual_server IP PORT { ... }`.
+/// One `virtual_server IP PORT { ... }`, `virtual_server fwmark N { ... }` or `virtual_server group NAME { ... }`.
 public struct VirtualServerHealth: Equatable, Sendable {
+    /// The block's service: its first, for a group (the block's identity across a reload).
     public var key: ServiceKey
+    /// Every service the block stands for, `key` first: a group's members, in the group's order. Its
+    /// real servers' health applies to each (keepalived checks a real server once per block).
+    public var keys: [ServiceKey]
     /// The service's `delay_loop` (each checker may override it: see `HealthCheck.delayLoop`).
     public var delayLoop: Double
     /// Alive real-server weight the service needs (`quorum`), and the band around it (`hysteresis`):
@@ -77,11 +82,12 @@ public struct VirtualServerHealth: Equatable, Sendable {
     public var haSuspend: Bool
     public var realServers: [RealServerHealth]
 
-    public init(key: ServiceKey, delayLoop: Double = KeepalivedDefaults.delayLoop, quorum: Int = KeepalivedDefaults.quorum,
+    public init(key: ServiceKey, keys: [ServiceKey]? = nil, delayLoop: Double = KeepalivedDefaults.delayLoop, quorum: Int = KeepalivedDefaults.quorum,
                 hysteresis: Int = KeepalivedDefaults.hysteresis, quorumUp: String? = nil, quorumDown: String? = nil,
                 sorryServer: RealServerSpec? = nil, sorryServerInhibit: Bool = false, virtualhost: String? = nil,
                 alpha: Bool = false, omega: Bool = false, haSuspend: Bool = false, realServers: [RealServerHealth] = []) {
         self.key = key
+        self.keys = keys ?? [key]
         self.delayLoop = delayLoop
         self.quorum = quorum
         self.hysteresis = hysteresis
@@ -104,6 +110,9 @@ public struct RealServerHealth: Equatable, Sendable {
     /// keepalived's NAT rule: a real server without a port (or port 0) takes the virtual server's.
     public var port: UInt16
     public var weight: Int32
+    /// `uthreshold` / `lthreshold`: IPVS's connection thresholds (0: none).
+    public var upperThreshold: UInt32
+    public var lowerThreshold: UInt32
     /// On failure keep the server with weight 0 instead of removing it.
     public var inhibitOnFailure: Bool
     /// Starts down until its checks succeed (its own `alpha`, else the virtual server's).
@@ -115,12 +124,15 @@ public struct RealServerHealth: Equatable, Sendable {
     /// All must pass for the server to be up; none means always up.
     public var checks: [HealthCheck]
 
-    public init(address: IPAddress, port: UInt16, weight: Int32 = KeepalivedDefaults.weight, inhibitOnFailure: Bool = false,
+    public init(address: IPAddress, port: UInt16, weight: Int32 = KeepalivedDefaults.weight, upperThreshold: UInt32 = 0,
+                lowerThreshold: UInt32 = 0, inhibitOnFailure: Bool = false,
                 alpha: Bool = false, notifyUp: String? = nil, notifyDown: String? = nil, virtualhost: String? = nil,
                 checks: [HealthCheck] = []) {
         self.address = address
         self.port = port
         self.weight = weight
+        self.upperThreshold = upperThreshold
+        self.lowerThreshold = lowerThreshold
         self.inhibitOnFailure = inhibitOnFailure
         self.alpha = alpha
         self.notifyUp = notifyUp
@@ -137,7 +149,9 @@ public struct RealServerHealth: Equatable, Sendable {
     }
 
     /// The IPVS destination this server is while up.
-    public var spec: RealServerSpec { RealServerSpec(address: address, port: port, weight: weight) }
+    public var spec: RealServerSpec {
+        RealServerSpec(address: address, port: port, weight: weight, upperThreshold: upperThreshold, lowerThreshold: lowerThreshold)
+    }
 }
 
 /// One checker (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`, `UDP_CHECK`, `SMTP_CHECK`,

@@ -6,8 +6,9 @@ import MasqRules
 /// lexer's words to raw blocks and checked values, here; keepalived's inheritance and corrections
 /// (check_data.c) in `KeepalivedCheckData`, applied as each `virtual_server` block closes.
 ///
-/// Supported: `virtual_server IP [PORT] { }` with its `real_server IP [PORT] { }`s, `TCP_CHECK { }` and
-/// `HTTP_GET { url { } }` checkers, sorry servers, quorum and the notify scripts; NAT only. Sections
+/// Supported: `virtual_server IP [PORT] { }`, `virtual_server fwmark N { }` and `virtual_server group
+/// NAME { }` (with its `virtual_server_group NAME { }`) with their `real_server IP [PORT] { }`s, the
+/// checkers, sorry servers, quorum and the notify scripts; NAT only. Sections
 /// masq has no use for (`global_defs`, `vrrp_*`, `static_*`, `SSL`, other checkers ...) are skipped
 /// with a warning naming file:line. Anything else unknown, every bad value, and DR/TUN forwarding are
 /// errors naming file:line and the token; a file with an error gives no configuration.
@@ -96,7 +97,7 @@ enum KeepalivedItem {
 /// The keepalived keywords masq skips with a warning, at the top level.
 private let skippedSections: Set<String> = [
     "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "static_ipaddress", "static_routes",
-    "static_rules", "SSL", "virtual_server_group", "vrrp_track_process", "track_file", "vrrp_track_file",
+    "static_rules", "SSL", "vrrp_track_process", "track_file", "vrrp_track_file",
     "bfd_instance", "garp_group", "linkbeat_interfaces", "net_namespace", "net_namespace_ipvs",
     "namespace_with_ipsets", "instance", "use_pid_dir", "linkbeat_use_polling", "child_wait_time",
 ]
@@ -108,7 +109,6 @@ let skippedCheckers: Set<String> = ["BFD_CHECK", "FILE_CHECK"]
 let unsupportedKeywords: [String: String] = [
     "persistence_engine": "persistence engines are not supported by masq",
     "snmp_name": "SNMP is not supported by masq",
-    "ops": "one-packet scheduling (ops) is not supported by masq",
     "flag-3": "scheduler flag-3 is not supported by masq",
     "bind_port": "bind_port is not supported by masq (checks use an ephemeral source port)",
     "bind_if": "bind_if is not supported by masq (bind a check to a global address with bindto)",
@@ -143,6 +143,11 @@ final class KeepalivedFileParser {
     var syncDaemon: KeepalivedSyncDaemon?
     /// Each vrrp_instance's `virtual_router_id`, for the sync daemon's default syncid.
     var routerIDs: [String: UInt8] = [:]
+    /// The `virtual_server_group`s read so far, by name (keepalived uses the first of a name).
+    var groups: [String: RawGroup] = [:]
+    /// `virtual_server group NAME` blocks read before their group: resolved at the end of the file, as
+    /// keepalived links groups to virtual servers once the whole file is read (ipwrapper.c).
+    var waitingForGroup: [RawVirtualServer] = []
 
     init(tokens: [KeepalivedToken], warnings: [(lineID: Int, warning: RulesError)]) {
         var items: [KeepalivedItem] = []
@@ -198,6 +203,8 @@ final class KeepalivedFileParser {
                 if s.name == "virtual_server" {
                     virtualServerBlocks += 1
                     try virtualServer(s)
+                } else if s.name == "virtual_server_group" {
+                    try virtualServerGroup(s)
                 } else if skippedSections.contains(s.name) {
                     warn(s.keyword, "\(s.name) is not supported by masq: ignored")
                     try skipBlock(s) { inner throws(RulesError) in
@@ -214,6 +221,14 @@ final class KeepalivedFileParser {
                 } else {
                     throw s.keyword.error("unknown keyword \(s.name)")
                 }
+            }
+        }
+        for vs in waitingForGroup {
+            guard case .group(let name) = vs.target else { continue }
+            if let group = groups[name.text] {
+                try data.add(vs, group: group) { self.warn($0, $1) }
+            } else {
+                warn(name, "virtual server group \(name.text) specified but not configured: this virtual server is ignored (as keepalived does)")
             }
         }
     }
@@ -405,24 +420,47 @@ final class KeepalivedFileParser {
 
     // MARK: virtual_server
 
+    /// `virtual_server IP [PORT]`, `virtual_server fwmark N` or `virtual_server group NAME` (check_data.c
+    /// `alloc_vs`), then its block.
     func virtualServer(_ s: KeepalivedStatement) throws(RulesError) {
         guard s.words.count >= 2 else { throw s.keyword.error("virtual_server needs an address and a port") }
         let first = s.words[1]
+        let target: RawVirtualServerTarget
         switch first.text {
         case "group":
-            throw first.error("virtual_server_group is not supported by masq (declare each virtual_server by address and port)")
+            guard s.words.count >= 3 else { throw first.error("virtual_server group needs a group name") }
+            try noMore(s, after: 3)
+            target = .group(s.words[2])
         case "fwmark":
-            throw first.error(
-                "firewall-mark virtual servers are not supported by masq (declare each virtual_server by address and port)")
+            guard s.words.count >= 3 else { throw first.error("virtual_server fwmark needs a mark") }
+            try noMore(s, after: 3)
+            target = .fwmark(try fwmark(s.words[2]))
         default:
-            break
+            let address = try address(first, "virtual server")
+            let port = s.words.count >= 3 ? try port(s.words[2], "virtual server", allowZero: true) : 0
+            try noMore(s, after: 3)
+            target = .address(address, port)
         }
-        let address = try address(first, "virtual server")
-        let port = s.words.count >= 3 ? try port(s.words[2], "virtual server", allowZero: true) : 0
-        try noMore(s, after: 3)
-        var vs = RawVirtualServer(opener: s, address: address, port: port)
+        var vs = RawVirtualServer(opener: s, target: target)
         try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.virtualServerKeyword(st, &vs) }
-        try data.add(vs) { self.warn($0, $1) }
+        if case .group(let name) = target {
+            // A group read later in the file is linked at its end.
+            guard let group = groups[name.text] else {
+                waitingForGroup.append(vs)
+                return
+            }
+            try data.add(vs, group: group) { self.warn($0, $1) }
+        } else {
+            try data.add(vs) { self.warn($0, $1) }
+        }
+    }
+
+    /// A firewall mark: IPVS keys a mark service by a mark that is not 0 (0 is an address service).
+    func fwmark(_ t: KeepalivedToken) throws(RulesError) -> UInt32 {
+        guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let mark = UInt32(t.text), mark > 0 else {
+            throw t.error("invalid fwmark (a number in 1-\(UInt32.max) expected)")
+        }
+        return mark
     }
 
     func virtualServerKeyword(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
@@ -453,7 +491,10 @@ final class KeepalivedFileParser {
             // keepalived's pgr_handler: a prefix length (1-128) for an IPv6 virtual server, a netmask
             // for an IPv4 one.
             let t = try one(s)
-            if vs.address.isIPv6 {
+            // pgr_handler: a family not known yet is the value's (a dotted netmask: IPv4), and sets it.
+            let ipv6 = vs.ipv6 ?? !t.text.contains(".")
+            vs.ipv6 = ipv6
+            if ipv6 {
                 guard t.text.allSatisfy({ $0.isASCII && $0.isNumber }), let length = UInt8(t.text), (1...128).contains(length)
                 else { throw t.error("invalid IPv6 persistence_granularity (a prefix length, 1-128, expected)") }
                 vs.prefixLength = length
@@ -478,8 +519,10 @@ final class KeepalivedFileParser {
         case "sorry_server":
             guard s.words.count >= 2 else { throw s.keyword.error("sorry_server needs an address and a port") }
             let address = try address(s.words[1], "sorry server")
-            // IPVS NAT has one family per service: the sorry server is a destination of it.
-            guard address.isIPv6 == vs.address.isIPv6 else {
+            // IPVS NAT has one family per service: the sorry server is a destination of it (and sets the
+            // family of a mark or group virtual server not known yet, as check_parser.c does).
+            if vs.ipv6 == nil { vs.ipv6 = address.isIPv6 }
+            guard address.isIPv6 == vs.ipv6 else {
                 throw s.words[1].error("address family of virtual server and sorry server don't match")
             }
             let port = s.words.count >= 3 ? try port(s.words[2], "sorry server", allowZero: true) : 0
@@ -516,17 +559,28 @@ final class KeepalivedFileParser {
         case "connect_timeout": vs.connectTimeout = try timer(s)
         case "ip_family":
             let t = try one(s)
-            // For an address virtual server the family is the address's; ip_family may only agree.
+            // For an address virtual server the family is the address's; ip_family may only agree. It
+            // sets the family of a mark or group virtual server (ip_family_handler).
             switch t.text {
             case "inet", "inet6":
-                guard (t.text == "inet6") == vs.address.isIPv6 else {
-                    throw t.error("ip_family \(t.text) conflicts with the virtual server's address \(vs.address)")
+                let ipv6 = t.text == "inet6"
+                if vs.ipv6 == nil { vs.ipv6 = ipv6 }
+                guard ipv6 == vs.ipv6 else {
+                    if case .address(let address, _) = vs.target {
+                        throw t.error("ip_family \(t.text) conflicts with the virtual server's address \(address)")
+                    }
+                    throw t.error("ip_family \(t.text) conflicts with the family of the servers before it")
                 }
             default: throw t.error("unknown ip_family (inet or inet6 expected)")
             }
         case "hashed":
             try none(s)
             warn(s.keyword, "hashed has no effect in masq: ignored")
+        case "ops":
+            // lbflags_handler: IPVS's one-packet scheduling (ipvsadm -o); validate_check_config resets it
+            // for a TCP address service.
+            try none(s)
+            vs.onePacket = true
         case "flag-1", "flag-2", "sh-port", "sh-fallback", "mh-port", "mh-fallback":
             try none(s)
             vs.flags.append(s.keyword)
@@ -541,6 +595,148 @@ final class KeepalivedFileParser {
         }
     }
 
+    // MARK: virtual_server_group
+
+    /// The most addresses one group line may expand to: masq makes a service of each.
+    static let groupRangeLimit = 4096
+
+    /// `virtual_server_group NAME { ADDRESS [PORT] ... fwmark N [inet|inet6] ... }` (check_parser.c
+    /// `vsg_handler`, check_data.c `alloc_vsg_entry`): its members in order, ranges expanded, each once.
+    func virtualServerGroup(_ s: KeepalivedStatement) throws(RulesError) {
+        guard s.words.count >= 2 else { throw s.keyword.error("virtual_server_group needs a name") }
+        try noMore(s, after: 2)
+        let name = s.words[1].text
+        var group = RawGroup(opener: s, name: name)
+        var seen: [RawGroupMember.Kind: KeepalivedToken] = [:]
+        try block(s) { (st: KeepalivedStatement) throws(RulesError) in
+            let kinds: [RawGroupMember.Kind]
+            if st.name == "fwmark" {
+                guard st.words.count >= 2 else { throw st.keyword.error("fwmark needs a mark") }
+                try noMore(st, after: 3)
+                let mark = try fwmark(st.words[1])
+                var family: Bool?
+                if st.words.count == 3 {
+                    switch st.words[2].text {
+                    case "inet": family = false
+                    case "inet6": family = true
+                    default: throw st.words[2].error("unknown fwmark family (inet or inet6 expected)")
+                    }
+                }
+                if let family { if family { group.haveIPv6 = true } else { group.haveIPv4 = true } }
+                else { group.fwmarkWithoutFamily = true }
+                kinds = [.fwmark(mark, ipv6: family)]
+            } else {
+                try noMore(st, after: 2)
+                // inet_stosockaddr: a port of 0 (or none) is no port.
+                let port = st.words.count == 2 ? try self.port(st.words[1], "virtual server group", allowZero: true) : 0
+                let addresses = try groupAddresses(st.keyword)
+                if addresses[0].isIPv6 { group.haveIPv6 = true } else { group.haveIPv4 = true }
+                kinds = addresses.map { .address($0, port) }
+            }
+            var repeated = 0
+            var firstRepeat: KeepalivedToken?
+            for kind in kinds {
+                if let previous = seen[kind] {
+                    repeated += 1
+                    firstRepeat = firstRepeat ?? previous
+                    continue
+                }
+                seen[kind] = st.keyword
+                group.members.append(RawGroupMember(token: st.keyword, kind: kind))
+            }
+            // IPVS has a service once: a member given twice would be refused by the kernel (EEXIST).
+            if let firstRepeat {
+                let what = kinds.count == 1 ? "this member is" : "\(repeated) of its \(kinds.count) members are"
+                warn(st.keyword, "\(name): \(what) already in the group (line \(firstRepeat.line)): ignored")
+            }
+        }
+        if group.members.isEmpty {
+            warn(s.keyword, "virtual server group \(name) has no entries: removed (as keepalived does)")
+            return
+        }
+        if group.haveIPv4 && group.haveIPv6 && group.fwmarkWithoutFamily {
+            warn(s.keyword, "virtual server group \(name) cannot have IPv4, IPv6 and fwmark without family: removed (as keepalived does)")
+            return
+        }
+        if let previous = groups[name] {
+            warn(s.keyword, "virtual server group \(name) is already defined at \(previous.opener.keyword.file):"
+                     + "\(previous.opener.keyword.line): this one is ignored (keepalived uses the first)")
+            return
+        }
+        groups[name] = group
+    }
+
+    /// A group line's addresses (`alloc_vsg_entry`): `A`, `A-N` (the last IPv4 byte, decimal, or the last
+    /// IPv6 group, hexadecimal, up to N), `A-B` (a full end address), `A/LEN` (the whole prefix, whose
+    /// host bits must be 0), each inclusive and in order.
+    func groupAddresses(_ t: KeepalivedToken) throws(RulesError) -> [IPAddress] {
+        let text = t.text
+        let ipv6 = text.contains(":")
+        let family = ipv6 ? "IPv6" : "IPv4"
+        if let slash = text.firstIndex(of: "/") {
+            guard let start = IPAddress(text[..<slash]), start.isIPv6 == ipv6 else {
+                throw t.error("invalid virtual server group address")
+            }
+            let lengthText = text[text.index(after: slash)...]
+            let bits = ipv6 ? 128 : 32
+            guard lengthText.allSatisfy({ $0.isASCII && $0.isNumber }), let length = Int(lengthText), (1...bits).contains(length)
+            else { throw t.error("invalid netmask (a prefix length of 1-\(bits) expected)") }
+            return try expand(t, from: start, count: bits - length)
+        }
+        guard let dash = text.firstIndex(of: "-") else {
+            guard let a = IPAddress(text) else { throw t.error("invalid virtual server group address") }
+            return [a]
+        }
+        guard let start = IPAddress(text[..<dash]), start.isIPv6 == ipv6 else {
+            throw t.error("invalid virtual server group address")
+        }
+        let endText = text[text.index(after: dash)...]
+        let end: IPAddress
+        if endText.contains(ipv6 ? ":" : ".") {
+            guard let e = IPAddress(endText) else { throw t.error("invalid range end \(endText)") }
+            guard e.isIPv6 == ipv6 else { throw t.error("range address families do not match") }
+            guard start <= e else { throw t.error("address range end is less than address range start") }
+            end = e
+        } else {
+            // inet_stor: the last byte (decimal) of an IPv4 address, the last group (hexadecimal) of an IPv6 one.
+            guard !endText.isEmpty, let last = UInt32(endText, radix: ipv6 ? 16 : 10), last <= (ipv6 ? 0xffff : 0xff) else {
+                throw t.error("invalid \(family) range end \(endText) (\(ipv6 ? "a hexadecimal group, up to ffff" : "a last byte, up to 255") expected)")
+            }
+            switch start {
+            case .v4(let a):
+                guard a.rawValue & 0xff < last else { throw t.error("address range end is not greater than address range start") }
+                end = .v4(IPv4Address(rawValue: a.rawValue & ~0xff | last))
+            case .v6(let a):
+                guard a.low & 0xffff < UInt64(last) else { throw t.error("address range end is not greater than address range start") }
+                end = .v6(IPv6Address(high: a.high, low: a.low & ~0xffff | UInt64(last)))
+            }
+        }
+        var out: [IPAddress] = []
+        var a = start
+        while true {
+            out.append(a)
+            if a == end { break }
+            guard out.count < Self.groupRangeLimit else {
+                throw t.error("\(text) has more than \(Self.groupRangeLimit) addresses (masq makes a service of each)")
+            }
+            a = a.successor
+        }
+        return out
+    }
+
+    /// The 2^hostBits addresses from `start` (a prefix), refusing one with host bits set.
+    private func expand(_ t: KeepalivedToken, from start: IPAddress, count hostBits: Int) throws(RulesError) -> [IPAddress] {
+        guard hostBits <= 12 else {
+            throw t.error("\(t.text) has more than \(Self.groupRangeLimit) addresses (masq makes a service of each)")
+        }
+        let hostMask = (UInt64(1) << UInt64(hostBits)) - 1
+        let low: UInt64 = switch start { case .v4(let a): UInt64(a.rawValue); case .v6(let a): a.low }
+        guard low & hostMask == 0 else { throw t.error("address mask bits not empty") }
+        var out = [start]
+        for _ in 0..<hostMask { out.append(out[out.count - 1].successor) }
+        return out
+    }
+
     // MARK: real_server
 
     func realServer(_ s: KeepalivedStatement, _ vs: inout RawVirtualServer) throws(RulesError) {
@@ -550,6 +746,8 @@ final class KeepalivedFileParser {
         try noMore(s, after: 3)
         var rs = RawRealServer(opener: s, address: address, port: port)
         try block(s) { (st: KeepalivedStatement) throws(RulesError) in try self.realServerKeyword(st, &rs) }
+        // rs_handler: the first real server sets the family of a mark or group virtual server.
+        if vs.ipv6 == nil { vs.ipv6 = address.isIPv6 }
         vs.realServers.append(rs)
     }
 
@@ -557,10 +755,10 @@ final class KeepalivedFileParser {
         switch s.name {
         case "weight": rs.weight = Int32(try unsigned(s, 0...65535))
         case "lvs_method": try forwarding(s)
-        case "uthreshold", "lthreshold":
-            guard try unsigned(s, 0...UInt64(UInt32.max)) == 0 else {
-                throw s.words[1].error("connection thresholds are not supported by masq (only 0, no threshold)")
-            }
+        // IPVS's connection thresholds (ipvsadm -x / -y): above the upper one the server is overloaded
+        // (no new connections) until it falls to the lower one; 0 is none.
+        case "uthreshold": rs.upperThreshold = UInt32(try unsigned(s, 0...UInt64(UInt32.max)))
+        case "lthreshold": rs.lowerThreshold = UInt32(try unsigned(s, 0...UInt64(UInt32.max)))
         case "inhibit_on_failure": rs.inhibit = try flag(s)
         case "notify_up": try setScript(&rs.notifyUp, s)
         case "notify_down": try setScript(&rs.notifyDown, s)
@@ -672,6 +870,16 @@ final class KeepalivedFileParser {
             url.statusCodes = codes
         case "virtualhost": url.virtualhost = try one(s).text
         default: throw refuse(s, in: "url")
+        }
+    }
+}
+
+extension IPAddress {
+    /// The next address (wrapping), for a group's ranges.
+    var successor: IPAddress {
+        switch self {
+        case .v4(let a): .v4(IPv4Address(rawValue: a.rawValue &+ 1))
+        case .v6(let a): .v6(a.low == .max ? IPv6Address(high: a.high &+ 1, low: 0) : IPv6Address(high: a.high, low: a.low + 1))
         }
     }
 }

@@ -82,7 +82,7 @@ public struct IPVSCommandError: Error, Equatable, Sendable {
         /// ipvsadm's `fail(2, msg)`: every value and consistency check ("illegal weight specified",
         /// "You need to supply the 'O' option for the 'C' command", …).
         case invalid
-        /// What ipvsadm accepts and masq does not do (NAT only, firewall marks, SCTP, …):
+        /// What ipvsadm accepts and masq does not do (NAT only, SCTP, `--pe`, …):
         /// masq's words, which name the token.
         case unsupported
         /// ipvsadm's `tryhelp_exit`: the first option is not a command (or `-R` while restoring).
@@ -252,6 +252,9 @@ private struct Parser {
     var prefixLength: UInt8?
     var server: ParsedEndpoint?
     var weight: Int?
+    /// `-x`, `-y`: `ce->dest.u_threshold`, `l_threshold` (0 when not given: `memset(&ce, 0, …)`).
+    var upperThreshold: UInt32 = 0
+    var lowerThreshold: UInt32 = 0
     var forward: Forward?
     var onePacket = false
     var schedFlags = ""
@@ -440,21 +443,26 @@ private struct Parser {
         command.persistence = persistence.map { UInt32($0) }
         command.netmask = netmask
         command.prefixLength = prefixLength
+        if kind == .addService || kind == .editService, onePacket { command.onePacket = true }
         if let server {
-            // ipvsadm copies the virtual port to a real server given without one. An IPv4 server keeps
-            // "no port" (its words read back the same); an IPv6 one takes the port now, because its
-            // only portless form is the bare address, which the numeric writer
-            // (`IPVSCommand.ipvsadmArguments`) does not produce.
-            let port: UInt16? = server.portGiven ? server.port : server.ipv6 ? service?.port : nil
+            // ipvsadm copies the virtual port to a real server given without one (a firewall-mark
+            // service's is 0: the packet's own port). An IPv4 server keeps "no port" (its words read
+            // back the same); an IPv6 one takes the port now, because its only portless form is the
+            // bare address, which the numeric writer (`IPVSCommand.ipvsadmArguments`) does not produce.
+            let port: UInt16? = server.portGiven ? server.port : server.ipv6 ? (service?.port ?? 0) : nil
             command.realServer = (server.address, port)
         }
         command.weight = weight.map { Int32($0) }
+        // 0 is what an omitted -x/-y sends too (`-e` sets both afresh, as ipvs_update_dest does).
+        if upperThreshold != 0 { command.upperThreshold = upperThreshold }
+        if lowerThreshold != 0 { command.lowerThreshold = lowerThreshold }
         return command
     }
 
-    /// A -t/-u service masq can hold (of either family), nil for firewall marks and SCTP.
+    /// A -t/-u service (of either family) or a -f service (`-6`: IPv6); nil for SCTP.
     func serviceKey() -> ServiceKey? {
-        guard fwmark == nil, let s = service, let proto = serviceProto, proto == "tcp" || proto == "udp"
+        if let fwmark { return ServiceKey(fwmark: fwmark, ipv6: serviceIPv6) }
+        guard let s = service, let proto = serviceProto, proto == "tcp" || proto == "udp"
         else { return nil }
         return ServiceKey(proto: proto == "udp" ? .udp : .tcp, address: s.address, port: s.port)
     }
@@ -505,7 +513,6 @@ private struct Parser {
                 throw invalid("invalid fwmark value `\(v)' specified", v)
             }
             fwmark = UInt32(mark)
-            refuse("firewall-mark services are not supported by masq (use -t or -u)", "-f")
         case .scheduler:
             try set(.scheduler)
             scheduler = cut(v, 15)  // IP_VS_SCHEDNAME_MAXLEN - 1
@@ -552,12 +559,11 @@ private struct Parser {
         case .uThreshold, .lThreshold:
             let upper = option.tag == .uThreshold
             try set(upper ? .uThreshold : .lThreshold)
+            // `string_to_number(optarg, 0, INT_MAX)`.
             guard let t = GlibcParsing.stringToNumber(v, min: 0, max: Int(Int32.max)) else {
                 throw invalid(upper ? "illegal u_threshold specified" : "illegal l_threshold specified", v)
             }
-            if t != 0 {
-                refuse("connection thresholds are not supported by masq (only 0, no threshold)", upper ? "-x" : "-y")
-            }
+            if upper { upperThreshold = UInt32(t) } else { lowerThreshold = UInt32(t) }
         case .connection: try set(.connection)
         case .numeric: try set(.numeric)
         case .mcastInterface:
@@ -579,15 +585,14 @@ private struct Parser {
         case .ipv6:
             // sic: fail() adds a second newline
             guard fwmark != nil else { throw invalid("-6 used before -f\n", popt.optionWord) }
-            // `ce->svc.af = AF_INET6; ce->svc.netmask = 128`: the -f service is IPv6 (and refused as a
-            // firewall-mark service by masq, whatever its family).
+            // `ce->svc.af = AF_INET6; ce->svc.netmask = 128`: the -f service is IPv6 (a -M before
+            // the -6 is lost).
             serviceIPv6 = true
             netmask = nil
             prefixLength = nil
         case .ops:
             try set(.onePacket)
-            onePacket = true
-            refuse("option -o is not supported by masq", "-o")
+            onePacket = true  // `ce->svc.flags |= IP_VS_SVC_F_ONEPACKET`
         case .pe:
             try set(.persistenceEngine)
             refuse("option --pe is not supported by masq", "--pe")

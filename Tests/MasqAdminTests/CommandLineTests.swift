@@ -224,11 +224,8 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-g"], "NAT mode only"),
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-i"], "NAT mode only"),
         (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203"], "no forwarding method"),  // ipvsadm's default is -g
-        (["-A", "-f", "5"], "firewall-mark services are not supported"),
         (["-A", "--sctp-service", "198.18.0.4:80"], "SCTP services are not supported"),
-        (["-A", "-u", "198.18.0.4:80", "-o"], "option -o is not supported"),
         (["-A", "-t", "198.18.0.4:80", "--pe", "sip"], "option --pe is not supported"),
-        (["-a", "-t", "198.18.0.4:80", "-r", "198.19.0.203", "-m", "-x", "5"], "connection thresholds are not supported"),
         (["-A", "-t", "198.18.0.4:80", "-s", "rr", "-b", "flag-3"], "flag-3 is not supported"),
         (["--start-daemon", "master", "--mcast-group", "ff02::81"], "IPv6 multicast groups are not supported"),
     ])
@@ -251,11 +248,11 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
     }
 
     @Test func servicesMasqCannotHaveAreNotThere() {
-        // -L of a firewall-mark or SCTP service: list_service's "No such service", exit 1; -Z: exit 255.
-        // (IPv6 services are services masq can have: IPv6CommandLineTests.)
-        #expect(throws: AdminError(message: "No such service", exitCode: 1)) { try parse(["-L", "-f", "5"]) }
+        // -L of an SCTP service: list_service's "No such service", exit 1; -Z: exit 255.
+        // (IPv6 and firewall-mark services are services masq can have: IPv6CommandLineTests,
+        // FirewallMarkCommandLines.)
         #expect(throws: AdminError(message: "No such service", exitCode: 1)) { try parse(["-L", "--sctp-service", "198.18.0.4:80"]) }
-        #expect(throws: AdminError(message: "No such service", exitCode: 255)) { try parse(["-Z", "-f", "5"]) }
+        #expect(throws: AdminError(message: "No such service", exitCode: 255)) { try parse(["-Z", "--sctp-service", "198.18.0.4:80"]) }
     }
 }
 
@@ -275,8 +272,16 @@ private let tryHelpLine = "Try `masqadm -h' or 'masqadm --help' for more informa
         #expect(text.contains("  --masquerading -m "))
         #expect(text.contains("one of rr|wrr|lc|wlc|sed|nq|sh|dh|mh,"))
         #expect(text.contains("NAT mode only"))
-        for unsupported in ["--gatewaying", "--ipip", "--fwmark-service", "--sctp-service", "--tun-type", "--pe "] {
+        for unsupported in ["--gatewaying", "--ipip", "--sctp-service", "--tun-type", "--pe "] {
             #expect(!text.contains(unsupported), "\(unsupported)")
+        }
+        // ipvsadm's lines for what masq now takes.
+        for line in ["  --fwmark-service|-f fwmark          fwmark is an integer greater than zero\n",
+                     "  --ipv6         -6                   fwmark entry uses IPv6\n",
+                     "  --u-threshold  -x uthreshold        upper threshold of connections\n",
+                     "  --l-threshold  -y lthreshold        lower threshold of connections\n",
+                     "  --ops          -o                   one-packet scheduling\n"] {
+            #expect(text.contains(line), "\(line)")
         }
     }
 

@@ -27,7 +27,7 @@ func picks(_ name: String, _ d: [Destination], count: Int, flags: SchedulerFlags
 
 @Suite struct SchedulerTests {
     @Test func everySchedulerIsRegisteredByItsIpvsadmName() {
-        #expect(Schedulers.all.map { $0.name }.sorted() == ["dh", "lc", "mh", "nq", "rr", "sed", "sh", "wlc", "wrr"])
+        #expect(Schedulers.all.map { $0.name }.sorted() == ["dh", "fo", "lblc", "lblcr", "lc", "mh", "nq", "ovf", "rr", "sed", "sh", "twos", "wlc", "wrr"])
     }
 
     @Test func rrStartsWithTheFirstAndSkipsWeightZero() {

@@ -107,13 +107,13 @@ private let rs6 = IPv6Address("2001:2:0:1::201")!
         #expect(throws: IPVSCommandError.self) { _ = try edit(["-A", "-t", "vip6:80"], names: names) }
     }
 
-    @Test func ipv6OptionOnlyAfterAFirewallMark() {
-        // ipvsadm: `-f N -6` makes the fwmark service IPv6 (and -M a prefix length); masq still refuses
-        // firewall-mark services, with the -f refusal, whatever the family.
-        #expect(throws: IPVSCommandError(.unsupported, "firewall-mark services are not supported by masq (use -t or -u)",
-                                         token: "-f")) {
-            _ = try edit(["-A", "-f", "5", "-6", "-p", "-M", "64"])
-        }
+    @Test func ipv6OptionOnlyAfterAFirewallMark() throws {
+        // ipvsadm: `-f N -6` makes the fwmark service IPv6 (and -M a prefix length).
+        let c = try edit(["-A", "-f", "5", "-6", "-p", "-M", "64"])
+        #expect(c.service == ServiceKey(fwmark: 5, ipv6: true) && c.prefixLength == 64 && c.netmask == nil)
+        // A -M before the -6 is lost (`ce->svc.netmask = 128`).
+        let lost = try edit(["-A", "-f", "5", "-p", "-M", "255.255.255.0", "-6"])
+        #expect(lost.netmask == nil && lost.prefixLength == nil)
         #expect(throws: IPVSCommandError(.invalid, "illegal ipv6 netmask specified", token: "200")) {
             _ = try edit(["-A", "-f", "5", "--ipv6", "-p", "-M", "200"])
         }

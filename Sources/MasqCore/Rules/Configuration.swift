@@ -162,7 +162,7 @@ extension Configuration {
             services.append(ServiceSpec(
                 key: key, scheduler: c.scheduler ?? Schedulers.defaultName, schedulerFlags: c.schedulerFlags ?? [],
                 persistence: c.persistence, netmask: c.netmask ?? IPv4Address(rawValue: 0xffff_ffff),
-                prefixLength: c.prefixLength ?? 128))
+                prefixLength: c.prefixLength ?? 128, onePacket: c.onePacket ?? false))
         case .editService:
             let key = c.service!
             guard let i = serviceIndex(key) else {
@@ -174,6 +174,7 @@ extension Configuration {
             services[i].persistence = c.persistence
             services[i].netmask = c.netmask ?? IPv4Address(rawValue: 0xffff_ffff)
             services[i].prefixLength = c.prefixLength ?? 128
+            services[i].onePacket = c.onePacket ?? false
         case .deleteService:
             let key = c.service!
             guard let i = serviceIndex(key) else {
@@ -186,10 +187,19 @@ extension Configuration {
                 throw RulesError(.noSuchService, token: key.endpoint, message: "Service not defined")
             }
             let rs = c.realServer!
-            // ipvsadm: an omitted real-server port is the virtual port.
+            // ipvsadm: an omitted real-server port is the virtual port (0 for a firewall-mark service:
+            // the packet's own port).
             let port = rs.port ?? key.port
             let existing = services[i].realServers.firstIndex { $0.address == rs.address && $0.port == port }
             let token = rs.address.endpoint(port)
+            // -a and -e send both thresholds afresh (0 when not given); IPVS's ip_vs_add_dest and
+            // ip_vs_edit_dest refuse a lower above the upper with ERANGE (upper 0 included), before
+            // they look the destination up; libipvs has no words for it: strerror's.
+            let upper = c.upperThreshold ?? 0, lower = c.lowerThreshold ?? 0
+            if c.kind != .deleteServer, lower > upper {
+                throw RulesError(token: token, message: "Numerical result out of range (the lower threshold, -y \(lower), "
+                                 + "is above the upper, -x \(upper))")
+            }
             switch c.kind {
             case .addServer:
                 guard existing == nil else { throw RulesError(.destinationExists, token: token, message: "Destination already exists") }
@@ -197,10 +207,14 @@ extension Configuration {
                 guard rs.address.isIPv6 == key.address.isIPv6 else {
                     throw RulesError(token: token, message: "Different address family is allowed only for tunneling servers")
                 }
-                services[i].realServers.append(RealServerSpec(address: rs.address, port: port, weight: c.weight ?? 1))
+                services[i].realServers.append(RealServerSpec(address: rs.address, port: port, weight: c.weight ?? 1,
+                                                              upperThreshold: upper, lowerThreshold: lower))
             case .editServer:
                 guard let j = existing else { throw RulesError(.noSuchDestination, token: token, message: "No such destination") }
+                // ipvsadm -e sets the server afresh: an omitted -w is 1, an omitted -x or -y 0.
                 services[i].realServers[j].weight = c.weight ?? 1
+                services[i].realServers[j].upperThreshold = upper
+                services[i].realServers[j].lowerThreshold = lower
             default:
                 guard let j = existing else { throw RulesError(.noSuchDestination, token: token, message: "No such destination") }
                 services[i].realServers.remove(at: j)

@@ -39,7 +39,8 @@ public struct IPVSCommand: Equatable, Sendable {
 
 extension IPVSCommand {
     /// `-A` for a service as a rules file holds it: what `ipvsadm-save` prints for it (`-M` only with
-    /// `-p`, as `print_service_entry` does, and only when it is not 255.255.255.255).
+    /// `-p`, as `print_service_entry` does, and only when it is not 255.255.255.255; `-o` for a
+    /// one-packet service).
     public init(adding service: ServiceSpec) {
         self.init(kind: .addService)
         self.service = service.key
@@ -49,29 +50,41 @@ extension IPVSCommand {
         if service.persistence != nil && service.hasPersistenceMask {
             if service.key.address.isIPv6 { prefixLength = service.prefixLength } else { netmask = service.netmask }
         }
+        if service.onePacket { onePacket = true }
     }
 
-    /// `-a` for a real server of the service `key`, with its port and weight.
+    /// `-a` for a real server of the service `key`, with its port, weight and thresholds (`-x`/`-y`
+    /// when set: masq's rules file keeps them, which `ipvsadm-save`, and so `masqadm -S`, does not).
     public init(adding server: RealServerSpec, to key: ServiceKey) {
         self.init(kind: .addServer)
         service = key
         realServer = (server.address, server.port)
         weight = server.weight
+        if server.upperThreshold != 0 { upperThreshold = server.upperThreshold }
+        if server.lowerThreshold != 0 { lowerThreshold = server.lowerThreshold }
     }
 
-    /// The command as numeric ipvsadm words, short options in the order of an `ipvsadm-save -n` line:
-    /// the one writer of ipvsadm's syntax, for the control protocol's `apply`, the lines masqadm `-R`
-    /// sends, and the rules file (`RulesFile.format`). `IPVSCommandParser.parse` reads them back to
-    /// this command.
+    /// The command as numeric ipvsadm words, short options in the order of an `ipvsadm-save -n` line
+    /// (`print_service_entry`'s FMT_RULE branch: `-f N -6`, `-s`, `-p`, `-M`, `-o`, `-b`; `-r`, `-m`,
+    /// `-w`, then masq's `-x`, `-y`): the one writer of ipvsadm's syntax, for the control protocol's
+    /// `apply`, the lines masqadm `-R` sends, and the rules file (`RulesFile.format`).
+    /// `IPVSCommandParser.parse` reads them back to this command.
     public var ipvsadmArguments: [String] {
         var words = [kind.rawValue]
         if let service {
-            words += [service.proto == .udp ? "-u" : "-t", service.endpoint]
+            if service.isFirewallMark {
+                // The mark unsigned (ipvsadm-save's `%d` would print a mark above 2^31 negative, which
+                // parse_fwmark then refuses); `-6` right after it, so a `-M` after reads as a prefix.
+                words += ["-f", String(service.fwmark)] + (service.address.isIPv6 ? ["-6"] : [])
+            } else {
+                words += [service.proto == .udp ? "-u" : "-t", service.endpoint]
+            }
         }
         if let scheduler { words += ["-s", scheduler] }
         if let persistence { words += ["-p", String(persistence)] }
         if let netmask { words += ["-M", netmask.description] }
         if let prefixLength { words += ["-M", String(prefixLength)] }
+        if onePacket == true { words.append("-o") }
         if let flags = schedulerFlags, !flags.isEmpty {
             words += ["-b", flags.names(scheduler: scheduler ?? Schedulers.defaultName).joined(separator: ",")]
         }
@@ -82,6 +95,8 @@ extension IPVSCommand {
             if kind != .deleteServer { words.append("-m") }
         }
         if let weight { words += ["-w", String(weight)] }
+        if let upperThreshold { words += ["-x", String(upperThreshold)] }
+        if let lowerThreshold { words += ["-y", String(lowerThreshold)] }
         return words
     }
 }

@@ -29,22 +29,34 @@ public struct SchedulingInput: Sendable {
     /// The virtual address the client asked for, as a hash word (dh hashes it).
     public var virtualAddressHashWord: UInt32
     public var virtualPort: UInt16
+    /// The packet's destination address in full (`iph->daddr`, what lblc and lblcr key their tables
+    /// by): the VIP of an address service, the packet's own destination for a firewall-mark one.
+    public var destinationAddress: IPAddress
+    /// The engine's clock (`Engine.now`, nanoseconds): lblc and lblcr time their entries by it.
+    public var now: Int64
 
-    public init(clientHashWord: UInt32, clientPort: UInt16, virtualAddressHashWord: UInt32, virtualPort: UInt16) {
+    public init(clientHashWord: UInt32, clientPort: UInt16, virtualAddressHashWord: UInt32, virtualPort: UInt16,
+                destinationAddress: IPAddress = .v4(IPv4Address(rawValue: 0)), now: Int64 = 0) {
         self.clientHashWord = clientHashWord
         self.clientPort = clientPort
         self.virtualAddressHashWord = virtualAddressHashWord
         self.virtualPort = virtualPort
+        self.destinationAddress = destinationAddress
+        self.now = now
     }
 
-    public init(client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16) {
+    public init(client: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
+                now: Int64 = 0) {
         self.init(clientHashWord: client.rawValue, clientPort: clientPort,
-                  virtualAddressHashWord: virtualAddress.rawValue, virtualPort: virtualPort)
+                  virtualAddressHashWord: virtualAddress.rawValue, virtualPort: virtualPort,
+                  destinationAddress: .v4(virtualAddress), now: now)
     }
 
-    public init(client: IPv6Address, clientPort: UInt16, virtualAddress: IPv6Address, virtualPort: UInt16) {
+    public init(client: IPv6Address, clientPort: UInt16, virtualAddress: IPv6Address, virtualPort: UInt16,
+                now: Int64 = 0) {
         self.init(clientHashWord: client.folded, clientPort: clientPort,
-                  virtualAddressHashWord: virtualAddress.folded, virtualPort: virtualPort)
+                  virtualAddressHashWord: virtualAddress.folded, virtualPort: virtualPort,
+                  destinationAddress: .v6(virtualAddress), now: now)
     }
 }
 
@@ -76,7 +88,9 @@ public enum Schedulers {
         RoundRobinScheduler.self, WeightedRoundRobinScheduler.self, LeastConnectionScheduler.self,
         WeightedLeastConnectionScheduler.self, ShortestExpectedDelayScheduler.self,
         NeverQueueScheduler.self, SourceHashingScheduler.self, DestinationHashingScheduler.self,
-        MaglevHashingScheduler.self,
+        MaglevHashingScheduler.self, LocalityBasedLeastConnectionScheduler.self,
+        LocalityBasedLeastConnectionReplicationScheduler.self, WeightedFailoverScheduler.self,
+        WeightedOverflowScheduler.self, PowerOfTwoChoicesScheduler.self,
     ] }
 
     /// ipvsadm's default scheduler.

@@ -36,7 +36,8 @@ public final class WeightedRoundRobinScheduler: Scheduler {
                 if currentWeight <= 0 { currentWeight = maxWeight }
             }
             let d = destinations[index]
-            if d.weight > 0 && Int(d.weight) >= currentWeight { return d }
+            // IPVS: not IP_VS_DEST_F_OVERLOAD and weight >= cw.
+            if d.isAvailable && Int(d.weight) >= currentWeight { return d }
             visits += 1
         }
         return nil

@@ -192,11 +192,7 @@ extension Engine {
             return table.isFull ? .tableFull : .conflict
         }
         table[slot].isSynced = true
-        if connection.countedActive {
-            destination.activeConnections &+= 1
-        } else {
-            destination.inactiveConnections &+= 1
-        }
+        destination.bindConnection(active: connection.countedActive)
         counters.syncedCreated &+= 1
         return existing != nil ? .replaced : .created
     }
@@ -245,7 +241,7 @@ extension Engine {
         let addresses = EntryAddresses(client: masked, virtualAddress: templateAddress, server: server)
         guard let slot = F.insert(table, template, addresses) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
-        destination.persistentConnections &+= 1
+        destination.bindTemplate()
         counters.syncedCreated &+= 1
         return existing != nil ? .replaced : .created
     }
