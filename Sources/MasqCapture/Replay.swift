@@ -54,7 +54,10 @@ extension String {
 /// and writes each accepted one (rewritten or not) to `output` with its original timestamp. The
 /// records go through `Engine.process(batch:into:)` in batches of `Engine.batchSize`, the call the
 /// daemon's queue threads make, so a replay runs the packet path production runs.
-public func replay(_ engine: Engine, input: String, output: String?, recordVerdicts: Bool = false)
+///
+/// `fwmark`: the firewall mark every record gets (a capture holds none), as if the admin's `-j MARK`
+/// rule matched every packet, so firewall-mark services (`-f`) can be replayed; 0: unmarked.
+public func replay(_ engine: Engine, input: String, output: String?, recordVerdicts: Bool = false, fwmark: UInt32 = 0)
     throws(CaptureError) -> ReplaySummary {
     var reader = try CaptureReader(path: input)
     let writer: CaptureWriter? = try output.map { (path: String) throws(CaptureError) -> CaptureWriter in
@@ -62,6 +65,7 @@ public func replay(_ engine: Engine, input: String, output: String?, recordVerdi
     }
     var sink = ReplaySink(engine: engine, writer: writer, input: input, linkType: reader.linkType,
                           recordVerdicts: recordVerdicts)
+    sink.batch.mark = fwmark
     defer { sink.batch.deallocate() }
     // The sink owns the batch (it writes the records out); the engine reads a copy of the view.
     while sink.batch.fill(from: &reader) {
@@ -96,6 +100,8 @@ struct ReplayBatch: PacketBatchSource {
     private(set) var records: [Record] = []
     /// Why the capture could not be read further, once it could not: the batch before it still runs.
     private(set) var readFailure: CaptureError?
+    /// The mark every record carries (`replay`'s `fwmark`).
+    var mark: UInt32 = 0
 
     init() { records.reserveCapacity(Engine.batchSize) }
 
@@ -148,7 +154,7 @@ struct ReplayBatch: PacketBatchSource {
     func entersEngine(_ index: Int) -> Bool { records[index].ipOffset != nil }
 
     func meta(_ index: Int) -> PacketMeta {
-        PacketMeta(truncated: records[index].wireLength > records[index].length)
+        PacketMeta(truncated: records[index].wireLength > records[index].length, mark: mark)
     }
 
     func time(_ index: Int) -> Int64 { records[index].timestamp }

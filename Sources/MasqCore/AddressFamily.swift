@@ -49,6 +49,13 @@ protocol AddressFamily {
     static func concernsMasq(_ engine: Engine, _ packet: Packet, proto: IPProtocol) -> Bool
     /// Queues the ICMP (or ICMPv6) port unreachable a new flow no real server can take gets.
     static func answerUnreachable(_ outbox: UnreachableOutbox, _ packet: Packet, now: Int64)
+    /// The firewall-mark service of this family for `mark` (IPVS `__ip_vs_svc_fwm_find`, which also
+    /// matches the family), nil if none.
+    static func firewallMarkService(_ engine: Engine, _ mark: UInt32) -> VirtualService?
+    /// The address a firewall-mark service's persistence template has for its virtual address: the
+    /// mark in the first 32 bits (IPVS `ip_vs_sched_persist`: `union nf_inet_addr fwmark = { .ip =
+    /// htonl(svc->fwmark) }`).
+    static func firewallMarkAddress(_ mark: UInt32) -> Address
 }
 
 /// The header view of one packet of a family, as the generic path reads and rewrites it.
@@ -146,6 +153,12 @@ enum IPv4Family: AddressFamily {
     static func answerUnreachable(_ outbox: UnreachableOutbox, _ packet: IPv4Packet, now: Int64) {
         _ = outbox.answer(packet.ip, now: now)
     }
+
+    @inline(__always) static func firewallMarkService(_ engine: Engine, _ mark: UInt32) -> VirtualService? {
+        engine.firewallMarkServices[mark]
+    }
+
+    @inline(__always) static func firewallMarkAddress(_ mark: UInt32) -> IPv4Address { IPv4Address(rawValue: mark) }
 }
 
 // MARK: IPv6
@@ -228,5 +241,13 @@ enum IPv6Family: AddressFamily {
 
     static func answerUnreachable(_ outbox: UnreachableOutbox, _ packet: IPv6Packet, now: Int64) {
         _ = outbox.answer(packet.ip, now: now)
+    }
+
+    @inline(__always) static func firewallMarkService(_ engine: Engine, _ mark: UInt32) -> VirtualService? {
+        engine.firewallMarkServices6[mark]
+    }
+
+    @inline(__always) static func firewallMarkAddress(_ mark: UInt32) -> IPv6Address {
+        IPv6Address(high: UInt64(mark) << 32, low: 0)
     }
 }

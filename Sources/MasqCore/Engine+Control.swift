@@ -78,18 +78,46 @@ extension Engine {
         serviceByKey = kept
         for old in destinations.compactMap({ $0 }) where !stillUsed.contains(old.id) { releaseIfUnused(old) }
         for id in dropped { releaseServiceIfUnused(id) }
-        virtualAddresses = Set(ordered.compactMap { s in s.key.address.v4.map { UInt64(s.key.proto.rawValue) << 32 | UInt64($0.rawValue) } })
+        indexServices(ordered)
+    }
+
+    /// The packet path's indexes of the configured services: VIPs and real-server addresses (for what
+    /// has no ports), firewall-mark services by mark, one-packet services by real server endpoint.
+    private func indexServices(_ ordered: [VirtualService]) {
+        let byAddress = ordered.filter { !$0.key.isFirewallMark }
+        virtualAddresses = Set(byAddress.compactMap { s in s.key.address.v4.map { UInt64(s.key.proto.rawValue) << 32 | UInt64($0.rawValue) } })
         realAddresses = Set(ordered.flatMap { $0.destinations.compactMap(\.address.v4?.rawValue) })
-        virtualAddresses6 = Set(ordered.compactMap { s in s.key.address.v6.map { VirtualAddress6(proto: s.key.proto, address: $0) } })
+        virtualAddresses6 = Set(byAddress.compactMap { s in s.key.address.v6.map { VirtualAddress6(proto: s.key.proto, address: $0) } })
         realAddresses6 = Set(ordered.flatMap { $0.destinations.compactMap(\.address.v6) })
+        firewallMarkServices = [:]
+        firewallMarkServices6 = [:]
+        for s in ordered where s.key.isFirewallMark {
+            if s.key.address.isIPv6 { firewallMarkServices6[s.key.fwmark] = s } else { firewallMarkServices[s.key.fwmark] = s }
+        }
+        // One-packet services' answers, reversed without state: only an address service with a port
+        // tells which VIP:port an answer from a real server endpoint must leave from (a firewall-mark
+        // service has no VIP; a port-0 service many ports). A real server endpoint in two such services
+        // answers for the first configured (see README, "One-packet scheduling").
+        onePacketReplies = [:]
+        for s in byAddress where s.usesOnePacketScheduling {
+            for d in s.destinations {
+                let key = OnePacketReplyKey(address: d.address, port: d.port != 0 ? d.port : s.key.port)
+                if onePacketReplies[key] == nil {
+                    onePacketReplies[key] = OnePacketReply(virtualAddress: s.key.address, virtualPort: s.key.port,
+                                                           serviceID: s.id, destinationID: d.id)
+                }
+            }
+        }
     }
 
     /// The lowest free service record, initialised for `key`; nil when the registry is full.
     private func newServiceID(_ key: ServiceKey) -> UInt32? {
         guard let id = registry.freeServiceID() else { return nil }
         registry.services[Int(id)] = ServiceRecord(inUse: 1, inService: 1, port: key.port, proto: key.proto.rawValue,
-                                                   family: key.address.isIPv6 ? 6 : 0, reserved: (0, 0),
-                                                   address: key.address.v4?.rawValue ?? 0,
+                                                   family: key.address.isIPv6 ? 6 : 0,
+                                                   kind: key.isFirewallMark ? ServiceRecord.firewallMarkKind : 0,
+                                                   reserved: 0,
+                                                   address: key.isFirewallMark ? key.fwmark : key.address.v4?.rawValue ?? 0,
                                                    address6: key.address.v6 ?? .unspecified, stats: TrafficCounters())
         return id
     }
@@ -132,8 +160,7 @@ extension Engine {
     func adoptRegistry(_ configuration: Configuration) {
         var adopted: [ServiceKey: UInt32] = [:]
         for id in 0..<registry.capacity where registry.services[id].inUse != 0 && registry.services[id].inService != 0 {
-            let r = registry.services[id]
-            adopted[ServiceKey(proto: IPProtocol(rawValue: r.proto), address: r.ipAddress, port: r.port)] = UInt32(id)
+            adopted[registry.services[id].key] = UInt32(id)
         }
         var rebuilt: [Destination?] = []
         var inService = Set<UInt32>()

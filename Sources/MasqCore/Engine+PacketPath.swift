@@ -97,9 +97,11 @@ extension Engine {
     /// fragment's ports are absent or incomplete; fragments of anything else pass untouched.
     func transport<F: AddressFamily, P: TransportProtocol>(_: F.Type, _: P.Type, _ packet: F.Packet,
                                                            meta: PacketMeta) -> Verdict {
-        if packet.isFragment { return F.concernsMasq(self, packet, proto: P.number) ? .drop(.fragment) : .accept }
+        if packet.isFragment {
+            return F.concernsMasq(self, packet, proto: P.number) || marksService(F.self, meta) ? .drop(.fragment) : .accept
+        }
         guard let segment = P.validate(packet.upperLayer) else {
-            return F.concernsMasq(self, packet, proto: P.number) ? .drop(.malformedL4) : .accept
+            return F.concernsMasq(self, packet, proto: P.number) || marksService(F.self, meta) ? .drop(.malformedL4) : .accept
         }
         let th = TransportHeader(segment, proto: P.number)
         let key = F.key(source: packet.source, destination: packet.destination, sourcePort: th.sourcePort,
@@ -124,7 +126,11 @@ extension Engine {
                 expireNow(slot)
             }
         }
-        guard let service = findService(P.number, F.ipAddress(packet.destination), th.destinationPort) else {
+        guard let service = service(F.self, P.number, packet.destination, th.destinationPort, mark: meta.mark) else {
+            // Only UDP, only with a one-packet service configured: one branch for everything else.
+            if P.number == .udp && !onePacketReplies.isEmpty {
+                return onePacketReply(F.self, packet, th, zeroChecksum: zeroChecksum, meta: meta)
+            }
             return .accept
         }
         if zeroChecksum { return .drop(.udpZeroChecksum) }
@@ -132,6 +138,26 @@ extension Engine {
         return newConnection(F.self, P.self, service, packet, th, meta: meta)
     }
 
+    /// IPVS `ip_vs_service_find`: a marked packet goes to the firewall-mark service of its family and
+    /// mark first, whatever its protocol, address and port; otherwise (no mark, or no service for it)
+    /// to the service of its protocol, destination address and port, then of port 0. An unmarked
+    /// packet pays one compare for the firewall-mark lookup, a marked one a dictionary probe.
+    @inline(__always)
+    func service<F: AddressFamily>(_: F.Type, _ proto: IPProtocol, _ destination: F.Address, _ port: UInt16,
+                                   mark: UInt32) -> VirtualService? {
+        if mark != 0, let s = F.firewallMarkService(self, mark) { return s }
+        return findService(proto, F.ipAddress(destination), port)
+    }
+
+    /// The packet carries the mark of a firewall-mark service of its family (for what has no ports to
+    /// look up: a fragment, a malformed segment, which masq drops as it drops those to a VIP).
+    @inline(__always)
+    private func marksService<F: AddressFamily>(_: F.Type, _ meta: PacketMeta) -> Bool {
+        meta.mark != 0 && F.firewallMarkService(self, meta.mark) != nil
+    }
+
+    /// The service of a protocol, address and port (never a firewall-mark service: their key's address
+    /// is unspecified and their port 0, which no packet's destination is).
     func findService(_ proto: IPProtocol, _ address: IPAddress, _ port: UInt16) -> VirtualService? {
         if let s = serviceByKey[ServiceKey(proto: proto, address: address, port: port)] { return s }
         // A persistent service on port 0 takes every port of its address (ipvsadm `-t VIP:0 -p`).
@@ -288,6 +314,9 @@ extension Engine {
             }
             chosen = d
         }
+        if P.number == .udp && service.usesOnePacketScheduling {
+            return onePacketDatagram(F.self, service, chosen, packet, th, meta: meta)
+        }
         let state = P.initialState(th)
         let timeout = timeout(for: state, halfOpen: P.isHalfOpen(state, answered: false))
         // Room is made only now, for a flow that has its real server (and, if persistent, its template,
@@ -305,7 +334,7 @@ extension Engine {
             // IPVS: the real server's port applies when the packet is for the service's own port; a port-0
             // (any port) service keeps the port the client asked for.
             server: F.connectionField(server),
-            serverPort: input.virtualPort == service.key.port && chosen.port != 0 ? chosen.port : input.virtualPort,
+            serverPort: serverPort(service, chosen, virtualPort: input.virtualPort),
             serviceID: service.id, destinationID: chosen.id, controller: controller,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 1, packetsOut: 0, bytesIn: length, bytesOut: 0)
@@ -324,6 +353,51 @@ extension Engine {
         return .rewritten(.inbound)
     }
 
+    /// The port a connection of `service` to `d` is sent to (IPVS `ip_vs_schedule`: `dport = dest->port
+    /// ?: vport` for a firewall-mark service): the real server's, except for a port-0 real server of a
+    /// firewall-mark service and a port-0 (any port) service's other ports, which keep the port the
+    /// client asked for.
+    @inline(__always)
+    func serverPort(_ service: VirtualService, _ d: Destination, virtualPort: UInt16) -> UInt16 {
+        (service.key.isFirewallMark || virtualPort == service.key.port) && d.port != 0 ? d.port : virtualPort
+    }
+
+    // MARK: One-packet scheduling
+
+    /// IPVS `IP_VS_CONN_F_ONE_PACKET` (ipvsadm `-o`): the datagram goes to the real server its
+    /// scheduler (or persistence template) chose and no entry is kept: the kernel's connection is
+    /// bound, used for this one packet and freed at once (`ip_vs_conn_put`), so the real server's
+    /// ActiveConn/InActConn do not move, while `ip_vs_conn_stats` counts the datagram as a connection
+    /// of the service and the real server (ipvsadm `--stats` Conns). Not synced: no entry.
+    private func onePacketDatagram<F: AddressFamily>(_: F.Type, _ service: VirtualService, _ chosen: Destination,
+                                                     _ packet: F.Packet, _ th: TransportHeader,
+                                                     meta: PacketMeta) -> Verdict {
+        let length = UInt64(packet.length)
+        registry.services[Int(service.id)].stats.countConnection(length: length)
+        chosen.stats.countConnection(length: length)
+        rewriteInbound(F.self, packet, th, proto: .udp, to: F.address(of: chosen),
+                       port: serverPort(service, chosen, virtualPort: th.destinationPort), meta: meta)
+        return .rewritten(.inbound)
+    }
+
+    /// A UDP datagram no entry and no service claims, from a real server endpoint of a one-packet
+    /// service: its answer to a datagram `onePacketDatagram` sent on, which leaves from the service's
+    /// VIP and port as a connection's answer would (`Engine.onePacketReplies`, built by `apply`).
+    /// IPVS keeps no state for these either; its NAT answers are un-NATed by conntrack, which masq's
+    /// flows bypass, so masq reverses them without state, by the real server endpoint alone.
+    @inline(never)
+    private func onePacketReply<F: AddressFamily>(_: F.Type, _ packet: F.Packet, _ th: TransportHeader,
+                                                  zeroChecksum: Bool, meta: PacketMeta) -> Verdict {
+        guard let reply = onePacketReplies[OnePacketReplyKey(address: F.ipAddress(packet.source), port: th.sourcePort)],
+              let vip = F.address(reply.virtualAddress) else { return .accept }
+        if zeroChecksum { return .drop(.udpZeroChecksum) }
+        let length = UInt64(packet.length)
+        registry.service(reply.serviceID)?.pointee.stats.countOutbound(length: length)
+        registry.destination(reply.destinationID)?.pointee.stats.countOutbound(length: length)
+        rewriteOutbound(F.self, packet, th, proto: .udp, from: vip, port: reply.virtualPort, meta: meta)
+        return .rewritten(.outbound)
+    }
+
     /// The idle timeout an entry gets on entering `state`.
     @inline(__always)
     private func timeout(for state: ConnectionState, halfOpen: Bool) -> UInt32 {
@@ -339,20 +413,26 @@ extension Engine {
         case noRoom
     }
 
-    /// A persistence template's client address and key: the client under the service's `-M` (an IPv4
-    /// netmask, an IPv6 prefix length: `ServiceSpec.persistenceKey`), port 0, the virtual address and
-    /// the service's port (IPVS's `<proto, caddr & mask, 0, vaddr, vport>`).
+    /// A persistence template's client address, virtual address and key: the client under the
+    /// service's `-M` (an IPv4 netmask, an IPv6 prefix length: `ServiceSpec.persistenceKey`), port 0,
+    /// the virtual address and the service's port (IPVS's `<proto, caddr & mask, 0, vaddr, vport>`).
+    /// A firewall-mark service's template has the mark for its virtual address and port 0 (IPVS's
+    /// `<IPPROTO_IP, caddr & mask, 0, fwmark, 0>`), so a client's TCP and UDP flows to any of the
+    /// mark's addresses and ports share one real server; masq keys it with the service's protocol
+    /// (TCP, as ipvsadm sets it) where IPVS has IPPROTO_IP: both protocols find the one template.
     func templateKey<F: AddressFamily>(_: F.Type, _ service: VirtualService, client: F.Address,
-                                       virtualAddress: F.Address) -> (client: F.Address, key: F.Key) {
+                                       virtualAddress: F.Address) -> (client: F.Address, virtualAddress: F.Address, key: F.Key) {
         let masked = F.address(service.spec.persistenceKey(F.ipAddress(client))) ?? client
-        return (masked, F.key(source: masked, destination: virtualAddress, sourcePort: 0,
-                              destinationPort: service.key.port, proto: service.key.proto))
+        let vaddr = service.key.isFirewallMark ? F.firewallMarkAddress(service.key.fwmark) : virtualAddress
+        return (masked, vaddr, F.key(source: masked, destination: vaddr, sourcePort: 0,
+                                     destinationPort: service.key.port, proto: service.key.proto))
     }
 
     private func persistentDestination<F: AddressFamily>(_: F.Type, _ service: VirtualService, _ input: SchedulingInput,
                                                          client: F.Address, virtualAddress: F.Address,
                                                          timeout: UInt32) -> PersistentChoice {
-        let (masked, templateKey) = templateKey(F.self, service, client: client, virtualAddress: virtualAddress)
+        let (masked, templateAddress, templateKey) = templateKey(F.self, service, client: client,
+                                                                 virtualAddress: virtualAddress)
         let expires = now &+ Int64(timeout) &* ConnectionTable.nanosPerTick
         if let slot = F.template(table, for: templateKey) {
             let t = table[slot]
@@ -371,12 +451,12 @@ extension Engine {
         let server = F.address(of: d)
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
-            client: F.connectionField(masked), clientPort: 0, virtualAddress: F.connectionField(virtualAddress),
+            client: F.connectionField(masked), clientPort: 0, virtualAddress: F.connectionField(templateAddress),
             virtualPort: service.key.port, server: F.connectionField(server), serverPort: d.port,
             serviceID: service.id, destinationID: d.id,
             controller: ConnectionTable.noSlot, timeout: timeout, expires: expires,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
-        let addresses = EntryAddresses(client: masked, virtualAddress: virtualAddress, server: server)
+        let addresses = EntryAddresses(client: masked, virtualAddress: templateAddress, server: server)
         guard let slot = F.insert(table, template, addresses) else { return .noRoom }
         d.bindTemplate()
         counters.templatesCreated &+= 1
@@ -506,5 +586,15 @@ extension Engine {
             inner.setSource(addresses.server)
             th.setSourcePort(c.serverPort, adjustChecksum: checksumPresent)
         }
+    }
+}
+
+extension VirtualService {
+    /// IPVS `IP_VS_SVC_F_ONEPACKET` as masq applies it: a UDP address service with a port and `-o`
+    /// schedules each datagram alone and keeps no entry. A firewall-mark service and a port-0 service
+    /// keep their entries even with `-o`: without one, nothing tells which VIP and port a real
+    /// server's answer must leave from (README, "One-packet scheduling").
+    var usesOnePacketScheduling: Bool {
+        spec.onePacket && spec.key.proto == .udp && !spec.key.isFirewallMark && spec.key.port != 0
     }
 }

@@ -22,6 +22,13 @@ public final class Engine {
     /// Services in configuration order.
     public internal(set) var services: [VirtualService] = []
     var serviceByKey: [ServiceKey: VirtualService] = [:]
+    /// Firewall-mark services (`-f`) by mark, IPv4 and IPv6 apart (IPVS's `svc_fwm_table`, whose lookup
+    /// matches the family too). Looked up only for a marked packet: an unmarked one pays one compare.
+    var firewallMarkServices: [UInt32: VirtualService] = [:]
+    var firewallMarkServices6: [UInt32: VirtualService] = [:]
+    /// One-packet (`-o`) UDP services by real server endpoint: the stateless reverse of their datagrams
+    /// (no entry is kept), so a real server's answer still leaves from the VIP (see `onePacketReply`).
+    var onePacketReplies: [OnePacketReplyKey: OnePacketReply] = [:]
     /// `proto << 32 | address` of every VIP, for fragments and malformed packets that have no ports.
     var virtualAddresses: Set<UInt64> = []
     var realAddresses: Set<UInt32> = []
@@ -122,6 +129,21 @@ public final class Engine {
         isShutDown = true
         table.memory.markClean()
     }
+}
+
+/// A real server's UDP endpoint as its answers carry it (source address and port), for
+/// `Engine.onePacketReplies`.
+struct OnePacketReplyKey: Hashable {
+    var address: IPAddress
+    var port: UInt16
+}
+
+/// Where a one-packet service's answers come from: its VIP and port, and the records they count in.
+struct OnePacketReply {
+    var virtualAddress: IPAddress
+    var virtualPort: UInt16
+    var serviceID: UInt32
+    var destinationID: UInt32
 }
 
 /// An IPv6 VIP with its protocol, for `Engine.virtualAddresses6`.

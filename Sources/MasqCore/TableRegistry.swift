@@ -8,14 +8,29 @@ struct ServiceRecord {
     var proto: UInt8
     /// 6 for an IPv6 service (its address in `address6`), 0 for IPv4 (in `address`).
     var family: UInt8
-    var reserved: (UInt8, UInt8)
+    /// `ServiceRecord.firewallMarkKind` for a firewall-mark service (`-f`), whose mark is in `address`
+    /// (its address is the family's unspecified one); 0 for a service by address and port. The byte
+    /// was reserved (always 0) before, so a table of an older masq reads as address services, and the
+    /// layout (sizes and offsets, `TableMemory`'s fingerprint) is unchanged.
+    var kind: UInt8
+    var reserved: UInt8
     var address: UInt32
     var address6: IPv6Address
     var stats: TrafficCounters
 
+    static let firewallMarkKind: UInt8 = 1
+
     var isIPv6: Bool { family == 6 }
+    /// The mark of a firewall-mark service, 0 for an address service.
+    var fwmark: UInt32 { kind == Self.firewallMarkKind ? address : 0 }
     /// The service's address, of its family.
     var ipAddress: IPAddress { isIPv6 ? .v6(address6) : .v4(IPv4Address(rawValue: address)) }
+
+    /// The key the record was written for (`Engine.newServiceID`), which adoption matches.
+    var key: ServiceKey {
+        if kind == Self.firewallMarkKind { return ServiceKey(fwmark: address, ipv6: isIPv6) }
+        return ServiceKey(proto: IPProtocol(rawValue: proto), address: ipAddress, port: port)
+    }
 }
 
 /// A real server's record (IPVS `struct ip_vs_dest`'s counts and stats): connections name it by id, so

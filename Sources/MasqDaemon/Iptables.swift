@@ -58,6 +58,9 @@ public struct IptablesChain: Equatable, Sendable {
     public var hook: String
     public var name: String
     public var rules: [[String]]
+    /// Jumped to from the end of its hook (`-A`), after the admin's own rules there (the firewall-mark
+    /// chains, which must see the admin's `-j MARK`), instead of first (`-I hook 1`).
+    public var appended = false
 }
 
 /// An address family of masq's rules: IPv4 services go through iptables, IPv6 ones (RFC 8200) through
@@ -101,6 +104,12 @@ public struct IptablesFamilyPlan: Equatable, Sendable {
     public var forward: [[String]] = []
     /// security INPUT: replies and ICMP errors to local clients.
     public var input: [[String]] = []
+    /// raw PREROUTING, jumped to last: packets the admin's raw rules marked for a firewall-mark
+    /// service, notracked and queued (`MASQ-MARK`).
+    public var marked: [[String]] = []
+    /// mangle PREROUTING, jumped to last: packets the admin's mangle rules marked (IPVS's usual
+    /// place for them), queued unless raw already queued them (`MASQ-MANGLE`).
+    public var markedMangle: [[String]] = []
 
     /// Chains with no rule (what removal needs: only the names matter).
     public init(family: IptablesFamily, chain: String) {
@@ -138,13 +147,27 @@ public struct IptablesFamilyPlan: Equatable, Sendable {
         func server(_ proto: IPProtocol, _ address: IPAddress, _ port: UInt16) -> [String] {
             ["-p", name(proto), "-s", "\(address)\(host)"] + (port != 0 ? ["--sport", "\(port)"] : [])
         }
-        let services = configuration.services.filter { $0.key.address.isIPv6 == ipv6 }
+        let familyServices = configuration.services.filter { $0.key.address.isIPv6 == ipv6 }
+        let services = familyServices.filter { !$0.key.isFirewallMark }
+        let markServices = familyServices.filter(\.key.isFirewallMark)
         let vips = Set(services.map(\.key.address)).sorted()
         var replies: [(proto: IPProtocol, address: IPAddress, port: UInt16, vips: [IPAddress])] = []
         for service in services {
             for rs in service.realServers where rs.address.isIPv6 == ipv6 {
                 replies.append((service.key.proto, rs.address, rs.port == 0 ? service.key.port : rs.port, [service.key.address]))
             }
+        }
+        // A firewall-mark service's real servers answer for TCP and UDP, from their port (any port for
+        // a port-0 one), to clients of any VIP the admin marked: no local-client rules (no VIP known).
+        for service in markServices {
+            for rs in service.realServers where rs.address.isIPv6 == ipv6 {
+                for proto in [IPProtocol.tcp, .udp] { replies.append((proto, rs.address, rs.port, [])) }
+            }
+        }
+        for service in markServices {
+            let mark = ["-m", "mark", "--mark", "\(service.key.fwmark)"]
+            add(&marked, "mark", mark, notrack, target)
+            add(&markedMangle, "mangle", mark + ["-m", "conntrack", "!", "--ctstate", "UNTRACKED"], target)
         }
         // A draining server's local clients may have talked to any VIP.
         replies += draining.filter { $0.address.isIPv6 == ipv6 }.map { ($0.proto, $0.address, $0.port, vips) }
@@ -218,7 +241,15 @@ public struct IptablesFamilyPlan: Equatable, Sendable {
             IptablesChain(table: "raw", hook: "OUTPUT", name: chain + "-OUTPUT", rules: output),
             IptablesChain(table: after, hook: "FORWARD", name: chain + "-FORWARD", rules: forward),
             IptablesChain(table: after, hook: "INPUT", name: chain + "-INPUT", rules: input),
-        ]
+        ] + (marked.isEmpty ? [] : markChains)
+    }
+
+    /// The firewall-mark chains (present only with firewall-mark services; `chains` lists them last,
+    /// so the address services' chains install and jump first, and the PREROUTING jumps they add are
+    /// appended after the admin's MARK rules).
+    public var markChains: [IptablesChain] {
+        [IptablesChain(table: "raw", hook: "PREROUTING", name: chain + "-MARK", rules: marked, appended: true),
+         IptablesChain(table: "mangle", hook: "PREROUTING", name: chain + "-MANGLE", rules: markedMangle, appended: true)]
     }
 
     /// `table/chain` of every chain, for messages.
@@ -232,14 +263,15 @@ public struct IptablesFamilyPlan: Equatable, Sendable {
     /// rewritten one way while its replies are not yet rewritten back.
     public var installCommands: [[String]] {
         chains.flatMap { c in [["-t", c.table, "-N", c.name]] + c.rules.map { ["-t", c.table, "-A", c.name] + $0 } }
-            + chains.reversed().map { c in ["-t", c.table, "-I", c.hook, "1", "-j", c.name] }
+            + hookJumps.map(\.insert)
     }
 
     /// Each hook's jump to its chain, reply hooks first (the order `installCommands` inserts them in):
     /// `check` (`-C`) says whether it is there, `insert` puts it first in the hook.
     public var hookJumps: [(check: [String], insert: [String])] {
         chains.reversed().map { c in
-            (["-t", c.table, "-C", c.hook, "-j", c.name], ["-t", c.table, "-I", c.hook, "1", "-j", c.name])
+            (["-t", c.table, "-C", c.hook, "-j", c.name],
+             c.appended ? ["-t", c.table, "-A", c.hook, "-j", c.name] : ["-t", c.table, "-I", c.hook, "1", "-j", c.name])
         }
     }
 
@@ -445,6 +477,9 @@ public final class IptablesRunner: Sendable {
         /// The IPv6 chains installed (by `install` or a `refill` that brought the first IPv6 service),
         /// so the refill that takes the last IPv6 service away, and `remove`, take them down.
         var installedIPv6: IptablesFamilyPlan?
+        /// The families whose firewall-mark chains (`IptablesFamilyPlan.markChains`) are installed, so
+        /// a refill without firewall-mark services, and `remove`, take them down.
+        var markChains: Set<IptablesFamily> = []
     }
 
     private let current: Mutex<State>
@@ -513,6 +548,7 @@ public final class IptablesRunner: Sendable {
     public func install(_ plan: IptablesPlan, fallbackToLegacy: Bool = true) throws(IptablesError) -> IptablesInstallation {
         try current.withLock { state throws(IptablesError) -> IptablesInstallation in
             let first = try install(plan.ipv4, binary: &state.ipv4, fallbackToLegacy: fallbackToLegacy)
+            if !plan.ipv4.marked.isEmpty { state.markChains.insert(.ipv4) }
             guard let ipv6 = plan.ipv6 else { return first }
             let second: IptablesInstallation
             do throws(IptablesError) {
@@ -522,6 +558,7 @@ public final class IptablesRunner: Sendable {
                 throw error
             }
             state.installedIPv6 = ipv6
+            if !ipv6.marked.isEmpty { state.markChains.insert(.ipv6) }
             let notes = [first.note, second.note].compactMap { $0 }
             return IptablesInstallation(note: notes.isEmpty ? nil : notes.joined(separator: "; "),
                                         hooksFound: first.hooksFound + second.hooksFound)
@@ -633,17 +670,45 @@ public final class IptablesRunner: Sendable {
     public func refill(_ plan: IptablesPlan) throws {
         try current.withLock { state throws(IptablesError) in
             try Self.restore(plan.ipv4, binary: state.ipv4)
+            try Self.refillMarkChains(plan.ipv4, binary: state.ipv4, installed: &state.markChains)
             if let ipv6 = plan.ipv6 {
                 if state.installedIPv6 == nil {
                     _ = try install(ipv6, binary: &state.ipv6, fallbackToLegacy: true)
                 } else {
                     try Self.restore(ipv6, binary: state.ipv6)
                 }
+                try Self.refillMarkChains(ipv6, binary: state.ipv6, installed: &state.markChains)
                 state.installedIPv6 = ipv6
             } else if let installed = state.installedIPv6 {
                 Self.remove(installed, binary: state.ipv6)
+                Self.removeMarkChains(installed, binary: state.ipv6, installed: &state.markChains)
                 state.installedIPv6 = nil
             }
+        }
+    }
+
+    /// After a refill's restore: the first firewall-mark service's chains get their jumps (appended:
+    /// `restoreInput` declares the chains, not the jumps); the last one gone takes them down.
+    private static func refillMarkChains(_ plan: IptablesFamilyPlan, binary: String,
+                                         installed: inout Set<IptablesFamily>) throws(IptablesError) {
+        if plan.marked.isEmpty {
+            removeMarkChains(plan, binary: binary, installed: &installed)
+            return
+        }
+        for jump in plan.hookJumps where jump.insert.contains("-A") && run(binary, jump.check).status != 0 {
+            let (status, output) = run(binary, jump.insert)
+            if status != 0 { throw IptablesError(command: [binary] + jump.insert, output: output, status: status) }
+        }
+        installed.insert(plan.family)
+    }
+
+    /// The firewall-mark chains removed step by step, if installed.
+    private static func removeMarkChains(_ plan: IptablesFamilyPlan, binary: String, installed: inout Set<IptablesFamily>) {
+        guard installed.remove(plan.family) != nil else { return }
+        for c in plan.markChains {
+            run(binary, ["-t", c.table, "-D", c.hook, "-j", c.name])
+            run(binary, ["-t", c.table, "-F", c.name])
+            run(binary, ["-t", c.table, "-X", c.name])
         }
     }
 
@@ -652,8 +717,10 @@ public final class IptablesRunner: Sendable {
     public func remove(_ plan: IptablesPlan) {
         current.withLock { state in
             Self.remove(plan.ipv4, binary: state.ipv4)
+            if plan.ipv4.marked.isEmpty { Self.removeMarkChains(plan.ipv4, binary: state.ipv4, installed: &state.markChains) }
             if let ipv6 = state.installedIPv6 ?? plan.ipv6 {
                 Self.remove(ipv6, binary: state.ipv6)
+                if ipv6.marked.isEmpty { Self.removeMarkChains(ipv6, binary: state.ipv6, installed: &state.markChains) }
                 state.installedIPv6 = nil
             }
         }

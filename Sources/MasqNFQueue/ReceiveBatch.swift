@@ -16,6 +16,10 @@ public struct QueuedPacket {
     public var skbInfo: UInt32
     /// The netfilter hook the packet was queued from (NF_INET_PRE_ROUTING, NF_INET_LOCAL_IN, ...).
     public var hook: UInt8 = 0
+    /// NFQA_MARK: the packet's firewall mark (`skb->mark`, set by the user's `-j MARK` rules), which
+    /// selects a firewall-mark service; 0 when the kernel sent none (it sends it only when non-zero,
+    /// `nfqnl_build_packet_message`).
+    public var mark: UInt32 = 0
 
     public var isGSO: Bool { skbInfo & UInt32(NFQA_SKB_GSO) != 0 }
     public var checksumNotReady: Bool { skbInfo & UInt32(NFQA_SKB_CSUMNOTREADY) != 0 }
@@ -34,10 +38,10 @@ public struct QueuedPacket {
     /// on the family (an IPv6 TCP GSO packet's partial sum is over the IPv6 pseudo-header, RFC 8200 §8.1).
     public var meta: PacketMeta {
         if isGSO && hook == UInt8(NF_INET_LOCAL_IN.rawValue) {
-            return PacketMeta(partialChecksum: true, truncated: isTruncated)
+            return PacketMeta(partialChecksum: true, truncated: isTruncated, mark: mark)
         }
         return PacketMeta(partialChecksum: checksumNotReady && !isGSO, truncated: isTruncated,
-                          partialChecksumKept: checksumNotReady && isGSO)
+                          partialChecksumKept: checksumNotReady && isGSO, mark: mark)
     }
 }
 
@@ -146,7 +150,12 @@ public struct ReceiveBatch: ~Copyable {
         if let info = attributes[Int(NFQA_SKB_INFO.rawValue)] {
             skbInfo = UInt32(bigEndian: mnl_attr_get_u32(info))
         }
+        var mark: UInt32 = 0
+        if let markAttribute = attributes[Int(NFQA_MARK.rawValue)] {
+            mark = UInt32(bigEndian: mnl_attr_get_u32(markAttribute))
+        }
         return QueuedPacket(id: UInt32(bigEndian: packetHeader.pointee.packet_id), payload: payload,
-                            originalLength: originalLength, skbInfo: skbInfo, hook: packetHeader.pointee.hook)
+                            originalLength: originalLength, skbInfo: skbInfo, hook: packetHeader.pointee.hook,
+                            mark: mark)
     }
 }

@@ -100,6 +100,9 @@ struct Replay: ParsableCommand {
     @Option(help: "The most connections the table holds; new flows beyond it are dropped and counted.")
     var maxFlows = Engine.defaultCapacity
 
+    @Option(help: ArgumentHelp("The firewall mark every packet carries (a capture holds none), as if a -j MARK rule matched them all, for firewall-mark services (-f); 0: unmarked.", valueName: "MARK"))
+    var fwmark: UInt32 = 0
+
     func validate() throws {
         guard (1...ConnectionTable.maximumCapacity).contains(maxFlows) else {
             throw ValidationError("--max-flows: \(maxFlows) is not between 1 and \(ConnectionTable.maximumCapacity)")
@@ -111,7 +114,7 @@ struct Replay: ParsableCommand {
         let engine = Engine(configuration: configuration, capacity: maxFlows)
         let summary: ReplaySummary
         do {
-            summary = try replay(engine, input: input, output: output)
+            summary = try replay(engine, input: input, output: output, fwmark: fwmark)
         } catch {
             throw MasqError(error.description)
         }

@@ -61,7 +61,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The iptables binary: iptables (nft backend, falls back to iptables-legacy if it refuses a rule) or iptables-legacy.")
     var iptables = "iptables"
 
-    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, security/NAME-FORWARD, security/NAME-INPUT.")
+    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, security/NAME-FORWARD, security/NAME-INPUT; with firewall-mark services (-f) also raw/NAME-MARK and mangle/NAME-MANGLE, jumped to from the end of PREROUTING.")
     var chain = "MASQ"
 
     @Option(help: "The most connections the table holds; new flows beyond it are dropped and counted. A state file made for another size keeps its own until --fresh-state.")
@@ -214,7 +214,7 @@ struct Iptables: ParsableCommand {
 
     @OptionGroup var queueOptions: QueueOptions
 
-    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, security/NAME-FORWARD, security/NAME-INPUT.")
+    @Option(help: "The name of masq's iptables chains: raw/NAME, raw/NAME-OUTPUT, security/NAME-FORWARD, security/NAME-INPUT; with firewall-mark services (-f) also raw/NAME-MARK and mangle/NAME-MANGLE, jumped to from the end of PREROUTING.")
     var chain = "MASQ"
 
     @Option(help: "The iptables binary.")

@@ -49,11 +49,22 @@ extension Engine {
     }
 
     /// The update describing the entry in `slot` (`c`, its contents) as it is now: an IPv6 entry's
-    /// addresses come from the table's sidecar (IPVS's `ip_vs_sync_v6`), an IPv4 one's from `c`.
+    /// addresses come from the table's sidecar (IPVS's `ip_vs_sync_v6`), an IPv4 one's from `c`. An
+    /// entry of a firewall-mark service carries its mark (`ip_vs_sync_conn`: `s->fwmark =
+    /// htonl(cp->fwmark)`), by which a backup finds the service; its template goes with protocol 0,
+    /// IPPROTO_IP, as the kernel's fwmark templates are (`ip_vs_sched_persist`).
     @inline(__always)
     func syncUpdate(_ slot: UInt32, _ c: Connection) -> SyncUpdate {
-        c.isIPv6 ? SyncUpdate(c, addresses: table.addresses6(slot)) : SyncUpdate(c)
+        var update = c.isIPv6 ? SyncUpdate(c, addresses: table.addresses6(slot)) : SyncUpdate(c)
+        if let record = registry.service(c.serviceID), record.pointee.kind == ServiceRecord.firewallMarkKind {
+            update.fwmark = record.pointee.address
+            if c.isTemplate { update.proto = Self.firewallMarkTemplateProtocol }
+        }
+        return update
     }
+
+    /// A firewall-mark template's protocol on the wire: IPPROTO_IP (0).
+    static let firewallMarkTemplateProtocol = IPProtocol(rawValue: 0)
 
     // MARK: Master: the whole-table walk
 
@@ -101,8 +112,8 @@ extension Engine {
     // MARK: Backup: applying what a master sent
 
     /// Backup side (IPVS `ip_vs_proc_conn`, reference §1.5): creates or updates the entry for a
-    /// configured service, bound to the LOCAL real server with the update's address and port. Nothing
-    /// in the update is trusted: an unknown service (or a fwmark, or a template for a service without
+    /// configured service, bound to the LOCAL real server with the update's address and port (the
+    /// service of its fwmark when it has one). Nothing in the update is trusted: an unknown service (or a template for a service without
     /// persistence), no such real server, a state the protocol lacks, a full table (an established
     /// entry is never evicted for it: only what early drop may take, `makeRoom`), or tuples that
     /// collide with another entry's give a result and change nothing.
@@ -119,7 +130,6 @@ extension Engine {
     /// After `markCleanShutdown` nothing is applied (`tableFull`: the table takes nothing more).
     public func applySynced(_ update: SyncUpdate) -> SyncApplyResult {
         guard !isShutDown else { return .tableFull }
-        guard update.fwmark == 0 else { return .unknownService }
         switch update.client {
         case .v4: return applySynced(IPv4Family.self, update)
         case .v6: return applySynced(IPv6Family.self, update)
@@ -134,9 +144,11 @@ extension Engine {
         if update.isTemplate {
             return applySyncedTemplate(F.self, update, client: client, virtualAddress: virtualAddress, server: server)
         }
-        guard let service = findService(update.proto, update.virtualAddress, update.virtualPort) else {
-            return .unknownService
-        }
+        // A marked entry belongs to the firewall-mark service of its mark and family, and to nothing
+        // else (IPVS `ip_vs_proc_conn` looks the service up by fwmark when the entry has one).
+        let found = update.fwmark != 0 ? F.firewallMarkService(self, update.fwmark)
+            : findService(update.proto, update.virtualAddress, update.virtualPort)
+        guard let service = found else { return .unknownService }
         switch update.proto {
         case .tcp: guard update.state.rawValue <= ConnectionState.synAck.rawValue else { return .badState }
         case .udp: guard update.state == .udp else { return .badState }
@@ -145,8 +157,7 @@ extension Engine {
         // The port a connection to `d` would carry: the real server's, or the client's for a port-0
         // service (newConnection's rule), so a port-0 real server matches as `ip_vs_find_dest` does.
         let destination = service.destinations.first { d in
-            let port = update.virtualPort == service.key.port && d.port != 0 ? d.port : update.virtualPort
-            return d.address == update.server && port == update.serverPort
+            d.address == update.server && serverPort(service, d, virtualPort: update.virtualPort) == update.serverPort
         }
         guard let destination else { return .noDestination }
         let timeout = clampedTimeout(update.timeout, local: timeouts[update.state])
@@ -189,7 +200,8 @@ extension Engine {
     private func applySyncedTemplate<F: AddressFamily>(_: F.Type, _ update: SyncUpdate, client: F.Address,
                                                        virtualAddress: F.Address, server: F.Address) -> SyncApplyResult {
         let serviceKey = ServiceKey(proto: update.proto, address: update.virtualAddress, port: update.virtualPort)
-        guard let service = self.service(serviceKey), let persistence = service.spec.persistence else {
+        let found = update.fwmark != 0 ? F.firewallMarkService(self, update.fwmark) : self.service(serviceKey)
+        guard let service = found, let persistence = service.spec.persistence else {
             return .unknownService
         }
         guard update.state == .none else { return .badState }
@@ -199,7 +211,7 @@ extension Engine {
         let timeout = clampedTimeout(update.timeout, local: persistence)
         // persistentDestination's key (the client under the local -M), so a new connection after
         // takeover finds this template.
-        let (masked, key) = templateKey(F.self, service, client: client, virtualAddress: virtualAddress)
+        let (masked, templateAddress, key) = templateKey(F.self, service, client: client, virtualAddress: virtualAddress)
         let existing = F.template(table, for: key)
         if let slot = existing {
             let t = table[slot]
@@ -221,12 +233,12 @@ extension Engine {
         }
         let template = Connection(
             proto: service.key.proto, state: .none, isTemplate: true, countedActive: false,
-            client: F.connectionField(masked), clientPort: 0, virtualAddress: F.connectionField(virtualAddress),
+            client: F.connectionField(masked), clientPort: 0, virtualAddress: F.connectionField(templateAddress),
             virtualPort: service.key.port, server: F.connectionField(server), serverPort: destination.port,
             serviceID: service.id, destinationID: destination.id, controller: ConnectionTable.noSlot,
             timeout: timeout, expires: now &+ Int64(timeout) &* ConnectionTable.nanosPerTick,
             packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0)
-        let addresses = EntryAddresses(client: masked, virtualAddress: virtualAddress, server: server)
+        let addresses = EntryAddresses(client: masked, virtualAddress: templateAddress, server: server)
         guard let slot = F.insert(table, template, addresses) else { return table.isFull ? .tableFull : .conflict }
         table[slot].isSynced = true
         destination.bindTemplate()

@@ -20,7 +20,7 @@ public struct SyncUpdate: Hashable, Sendable {
     public var serverPort: UInt16
     /// Seconds: the state's whole timeout, as the kernel sends it (`cp->timeout / HZ`), not what is left.
     public var timeout: UInt32
-    /// The firewall mark of a fwmark service; 0 (masq has no fwmark services).
+    /// The firewall mark of a firewall-mark service's entry (`Engine.syncUpdate`), else 0.
     public var fwmark: UInt32
 
     public init(proto: IPProtocol, state: ConnectionState, isTemplate: Bool = false, isActive: Bool,
@@ -95,8 +95,8 @@ public enum SyncApplyResult: String, CaseIterable, Sendable {
     /// An INACTIVE update for an entry now bound elsewhere: the master's expiry of a connection it has
     /// already replaced (`ip_vs_proc_conn`), ignored.
     case staleIgnored
-    /// No local virtual service for the update's protocol, address and port (or a fwmark, or a template
-    /// for a service without persistence).
+    /// No local virtual service for the update's protocol, address and port (or its fwmark), or a
+    /// template for a service without persistence.
     case unknownService = "unknown_service"
     /// The service has no such real server here.
     case noDestination = "no_destination"
