@@ -120,9 +120,10 @@ private func service(_ body: String, header: String = "2001:2::1 80") -> String 
         #expect(s.key == ServiceKey(proto: .tcp, address: IPv6Address("ae00::1")!, port: 80))
         #expect(s.scheduler == "rr" && s.persistence == 50 && !s.hasPersistenceMask)
         #expect(s.realServers == [RealServerSpec(address: v6("ae00::10"), port: 25, weight: 1)])
-        // SMTP_CHECK is not run by masq, virtual_server_group not read: both said, neither fatal.
-        #expect(c.virtualServers[0].realServers[0].checks.isEmpty)
-        #expect(c.warnings.contains { $0.message.contains("SMTP_CHECK") })
+        // Its SMTP_CHECK runs (no warning); virtual_server_group not read: said, not fatal.
+        #expect(c.virtualServers[0].realServers[0].checks.map(\.kind) == [.smtp(SMTPCheck(heloName: "foo.bar.com"))])
+        #expect(c.virtualServers[0].realServers[0].checks.first?.retry == 3)
+        #expect(!c.warnings.contains { $0.message.contains("SMTP_CHECK") })
         #expect(c.warnings.contains { $0.message.contains("virtual_server_group") })
     }
 }
