@@ -200,8 +200,10 @@ public enum Probe {
         return b
     }
 
+    /// `tls` adds a TLS handler first (SSL_GET, Checkers/SSLCheck.swift).
     static func get(_ url: HTTPURL, address: IPAddress, port: UInt16, host: String?, bindTo: IPAddress?,
-                    timeout seconds: Double, group: EventLoopGroup) async -> Result {
+                    timeout seconds: Double, group: EventLoopGroup,
+                    tls: (@Sendable (Channel) throws -> Void)? = nil) async -> Result {
         let timeout = TimeAmount.nanoseconds(Int64(seconds * 1e9))
         let what = "GET \(url.path) on \(address.endpoint(port))"
         // One event loop for the channel, the collector and its promise: the collector's state is
@@ -213,6 +215,7 @@ public enum Probe {
             let channel = try await bootstrap(eventLoop, bindTo: bindTo, timeout: timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try tls?(channel)
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(collector.value)
                     }

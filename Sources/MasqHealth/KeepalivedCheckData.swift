@@ -294,7 +294,9 @@ struct KeepalivedCheckData {
                 return HealthCheck(kind: kind, connectIP: c.connectIP, connectPort: c.connectPort, bindTo: c.bindTo,
                                    connectTimeout: c.connectTimeout ?? timeout,
                                    retry: c.retry ?? retry ?? kind.defaultRetry,
-                                   delayBeforeRetry: c.delayBeforeRetry ?? delayBeforeRetry,
+                                   // DNS_CHECK's default is its delay_loop (check_dns.c `dns_check_handler`).
+                                   delayBeforeRetry: c.delayBeforeRetry ?? delayBeforeRetry
+                                       ?? (kind.isDNS ? c.delayLoop ?? delayLoop : nil),
                                    warmup: c.warmup ?? warmup, delayLoop: c.delayLoop ?? delayLoop,
                                    alpha: c.alpha ?? alpha)
             }

@@ -43,10 +43,23 @@ public enum KeepalivedParser {
                 ? "no virtual_server block: masq needs keepalived's LVS part (virtual_server ...); VRRP-only files are for keepalived itself"
                 : "no virtual server to run: \(blocks == 1 ? "its virtual_server block has" : "all its \(blocks) virtual_server blocks have") no real servers (keepalived ignores such blocks)")
         }
+        var virtualServers = parser.data.virtualServers
+        if let client = parser.ssl {  // keepalived's SSL context is global, wherever its block is
+            for v in virtualServers.indices {
+                for r in virtualServers[v].realServers.indices {
+                    for c in virtualServers[v].realServers[r].checks.indices {
+                        if case .ssl(var check) = virtualServers[v].realServers[r].checks[c].kind {
+                            check.client = client
+                            virtualServers[v].realServers[r].checks[c].kind = .ssl(check)
+                        }
+                    }
+                }
+            }
+        }
         var syncDaemon = parser.syncDaemon
         if let instance = syncDaemon?.instance { syncDaemon?.instanceRouterID = parser.routerIDs[instance] }
         return KeepalivedConfig(configuration: Configuration(services: parser.data.services),
-                                virtualServers: parser.data.virtualServers, warnings: parser.warnings,
+                                virtualServers: virtualServers, warnings: parser.warnings,
                                 syncDaemon: syncDaemon)
     }
 
@@ -97,7 +110,7 @@ enum KeepalivedItem {
 /// The keepalived keywords masq skips with a warning, at the top level.
 private let skippedSections: Set<String> = [
     "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "static_ipaddress", "static_routes",
-    "static_rules", "SSL", "vrrp_track_process", "track_file", "vrrp_track_file",
+    "static_rules", "vrrp_track_process", "track_file", "vrrp_track_file",
     "bfd_instance", "garp_group", "linkbeat_interfaces", "net_namespace", "net_namespace_ipvs",
     "namespace_with_ipsets", "instance", "use_pid_dir", "linkbeat_use_polling", "child_wait_time",
 ]
@@ -113,7 +126,7 @@ let unsupportedKeywords: [String: String] = [
     "bind_port": "bind_port is not supported by masq (checks use an ephemeral source port)",
     "bind_if": "bind_if is not supported by masq (bind a check to a global address with bindto)",
     "fwmark": "marking check connections (fwmark) is not supported by masq",
-    "enable_sni": "enable_sni is for SSL_GET, which masq does not run",
+    "enable_sni": "enable_sni is for SSL_GET",
     "fast_recovery": "fast_recovery is not supported by masq",
     "regex": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
     "regex_no_match": "HTTP_GET regex matching is not supported by masq (use digest or status_code)",
@@ -148,6 +161,8 @@ final class KeepalivedFileParser {
     /// `virtual_server group NAME` blocks read before their group: resolved at the end of the file, as
     /// keepalived links groups to virtual servers once the whole file is read (ipwrapper.c).
     var waitingForGroup: [RawVirtualServer] = []
+    /// The top-level `SSL { }` block, for every SSL_GET (Checkers/SSLCheck.swift).
+    var ssl: SSLCheck.Client?
 
     init(tokens: [KeepalivedToken], warnings: [(lineID: Int, warning: RulesError)]) {
         var items: [KeepalivedItem] = []
@@ -205,6 +220,9 @@ final class KeepalivedFileParser {
                     try virtualServer(s)
                 } else if s.name == "virtual_server_group" {
                     try virtualServerGroup(s)
+                } else if s.name == "SSL" {
+                    if ssl != nil { warn(s.keyword, "SSL context already specified: replaced (as keepalived does)") }
+                    ssl = try sslSection(s)
                 } else if skippedSections.contains(s.name) {
                     warn(s.keyword, "\(s.name) is not supported by masq: ignored")
                     try skipBlock(s) { inner throws(RulesError) in
@@ -787,7 +805,7 @@ final class KeepalivedFileParser {
         case "SSL_GET": if let check = try sslGet(s, rs) { rs.checks.append(check) }
         case "MISC_CHECK": if let check = try miscCheck(s, rs) { rs.checks.append(check) }
         case "UDP_CHECK": if let check = try udpCheck(s, rs) { rs.checks.append(check) }
-        case "SMTP_CHECK": if let check = try smtpCheck(s, rs) { rs.checks.append(check) }
+        case "SMTP_CHECK": rs.checks += try smtpCheck(s, rs)  // host { } blocks: a checker each
         case "DNS_CHECK": if let check = try dnsCheck(s, rs) { rs.checks.append(check) }
         case "PING_CHECK": if let check = try pingCheck(s, rs) { rs.checks.append(check) }
         case let name where skippedCheckers.contains(name):

@@ -2,23 +2,190 @@ import MasqCore
 import NIOCore
 import NIOPosix
 
-/// keepalived's `SMTP_CHECK { }` (keepalived/check/check_smtp.c): to be built.
+/// keepalived's `SMTP_CHECK { helo_name NAME }` (keepalived/check/check_smtp.c, `smtp_engine_thread`):
+/// connect to the real server's address and port (`connect_ip`/`connect_port` override them; keepalived
+/// has no port 25 default), read the greeting and require 220, send `HELO helo_name` and require 250,
+/// send `QUIT` and read its reply (any). keepalived's defaults: helo_name `smtpchecker.keepalived.org`
+/// (`SMTP_DEFAULT_HELO`), retry 1, delay_before_retry 1 s.
+///
+/// Deviation: keepalived reads only a reply's first line, so a multi-line greeting (`220-...`, RFC 5321
+/// section 4.2.1) fails its check; masq reads a reply to its last line (`220 ...`) and judges its code.
 public struct SMTPCheck: Equatable, Sendable {
-    public init() {}
+    public static let defaultHeloName = "smtpchecker.keepalived.org"
+    public var heloName: String
+    public init(heloName: String = SMTPCheck.defaultHeloName) { self.heloName = heloName }
 }
 
 extension KeepalivedFileParser {
-    /// Reads a `SMTP_CHECK` block of a real server.
-    func smtpCheck(_ s: KeepalivedStatement, _ rs: RawRealServer) throws(RulesError) -> RawCheck? {
-        warn(s.keyword, "SMTP_CHECK is not supported by masq: ignored (the real server is not checked by it)")
-        try skipBlock(s)
-        return nil
+    /// Reads a `SMTP_CHECK` block of a real server: one checker, or with the deprecated `host { }`
+    /// sub-blocks one checker per host (`smtp_check_end_handler`): each host takes the block's settings
+    /// with its own connection options; the block itself is a checker too only when it sets a connection
+    /// option (connect_ip, connect_port, bindto, connect_timeout) or has no host.
+    func smtpCheck(_ s: KeepalivedStatement, _ rs: RawRealServer) throws(RulesError) -> [RawCheck] {
+        try noMore(s, after: 1)
+        var check = RawCheck(opener: s, http: false)
+        var smtp = SMTPCheck()
+        var helo: KeepalivedToken?
+        var hosts: [RawCheck] = []
+        try block(s) { (st: KeepalivedStatement) throws(RulesError) in
+            switch st.name {
+            case "helo_name":
+                let t = try self.one(st)
+                if let helo { throw t.error("SMTP_CHECK helo_name already given at line \(helo.line)") }
+                guard !t.text.isEmpty, !t.text.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+                    throw t.error("invalid helo_name")
+                }
+                helo = t
+                smtp.heloName = t.text
+            case "host":
+                try self.noMore(st, after: 1)
+                self.warn(st.keyword, "the SMTP_CHECK host block is deprecated: define one SMTP_CHECK per host (keepalived says so too)")
+                var host = RawCheck(opener: st, http: false)
+                try self.block(st) { (hs: KeepalivedStatement) throws(RulesError) in
+                    try self.commonCheckKeyword(hs, &host, in: "SMTP_CHECK host")
+                }
+                try self.checkBindFamily(host, rs)
+                hosts.append(host)
+            default:
+                try self.commonCheckKeyword(st, &check, in: "SMTP_CHECK")
+            }
+        }
+        try checkBindFamily(check, rs)
+        check.kind = .smtp(smtp)
+        let hostChecks = hosts.map { host in
+            var c = check
+            c.opener = host.opener
+            c.connectIP = host.connectIP
+            c.connectPort = host.connectPort
+            c.bindTo = host.bindTo
+            c.connectTimeout = host.connectTimeout ?? check.connectTimeout
+            c.retry = host.retry ?? check.retry
+            c.delayBeforeRetry = host.delayBeforeRetry ?? check.delayBeforeRetry
+            c.warmup = host.warmup ?? check.warmup
+            c.delayLoop = host.delayLoop ?? check.delayLoop
+            c.alpha = host.alpha ?? check.alpha
+            return c
+        }
+        let ownConnection = check.connectIP != nil || check.connectPort != nil || check.bindTo != nil || check.connectTimeout != nil
+        return ownConnection || hosts.isEmpty ? [check] + hostChecks : hostChecks
     }
 }
 
 extension Probe {
-    /// One SMTP_CHECK probe.
+    /// One SMTP_CHECK probe: greeting 220, HELO → 250, QUIT → a reply, within `timeout` in all.
     static func smtp(_ check: SMTPCheck, address: IPAddress, port: UInt16, bindTo: IPAddress?, timeout: Double, group: EventLoopGroup) async -> Result {
-        .failure(ProbeFailure(check: "SMTP_CHECK", reason: .other("not implemented")))
+        let what = "SMTP on \(address.endpoint(port))"
+        let eventLoop = group.next()
+        let promise = eventLoop.makePromise(of: Void.self)
+        let dialogue = NIOLoopBoundBox.makeBoxSendingValue(SMTPDialogue(helo: check.heloName, promise: promise), eventLoop: eventLoop)
+        do {
+            let channel = try await bootstrap(eventLoop, bindTo: bindTo, timeout: .nanoseconds(Int64(timeout * 1e9)))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(dialogue.value) }
+                }
+                .connect(to: socketAddress(address, port)).get()
+            let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) { dialogue.value.fail(ResponseTimedOut()) }
+            defer {
+                timer.cancel()
+                channel.close(promise: nil)
+            }
+            try await promise.futureResult.get()
+            return .success
+        } catch {
+            eventLoop.execute { dialogue.value.fail(error) }
+            return .failure(ProbeFailure(check: what, reason: .init(error, timeout: timeout)))
+        }
+    }
+}
+
+/// The client side of check_smtp.c's dialogue, reply by reply (RFC 5321 section 4.2: a reply is
+/// lines `NNN-text` ending with `NNN text`). Lives on its channel's event loop.
+final class SMTPDialogue: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum State { case greeting, helo, quit }
+    private var state = State.greeting
+    private let helo: String
+    private let promise: EventLoopPromise<Void>
+    private var completed = false
+    private var line: [UInt8] = []
+    /// A reply longer than this is no SMTP server's (RFC 5321 section 4.5.3.1.5: 512 per line).
+    private static let maximumReply = 64 << 10
+    private var replyBytes = 0
+
+    init(helo: String, promise: EventLoopPromise<Void>) {
+        self.helo = helo
+        self.promise = promise
+    }
+
+    func fail(_ error: Error) {
+        guard !completed else { return }
+        completed = true
+        promise.fail(error)
+    }
+
+    private func finish(_ context: ChannelHandlerContext) {
+        guard !completed else { return }
+        completed = true
+        promise.succeed(())
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        for byte in buffer.readableBytesView {
+            guard !completed else { return }
+            replyBytes += 1
+            guard replyBytes <= Self.maximumReply else {
+                fail(ProbeFailure(check: "", reason: .other("SMTP reply too long")))
+                return
+            }
+            if byte == UInt8(ascii: "\n") {
+                handleLine(context)
+                line.removeAll(keepingCapacity: true)
+            } else if byte != UInt8(ascii: "\r") {
+                line.append(byte)
+            }
+        }
+    }
+
+    /// `smtp_get_status`: three digits, then a space (the last line) or the end; `-` continues.
+    private func handleLine(_ context: ChannelHandlerContext) {
+        let digits = line.prefix(3)
+        guard digits.count == 3, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+              let code = Int(String(decoding: digits, as: UTF8.self)) else {
+            fail(ProbeFailure(check: "", reason: .other("malformed SMTP reply \"\(String(decoding: line.prefix(80), as: UTF8.self))\"")))
+            return
+        }
+        if line.count > 3 && line[3] == UInt8(ascii: "-") { return }  // more lines of this reply
+        replyBytes = 0
+        switch state {
+        case .greeting:
+            guard code == 220 else { return fail(ProbeFailure(check: "", reason: .other("bad SMTP greeting \(code) (220 expected)"))) }
+            state = .helo
+            send("HELO \(helo)\r\n", context)
+        case .helo:
+            guard code == 250 else { return fail(ProbeFailure(check: "", reason: .other("bad HELO reply \(code) (250 expected)"))) }
+            state = .quit
+            send("QUIT\r\n", context)
+        case .quit:
+            finish(context)  // keepalived accepts any reply to QUIT
+        }
+    }
+
+    private func send(_ text: String, _ context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: text.utf8.count)
+        out.writeString(text)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(ChannelError.eof)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        fail(error)
+        context.close(promise: nil)
     }
 }
