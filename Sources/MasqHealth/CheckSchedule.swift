@@ -27,6 +27,9 @@ public struct CheckSchedule: Equatable, Sendable {
     public private(set) var failures: Int
     /// A result was recorded (keepalived's `has_run`).
     public private(set) var hasRun = false
+    /// MISC_CHECK's misc_dynamic: the weight its last passing exit status set (status - 2); nil for
+    /// the configured weight (status 0, or the check went down: check_misc.c resets cur_weight).
+    public var dynamicWeight: Int?
 
     static let second: Int64 = 1_000_000_000
 
@@ -53,6 +56,7 @@ public struct CheckSchedule: Equatable, Sendable {
         guard old.hasRun else { return }
         status = old.status
         hasRun = true
+        dynamicWeight = old.dynamicWeight  // migrate_misc_check keeps the last exit status's weight
         failures = status == .up ? min(old.failures, retry) : retry + 1
     }
 

@@ -143,8 +143,10 @@ public enum Probe {
     /// The outcome, with the reason a failure is logged with.
     public enum Result: Equatable, Sendable {
         case success
+        /// Passed, and sets the real server's weight: MISC_CHECK's misc_dynamic (exit status - 2).
+        case weighted(Int)
         case failure(ProbeFailure)
-        public var succeeded: Bool { self == .success }
+        public var succeeded: Bool { if case .failure = self { false } else { true } }
     }
 
     /// Runs one probe against `address:port` (optionally from `bindTo`), bounded by `timeout` seconds.

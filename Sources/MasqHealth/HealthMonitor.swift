@@ -3,7 +3,10 @@ import Synchronization
 
 /// Something a health check changed, logged once and counted.
 public struct HealthEvent: Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Sendable { case serverDown = "down", serverUp = "up", quorumLost = "quorum lost", quorumRegained = "quorum regained" }
+    public enum Kind: String, Sendable { case serverDown = "down", serverUp = "up", quorumLost = "quorum lost", quorumRegained = "quorum regained"
+        /// MISC_CHECK's misc_dynamic changed a live server's weight (`server` has the new one).
+        case weightChanged = "weight changed"
+    }
     public var kind: Kind
     public var service: ServiceKey
     public var server: RealServerSpec?
@@ -181,8 +184,19 @@ public final class HealthMonitor: Sendable {
 
     private static func members(_ vs: VirtualServerHealth, _ schedules: [[CheckSchedule]]) -> [QuorumPolicy.Member] {
         zip(vs.realServers, schedules).map { rs, checks in
-            QuorumPolicy.Member(server: rs.spec, alive: checks.allSatisfy { $0.status == .up }, inhibitOnFailure: rs.inhibitOnFailure)
+            var server = rs.spec
+            server.weight = effectiveWeight(rs, checks)
+            return QuorumPolicy.Member(server: server, alive: checks.allSatisfy { $0.status == .up }, inhibitOnFailure: rs.inhibitOnFailure)
         }
+    }
+
+    /// keepalived's effective_weight (check_misc.c, update_svr_wgt): the configured weight plus each
+    /// misc_dynamic checker's `cur_weight` (its weight minus the configured one), within IPVS's 0...INT32_MAX
+    /// (real_weight).
+    static func effectiveWeight(_ rs: RealServerHealth, _ checks: [CheckSchedule]) -> Int32 {
+        let base = Int64(rs.weight)
+        let total = checks.reduce(base) { sum, c in sum + (c.dynamicWeight.map { Int64($0) - base } ?? 0) }
+        return Int32(clamping: max(0, total))
     }
 
     /// Re-derives every virtual server's quorum, with an event for each change.
@@ -253,9 +267,22 @@ public final class HealthMonitor: Sendable {
                 let firstRun = !s.schedules[v][r][d.check].hasRun
                 let reason: String
                 if case .failure(let why) = result { reason = why.description } else { reason = "" }
-                let transition = s.schedules[v][r][d.check].record(success: result.succeeded, at: now)
-                let alive = s.schedules[v][r].allSatisfy { $0.status == .up }
                 let vs = config.virtualServers[v], rs = vs.realServers[r]
+                let weightBefore = Self.effectiveWeight(rs, s.schedules[v][r])
+                let transition = s.schedules[v][r][d.check].record(success: result.succeeded, at: now)
+                if case .weighted(let weight) = result {
+                    s.schedules[v][r][d.check].dynamicWeight = weight
+                } else if result.succeeded || s.schedules[v][r][d.check].status == .down {
+                    s.schedules[v][r][d.check].dynamicWeight = nil
+                }
+                let alive = s.schedules[v][r].allSatisfy { $0.status == .up }
+                let weightAfter = Self.effectiveWeight(rs, s.schedules[v][r])
+                if alive && wasAlive && weightAfter != weightBefore {
+                    var server = rs.spec
+                    server.weight = weightAfter
+                    events.append(HealthEvent(kind: .weightChanged, service: vs.key, server: server,
+                                              reason: "misc_dynamic: weight \(weightBefore) -> \(weightAfter)"))
+                }
                 if alive != wasAlive {
                     events.append(HealthEvent(kind: alive ? .serverUp : .serverDown, service: vs.key, server: rs.spec,
                                               reason: alive ? (firstRun ? "first check passed" : "checks pass again") : reason,

@@ -277,6 +277,11 @@ struct KeepalivedCheckData {
             let delayBeforeRetry = rs.delayBeforeRetry ?? vs.delayBeforeRetry
             let checks = rs.checks.map { c in
                 var kind = c.kind ?? .tcp
+                // MISC_CHECK without misc_timeout: the virtual server's delay_loop (misc_check_thread).
+                if case .misc(var misc) = kind, misc.timeout == nil {
+                    misc.timeout = vs.delayLoop
+                    kind = .misc(misc)
+                }
                 if c.http {
                     let urls = c.urls.map { u in
                         var u = u

@@ -120,16 +120,12 @@ private func service(_ body: String, header: String = "2001:2::1 80") -> String 
         #expect(s.key == ServiceKey(proto: .tcp, address: IPv6Address("ae00::1")!, port: 80))
         #expect(s.scheduler == "rr" && s.persistence == 50 && !s.hasPersistenceMask)
         #expect(s.realServers == [RealServerSpec(address: v6("ae00::10"), port: 25, weight: 1)])
-<<<<<<< HEAD
         // Its virtual_server_group (ae00::2-9 80, ae00::1 80) is read but used by no block (the sample
-        // comments out `virtual_server group IPv6_group`): no service of it, nothing said.
+        // comments out `virtual_server group IPv6_group`): no service of it, nothing said. Its
+        // SMTP_CHECK runs (no warning).
         #expect(!c.warnings.contains { $0.message.contains("virtual_server_group") || $0.message.contains("IPv6_group") })
-=======
-        // Its SMTP_CHECK runs (no warning); virtual_server_group not read: said, not fatal.
         #expect(c.virtualServers[0].realServers[0].checks.map(\.kind) == [.smtp(SMTPCheck(heloName: "foo.bar.com"))])
         #expect(c.virtualServers[0].realServers[0].checks.first?.retry == 3)
         #expect(!c.warnings.contains { $0.message.contains("SMTP_CHECK") })
-        #expect(c.warnings.contains { $0.message.contains("virtual_server_group") })
->>>>>>> checkb
     }
 }
