@@ -21,18 +21,25 @@ final class ExternalServer {
             throw CocoaError(.fileNoSuchFile)
         }
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["120", path] + arguments.dropFirst()
+        // KILL: a server left running (a test that failed before `stop()`) ends at the bound even with
+        // SIGTERM blocked.
+        process.arguments = ["-s", "KILL", "120", path] + arguments.dropFirst()
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
     }
 
+    /// SIGKILL to `timeout` and the server: both start with the test process's blocked signals
+    /// (Foundation's Process keeps the mask), so a SIGTERM may never arrive and a wait would hang.
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        guard process.isRunning else { return }
+        let pid = process.processIdentifier
+        if let children = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) {
+            for child in children.split(separator: " ") { if let c = pid_t(child) { kill(c, SIGKILL) } }
         }
+        kill(pid, SIGKILL)
+        process.waitUntilExit()
     }
 
     deinit { stop() }

@@ -99,7 +99,7 @@ final class TLSFiles {
     @Test(arguments: ["certificate", "key", "ca"]) func anUnreadableFileIsAnError(keyword: String) throws {
         let text = Self.ssl("url {\npath /\n}", before: "SSL {\n\(keyword) /nonexistent/masq-test.pem\n}")
         let e = try #require(parseError(text))
-        #expect(e.token == "/nonexistent/masq-test.pem" && e.line == 3 && e.file == "keepalived.conf")
+        #expect(e.token == "/nonexistent/masq-test.pem" && e.line == 2 && e.file == "keepalived.conf")
         #expect(e.message.contains("cannot be read"))
     }
 }

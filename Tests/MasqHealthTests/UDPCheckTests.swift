@@ -107,15 +107,11 @@ import Testing
         return UInt16(bigEndian: a.sin_port)
     }
 
-    /// socat as a UDP server on `port`: `echo` sends every datagram back, else it reads and says nothing.
-    static func socat(port: UInt16, echo: Bool) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        p.arguments = ["60", "socat", "-T", "60", "UDP4-RECVFROM:\(port),bind=127.0.0.1,fork,reuseaddr", echo ? "PIPE" : "OPEN:/dev/null,wronly"]
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        Thread.sleep(forTimeInterval: 0.5)  // its socket bound before the probe's datagram
-        return p
+    /// socat as a UDP server on `port` (ExternalServer: under `timeout`, stopped and waited for):
+    /// `echo` sends every datagram back, else it reads and says nothing.
+    static func socat(port: UInt16, echo: Bool) throws -> ExternalServer {
+        try ExternalServer(port: port, ["socat", "-T", "60", "UDP4-RECVFROM:\(port),bind=127.0.0.1,fork,reuseaddr",
+                                        echo ? "PIPE" : "OPEN:/dev/null,wronly"])
     }
 
     func probe(_ check: UDPCheck, port: UInt16, timeout: Double = 2) async -> Probe.Result {
@@ -123,12 +119,12 @@ import Testing
     }
 
     @Test func echoServer() async throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/socat") else { return }
         let port = Self.freePort()
         let server = try Self.socat(port: port, echo: true)
-        defer { server.terminate() }
+        defer { server.stop() }
+        // Until socat's socket is bound (before it, the port answers with an ICMP unreachable).
+        #expect(await ExternalServer.untilUp { await probe(UDPCheck(requireReply: true), port: port, timeout: 2) } == .success)
         #expect(await probe(UDPCheck(), port: port) == .success)
-        #expect(await probe(UDPCheck(requireReply: true), port: port, timeout: 10) == .success)
         let hello = Array("hello".utf8)
         #expect(await probe(UDPCheck(payload: hello, requireReply: true, reply: Array("hel".utf8)), port: port, timeout: 10) == .success)
         let mismatch = await probe(UDPCheck(payload: hello, requireReply: true, reply: Array("bye".utf8)), port: port, timeout: 10)
@@ -144,10 +140,11 @@ import Testing
     }
 
     @Test func silentServer() async throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/socat") else { return }
         let port = Self.freePort()
         let server = try Self.socat(port: port, echo: false)
-        defer { server.terminate() }
+        defer { server.stop() }
+        // Until socat's socket is bound: silence, no more ICMP unreachable.
+        #expect(await ExternalServer.untilUp { await probe(UDPCheck(), port: port, timeout: 1) } == .success)
         // Silence passes unless a reply is required (udp_socket_state: a read timeout is a success).
         #expect(await probe(UDPCheck(), port: port, timeout: 1) == .success)
         let required = await probe(UDPCheck(requireReply: true), port: port, timeout: 1)
