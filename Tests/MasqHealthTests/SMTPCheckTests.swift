@@ -82,8 +82,12 @@ import Testing
     ])
     func badReplies(script: String, reason: String) async throws {
         let port = ExternalServer.freePort()
+        // The dialogue in a file socat runs (socat's own quoting would split an inline SYSTEM: line).
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("masq-smtp-\(port).sh").path
+        try "printf '\(script)'; sleep 2\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let server = try ExternalServer(port: port, ["socat", "TCP4-LISTEN:\(port),bind=127.0.0.1,reuseaddr,fork",
-                                                     "SYSTEM:printf '\(script)'; sleep 2"])
+                                                     "EXEC:/bin/sh \(file)"])
         defer { server.stop() }
         var result = Probe.Result.success
         for _ in 0..<100 {
