@@ -115,16 +115,9 @@ enum Pinger {
         return (UInt16(b[6]) << 8 | UInt16(b[7])) == sequence
     }
 
-    /// RFC 1071's Internet checksum.
+    /// RFC 1071's Internet checksum of an echo request: MasqCore's, over the array's bytes.
     static func checksum(_ bytes: [UInt8]) -> UInt16 {
-        var sum: UInt32 = 0
-        var i = 0
-        while i + 1 < bytes.count {
-            sum += UInt32(bytes[i]) << 8 | UInt32(bytes[i + 1])
-            i += 2
-        }
-        if i < bytes.count { sum += UInt32(bytes[i]) << 8 }
-        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
-        return ~UInt16(sum)
+        var copy = bytes
+        return copy.withUnsafeMutableBytes { InternetChecksum.compute(PacketBytes($0)) }
     }
 }
