@@ -118,6 +118,13 @@ private let skippedSections: Set<String> = [
 /// Checkers masq does not run: skipped with a warning (the real server is not checked by them).
 let skippedCheckers: Set<String> = ["BFD_CHECK", "FILE_CHECK"]
 
+/// The keywords every checker takes (check_api.c `install_checker_common_keywords`), read by the
+/// parser's `checkKeyword`.
+let commonCheckKeywords: Set<String> = [
+    "connect_ip", "connect_port", "bindto", "connect_timeout", "retry", "delay_before_retry", "warmup",
+    "delay_loop", "alpha", "log_all_failures", "bind_port", "bind_if", "fwmark",
+]
+
 /// keepalived keywords masq knows but refuses (an error rather than "unknown keyword").
 let unsupportedKeywords: [String: String] = [
     "persistence_engine": "persistence engines are not supported by masq",

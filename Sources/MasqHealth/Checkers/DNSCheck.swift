@@ -31,12 +31,6 @@ public struct DNSCheck: Equatable, Sendable {
     public var typeName: String { Self.types.first { $0.code == type }?.name ?? "TYPE\(type)" }
 }
 
-/// The keywords every checker takes (check_api.c `install_checker_common_keywords`), read by the
-/// parser's `checkKeyword`.
-let commonCheckKeywords: Set<String> = [
-    "connect_ip", "connect_port", "bindto", "connect_timeout", "retry", "delay_before_retry", "warmup",
-    "delay_loop", "alpha", "log_all_failures", "bind_port", "bind_if", "fwmark",
-]
 
 extension KeepalivedFileParser {
     /// A keyword every checker shares, or an error naming the checker it is unknown in.

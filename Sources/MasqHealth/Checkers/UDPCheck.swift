@@ -79,7 +79,7 @@ public struct UDPCheck: Equatable, Sendable {
     }
 }
 
-// `commonCheckKeywords` (DNSCheck.swift): the keywords every checker but MISC_CHECK has.
+// `commonCheckKeywords` (KeepalivedParser.swift): the keywords every checker but MISC_CHECK has.
 
 extension KeepalivedFileParser {
     /// Reads a `UDP_CHECK` block of a real server: `payload HEX`, `require_reply [HEX]`,
